@@ -1,0 +1,41 @@
+# spurlab: discover, measure and mitigate spurious features in image classifiers.
+# Rules are thin: each calls the `spurlab` CLI with explicit paths (see rules/*.smk).
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+from spurlab.config import check_semantics, section_for_set, set_names
+
+min_version("9.0")
+
+
+# The default config applies only when none is given: Snakemake merges a `configfile:` with
+# --configfile key by key, which would mix two cue tables.
+if not workflow.overwrite_configfiles:
+
+    configfile: f"{workflow.basedir}/config/config.yaml"
+
+
+# Jobs re-read the config files (merged key by key, as Snakemake merges them); inline --config
+# values would not reach them.
+if workflow.config_settings.config:
+    raise WorkflowError(
+        "spurlab: --config KEY=VALUE overrides are not forwarded to jobs; put them in a YAML "
+        "file and add it after the base config: --configfile config/config.yaml my_overrides.yaml"
+    )
+
+# Schema first (unknown keys, types), then cross-key rules: a bad config fails here, before
+# any job writes under results/.
+validate(config, "workflow/schemas/config.schema.yaml")
+check_semantics(config)
+
+CONFIGFILES = " ".join(map(str, workflow.configfiles))
+SETS = set_names(config)
+
+
+include: "rules/datasets.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.datasets.input,

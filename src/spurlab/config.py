@@ -1,0 +1,190 @@
+"""Load, merge and validate pipeline configs.
+
+One validator serves the CLI and the Snakefile: the JSON schema (`schemas/config.schema.yaml`,
+linked from `workflow/schemas/`) checks keys and types, then `check_semantics` checks what a
+schema cannot (a cue assigned to a class that does not exist, ...). Every failure is a
+`SpurlabError` whose message starts with the key path. Pure Python: the Snakefile imports this
+at parse time, before any job runs, so a bad config writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .errors import SpurlabError
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+SHAPE_NAMES = ("disk", "square", "triangle", "star", "cross", "ring", "hexagon", "crescent", "arrow",
+               "heart", "diamond", "pentagon", "semicircle", "ellipse")  # fmt: skip
+SCENE_NAMES = ("stripes", "checker", "sky", "grass", "water", "bricks", "dots", "wood", "sand", "clouds")
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Recursive dict update, as Snakemake merges several --configfile files."""
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> dict:
+    """Read one or more YAML files (later ones override earlier ones) and validate the result."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    cfg: dict = {}
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise SpurlabError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise SpurlabError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from e
+        if not isinstance(data, dict):
+            raise SpurlabError(f"{p}: a config file must be a mapping of keys")
+        cfg = merge(cfg, data)
+    return validate_config(cfg)
+
+
+def _key_path(parts) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in parts).replace(".[", "[") or "<root>"
+
+
+def validate_config(cfg: dict) -> dict:
+    """Schema, then semantics. Returns `cfg` unchanged; raises `SpurlabError` naming the key."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise SpurlabError(_describe(errors[0]))
+    check_semantics(cfg)
+    return cfg
+
+
+def _describe(err) -> str:
+    path = list(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = set(err.schema.get("properties", {}))
+        extra = sorted(k for k in err.instance if k not in allowed)
+        key = _key_path(path + extra[:1])
+        hint = f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""
+        return f"config key {key}: unknown key{hint}"
+    if err.validator == "required":
+        return f"config key {_key_path(path)}: {err.message}"
+    return f"config key {_key_path(path)}: {err.message}"
+
+
+def check_semantics(cfg: dict) -> None:
+    """Cross-key checks the schema cannot express. Raises `SpurlabError` with the key path."""
+    ds = cfg["datasets"]
+    classes, scenes, cues = ds["classes"], ds["scenes"], ds["cues"]
+    for i, c in enumerate(classes):
+        if c not in SHAPE_NAMES:
+            raise SpurlabError(f"config key datasets.classes[{i}]: unknown shape '{c}' (known: {', '.join(SHAPE_NAMES)})")
+    for i, s in enumerate(scenes):
+        if s not in SCENE_NAMES:
+            raise SpurlabError(f"config key datasets.scenes[{i}]: unknown scene '{s}' (known: {', '.join(SCENE_NAMES)})")
+    _check_cues(cues, classes, scenes, "datasets.cues")
+    elsewhere: dict[str, float] = {}
+    for cname, row in ds["cue_table"].items():
+        key = f"datasets.cue_table.{cname}"
+        if cname not in classes:
+            raise SpurlabError(f"config key {key}: class '{cname}' is not in datasets.classes")
+        if row["cue"] not in cues:
+            raise SpurlabError(f"config key {key}.cue: cue '{row['cue']}' is not defined in datasets.cues")
+        prev = elsewhere.setdefault(row["cue"], row["p_elsewhere"])
+        if prev != row["p_elsewhere"]:
+            raise SpurlabError(
+                f"config key {key}.p_elsewhere: cue '{row['cue']}' is shared with another class whose "
+                f"p_elsewhere is {prev}; a shared cue has one p_elsewhere"
+            )
+    bg = {n: c["scene"] for n, c in cues.items() if c["type"] == "background"}
+    for cname in classes:
+        total = sum(
+            (ds["cue_table"][cname]["p_in_class"] if ds["cue_table"].get(cname, {}).get("cue") == n else elsewhere.get(n, 0.0))
+            for n in bg
+        )
+        if total > 1 + 1e-9:
+            raise SpurlabError(
+                f"config key datasets.cue_table: background cue probabilities for class '{cname}' sum to "
+                f"{total:g} > 1 (an image has one scene)"
+            )
+    if not [s for s in scenes if s not in bg.values()]:
+        raise SpurlabError("config key datasets.scenes: every scene is a background cue; at least one must be neutral")
+    control = ds["counterfactual_control_cue"]
+    if control is not None:
+        if control not in cues:
+            raise SpurlabError(f"config key datasets.counterfactual_control_cue: cue '{control}' is not defined in datasets.cues")
+        if control in elsewhere:
+            raise SpurlabError(
+                f"config key datasets.counterfactual_control_cue: cue '{control}' is assigned in datasets.cue_table; "
+                "the control cue must be one no class is trained with"
+            )
+        if cues[control]["type"] == "background":
+            raise SpurlabError("config key datasets.counterfactual_control_cue: a background cue cannot be the control cue")
+    if ds["object"]["scale"][0] > ds["object"]["scale"][1]:
+        raise SpurlabError("config key datasets.object.scale: minimum is larger than maximum")
+
+    bam = cfg["bam"]
+    for i, o in enumerate(bam["objects"]):
+        if o not in SHAPE_NAMES:
+            raise SpurlabError(f"config key bam.objects[{i}]: unknown shape '{o}'")
+    for i, s in enumerate(bam["scenes"]):
+        if s not in SCENE_NAMES:
+            raise SpurlabError(f"config key bam.scenes[{i}]: unknown scene '{s}'")
+    if bam["common_object"] not in bam["objects"]:
+        raise SpurlabError(f"config key bam.common_object: '{bam['common_object']}' is not in bam.objects")
+
+    con = cfg["contamination"]
+    if con["aligned_class"] not in classes:
+        raise SpurlabError(f"config key contamination.aligned_class: '{con['aligned_class']}' is not in datasets.classes")
+    for name, sig in con["signals"].items():
+        if sig["type"] == "background":
+            raise SpurlabError(f"config key contamination.signals.{name}.type: a background cannot be applied to an image")
+    _check_cues(con["signals"], classes, scenes, "contamination.signals")
+
+
+def _check_cues(cues: dict, classes: list, scenes: list, where: str) -> None:
+    for name, c in cues.items():
+        if c["type"] == "background" and c["scene"] not in scenes:
+            raise SpurlabError(f"config key {where}.{name}.scene: '{c['scene']}' is not in datasets.scenes")
+        if c["type"] == "co_object":
+            if c["glyph"] not in SHAPE_NAMES:
+                raise SpurlabError(f"config key {where}.{name}.glyph: unknown shape '{c['glyph']}'")
+            if c["glyph"] in classes:
+                raise SpurlabError(f"config key {where}.{name}.glyph: '{c['glyph']}' is a class shape; a co-object must differ")
+
+
+def section_for_set(cfg: dict, set_name: str) -> dict[str, Any]:
+    """The slice of config a set is made from (what its config_sha256 covers)."""
+    if set_name.startswith("bam_"):
+        return {"seed": cfg["seed"], "bam": cfg["bam"]}
+    if set_name.startswith("contam_"):
+        return {"seed": cfg["seed"], "datasets": cfg["datasets"], "contamination": cfg["contamination"]}
+    return {"seed": cfg["seed"], "datasets": cfg["datasets"]}
+
+
+CORE_SETS = ("train", "val", "test", "counterfactual", "cue_only")
+
+
+def set_names(cfg: dict) -> list[str]:
+    """Every image set the config asks for, in a stable order (the `datasets` target's outputs)."""
+    names = list(CORE_SETS)
+    if cfg["bam"]["enabled"]:
+        variants = ["os", "0s", "og"] + [f"k{round(k * 100):03d}" for k in sorted(cfg["bam"]["commonality"])]
+        names += [f"bam_{v}_{s}" for v in variants for s in ("train", "test")]
+    if cfg["contamination"]["enabled"]:
+        signals = ["clean"] + list(cfg["contamination"]["signals"])
+        names += [f"contam_{g}_{s}" for g in signals for s in ("train", "test")]
+    return names

@@ -1,0 +1,284 @@
+"""Image sets in HDF5 (ARCHITECTURE stage 1): the one format every stage reads images from.
+
+Layout of a *packed* set (the planted-cue benchmark, BAM and contamination sets)::
+
+    images      uint8 (N, H, W, 3), chunked by rows, gzip
+    labels      int64 (N,)           -1 where an image has no class object (cue_only)
+    ids         bytes (N,)           stable row ids, e.g. b"train-0000042"
+    meta/<col>  (N,)                 per-image metadata table (scene, cue flags, object pose ...)
+    masks/<m>   uint8 (N, H, W)      0/1 ground-truth masks: `object` and one per cue
+    attrs       format, kind, set_name, class_names, image_size, n_images, seed,
+                generator_version, config (JSON), config_sha256, sha256 (content)
+
+An *index* set (real data: ImageNet-style folders) has ``kind = "index"`` and ``paths`` (N,)
+instead of ``images``; pixels are decoded on the fly with the same reader API. Building an index
+from a folder is `spurlab.data.folders`' job; this module only reads it.
+
+The content hash covers every dataset's bytes in row order plus the class names, so the same
+seed and config give the same hash on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import h5py
+import numpy as np
+
+from ..errors import SpurlabError
+from ..io import atomic_path, canonical_json, sha256_json
+
+FORMAT = "spurlab.imageset"
+FORMAT_VERSION = 1
+ROW_CHUNK = 64
+
+
+class ImageSetWriter:
+    """Stream chunks of rows into a new image set; the file appears under its name only on success.
+
+    Use as a context manager; `append` takes the dicts the generators yield. The schema (meta
+    columns, masks) is fixed by the first chunk.
+    """
+
+    def __init__(self, path: str | os.PathLike, n: int, attrs: dict[str, Any]):
+        self.path = Path(path)
+        self.n = int(n)
+        self.attrs = attrs
+        self.row = 0
+        self._hashers: dict[str, Any] = {}
+
+    def __enter__(self):
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self.f = h5py.File(self._tmp, "w", track_order=True)
+        return self
+
+    def _dataset(self, name: str, arr: np.ndarray):
+        if name not in self.f:
+            shape = (self.n,) + arr.shape[1:]
+            big = arr.ndim >= 3
+            self.f.create_dataset(
+                name,
+                shape=shape,
+                dtype=arr.dtype,
+                chunks=(min(ROW_CHUNK, self.n),) + arr.shape[1:] if big else None,
+                compression="gzip" if big else None,
+                compression_opts=1 if big else None,
+                shuffle=False,
+                track_times=False,
+            )
+            self._hashers[name] = hashlib.sha256()
+        return self.f[name]
+
+    def _put(self, name: str, arr: np.ndarray):
+        arr = np.ascontiguousarray(arr)
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+        ds = self._dataset(name, arr)
+        ds[self.row : self.row + len(arr)] = arr
+        self._hashers[name].update(arr.tobytes())
+
+    def append(self, rec: dict) -> None:
+        m = len(rec["labels"])
+        if self.row + m > self.n:
+            raise SpurlabError(f"{self.path}: more rows than the declared {self.n}")
+        self._put("images", rec["images"])
+        self._put("labels", rec["labels"].astype(np.int64))
+        self._put("ids", rec["ids"].astype("S32"))
+        for k, v in rec["meta"].items():
+            self._put(f"meta/{k}", v)
+        for k, v in rec["masks"].items():
+            self._put(f"masks/{k}", v)
+        self.row += m
+
+    def content_sha256(self) -> str:
+        h = hashlib.sha256()
+        for name in sorted(self._hashers):
+            h.update(f"{name}:{self.f[name].dtype.str}:{self.f[name].shape}:{self._hashers[name].hexdigest()}\n".encode())
+        h.update(canonical_json(self.attrs.get("class_names", [])).encode())
+        return h.hexdigest()
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                if self.row != self.n:
+                    raise SpurlabError(f"{self.path}: wrote {self.row} rows, declared {self.n}")
+                self.sha256 = self.content_sha256()
+                attrs = dict(self.attrs, format=FORMAT, format_version=FORMAT_VERSION, n_images=self.n)
+                attrs["sha256"] = self.sha256
+                for k, v in attrs.items():
+                    self.f.attrs[k] = json.dumps(v) if isinstance(v, (list, dict)) else v
+        finally:
+            self.f.close()
+        if exc_type is None:
+            return self._atomic.__exit__(None, None, None)
+        return self._atomic.__exit__(exc_type, exc, tb)
+
+
+def write_imageset(path: str | os.PathLike, n: int, chunks: Iterable[dict], attrs: dict[str, Any], progress=None) -> str:
+    """Write an image set from an iterator of row chunks; return its content sha256."""
+    with ImageSetWriter(path, n, attrs) as w:
+        for rec in chunks:
+            w.append(rec)
+            if progress is not None:
+                progress.update(len(rec["labels"]))
+    return w.sha256
+
+
+def _attr(value):
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        return json.loads(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class ImageSet:
+    """Read-only access to an image set (packed or index). Opens the file lazily, per process,
+    so it can be handed to DataLoader workers."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SpurlabError(f"{self.path}: no such image set")
+        try:
+            with h5py.File(self.path, "r") as f:
+                self.attrs = {k: _attr(v) for k, v in f.attrs.items()}
+                self._members = set()
+                f.visit(self._members.add)
+        except OSError as e:
+            raise SpurlabError(f"{self.path}: not a readable HDF5 file ({e})") from e
+        if self.attrs.get("format") != FORMAT:
+            raise SpurlabError(f"{self.path}: not a spurlab image set (attrs.format={self.attrs.get('format')!r})")
+        self.kind = self.attrs.get("kind", "packed")
+        self._f = None
+        self._pid = None
+
+    @property
+    def f(self) -> h5py.File:
+        if self._f is None or self._pid != os.getpid():
+            self._f = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._f
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_f"] = None
+        return state
+
+    def close(self):
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __len__(self) -> int:
+        return int(self.attrs["n_images"])
+
+    @property
+    def sha256(self) -> str:
+        return self.attrs["sha256"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.attrs["class_names"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.attrs["image_size"])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.f["labels"][:]
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.f["ids"][:]
+
+    @property
+    def mask_names(self) -> list[str]:
+        return sorted(m.split("/", 1)[1] for m in self._members if m.startswith("masks/"))
+
+    @property
+    def meta_columns(self) -> list[str]:
+        return sorted(m.split("/", 1)[1] for m in self._members if m.startswith("meta/"))
+
+    def meta(self, columns: list[str] | None = None):
+        """The per-image metadata table as a pandas DataFrame (one row per image, in order)."""
+        import pandas as pd
+
+        cols = columns or self.meta_columns
+        missing = [c for c in cols if f"meta/{c}" not in self._members]
+        if missing:
+            raise SpurlabError(f"{self.path}: no metadata column '{missing[0]}'")
+        return pd.DataFrame({c: self.f[f"meta/{c}"][:] for c in cols})
+
+    def images(self, index=slice(None)) -> np.ndarray:
+        """uint8 (n, H, W, 3) for an index, slice or sorted index array."""
+        if self.kind == "packed":
+            return self.f["images"][index]
+        paths = self.f["paths"][index]
+        if np.ndim(paths) == 0:
+            return _decode(paths)
+        return np.stack([_decode(p) for p in paths])
+
+    def masks(self, name: str, index=slice(None)) -> np.ndarray:
+        key = f"masks/{name}"
+        if key not in self._members:
+            raise SpurlabError(f"{self.path}: no mask '{name}' (has: {', '.join(self.mask_names) or 'none'})")
+        return self.f[key][index]
+
+    def verify(self) -> None:
+        """Recompute the content hash and compare it with the stored one (reads the whole file)."""
+        h = hashlib.sha256()
+        names = sorted(m for m in self._members if isinstance(self.f[m], h5py.Dataset))
+        for name in names:
+            ds = self.f[name]
+            d = hashlib.sha256()
+            step = max(1, (1 << 24) // max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize))
+            for s in range(0, ds.shape[0], step):
+                d.update(np.ascontiguousarray(ds[s : s + step]).tobytes())
+            h.update(f"{name}:{ds.dtype.str}:{ds.shape}:{d.hexdigest()}\n".encode())
+        h.update(canonical_json(self.class_names).encode())
+        if h.hexdigest() != self.sha256:
+            raise SpurlabError(f"{self.path}: content does not match its sha256 attribute (corrupt or edited file)")
+
+
+def _decode(path) -> np.ndarray:
+    from PIL import Image
+
+    path = path.decode() if isinstance(path, bytes) else str(path)
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise SpurlabError(f"{path}: cannot decode image ({e})") from e
+
+
+def open_imageset(path: str | os.PathLike, expected_sha256: str | None = None) -> ImageSet:
+    """Open an image set; if `expected_sha256` is given, fail clearly unless it matches."""
+    s = ImageSet(path)
+    if expected_sha256 is not None and s.sha256 != expected_sha256:
+        raise SpurlabError(f"{path}: sha256 {s.sha256[:12]}... does not match the expected {expected_sha256[:12]}...")
+    return s
+
+
+def config_attrs(section: dict, seed: int, generator_version: str) -> dict:
+    """The provenance attrs every generated set carries: what it was made from."""
+    return {
+        "config": section,
+        "config_sha256": sha256_json(section),
+        "seed": int(seed),
+        "generator_version": generator_version,
+    }

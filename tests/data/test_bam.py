@@ -1,0 +1,67 @@
+"""BAM compositing (SPEC 1.2): the grid, the three variants, commonality sets, object size."""
+
+import numpy as np
+import pytest
+
+from spurlab.data import bam
+from spurlab.data.sets import build_plan
+from tests.data.test_synth import collect
+
+
+@pytest.fixture
+def sets(default_cfg):
+    cfg = default_cfg
+    cfg["bam"]["n_per_pair"] = {"train": 2, "test": 1}
+    return cfg, {v: collect(build_plan(cfg, f"bam_{v}_test")[0]) for v in ("os", "0s", "og", "k030", "k100")}
+
+
+def test_every_object_on_every_scene(sets):
+    cfg, d = sets
+    pairs = np.stack([d["os"]["meta"]["object_label"], d["os"]["meta"]["scene_label"]], 1)
+    uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+    assert len(uniq) == len(cfg["bam"]["objects"]) * len(cfg["bam"]["scenes"])
+    assert (counts == 1).all()
+    np.testing.assert_array_equal(d["os"]["labels"], d["os"]["meta"]["object_label"])
+
+
+def test_variants_share_scenes_and_objects_row_for_row(sets):
+    _, d = sets
+    obj = d["os"]["masks"]["object"].astype(bool)
+    assert obj.any(axis=(1, 2)).all()
+    # X_0s: the same scene with the object removed: differs only inside the object mask
+    assert not d["0s"]["masks"]["object"].any()
+    diff = (d["os"]["images"] != d["0s"]["images"]).any(-1)
+    assert not (diff & ~obj).any()
+    assert diff.sum() > 0.8 * obj.sum()
+    # X_og: the same object on gray: identical inside the mask, gray outside
+    inside = obj[..., None].repeat(3, -1)
+    np.testing.assert_array_equal(d["og"]["images"][inside], d["os"]["images"][inside])
+    bg = d["og"]["images"][~inside].astype(float)
+    assert abs(bg.mean() - 127.5) < 2 and bg.std() < 0.02 * 255 * 1.2
+
+
+def test_commonality_sets_put_the_common_object_in_the_first_k_scenes(sets):
+    cfg, d = sets
+    cf = cfg["bam"]["objects"].index(cfg["bam"]["common_object"])
+    n_scenes = len(cfg["bam"]["scenes"])
+    for v, k in (("k030", 0.3), ("k100", 1.0)):
+        m = d[v]["meta"]
+        np.testing.assert_array_equal(d[v]["labels"], m["scene_label"])
+        in_cf = m["scene_label"] < bam.cf_scene_count(k, n_scenes)
+        assert (m["object_label"][in_cf] == cf).all()
+        assert (m["object_label"][~in_cf] != cf).all()
+    assert bam.cf_scene_count(0.3, 10) == 3 and bam.cf_scene_count(0.1, 10) == 1
+
+
+@pytest.mark.parametrize("rule,lo,hi", [("code", 1 / np.sqrt(3), 1 / np.sqrt(2)), ("paper", 1 / 3, 1 / 2)])
+def test_object_size_follows_the_scale_rule(default_cfg, rule, lo, hi):
+    cfg = default_cfg
+    cfg["bam"].update(n_per_pair={"train": 1, "test": 3}, scale_rule=rule, image_size=128)
+    d = collect(build_plan(cfg, "bam_os_test")[0])
+    disk = d["meta"]["object_label"] == cfg["bam"]["objects"].index("disk")
+    # a disk's side is its diameter: 2 * 0.8 * radius on the [-1, 1] frame
+    side = np.array([np.ptp(np.flatnonzero(m.any(0))) + 1 for m in d["masks"]["object"][disk]]) / 128
+    assert side.min() > 0.8 / 0.9 * lo - 0.03 and side.max() < 0.8 / 0.9 * hi + 0.03
+    # uniform position: whole object inside the image
+    m = d["masks"]["object"].astype(bool)
+    assert m.any(axis=(1, 2)).all()

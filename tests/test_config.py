@@ -1,0 +1,98 @@
+"""Config validation: unknown keys, bad types and cross-key errors name the key path."""
+
+import copy
+import subprocess
+
+import pytest
+import yaml
+
+from spurlab.config import load_config, merge, validate_config
+from spurlab.errors import SpurlabError
+from tests.conftest import ROOT, spurlab_exe
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "tiny.yaml"])
+def test_shipped_configs_are_valid(name):
+    load_config(ROOT / "config" / name)
+
+
+def _set(cfg, path, value):
+    *parents, last = path
+    for p in parents:
+        cfg = cfg[p]
+    cfg[last] = value
+
+
+def _delete(cfg, path):
+    *parents, last = path
+    for p in parents:
+        cfg = cfg[p]
+    del cfg[last]
+
+
+BAD = [
+    # (what to change, value, expected message fragment)
+    (("bogus",), 1, "config key bogus: unknown key"),
+    (("datasets", "n_image"), 1, "config key datasets.n_image: unknown key"),
+    (("datasets", "cues", "feeder", "colour"), [1, 0, 0], "config key datasets.cues.feeder.colour: unknown key"),
+    (("datasets", "cue_table", "disk", "p_in"), 0.5, "config key datasets.cue_table.disk.p_in: unknown key"),
+    (("datasets", "image_size"), "64", "config key datasets.image_size: '64' is not of type 'integer'"),
+    (("datasets", "n_images", "train"), -5, "config key datasets.n_images.train: -5 is less than the minimum of 1"),
+    (("datasets", "cue_table", "disk", "p_in_class"), 1.5, "config key datasets.cue_table.disk.p_in_class: 1.5 is greater than the maximum of 1"),
+    (("datasets", "cue_table", "disk", "p_elsewhere"), -0.1, "config key datasets.cue_table.disk.p_elsewhere: -0.1 is less than the minimum of 0"),
+    (("datasets", "cues", "feeder", "type"), "sticker", "config key datasets.cues.feeder.type: 'sticker' is not one of"),
+    (("datasets", "cue_table", "octagon"), {"cue": "feeder", "p_in_class": 0.9, "p_elsewhere": 0.04},
+     "config key datasets.cue_table.octagon: class 'octagon' is not in datasets.classes"),
+    (("datasets", "cue_table", "disk", "cue"), "nope", "config key datasets.cue_table.disk.cue: cue 'nope' is not defined"),
+    (("datasets", "cue_table", "ring", "p_elsewhere"), 0.2, "config key datasets.cue_table.ring.p_elsewhere: cue 'hospital_tag' is shared"),
+    (("datasets", "classes"), ["disk", "blob"], "config key datasets.classes[1]: unknown shape 'blob'"),
+    (("datasets", "counterfactual_control_cue"), "feeder", "must be one no class is trained with"),
+    (("bam", "common_object"), "dog", "config key bam.common_object: 'dog' is not in bam.objects"),
+    (("bam", "scale_rule"), "bigger", "config key bam.scale_rule: 'bigger' is not one of"),
+    (("contamination", "aligned_class"), "cat", "config key contamination.aligned_class: 'cat' is not in datasets.classes"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path,value,message", BAD, ids=[".".join(b[0]) for b in BAD])
+def test_bad_config_names_the_key(default_cfg, path, value, message):
+    cfg = copy.deepcopy(default_cfg)
+    _set(cfg, path, value)
+    with pytest.raises(SpurlabError) as e:
+        validate_config(cfg)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_key_is_named(default_cfg):
+    _delete(default_cfg, ("datasets", "pixel_noise"))
+    with pytest.raises(SpurlabError, match=r"config key datasets: 'pixel_noise' is a required property"):
+        validate_config(default_cfg)
+
+
+def test_merge_is_recursive_like_snakemake():
+    assert merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}, "d": 1}
+
+
+def test_later_config_files_override_earlier(tmp_path):
+    over = tmp_path / "over.yaml"
+    over.write_text(yaml.safe_dump({"seed": 7, "datasets": {"n_images": {"train": 10}}}))
+    cfg = load_config([ROOT / "config" / "tiny.yaml", over])
+    assert cfg["seed"] == 7 and cfg["datasets"]["n_images"]["train"] == 10 and cfg["datasets"]["n_images"]["val"] == 80
+
+
+def test_cli_rejects_bad_config_with_one_line_and_writes_nothing(tmp_path, default_cfg):
+    _set(default_cfg, ("datasets", "cue_table", "disk", "p_in_class"), 2)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(default_cfg))
+    out = tmp_path / "results" / "train.h5"
+    r = subprocess.run([spurlab_exe(), "make-set", "-c", str(bad), "--set", "train", "--out", str(out)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0
+    assert r.stderr.startswith("spurlab: error: config key datasets.cue_table.disk.p_in_class")
+    assert not (tmp_path / "results").exists()
+    r = subprocess.run([spurlab_exe(), "validate-config", "-c", str(tmp_path / "missing.yaml")], capture_output=True, text=True)
+    assert r.returncode == 2 and "missing.yaml: config file not found" in r.stderr
+    bad.write_text("datasets: [unclosed")
+    r = subprocess.run([spurlab_exe(), "validate-config", "-c", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and "bad.yaml: not valid YAML" in r.stderr and r.stderr.count("\n") == 1

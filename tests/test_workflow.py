@@ -1,0 +1,130 @@
+"""The Snakemake workflow itself: runs, reruns nothing, lints clean, rejects bad configs early."""
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from spurlab.config import load_config, set_names
+from spurlab.data.imagesets import ImageSet
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir, *args, env, check=True):
+    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import os
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    work = tmp_path_factory.mktemp("wf")
+    cfg = str(ROOT / "config" / "tiny.yaml")
+    profile = str(ROOT / "workflow" / "profiles" / "default")
+    snakemake(work, "datasets", "--cores", "2", "--configfile", cfg, "--workflow-profile", profile, env=env)
+    return work, cfg, env
+
+
+@pytest.mark.slow
+def test_datasets_target_on_tiny(tiny_run):
+    work, cfg, _ = tiny_run
+    names = set_names(load_config(cfg))
+    summary = json.loads((work / "results/datasets/summary.json").read_text())
+    assert set(summary["sets"]) == set(names)
+    assert summary["images_per_second"] > 0
+    for name in names:
+        entry = summary["sets"][name]
+        with ImageSet(work / f"results/datasets/{name}.h5") as s:
+            assert entry["sha256"] == s.sha256 and entry["n_images"] == len(s) and entry["image_size"] == 32
+        assert (work / f"results/datasets/{name}.png").stat().st_size > 1000
+        assert (work / f"logs/image_set/{name}.log").exists()
+        assert (work / f"benchmarks/image_set/{name}.tsv").exists()
+    rates = summary["sets"]["train"]["cue_rates"]
+    assert rates["disk"]["water_bg"] > 0.7 and rates["star"]["hospital_tag"] < 0.2
+    # nothing temporary left behind
+    assert not list((work / "results").rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_rerun_does_nothing_and_forcerun_is_byte_identical(tiny_run):
+    work, cfg, env = tiny_run
+    before = (work / "results/datasets/train.h5").read_bytes()
+    r = snakemake(work, "datasets", "--cores", "2", "--configfile", cfg, "-n", env=env)
+    assert "Nothing to be done" in r.stdout + r.stderr
+    snakemake(work, "results/datasets/train.h5", "--cores", "2", "--configfile", cfg, "--forcerun", "image_set", "--allowed-rules", "image_set", env=env)
+    assert (work / "results/datasets/train.h5").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_bad_config_fails_before_any_job(tmp_path, venv_env):
+    cfg = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
+    cfg["datasets"]["cue_table"]["octagon"] = {"cue": "water_bg", "p_in_class": 0.9, "p_elsewhere": 0.05}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    r = snakemake(tmp_path, "--cores", "1", "--configfile", str(bad), env=venv_env, check=False)
+    assert r.returncode != 0
+    assert "datasets.cue_table.octagon: class 'octagon' is not in datasets.classes" in r.stderr
+    cfg = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
+    cfg["datasets"]["typo"] = 1
+    bad.write_text(yaml.safe_dump(cfg))
+    r = snakemake(tmp_path, "--cores", "1", "--configfile", str(bad), env=venv_env, check=False)
+    assert r.returncode != 0 and "typo" in r.stderr
+    r = snakemake(tmp_path, "--cores", "1", "--config", "seed=3", env=venv_env, check=False)
+    assert r.returncode != 0 and "--config KEY=VALUE overrides are not forwarded" in r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "tiny.yaml"])
+def test_dry_run(tmp_path, venv_env, config):
+    r = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(ROOT / "config" / config), env=venv_env)
+    n_sets = len(set_names(load_config(ROOT / "config" / config)))
+    import re
+
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout, flags=re.M))
+    assert counts["image_set"] == str(n_sets) and counts["contact_sheet"] == str(n_sets)
+    assert counts["datasets_summary"] == "1"
+
+
+def test_default_config_is_used_without_configfile(tmp_path, venv_env):
+    r = snakemake(tmp_path, "-n", "--cores", "1", env=venv_env)
+    assert "contam_stripe_train" in r.stdout  # only config/config.yaml defines the stripe signal
+
+
+def test_lint_and_format(venv_env):
+    r = subprocess.run(["snakemake", "--lint", "--configfile", str(ROOT / "config" / "tiny.yaml")],
+                       cwd=ROOT, capture_output=True, text=True, env=venv_env)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Congratulations" in r.stdout + r.stderr
+    r = subprocess.run(["snakefmt", "--check", "Snakefile", "rules/"], cwd=ROOT, capture_output=True, text=True, env=venv_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_slurm_profile_settings():
+    prof = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    assert prof["executor"] == "slurm"
+    assert prof["slurm-status-command"] == "squeue" and prof["slurm-no-account"] is True
+    assert "slurm_account" not in prof["default-resources"]
+    assert "gpu" not in prof.get("resources", {})
+
+
+def test_every_rule_has_log_benchmark_resources():
+    import re
+
+    for smk in (ROOT / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule )", smk.read_text())[1:]:
+            name = block.split(":")[0].split()[1]
+            if "shell:" not in block:
+                continue  # target rules only collect inputs
+            for key in ("log:", "benchmark:", "resources:", "conda:", "threads:"):
+                assert key in block, f"rule {name} in {smk.name} lacks {key}"
+            assert re.search(r'"spurlab [a-z-]+', block), f"rule {name} must call the spurlab CLI"
