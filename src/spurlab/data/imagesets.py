@@ -35,6 +35,7 @@ from ..io import atomic_path, canonical_json, sha256_json
 FORMAT = "spurlab.imageset"
 FORMAT_VERSION = 1
 ROW_CHUNK = 64
+COMPRESSION, COMPRESSION_OPTS = "gzip", 1
 
 
 class ImageSetWriter:
@@ -66,8 +67,8 @@ class ImageSetWriter:
                 shape=shape,
                 dtype=arr.dtype,
                 chunks=(min(ROW_CHUNK, self.n),) + arr.shape[1:] if big else None,
-                compression="gzip" if big else None,
-                compression_opts=1 if big else None,
+                compression=COMPRESSION if big else None,
+                compression_opts=COMPRESSION_OPTS if big else None,
                 shuffle=False,
                 track_times=False,
             )

@@ -44,9 +44,11 @@ def smooth_noise(noise: np.ndarray, size: int, res: int | None = None) -> np.nda
 
 
 def _mix(c0, c1, t):
-    """Blend colours c0, c1 (B, 3) by t (B, H, W) -> (B, H, W, 3)."""
+    """Blend colours c0, c1 (B, 3) by t (B, H, W) -> (B, H, W, 3), in one output buffer."""
     c0 = c0[:, None, None, :].astype(np.float32)
-    return c0 + (c1[:, None, None, :].astype(np.float32) - c0) * t[..., None].astype(np.float32)
+    out = np.multiply(t[..., None], (c1[:, None, None, :] - c0).astype(np.float32), dtype=np.float32)
+    out += c0
+    return out
 
 
 def _jitter(base, p, amount=0.08):

@@ -208,10 +208,10 @@ def render(
     order = sorted(range(len(world.cue_names)), key=lambda q: cue_lib.RENDER_ORDER[world.cue_specs[q]["type"]])
     for q in order:
         cue_masks[q] = cue_lib.apply_cue(canvas, world.cue_specs[q], lat.cue_params[:, q], frame, flags[:, q])
-    canvas += lat.pixel_noise[..., None]
-    np.clip(canvas, 0.0, 1.0, out=canvas)
+    # to 8 bits: clip(x + noise, 0, 1) * 255, rounded half up (truncation of v + 0.5 >= 0)
     canvas *= 255.0
-    canvas += 0.5  # round half up; values are >= 0, so truncation rounds
+    canvas += (lat.pixel_noise * 255.0 + 0.5)[..., None]
+    np.clip(canvas, 0.5, 255.5, out=canvas)
     images = canvas.astype(np.uint8)
     return {"images": images, "object": obj, "cue_masks": cue_masks, "scene": scene}
 
