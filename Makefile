@@ -35,6 +35,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/synth.py
+	$(BIN)/python bench/feature_cache.py
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -3,7 +3,7 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from spurlab.config import check_semantics, section_for_set, set_names
+from spurlab.config import check_semantics, model_section, section_for_set, set_names
 
 min_version("9.0")
 
@@ -30,12 +30,15 @@ check_semantics(config)
 
 CONFIGFILES = " ".join(map(str, workflow.configfiles))
 SETS = set_names(config)
+MODELS = list(config["models"])
 
 
 include: "rules/datasets.smk"
+include: "rules/models.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.datasets.input,
+        rules.models.input,

@@ -19,7 +19,7 @@ def test_shipped_configs_are_valid(name):
 def _set(cfg, path, value):
     *parents, last = path
     for p in parents:
-        cfg = cfg[p]
+        cfg = cfg.setdefault(p, {})
     cfg[last] = value
 
 
@@ -50,6 +50,16 @@ BAD = [
     (("bam", "common_object"), "dog", "config key bam.common_object: 'dog' is not in bam.objects"),
     (("bam", "scale_rule"), "bigger", "config key bam.scale_rule: 'bigger' is not one of"),
     (("contamination", "aligned_class"), "cat", "config key contamination.aligned_class: 'cat' is not in datasets.classes"),
+    (("models", "erm_cbr_w8_s2", "train_set"), "cue_only", "config key models.erm_cbr_w8_s2.train_set: 'cue_only' is not a labelled image set"),
+    (("models", "erm_cbr_w8_s2", "train", "lr"), -1, "config key models.erm_cbr_w8_s2.train.lr: -1 is less than or equal to the minimum of 0"),
+    (("models", "erm_cbr_w8_s2", "train", "augmentation"), {}, "config key models.erm_cbr_w8_s2.train.augmentation: unknown key"),
+    (("models", "robust_resnet10", "robust", "eps"), 3, "config key models.robust_resnet10.robust.eps: unknown key"),
+    (("models", "imported"), {"arch": "resnet50", "seed": 1, "checkpoint": {"path": "x.pt", "layout": "madry", "num_classes": 1000}},
+     "config key models.imported.seed: an imported model (checkpoint) is not trained"),
+    (("models", "nothing"), {"arch": "cbr_tiny"}, "config key models.nothing: 'train_set' is required for a trained model"),
+    (("features", "sets"), ["train", "holdout"], "config key features.sets[1]: 'holdout' is not an image set"),
+    (("compute", "device"), "tpu", "config key compute.device: 'tpu' is not one of"),
+    (("datasets", "object", "rotation"), 270, "config key datasets.object.rotation: 270 is greater than the maximum of 180"),
 ]  # fmt: skip
 
 

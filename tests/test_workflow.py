@@ -128,3 +128,23 @@ def test_every_rule_has_log_benchmark_resources():
             for key in ("log:", "benchmark:", "resources:", "conda:", "threads:"):
                 assert key in block, f"rule {name} in {smk.name} lacks {key}"
             assert re.search(r'"spurlab [a-z-]+', block), f"rule {name} must call the spurlab CLI"
+
+
+@pytest.mark.slow
+def test_models_target_on_tiny(tiny_run):
+    """Train the tiny suite (one robust, one ERM model), cache features, summarise."""
+    work, cfg, env = tiny_run
+    snakemake(work, "models", "--cores", "2", "--configfile", cfg, env=env)
+    summary = json.loads((work / "results/models/summary.json").read_text())
+    assert set(summary["models"]) == {"robust_tiny", "erm_tiny"}
+    rob, erm = summary["models"]["robust_tiny"], summary["models"]["erm_tiny"]
+    assert rob["robust"] and not erm["robust"] and 0 <= rob["adv_acc"] <= 1 and rob["eps"] == pytest.approx(3 * 32 / 224)
+    assert set(erm["counterfactual_gap"]) == set(load_config(cfg)["datasets"]["classes"])
+    assert all(-1 <= g <= 1 for g in erm["counterfactual_gap"].values())
+    assert summary["erm_models"] == ["erm_tiny"] and -1 <= summary["cue_class_mean_gap"] <= 1
+    for model in ("robust_tiny", "erm_tiny"):
+        meta = json.loads((work / f"results/models/{model}/meta.json").read_text())
+        assert len(meta["history"]) == 2 and meta["data"]["train_sha256"] == ImageSet(work / "results/datasets/train.h5").sha256
+        assert sorted(p.name for p in (work / f"results/models/{model}/checkpoints").iterdir()) == ["epoch_001.pt", "epoch_002.pt"]
+        for s in load_config(cfg)["features"]["sets"]:
+            assert (work / f"results/features/{model}/{s}.h5").exists()

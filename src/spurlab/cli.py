@@ -83,6 +83,121 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import torch
+
+    from .config import load_config, model_section
+    from .data.imagesets import open_imageset
+    from .device import pick_device, prepare_model
+    from .io import sha256_json
+    from .models import build_classifier, save_model
+    from .train import TrainSettings, adversarial_accuracy, evaluate, fit, load_arrays
+
+    cfg = load_config(args.config)
+    if args.model not in cfg["models"] or "checkpoint" in cfg["models"][args.model]:
+        raise SpurlabError(f"models.{args.model}: not a trained model of this config")
+    section = model_section(cfg, args.model)
+    entry, settings = section["model"], TrainSettings.from_config(section["train"], section["model"].get("robust"))
+    torch.set_num_threads(args.threads)
+    device = pick_device(cfg["compute"]["device"])
+    with open_imageset(args.train_set) as tr, open_imageset(args.val_set) as va:
+        if tr.class_names != va.class_names:
+            raise SpurlabError(f"{args.val_set}: classes differ from the training set {args.train_set}")
+        train_x, train_y = load_arrays(tr)
+        val_x, val_y = load_arrays(va)
+        torch.manual_seed(entry["seed"])
+        net = build_classifier(entry["arch"], len(tr.class_names), tr.image_size, entry.get("arch_args"))
+        model = prepare_model(net, device)
+        t = time.perf_counter()
+        fingerprint = sha256_json({"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type})
+        history = fit(model, train_x, train_y, val_x, val_y, settings, entry["seed"], args.out_dir / "checkpoints", device,
+                      fingerprint=fingerprint)  # fmt: skip
+        seconds = sum(h["seconds"] for h in history)
+        metrics = {"val_acc": history[-1]["val_acc"], "train_acc": history[-1]["train_acc"]}
+        if settings.robust:
+            from .models.robust import scale_eps
+
+            metrics["val_adv_acc"] = adversarial_accuracy(model, val_x, val_y, device, settings, entry["seed"])
+            metrics["eps"] = scale_eps(settings.eps_224, tr.image_size, tr.image_size)
+        meta = {
+            "name": args.model,
+            "class_names": tr.class_names,
+            "robust": settings.robust,
+            "training": section,
+            "data": {"train_set": str(args.train_set), "train_sha256": tr.sha256, "val_set": str(args.val_set), "val_sha256": va.sha256},
+            "history": history,
+            "metrics": metrics,
+            "train_seconds": round(seconds, 2),
+            "wall_seconds": round(time.perf_counter() - t, 2),
+        }
+        save_model(model, args.out_dir, meta)
+    print(f"{args.out_dir}: {args.model} val acc {metrics['val_acc']:.3f}" + (f", adv {metrics['val_adv_acc']:.3f}" if settings.robust else ""))
+    return 0
+
+
+def cmd_import_checkpoint(args) -> int:
+    from .config import load_config
+    from .models import save_model
+    from .models.checkpoints import import_checkpoint
+
+    names_file = None
+    if args.config:
+        cfg = load_config(args.config)
+        entry = cfg["models"].get(args.model)
+        if entry is None or "checkpoint" not in entry:
+            raise SpurlabError(f"models.{args.model}: not an imported model (no checkpoint) in this config")
+        ck = entry["checkpoint"]
+        path, layout, arch, n_classes = ck["path"], ck["layout"], entry["arch"], ck["num_classes"]
+        names_file = ck.get("class_names")
+    elif args.checkpoint is None:
+        raise SpurlabError("import-checkpoint: give --checkpoint FILE, or --config with models.<model>.checkpoint")
+    else:
+        path, layout, arch, n_classes, names_file = args.checkpoint, args.layout, args.arch, args.num_classes, args.class_names
+    class_names = [str(i) for i in range(n_classes)]
+    if names_file:
+        class_names = [line.strip() for line in Path(names_file).read_text().splitlines() if line.strip()]
+        if len(class_names) != n_classes:
+            raise SpurlabError(f"{names_file}: {len(class_names)} class names for num_classes {n_classes}")
+    model, info = import_checkpoint(path, arch=arch, num_classes=n_classes, kind=layout)
+    meta = {"name": args.model, "robust": info["layout"] == "madry", "imported": info, "class_names": class_names}
+    save_model(model, args.out_dir, meta)
+    print(f"{args.out_dir}: imported {path} ({info['layout']}, sha256 {info['sha256'][:12]})")
+    return 0
+
+
+def cmd_features(args) -> int:
+    import torch
+
+    from .data.imagesets import open_imageset
+    from .device import pick_device, prepare_model
+    from .features import cache_features, model_checkpoint_sha256
+    from .models import load_model
+
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    model, meta = load_model(args.model_dir, device="cpu")
+    model = prepare_model(model, device)
+    with open_imageset(args.imageset) as s:
+        if s.image_size != model.input_size:
+            raise SpurlabError(f"{args.imageset}: images are {s.image_size}px, model {args.model_dir} expects {model.input_size}px")
+        cache_features(model, meta.get("name", args.model_dir.name), model_checkpoint_sha256(args.model_dir), s, args.out,
+                       device, batch_size=args.batch_size, block=args.block_rows, dtype=args.dtype, progress=not args.quiet)  # fmt: skip
+    print(f"{args.out}: features of {args.model_dir} on {args.imageset}")
+    return 0
+
+
+def cmd_models_summary(args) -> int:
+    from .config import load_config
+    from .io import write_json
+    from .models_summary import models_summary
+
+    cfg = load_config(args.config)
+    summary = models_summary(cfg, args.models_dir, args.features_dir, args.counterfactual_set)
+    write_json(args.out, summary)
+    print(f"{args.out}: cue-class mean gap {summary['cue_class_mean_gap']:.3f}, control {summary['control_class_mean_gap']:.3f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -121,6 +236,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("-n", type=int, default=48, help="number of images")
     p.set_defaults(func=cmd_contact_sheet)
+
+    p = sub.add_parser("train", help="train one model of the suite, resuming from its last epoch (rule train)")
+    _config_arg(p)
+    p.add_argument("--model", required=True, help="a key of models: in the config")
+    p.add_argument("--train-set", required=True, type=Path, help="image set to train on")
+    p.add_argument("--val-set", required=True, type=Path, help="image set for per-epoch validation")
+    p.add_argument("--out-dir", required=True, type=Path, help="model directory (model.safetensors, meta.json, checkpoints/)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("import-checkpoint", help="import a plain or Madry robustness checkpoint (rule import_checkpoint)")
+    p.add_argument("--config", "-c", nargs="+", metavar="YAML", help="take the checkpoint settings from models.<model>")
+    p.add_argument("--model", required=True, help="model name (a key of models: when --config is given)")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint file (without --config)")
+    p.add_argument("--layout", default="auto", choices=["auto", "madry", "state_dict"])
+    p.add_argument("--arch", default="resnet50")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--class-names", type=Path, help="text file, one class name per line")
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.set_defaults(func=cmd_import_checkpoint)
+
+    p = sub.add_parser("features", help="cache features, logits and predictions of a model on an image set (rule features)")
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--block-rows", type=int, default=2048, help="rows read and written per block (bounds memory)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("models-summary", help="write results/models/summary.json (accuracies, counterfactual gaps)")
+    _config_arg(p)
+    p.add_argument("--models-dir", required=True, type=Path)
+    p.add_argument("--features-dir", required=True, type=Path)
+    p.add_argument("--counterfactual-set", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_models_summary)
 
     p = sub.add_parser("inspect", help="print a summary of a spurlab file (image set)")
     p.add_argument("file", type=Path)

@@ -154,6 +154,24 @@ def check_semantics(cfg: dict) -> None:
             raise SpurlabError(f"config key contamination.signals.{name}.type: a background cannot be applied to an image")
     _check_cues(con["signals"], classes, scenes, "contamination.signals")
 
+    sets = set_names(cfg)
+    for name, m in cfg["models"].items():
+        key = f"models.{name}"
+        if "checkpoint" in m:
+            extra = [k for k in ("train_set", "val_set", "seed", "robust", "train") if k in m]
+            if extra:
+                raise SpurlabError(f"config key {key}.{extra[0]}: an imported model (checkpoint) is not trained")
+            continue
+        for k in ("train_set", "seed"):
+            if k not in m:
+                raise SpurlabError(f"config key {key}: '{k}' is required for a trained model")
+        for k in ("train_set", "val_set"):
+            if k in m and (m[k] not in sets or m[k] in ("cue_only", "counterfactual")):
+                raise SpurlabError(f"config key {key}.{k}: '{m[k]}' is not a labelled image set of this config")
+    for i, name in enumerate(cfg["features"]["sets"]):
+        if name not in sets:
+            raise SpurlabError(f"config key features.sets[{i}]: '{name}' is not an image set of this config")
+
 
 def _check_cues(cues: dict, classes: list, scenes: list, where: str) -> None:
     for name, c in cues.items():
@@ -188,3 +206,19 @@ def set_names(cfg: dict) -> list[str]:
         signals = ["clean"] + list(cfg["contamination"]["signals"])
         names += [f"contam_{g}_{s}" for g in signals for s in ("train", "test")]
     return names
+
+
+def trained_models(cfg: dict) -> list[str]:
+    return [n for n, m in cfg["models"].items() if "checkpoint" not in m]
+
+
+def imported_models(cfg: dict) -> list[str]:
+    return [n for n, m in cfg["models"].items() if "checkpoint" in m]
+
+
+def model_section(cfg: dict, name: str) -> dict:
+    """What a model is made from: its entry and the training settings it resolves to."""
+    m = cfg["models"][name]
+    if "checkpoint" in m:
+        return {"model": m}
+    return {"seed": cfg["seed"], "model": m, "train": merge(cfg["train"], m.get("train", {}))}

@@ -81,7 +81,8 @@ def _co_object(canvas, spec, u, obj: ObjectFrame):
 
 
 def _tag(canvas, spec, u, obj: ObjectFrame):
-    """A light label with two rows of four dark pseudo-characters, its text random per image."""
+    """A label with two rows of four dark pseudo-characters, its text random per image
+    (``text: false``: a plain patch)."""
     b, size = canvas.shape[0], canvas.shape[1]
     w, h = spec["size"]
     margin = 0.04
@@ -92,6 +93,8 @@ def _tag(canvas, spec, u, obj: ObjectFrame):
     ty = (c[None, :, None] - y0[:, None, None]) / h  # (B, H, 1)
     mask = (tx >= 0) & (tx < 1) & (ty >= 0) & (ty < 1)
     _paint(canvas, mask, spec["color"])
+    if not spec.get("text", True):
+        return mask  # a plain patch: an occluder with no tag-like strokes
     # 2 rows x 4 characters, each a 2 x 3 grid of strokes switched on by the uniforms
     cols, rows = 4, 2
     ix = np.clip(np.floor(tx * cols * 2), 0, cols * 2 - 1).astype(int)  # stroke column

@@ -46,6 +46,8 @@ class World:
     neutral_scenes: list[str]
     scale: tuple[float, float]
     pixel_noise: float
+    scene_contrast: float = 1.0
+    rotation: float = 180.0  # max |angle| of the object in degrees
     n_images: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -75,6 +77,8 @@ class World:
             neutral_scenes=[s for s in ds["scenes"] if s not in claimed],
             scale=tuple(ds["object"]["scale"]),
             pixel_noise=float(ds["pixel_noise"]),
+            scene_contrast=float(ds["scene_contrast"]),
+            rotation=float(ds["object"]["rotation"]),
             n_images=dict(ds["n_images"]),
         )
 
@@ -143,7 +147,7 @@ def draw_latents(
     colour_index = rng.integers(0, len(PALETTE), n)
     colour = np.clip(PALETTE[colour_index] + rng.uniform(-0.06, 0.06, (n, 3)).astype(np.float32), 0, 1)
     s = rng.uniform(lo, hi, n).astype(np.float32)
-    angle = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
+    angle = (np.deg2rad(world.rotation) * rng.uniform(-1, 1, n)).astype(np.float32)
     cx = ((rng.random(n) * 2 - 1) * (1 - s)).astype(np.float32)
     cy = ((rng.random(n) * 2 - 1) * (1 - s)).astype(np.float32)
     return Latents(
@@ -201,6 +205,12 @@ def render(
     if scene_override is not None:
         scene = np.asarray(scene_override, dtype=object)
     canvas = scene_lib.render_scenes(scene, lat.scene_p, lat.scene_noise, size)
+    if world.scene_contrast != 1.0:
+        # blend each scene toward its own mean colour: weaker texture edges, same hue
+        mean = canvas.mean(axis=(1, 2), keepdims=True)
+        canvas -= mean
+        canvas *= np.float32(world.scene_contrast)
+        canvas += mean
     obj = shape_masks(shapes, lat.cx, lat.cy, lat.scale, lat.angle, size) & object_present[:, None, None]
     np.copyto(canvas, lat.colour[:, None, None, :], where=obj[..., None])
     frame = cue_lib.ObjectFrame(obj, lat.cx, lat.cy, lat.scale)

@@ -1,0 +1,132 @@
+# Stages 2-3 (ARCHITECTURE): train or import the model suite, cache its features.
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+
+
+rule train:
+    """Train one model of the suite: ERM, or L2-PGD adversarial when `robust` is set (SPEC 2)."""
+    input:
+        train=lambda w: f"results/datasets/{config['models'][w.model]['train_set']}.h5",
+        val=lambda w: f"results/datasets/{config['models'][w.model].get('val_set', 'val')}.h5",
+    output:
+        weights="results/models/{model}/model.safetensors",
+        meta="results/models/{model}/meta.json",
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/train/{model}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        section=lambda w: model_section(config, w.model),
+        configs=CONFIGFILES,
+        out_dir=lambda w: f"results/models/{w.model}",
+    shell:
+        "spurlab train --config {params.configs} --model {wildcards.model} "
+        "--train-set {input.train} --val-set {input.val} --out-dir {params.out_dir} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule import_checkpoint:
+    """Bring a local checkpoint (plain state dict or Madry robustness layout) into our format."""
+    input:
+        lambda w: config["models"][w.model]["checkpoint"]["path"],
+    output:
+        weights="results/models/{model}/model.safetensors",
+        meta="results/models/{model}/meta.json",
+    log:
+        "logs/import_checkpoint/{model}.log",
+    benchmark:
+        "benchmarks/import_checkpoint/{model}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        section=lambda w: model_section(config, w.model),
+        configs=CONFIGFILES,
+        out_dir=lambda w: f"results/models/{w.model}",
+    shell:
+        "spurlab import-checkpoint --config {params.configs} --model {wildcards.model} "
+        "--out-dir {params.out_dir} > {log} 2>&1"
+
+
+ruleorder: import_checkpoint > train
+
+
+rule features:
+    """Cache penultimate features, logits and predictions of one model on one image set (SPEC 3)."""
+    input:
+        weights="results/models/{model}/model.safetensors",
+        meta="results/models/{model}/meta.json",
+        imageset="results/datasets/{set}.h5",
+    output:
+        "results/features/{model}/{set}.h5",
+    log:
+        "logs/features/{model}/{set}.log",
+    benchmark:
+        "benchmarks/features/{model}/{set}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        model_dir=lambda w: f"results/models/{w.model}",
+        batch_size=config["compute"]["eval_batch_size"],
+        dtype=config["features"]["dtype"],
+        block=config["features"]["block_rows"],
+        device=config["compute"]["device"],
+    shell:
+        "spurlab features --model-dir {params.model_dir} --imageset {input.imageset} "
+        "--out {output} --batch-size {params.batch_size} --dtype {params.dtype} "
+        "--block-rows {params.block} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule models_summary:
+    """Per model: test accuracy, robustness, training time, counterfactual gap per class."""
+    input:
+        meta=expand("results/models/{model}/meta.json", model=MODELS),
+        test=expand("results/features/{model}/test.h5", model=MODELS),
+        counterfactual=expand(
+            "results/features/{model}/counterfactual.h5", model=MODELS
+        ),
+        cf_set="results/datasets/counterfactual.h5",
+    output:
+        "results/models/summary.json",
+    log:
+        "logs/models_summary.log",
+    benchmark:
+        "benchmarks/models_summary.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        configs=CONFIGFILES,
+    shell:
+        "spurlab models-summary --config {params.configs} --models-dir results/models "
+        "--features-dir results/features --counterfactual-set {input.cf_set} "
+        "--out {output} > {log} 2>&1"
+
+
+rule models:
+    """Target: train/import the suite, cache its features on the configured sets, summarise."""
+    input:
+        "results/models/summary.json",
+        expand(
+            "results/features/{model}/{set}.h5",
+            model=MODELS,
+            set=config["features"]["sets"],
+        ),

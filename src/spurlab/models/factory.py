@@ -1,0 +1,132 @@
+"""One factory for every model (timm's registry) and the wrapper every stage uses (SPEC 2).
+
+`Classifier` owns the input normalisation (images enter as float in [0, 1]) and exposes what the
+papers read: the pre-pool feature map, the penultimate features phi(x), the logits and the head
+(W, b), with ``logits == features @ W.T + b``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from ..errors import SpurlabError
+from ..io import atomic_path
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def create_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
+    """Any timm architecture, never with downloaded weights (`checkpoint_path` import only)."""
+    if not timm.is_model(arch):
+        raise SpurlabError(f"model arch '{arch}': not a timm or spurlab architecture")
+    try:
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
+    except TypeError as e:
+        raise SpurlabError(f"model arch '{arch}': bad arch_args {kwargs} ({e})") from e
+
+
+def build_classifier(arch: str, num_classes: int, input_size: int, arch_args: dict | None = None,
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD) -> "Classifier":  # fmt: skip
+    """The one way to make a Classifier from its description (training and loading alike)."""
+    net = create_model(arch, num_classes=num_classes, **(arch_args or {}))
+    return Classifier(net, arch, input_size, mean, std, arch_args)
+
+
+class Classifier(nn.Module):
+    """A timm-API network plus normalisation: `feature_map`, `features`, `logits`, `head`."""
+
+    def __init__(self, net: nn.Module, arch: str, input_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, arch_args=None):
+        super().__init__()
+        self.net = net
+        self.arch = arch
+        self.arch_args = dict(arch_args or {})
+        self.input_size = int(input_size)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.get_classifier().out_features
+
+    @property
+    def num_features(self) -> int:
+        return self.net.num_features
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-pool map (B, D, h, w) of images in [0, 1]."""
+        return self.net.forward_features((x - self.mean) / self.std)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """phi(x): the (B, D) input of the last linear layer."""
+        return self.net.forward_head(self.feature_map(x), pre_logits=True)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        phi = self.features(x)
+        return phi, self.net.get_classifier()(phi)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(x)[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        fc = self.net.get_classifier()
+        return fc.weight, fc.bias
+
+
+def save_model(model: Classifier, directory: str | os.PathLike, meta: dict) -> None:
+    """`model.safetensors` (weights and normalisation) and `meta.json`, each written atomically."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    full = dict(meta)
+    full.update(
+        arch=model.arch,
+        arch_args=model.arch_args,
+        num_classes=model.num_classes,
+        num_features=model.num_features,
+        input_size=model.input_size,
+        mean=model.mean.flatten().tolist(),
+        std=model.std.flatten().tolist(),
+    )
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"arch": model.arch})
+    with atomic_path(directory / "meta.json") as tmp:
+        tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    for name in ("meta.json", "model.safetensors"):
+        if not (directory / name).is_file():
+            raise SpurlabError(f"{directory / name}: missing (not a spurlab model directory)")
+    meta = json.loads((directory / "meta.json").read_text())
+    model = build_classifier(meta["arch"], meta["num_classes"], meta["input_size"], meta.get("arch_args"), meta["mean"], meta["std"])
+    state = load_file(str(directory / "model.safetensors"))
+    load_state_strict(model, state, directory / "model.safetensors")
+    return model.to(device).eval(), meta
+
+
+def load_state_strict(model: nn.Module, state: dict, source) -> None:
+    """Load a state dict; any missing/unexpected key or shape mismatch names the tensor."""
+    own = model.state_dict()
+    for k, v in state.items():
+        if k not in own:
+            raise SpurlabError(f"{source}: unexpected tensor {k} (not in the {type(model).__name__} model)")
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise SpurlabError(f"{source}: tensor {k} has shape {tuple(v.shape)}, model expects {tuple(own[k].shape)}")
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise SpurlabError(f"{source}: tensor {missing[0]} missing ({len(missing)} missing in all)")
+    model.load_state_dict(state, strict=True)

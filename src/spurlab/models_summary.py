@@ -1,0 +1,61 @@
+"""`results/models/summary.json`: the model suite's accuracies and its reliance on the planted cues.
+
+Reliance is measured on the `counterfactual` split, whose rows 2i / 2i+1 are the same test image
+with the class's cue on / off (control classes: the control cue). Per class,
+``counterfactual_gap = acc(cue on) - acc(cue off)``, a fraction. The benchmark is only useful if
+ERM models show large gaps on cue classes and none on control classes (issue #3, point 7).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .config import trained_models
+from .data.imagesets import open_imageset
+from .errors import SpurlabError
+from .features import open_features
+
+
+def counterfactual_gaps(preds: np.ndarray, labels: np.ndarray, cue_on: np.ndarray, class_names: list[str]) -> dict:
+    if not (cue_on[0::2].all() and not cue_on[1::2].any()):
+        raise SpurlabError("counterfactual set: rows must alternate cue on / cue off")
+    correct = preds == labels
+    on, off, y = correct[0::2], correct[1::2], labels[0::2]
+    return {name: round(float(on[y == c].mean() - off[y == c].mean()), 6) for c, name in enumerate(class_names) if (y == c).any()}
+
+
+def models_summary(cfg: dict, models_dir: Path, features_dir: Path, counterfactual_set: Path) -> dict:
+    cf = open_imageset(counterfactual_set)
+    cue_on = cf.meta(["cue_on"])["cue_on"].to_numpy().astype(bool)
+    cue_classes = [c for c in cfg["datasets"]["classes"] if c in cfg["datasets"]["cue_table"]]
+    out: dict = {"models": {}}
+    for name in cfg["models"]:
+        mdir = Path(models_dir) / name
+        meta = json.loads((mdir / "meta.json").read_text())
+        with open_features(Path(features_dir) / name / "test.h5", model_dir=mdir) as test:
+            test_acc = float((test["preds"] == test["labels"]).mean())
+        with open_features(Path(features_dir) / name / "counterfactual.h5", model_dir=mdir, imageset=cf) as fc:
+            gaps = counterfactual_gaps(fc["preds"], fc["labels"], cue_on, fc.class_names)
+        entry = {
+            "test_acc": round(test_acc, 6),
+            "robust": bool(meta.get("robust", False)),
+            "train_seconds": meta.get("train_seconds"),
+            "counterfactual_gap": gaps,
+            "cue_class_mean_gap": round(float(np.mean([gaps[c] for c in cue_classes])), 6),
+            "control_class_mean_gap": round(float(np.mean([g for c, g in gaps.items() if c not in cue_classes])), 6),
+        }
+        if entry["robust"]:
+            entry["adv_acc"] = meta.get("metrics", {}).get("val_adv_acc")
+            entry["eps"] = meta.get("metrics", {}).get("eps")
+        out["models"][name] = entry
+    erm = [n for n in trained_models(cfg) if not out["models"][n]["robust"]]
+    if not erm:
+        raise SpurlabError("models: the suite has no ERM model to measure reliance on")
+    out["cue_class_mean_gap"] = round(float(np.mean([out["models"][n]["cue_class_mean_gap"] for n in erm])), 6)
+    out["control_class_mean_gap"] = round(float(np.mean([out["models"][n]["control_class_mean_gap"] for n in erm])), 6)
+    out["erm_models"] = erm
+    out["cue_classes"] = cue_classes
+    return out

@@ -1,0 +1,262 @@
+"""Training: ERM and L2-PGD adversarial training (SPEC 2), seeded and resumable (issue #3).
+
+- Every random draw of epoch e (shuffle, augmentation, PGD random start) comes from a generator
+  seeded with (seed, e), and the learning rate is a function of the step: a run resumed from the
+  checkpoint of epoch e continues exactly as the uninterrupted run would (bitwise on CPU).
+- A checkpoint (weights, optimiser state, history) is written atomically after every epoch to
+  `<out>/checkpoints/epoch_NNN.pt`; they stay after training (influence methods use them).
+- Robust training (Madry et al.): each batch is replaced by its L2-PGD adversarial version,
+  computed with the model in eval mode (BatchNorm running statistics, so the attack does not
+  disturb them), eps given at 224x224 and scaled by sqrt(H*W)/224 (the value used is recorded).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import SpurlabError
+from .io import atomic_path
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    optimizer: str  # sgd | adamw
+    lr: float
+    momentum: float
+    weight_decay: float
+    schedule: str  # cosine | constant
+    warmup_epochs: float
+    hflip: bool
+    crop_padding: int
+    robust: bool = False
+    eps_224: float = 3.0
+    pgd_steps: int = 3
+    pgd_step_factor: float = 2.5  # step size = factor * eps / steps (Madry et al.'s rule)
+    eval_pgd_steps: int = 10
+    eval_adv_images: int = 500
+
+    @classmethod
+    def from_config(cls, train: dict, robust: dict | None) -> "TrainSettings":
+        aug = train["augmentation"]
+        s = cls(
+            epochs=train["epochs"],
+            batch_size=train["batch_size"],
+            optimizer=train["optimizer"],
+            lr=train["lr"],
+            momentum=train["momentum"],
+            weight_decay=train["weight_decay"],
+            schedule=train["schedule"],
+            warmup_epochs=train["warmup_epochs"],
+            hflip=aug["hflip"],
+            crop_padding=aug["crop_padding"],
+        )
+        if robust is not None:
+            s.robust = True
+            s.eps_224 = robust["eps_224"]
+            s.pgd_steps = robust["steps"]
+            s.pgd_step_factor = robust["step_factor"]
+            s.eval_pgd_steps = robust["eval_steps"]
+            s.eval_adv_images = robust["eval_images"]
+        return s
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, hflip: bool, pad: int) -> torch.Tensor:
+    """Random crop with reflect padding and horizontal flip, vectorised over the batch."""
+    b, _, h, w = x.shape
+    if pad > 0:
+        xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+        ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+        rows = (oy[:, None] + torch.arange(h)[None]).view(b, 1, h, 1).expand(b, x.shape[1], h, w + 2 * pad)
+        xp = xp.gather(2, rows)
+        cols = (ox[:, None] + torch.arange(w)[None]).view(b, 1, 1, w).expand(b, x.shape[1], h, w)
+        x = xp.gather(3, cols)
+    if hflip:
+        flip = torch.rand(b, generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def lr_at(step: int, total: int, s: TrainSettings, steps_per_epoch: int) -> float:
+    warm = int(s.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return s.lr * (step + 1) / warm
+    if s.schedule == "constant":
+        return s.lr
+    t = (step - warm) / max(1, total - warm)
+    return s.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def make_optimizer(model: torch.nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.momentum > 0)
+    return torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+
+
+def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]."""
+    return x_uint8.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.no_grad()
+def evaluate(model, x_uint8: torch.Tensor, y: torch.Tensor, device, batch_size: int = 512) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        xb = to_float(x_uint8[i : i + batch_size]).to(device)
+        correct += (model(xb).argmax(1).cpu() == y[i : i + batch_size]).sum().item()
+    return correct / max(1, len(y))
+
+
+def adversarial_accuracy(model, x_uint8, y, device, s: TrainSettings, seed: int, batch_size: int = 256) -> float:
+    from .models.robust import l2_pgd, scale_eps
+
+    model.eval()
+    n = min(len(y), s.eval_adv_images)
+    h, w = x_uint8.shape[1:3]
+    eps = scale_eps(s.eps_224, h, w)
+    gen = epoch_generator(seed, 10**6)
+    correct = 0
+    for i in range(0, n, batch_size):
+        xb = to_float(x_uint8[i : min(n, i + batch_size)]).to(device)
+        yb = y[i : min(n, i + batch_size)].to(device)
+        adv = l2_pgd(model, xb, yb, eps=eps, step_size=s.pgd_step_factor * eps / s.eval_pgd_steps,
+                     steps=s.eval_pgd_steps, random_start=True, generator=gen)  # fmt: skip
+        with torch.no_grad():
+            correct += (model(adv).argmax(1) == yb).sum().item()
+    return correct / max(1, n)
+
+
+def last_checkpoint(ckpt_dir: Path) -> tuple[int, Path | None]:
+    done = sorted(ckpt_dir.glob("epoch_*.pt"))
+    if not done:
+        return 0, None
+    return int(done[-1].stem.split("_")[1]), done[-1]
+
+
+def _discard_stale(ckpt_dir: Path, fingerprint: str) -> None:
+    """Checkpoints of another configuration or data must not be resumed: remove them."""
+    _, path = last_checkpoint(ckpt_dir)
+    if path is None:
+        return
+    if torch.load(path, map_location="cpu", weights_only=True).get("fingerprint") != fingerprint:
+        print(f"{ckpt_dir}: checkpoints were made from another config or data; starting over", flush=True)
+        for old in ckpt_dir.glob("epoch_*.pt"):
+            old.unlink()
+
+
+def fit(
+    model,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    s: TrainSettings,
+    seed: int,
+    ckpt_dir: Path,
+    device: torch.device,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+    fingerprint: str = "",
+) -> list[dict]:
+    """Train `model` in place; resume from the last checkpoint in `ckpt_dir` if there is one.
+
+    `fingerprint` (a hash of the training config and data) is stored in every checkpoint;
+    checkpoints with another fingerprint are discarded instead of resumed. `stop_after_epoch`
+    ends the run after that epoch's checkpoint (used to test resumption). Returns the history.
+    """
+    from tqdm import tqdm
+
+    from .models.robust import l2_pgd, scale_eps
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    _discard_stale(ckpt_dir, fingerprint)
+    opt = make_optimizer(model, s)
+    start, path = last_checkpoint(ckpt_dir)
+    history: list[dict] = []
+    if path is not None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history = state["history"]
+        if start >= s.epochs:
+            return history
+    n = len(train_y)
+    steps_per_epoch = math.ceil(n / s.batch_size)
+    total = steps_per_epoch * s.epochs
+    h, w = train_x.shape[1:3]
+    eps = scale_eps(s.eps_224, h, w) if s.robust else 0.0
+    for epoch in range(start + 1, s.epochs + 1):
+        t0 = time.perf_counter()
+        gen = epoch_generator(seed, epoch)
+        order = torch.randperm(n, generator=gen)
+        loss_sum, correct = 0.0, 0
+        model.train()
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{s.epochs}", disable=not progress, mininterval=5.0)
+        for k in bar:
+            step = (epoch - 1) * steps_per_epoch + k
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, s, steps_per_epoch)
+            idx = order[k * s.batch_size : (k + 1) * s.batch_size]
+            xb = augment(to_float(train_x[idx]), gen, s.hflip, s.crop_padding).to(device)
+            yb = train_y[idx].to(device)
+            if s.robust:
+                model.eval()
+                xb = l2_pgd(model, xb, yb, eps=eps, step_size=s.pgd_step_factor * eps / s.pgd_steps,
+                            steps=s.pgd_steps, random_start=True, generator=gen)  # fmt: skip
+                model.train()
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(1) == yb).sum().item()
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / n,
+            "train_acc": correct / n,
+            "val_acc": evaluate(model, val_x, val_y, device),
+            "seconds": time.perf_counter() - t0,
+            "lr_end": opt.param_groups[0]["lr"],
+        }
+        if not math.isfinite(record["train_loss"]):
+            raise SpurlabError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower train.lr")
+        history.append(record)
+        with atomic_path(ckpt_dir / f"epoch_{epoch:03d}.pt") as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "history": history, "epoch": epoch,
+                        "fingerprint": fingerprint}, tmp)  # fmt: skip
+        if progress:
+            print(
+                f"epoch {epoch}: loss {record['train_loss']:.4f} train acc {record['train_acc']:.3f} "
+                f"val acc {record['val_acc']:.3f} ({record['seconds']:.1f}s)",
+                flush=True,
+            )
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    return history
+
+
+def load_arrays(imageset, label_column: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A packed image set in memory: uint8 (N, H, W, 3) and int64 labels."""
+    x = torch.from_numpy(np.ascontiguousarray(imageset.images()))
+    if label_column:
+        y = imageset.f[f"meta/{label_column}"][:]
+    else:
+        y = imageset.labels
+    if (y < 0).any():
+        raise SpurlabError(f"{imageset.path}: has images without a class label (label -1); it cannot be a training set")
+    return x, torch.from_numpy(y.astype(np.int64))

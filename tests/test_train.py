@@ -1,0 +1,99 @@
+"""Training: learns, resumes exactly after a kill, augments correctly."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from spurlab.data.sets import build_plan
+from spurlab.models import build_classifier
+from spurlab.train import TrainSettings, augment, fit, last_checkpoint, to_float
+
+
+@pytest.fixture(scope="module")
+def data():
+    import yaml
+
+    from tests.conftest import ROOT
+
+    cfg = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
+
+    def arrays(name):
+        recs = list(build_plan(cfg, name)[0].chunks())
+        x = torch.from_numpy(np.concatenate([r["images"] for r in recs]))
+        return x, torch.from_numpy(np.concatenate([r["labels"] for r in recs]))
+
+    return cfg, arrays("train"), arrays("val")
+
+
+def settings(cfg, **over):
+    return TrainSettings.from_config(dict(copy.deepcopy(cfg["train"]), **over), None)
+
+
+def new_model(seed=0):
+    torch.manual_seed(seed)
+    return build_classifier("cbr_tiny", 4, 32, {"width": 8})
+
+
+def test_training_loss_decreases(data, tmp_path):
+    cfg, (tx, ty), (vx, vy) = data
+    hist = fit(new_model(), tx, ty, vx, vy, settings(cfg, epochs=4), 0, tmp_path, torch.device("cpu"), progress=False)
+    losses = [h["train_loss"] for h in hist]
+    assert losses[-1] < losses[0] - 0.1, losses
+    assert hist[-1]["val_acc"] > 0.3  # 4 classes: chance is 0.25
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+
+
+def test_killed_run_resumes_at_the_right_epoch_with_identical_weights(data, tmp_path):
+    cfg, (tx, ty), (vx, vy) = data
+    s = settings(cfg, epochs=3)
+    full = new_model()
+    fit(full, tx, ty, vx, vy, s, 0, tmp_path / "full", torch.device("cpu"), progress=False)
+
+    part = new_model()
+    fit(part, tx, ty, vx, vy, s, 0, tmp_path / "part", torch.device("cpu"), progress=False, stop_after_epoch=1)
+    assert last_checkpoint(tmp_path / "part")[0] == 1
+    resumed = new_model(seed=123)  # a fresh process: different init, overwritten by the checkpoint
+    hist = fit(resumed, tx, ty, vx, vy, s, 0, tmp_path / "part", torch.device("cpu"), progress=False)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_robust_training_runs_and_records_adversarial_settings(data, tmp_path):
+    cfg, (tx, ty), (vx, vy) = data
+    rob = cfg["models"]["robust_tiny"]["robust"]
+    s = TrainSettings.from_config(dict(cfg["train"], epochs=1), rob)
+    assert s.robust and s.pgd_steps == rob["steps"]
+    hist = fit(new_model(), tx[:128], ty[:128], vx, vy, s, 0, tmp_path, torch.device("cpu"), progress=False)
+    assert np.isfinite(hist[0]["train_loss"])
+
+
+def test_augment_is_a_shift_or_flip_of_the_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 16, 16)
+    same = augment(x, g, hflip=False, pad=0)
+    assert torch.equal(same, x)
+    flipped = augment(x, torch.Generator().manual_seed(1), hflip=True, pad=0)
+    for a, b in zip(flipped, x):
+        assert torch.equal(a, b) or torch.equal(a, b.flip(-1))
+    shifted = augment(x, torch.Generator().manual_seed(2), hflip=False, pad=2)
+    # the centre 12x12 of a shifted crop appears in the original at an offset of at most 2
+    for a, b in zip(shifted, x):
+        assert any(torch.equal(a[:, 2:14, 2:14], b[:, 2 + dy : 14 + dy, 2 + dx : 14 + dx])
+                   for dy in range(-2, 3) for dx in range(-2, 3))  # fmt: skip
+    assert to_float(torch.full((1, 2, 2, 3), 255, dtype=torch.uint8)).shape == (1, 3, 2, 2)
+
+
+def test_checkpoints_of_another_config_are_not_resumed(data, tmp_path):
+    cfg, (tx, ty), (vx, vy) = data
+    fit(new_model(), tx, ty, vx, vy, settings(cfg, epochs=2), 0, tmp_path, torch.device("cpu"), progress=False, fingerprint="old")
+    assert last_checkpoint(tmp_path)[0] == 2
+    fresh = new_model()
+    hist = fit(fresh, tx, ty, vx, vy, settings(cfg, epochs=1), 0, tmp_path, torch.device("cpu"), progress=False, fingerprint="new")
+    assert [h["epoch"] for h in hist] == [1] and last_checkpoint(tmp_path)[0] == 1
+    same = new_model()
+    fit(same, tx, ty, vx, vy, settings(cfg, epochs=1), 0, tmp_path / "clean", torch.device("cpu"), progress=False, fingerprint="new")
+    for a, b in zip(fresh.state_dict().values(), same.state_dict().values()):
+        assert torch.equal(a, b)
