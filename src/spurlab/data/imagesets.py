@@ -2,11 +2,11 @@
 
 Layout of a *packed* set (the planted-cue benchmark, BAM and contamination sets)::
 
-    images      uint8 (N, H, W, 3), chunked by rows, gzip
+    images      uint8 (N, H, W, 3), chunked by rows, uncompressed (read speed: see bench/feature_cache.py)
     labels      int64 (N,)           -1 where an image has no class object (cue_only)
     ids         bytes (N,)           stable row ids, e.g. b"train-0000042"
     meta/<col>  (N,)                 per-image metadata table (scene, cue flags, object pose ...)
-    masks/<m>   uint8 (N, H, W)      0/1 ground-truth masks: `object` and one per cue
+    masks/<m>   uint8 (N, H, W)      0/1 ground-truth masks: `object` and one per cue, gzip
     attrs       format, kind, set_name, class_names, image_size, n_images, seed,
                 generator_version, config (JSON), config_sha256, sha256 (content)
 
@@ -62,13 +62,16 @@ class ImageSetWriter:
         if name not in self.f:
             shape = (self.n,) + arr.shape[1:]
             big = arr.ndim >= 3
+            # images stay uncompressed: decoding gzip on every read costs the model stages ~12% of
+            # their throughput on 2 cores; masks (mostly zeros) compress ~50x and are read rarely
+            compress = big and name != "images"
             self.f.create_dataset(
                 name,
                 shape=shape,
                 dtype=arr.dtype,
                 chunks=(min(ROW_CHUNK, self.n),) + arr.shape[1:] if big else None,
-                compression=COMPRESSION if big else None,
-                compression_opts=COMPRESSION_OPTS if big else None,
+                compression=COMPRESSION if compress else None,
+                compression_opts=COMPRESSION_OPTS if compress else None,
                 shuffle=False,
                 track_times=False,
             )
