@@ -8,7 +8,7 @@ import torch
 
 from spurlab.data.sets import build_plan
 from spurlab.models import build_classifier
-from spurlab.train import TrainSettings, augment, fit, last_checkpoint, to_float
+from spurlab.train import InMemoryBatches, StreamingBatches, TrainSettings, augment, fit, last_checkpoint, to_float
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def data():
     def arrays(name):
         recs = list(build_plan(cfg, name)[0].chunks())
         x = torch.from_numpy(np.concatenate([r["images"] for r in recs]))
-        return x, torch.from_numpy(np.concatenate([r["labels"] for r in recs]))
+        return InMemoryBatches(x, torch.from_numpy(np.concatenate([r["labels"] for r in recs])))
 
     return cfg, arrays("train"), arrays("val")
 
@@ -37,8 +37,8 @@ def new_model(seed=0):
 
 
 def test_training_loss_decreases(data, tmp_path):
-    cfg, (tx, ty), (vx, vy) = data
-    hist = fit(new_model(), tx, ty, vx, vy, settings(cfg, epochs=4), 0, tmp_path, torch.device("cpu"), progress=False)
+    cfg, train, val = data
+    hist = fit(new_model(), train, val, settings(cfg, epochs=4), 0, tmp_path, torch.device("cpu"), progress=False)
     losses = [h["train_loss"] for h in hist]
     assert losses[-1] < losses[0] - 0.1, losses
     assert hist[-1]["val_acc"] > 0.3  # 4 classes: chance is 0.25
@@ -46,27 +46,27 @@ def test_training_loss_decreases(data, tmp_path):
 
 
 def test_killed_run_resumes_at_the_right_epoch_with_identical_weights(data, tmp_path):
-    cfg, (tx, ty), (vx, vy) = data
+    cfg, train, val = data
     s = settings(cfg, epochs=3)
     full = new_model()
-    fit(full, tx, ty, vx, vy, s, 0, tmp_path / "full", torch.device("cpu"), progress=False)
+    fit(full, train, val, s, 0, tmp_path / "full", torch.device("cpu"), progress=False)
 
     part = new_model()
-    fit(part, tx, ty, vx, vy, s, 0, tmp_path / "part", torch.device("cpu"), progress=False, stop_after_epoch=1)
+    fit(part, train, val, s, 0, tmp_path / "part", torch.device("cpu"), progress=False, stop_after_epoch=1)
     assert last_checkpoint(tmp_path / "part")[0] == 1
     resumed = new_model(seed=123)  # a fresh process: different init, overwritten by the checkpoint
-    hist = fit(resumed, tx, ty, vx, vy, s, 0, tmp_path / "part", torch.device("cpu"), progress=False)
+    hist = fit(resumed, train, val, s, 0, tmp_path / "part", torch.device("cpu"), progress=False)
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
 
 
 def test_robust_training_runs_and_records_adversarial_settings(data, tmp_path):
-    cfg, (tx, ty), (vx, vy) = data
+    cfg, train, val = data
     rob = cfg["models"]["robust_tiny"]["robust"]
     s = TrainSettings.from_config(dict(cfg["train"], epochs=1), rob)
     assert s.robust and s.pgd_steps == rob["steps"]
-    hist = fit(new_model(), tx[:128], ty[:128], vx, vy, s, 0, tmp_path, torch.device("cpu"), progress=False)
+    hist = fit(new_model(), InMemoryBatches(train.x[:128], train.y[:128]), val, s, 0, tmp_path, torch.device("cpu"), progress=False)
     assert np.isfinite(hist[0]["train_loss"])
 
 
@@ -87,13 +87,43 @@ def test_augment_is_a_shift_or_flip_of_the_image():
 
 
 def test_checkpoints_of_another_config_are_not_resumed(data, tmp_path):
-    cfg, (tx, ty), (vx, vy) = data
-    fit(new_model(), tx, ty, vx, vy, settings(cfg, epochs=2), 0, tmp_path, torch.device("cpu"), progress=False, fingerprint="old")
+    cfg, train, val = data
+    fit(new_model(), train, val, settings(cfg, epochs=2), 0, tmp_path, torch.device("cpu"), progress=False, fingerprint="old")
     assert last_checkpoint(tmp_path)[0] == 2
     fresh = new_model()
-    hist = fit(fresh, tx, ty, vx, vy, settings(cfg, epochs=1), 0, tmp_path, torch.device("cpu"), progress=False, fingerprint="new")
+    hist = fit(fresh, train, val, settings(cfg, epochs=1), 0, tmp_path, torch.device("cpu"), progress=False, fingerprint="new")
     assert [h["epoch"] for h in hist] == [1] and last_checkpoint(tmp_path)[0] == 1
     same = new_model()
-    fit(same, tx, ty, vx, vy, settings(cfg, epochs=1), 0, tmp_path / "clean", torch.device("cpu"), progress=False, fingerprint="new")
+    fit(same, train, val, settings(cfg, epochs=1), 0, tmp_path / "clean", torch.device("cpu"), progress=False, fingerprint="new")
     for a, b in zip(fresh.state_dict().values(), same.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_streaming_an_index_set_trains_the_same_weights_as_in_memory(data, tmp_path):
+    """Index sets (real data) go through DataLoader workers in the seeded order: same batches."""
+    import h5py
+    from PIL import Image
+
+    from spurlab.data.imagesets import FORMAT, ImageSet
+
+    cfg, train, val = data
+    paths = []
+    for i, img in enumerate(train.x[:96].numpy()):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(img).save(p)
+        paths.append(str(p).encode())
+    with h5py.File(tmp_path / "index.h5", "w") as f:
+        f["paths"] = np.array(paths)
+        f["labels"] = train.y[:96].numpy()
+        f.attrs.update(format=FORMAT, kind="index", n_images=96, class_names='["a","b","c","d"]', image_size=32, sha256="x")
+    streamed = StreamingBatches(ImageSet(tmp_path / "index.h5"), workers=2)
+    packed = InMemoryBatches(train.x[:96], train.y[:96])
+    order = torch.randperm(96, generator=torch.Generator().manual_seed(0))
+    for (xa, ya), (xb, yb) in zip(streamed.batches(order, 40), packed.batches(order, 40)):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    s = settings(cfg, epochs=1)
+    a, b = new_model(), new_model()
+    fit(a, streamed, val, s, 0, tmp_path / "a", torch.device("cpu"), progress=False)
+    fit(b, packed, val, s, 0, tmp_path / "b", torch.device("cpu"), progress=False)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(x, y)

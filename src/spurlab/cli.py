@@ -91,7 +91,7 @@ def cmd_train(args) -> int:
     from .device import pick_device, prepare_model
     from .io import sha256_json
     from .models import build_classifier, save_model
-    from .train import TrainSettings, adversarial_accuracy, evaluate, fit, load_arrays
+    from .train import TrainSettings, adversarial_accuracy, batch_source, fit
 
     cfg = load_config(args.config)
     if args.model not in cfg["models"] or "checkpoint" in cfg["models"][args.model]:
@@ -103,21 +103,21 @@ def cmd_train(args) -> int:
     with open_imageset(args.train_set) as tr, open_imageset(args.val_set) as va:
         if tr.class_names != va.class_names:
             raise SpurlabError(f"{args.val_set}: classes differ from the training set {args.train_set}")
-        train_x, train_y = load_arrays(tr)
-        val_x, val_y = load_arrays(va)
+        workers = cfg["compute"]["workers"]
+        train, val = batch_source(tr, workers), batch_source(va, workers)
         torch.manual_seed(entry["seed"])
         net = build_classifier(entry["arch"], len(tr.class_names), tr.image_size, entry.get("arch_args"))
         model = prepare_model(net, device)
         t = time.perf_counter()
         fingerprint = sha256_json({"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type})
-        history = fit(model, train_x, train_y, val_x, val_y, settings, entry["seed"], args.out_dir / "checkpoints", device,
+        history = fit(model, train, val, settings, entry["seed"], args.out_dir / "checkpoints", device,
                       fingerprint=fingerprint)  # fmt: skip
         seconds = sum(h["seconds"] for h in history)
         metrics = {"val_acc": history[-1]["val_acc"], "train_acc": history[-1]["train_acc"]}
         if settings.robust:
             from .models.robust import scale_eps
 
-            metrics["val_adv_acc"] = adversarial_accuracy(model, val_x, val_y, device, settings, entry["seed"])
+            metrics["val_adv_acc"] = adversarial_accuracy(model, val, device, settings, entry["seed"])
             metrics["eps"] = scale_eps(settings.eps_224, tr.image_size, tr.image_size)
         meta = {
             "name": args.model,

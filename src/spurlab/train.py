@@ -112,27 +112,24 @@ def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, x_uint8: torch.Tensor, y: torch.Tensor, device, batch_size: int = 512) -> float:
+def evaluate(model, source, device, batch_size: int = 512) -> float:
     model.eval()
     correct = 0
-    for i in range(0, len(y), batch_size):
-        xb = to_float(x_uint8[i : i + batch_size]).to(device)
-        correct += (model(xb).argmax(1).cpu() == y[i : i + batch_size]).sum().item()
-    return correct / max(1, len(y))
+    for xb, yb in source.batches(torch.arange(len(source)), batch_size):
+        correct += (model(to_float(xb).to(device)).argmax(1).cpu() == yb).sum().item()
+    return correct / max(1, len(source))
 
 
-def adversarial_accuracy(model, x_uint8, y, device, s: TrainSettings, seed: int, batch_size: int = 256) -> float:
+def adversarial_accuracy(model, source, device, s: TrainSettings, seed: int, batch_size: int = 256) -> float:
     from .models.robust import l2_pgd, scale_eps
 
     model.eval()
-    n = min(len(y), s.eval_adv_images)
-    h, w = x_uint8.shape[1:3]
-    eps = scale_eps(s.eps_224, h, w)
+    n = min(len(source), s.eval_adv_images)
+    eps = scale_eps(s.eps_224, source.image_size, source.image_size)
     gen = epoch_generator(seed, 10**6)
     correct = 0
-    for i in range(0, n, batch_size):
-        xb = to_float(x_uint8[i : min(n, i + batch_size)]).to(device)
-        yb = y[i : min(n, i + batch_size)].to(device)
+    for xb, yb in source.batches(torch.arange(n), batch_size):
+        xb, yb = to_float(xb).to(device), yb.to(device)
         adv = l2_pgd(model, xb, yb, eps=eps, step_size=s.pgd_step_factor * eps / s.eval_pgd_steps,
                      steps=s.eval_pgd_steps, random_start=True, generator=gen)  # fmt: skip
         with torch.no_grad():
@@ -160,10 +157,8 @@ def _discard_stale(ckpt_dir: Path, fingerprint: str) -> None:
 
 def fit(
     model,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    val_x: torch.Tensor,
-    val_y: torch.Tensor,
+    train,
+    val,
     s: TrainSettings,
     seed: int,
     ckpt_dir: Path,
@@ -194,25 +189,24 @@ def fit(
         history = state["history"]
         if start >= s.epochs:
             return history
-    n = len(train_y)
+    n = len(train)
     steps_per_epoch = math.ceil(n / s.batch_size)
     total = steps_per_epoch * s.epochs
-    h, w = train_x.shape[1:3]
-    eps = scale_eps(s.eps_224, h, w) if s.robust else 0.0
+    eps = scale_eps(s.eps_224, train.image_size, train.image_size) if s.robust else 0.0
     for epoch in range(start + 1, s.epochs + 1):
         t0 = time.perf_counter()
         gen = epoch_generator(seed, epoch)
         order = torch.randperm(n, generator=gen)
         loss_sum, correct = 0.0, 0
         model.train()
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{s.epochs}", disable=not progress, mininterval=5.0)
-        for k in bar:
+        batches = tqdm(train.batches(order, s.batch_size), total=steps_per_epoch, desc=f"epoch {epoch}/{s.epochs}",
+                       disable=not progress, mininterval=5.0)  # fmt: skip
+        for k, (xb, yb) in enumerate(batches):
             step = (epoch - 1) * steps_per_epoch + k
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, s, steps_per_epoch)
-            idx = order[k * s.batch_size : (k + 1) * s.batch_size]
-            xb = augment(to_float(train_x[idx]), gen, s.hflip, s.crop_padding).to(device)
-            yb = train_y[idx].to(device)
+            xb = augment(to_float(xb), gen, s.hflip, s.crop_padding).to(device)
+            yb = yb.to(device)
             if s.robust:
                 model.eval()
                 xb = l2_pgd(model, xb, yb, eps=eps, step_size=s.pgd_step_factor * eps / s.pgd_steps,
@@ -223,13 +217,13 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.item() * len(idx)
+            loss_sum += loss.item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
         record = {
             "epoch": epoch,
             "train_loss": loss_sum / n,
             "train_acc": correct / n,
-            "val_acc": evaluate(model, val_x, val_y, device),
+            "val_acc": evaluate(model, val, device),
             "seconds": time.perf_counter() - t0,
             "lr_end": opt.param_groups[0]["lr"],
         }
@@ -250,13 +244,67 @@ def fit(
     return history
 
 
-def load_arrays(imageset, label_column: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A packed image set in memory: uint8 (N, H, W, 3) and int64 labels."""
-    x = torch.from_numpy(np.ascontiguousarray(imageset.images()))
-    if label_column:
-        y = imageset.f[f"meta/{label_column}"][:]
-    else:
-        y = imageset.labels
+class InMemoryBatches:
+    """A packed image set held in memory as one uint8 tensor: the fastest source on a CPU."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+        self.image_size = int(x.shape[1])
+
+    @classmethod
+    def from_imageset(cls, imageset, label_column: str | None = None) -> "InMemoryBatches":
+        x = torch.from_numpy(np.ascontiguousarray(imageset.images()))
+        return cls(x, _labels(imageset, label_column))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self, order: torch.Tensor, batch_size: int):
+        for k in range(0, len(order), batch_size):
+            idx = order[k : k + batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, imageset):
+        self.imageset = imageset
+
+    def __len__(self):
+        return len(self.imageset)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(np.ascontiguousarray(self.imageset.images(int(i))))
+
+
+class StreamingBatches:
+    """Images decoded by DataLoader workers, in exactly the given order (index sets: real data
+    too large for memory). Same batches as `InMemoryBatches` for the same order."""
+
+    def __init__(self, imageset, workers: int, label_column: str | None = None):
+        self.rows = _Rows(imageset)
+        self.y = _labels(imageset, label_column)
+        self.workers = workers
+        self.image_size = imageset.image_size
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self, order: torch.Tensor, batch_size: int):
+        loader = torch.utils.data.DataLoader(self.rows, batch_size=batch_size, sampler=order.tolist(),
+                                             num_workers=self.workers, persistent_workers=False)  # fmt: skip
+        for k, x in zip(range(0, len(order), batch_size), loader):
+            yield x, self.y[order[k : k + batch_size]]
+
+
+def batch_source(imageset, workers: int, label_column: str | None = None):
+    """In memory for packed sets, streamed by `workers` DataLoader processes for index sets."""
+    if imageset.kind == "packed":
+        return InMemoryBatches.from_imageset(imageset, label_column)
+    return StreamingBatches(imageset, workers, label_column)
+
+
+def _labels(imageset, label_column: str | None) -> torch.Tensor:
+    y = imageset.f[f"meta/{label_column}"][:] if label_column else imageset.labels
     if (y < 0).any():
         raise SpurlabError(f"{imageset.path}: has images without a class label (label -1); it cannot be a training set")
-    return x, torch.from_numpy(y.astype(np.int64))
+    return torch.from_numpy(y.astype(np.int64))

@@ -97,17 +97,21 @@ def test_index_sets_decode_files_on_the_fly(tmp_path):
         p = tmp_path / f"im{i}.png"
         Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(p)
         paths.append(str(p).encode())
+    Image.fromarray(np.full((20, 12, 3), 200, np.uint8)).save(tmp_path / "big.png")
+    paths.append(str(tmp_path / "big.png").encode())
     paths.append(str(tmp_path / "missing.png").encode())
     idx = tmp_path / "index.h5"
     with h5py.File(idx, "w") as f:
         f["paths"] = np.array(paths)
-        f["labels"] = np.arange(4)
-        f.attrs.update(format=FORMAT, kind="index", n_images=4, class_names='["a","b","c","d"]', image_size=8, sha256="x")
+        f["labels"] = np.arange(5)
+        f.attrs.update(format=FORMAT, kind="index", n_images=5, class_names='["a","b","c","d","e"]', image_size=8, sha256="x")
     s = ImageSet(idx)
     assert s.images(2)[0, 0, 0] == 80
     assert ImageSetDataset(idx)[1][0].shape == (3, 8, 8)
+    assert s.images(3).shape == (8, 8, 3) and s.images(3)[0, 0, 0] == 200  # resized to the set's size
+    assert s.images(slice(0, 4)).shape == (4, 8, 8, 3)
     with pytest.raises(SpurlabError, match="missing.png: cannot decode image"):
-        s.images(3)
+        s.images(4)
 
 
 def test_not_an_imageset(tmp_path):

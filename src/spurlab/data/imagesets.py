@@ -233,9 +233,10 @@ class ImageSet:
         if self.kind == "packed":
             return self.f["images"][index]
         paths = self.f["paths"][index]
+        size = self.attrs.get("image_size")
         if np.ndim(paths) == 0:
-            return _decode(paths)
-        return np.stack([_decode(p) for p in paths])
+            return _decode(paths, size)
+        return np.stack([_decode(p, size) for p in paths])
 
     def masks(self, name: str, index=slice(None)) -> np.ndarray:
         key = f"masks/{name}"
@@ -259,13 +260,17 @@ class ImageSet:
             raise SpurlabError(f"{self.path}: content does not match its sha256 attribute (corrupt or edited file)")
 
 
-def _decode(path) -> np.ndarray:
+def _decode(path, size: int | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3), resized (bilinear) to size x size when the set declares a size."""
     from PIL import Image
 
     path = path.decode() if isinstance(path, bytes) else str(path)
     try:
         with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
+            im = im.convert("RGB")
+            if size and im.size != (size, size):
+                im = im.resize((int(size), int(size)), Image.BILINEAR)
+            return np.array(im)
     except (OSError, ValueError) as e:
         raise SpurlabError(f"{path}: cannot decode image ({e})") from e
 
