@@ -73,3 +73,15 @@ def test_counterfactual_gap_oracle():
     assert counterfactual_gaps(preds, labels, cue_on, ["a", "b"]) == {"a": 0.5, "b": -0.5}
     with pytest.raises(SpurlabError, match="alternate"):
         counterfactual_gaps(preds, labels, ~cue_on, ["a", "b"])
+
+
+def test_inspect_describes_a_feature_cache(setup):
+    from spurlab.inspect import describe
+
+    tmp, model, s = setup
+    cache_features(model, "m", model_checkpoint_sha256(tmp / "model"), s, tmp / "f.h5", torch.device("cpu"), progress=False)
+    text = describe(tmp / "f.h5")
+    assert "feature cache of model 'm' (cbr_tiny) on image set 'test'" in text
+    assert f"{len(s)} rows, {model.num_features} features (float32), 4 logits" in text
+    with open_features(tmp / "f.h5") as fc:
+        assert f"accuracy {(fc['preds'] == fc['labels']).mean():.4f}" in text

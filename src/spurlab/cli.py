@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_models_summary)
 
-    p = sub.add_parser("inspect", help="print a summary of a spurlab file (image set)")
+    p = sub.add_parser("inspect", help="print a summary of a spurlab file (image set or feature cache)")
     p.add_argument("file", type=Path)
     p.add_argument("--verify", action="store_true", help="also recompute the content hash")
     p.set_defaults(func=cmd_inspect)

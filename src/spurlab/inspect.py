@@ -8,6 +8,41 @@ from .data.imagesets import ImageSet
 
 
 def describe(path, verify: bool = False) -> str:
+    """Image sets and feature caches, told apart by their `format` attribute."""
+    import h5py
+
+    from .errors import SpurlabError
+    from .features import FORMAT as FEATURES
+
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+    except OSError as e:
+        raise SpurlabError(f"{path}: not a readable HDF5 file ({e})") from e
+    if fmt == FEATURES:
+        return _describe_features(path)
+    return _describe_imageset(path, verify)
+
+
+def _describe_features(path) -> str:
+    from .features import open_features
+
+    with open_features(path) as fc:
+        a = fc.attrs
+        preds, labels = fc["preds"], fc["labels"]
+        labelled = labels >= 0
+        acc = f"{(preds[labelled] == labels[labelled]).mean():.4f}" if labelled.any() else "n/a (no labels)"
+        return "\n".join([
+            f"{path}",
+            f"  feature cache of model '{a['model']}' ({a['arch']}) on image set '{a['imageset']}'",
+            f"  {len(fc)} rows, {a['num_features']} features ({a['feature_dtype']}), {a['num_classes']} logits",
+            f"  checkpoint sha256 {a['checkpoint_sha256']}",
+            f"  image set sha256  {a['imageset_sha256']}",
+            f"  accuracy {acc}",
+        ])  # fmt: skip
+
+
+def _describe_imageset(path, verify: bool) -> str:
     with ImageSet(path) as s:
         if verify:
             s.verify()
