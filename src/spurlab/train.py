@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .device import autocast
 from .errors import SpurlabError
 from .io import atomic_path
 
@@ -111,12 +112,19 @@ def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
     return x_uint8.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """On CUDA, batches go channels_last (as `device.prepare_model` puts the model)."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
 @torch.no_grad()
 def evaluate(model, source, device, batch_size: int = 512) -> float:
     model.eval()
     correct = 0
     for xb, yb in source.batches(torch.arange(len(source)), batch_size):
-        correct += (model(to_float(xb).to(device)).argmax(1).cpu() == yb).sum().item()
+        with autocast(device):
+            correct += (model(to_device(to_float(xb), device)).argmax(1).cpu() == yb).sum().item()
     return correct / max(1, len(source))
 
 
@@ -205,15 +213,16 @@ def fit(
             step = (epoch - 1) * steps_per_epoch + k
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, s, steps_per_epoch)
-            xb = augment(to_float(xb), gen, s.hflip, s.crop_padding).to(device)
+            xb = to_device(augment(to_float(xb), gen, s.hflip, s.crop_padding), device)
             yb = yb.to(device)
             if s.robust:
                 model.eval()
                 xb = l2_pgd(model, xb, yb, eps=eps, step_size=s.pgd_step_factor * eps / s.pgd_steps,
                             steps=s.pgd_steps, random_start=True, generator=gen)  # fmt: skip
                 model.train()
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            with autocast(device):  # bf16 on CUDA, nothing on CPU
+                logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -24,8 +24,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def create_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
     """Any timm architecture, never with downloaded weights (`checkpoint_path` import only)."""
-    if not timm.is_model(arch):
+    if not isinstance(arch, str) or not timm.is_model(arch):
         raise SpurlabError(f"model arch '{arch}': not a timm or spurlab architecture")
+    if kwargs.pop("pretrained", False):
+        raise SpurlabError(f"model arch '{arch}': pretrained weights are never downloaded; give a local checkpoint_path")
     try:
         return timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
     except TypeError as e:
@@ -44,6 +46,9 @@ class Classifier(nn.Module):
 
     def __init__(self, net: nn.Module, arch: str, input_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, arch_args=None):
         super().__init__()
+        for name, v in (("mean", mean), ("std", std)):
+            if len(v) != 3 or (name == "std" and min(v) <= 0):
+                raise SpurlabError(f"model {arch}: {name} {list(v)} must be 3 values" + (" > 0" if name == "std" else ""))
         self.net = net
         self.arch = arch
         self.arch_args = dict(arch_args or {})
@@ -78,16 +83,22 @@ class Classifier(nn.Module):
         return self.logits(x)
 
     def head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W, b): the last layer's live parameters, (C, D) and (C,) (detach before editing)."""
         fc = self.net.get_classifier()
-        return fc.weight, fc.bias
+        bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features, device=fc.weight.device)
+        return fc.weight, bias
 
 
 def save_model(model: Classifier, directory: str | os.PathLike, meta: dict) -> None:
-    """`model.safetensors` (weights and normalisation) and `meta.json`, each written atomically."""
+    """`model.safetensors` (weights and normalisation) and `meta.json`, each written atomically.
+
+    meta.json holds what `load_model` rebuilds the model from (arch, arch_args, num_classes,
+    input_size, mean, std) plus every key of `meta` (class_names, training record ...); the
+    model's own values win over same-named keys of `meta`.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     full = dict(meta)
     full.update(
         arch=model.arch,
@@ -98,32 +109,53 @@ def save_model(model: Classifier, directory: str | os.PathLike, meta: dict) -> N
         mean=model.mean.flatten().tolist(),
         std=model.std.flatten().tolist(),
     )
+    names = full.get("class_names")
+    if names is not None and len(names) != model.num_classes:
+        raise SpurlabError(f"{directory / 'meta.json'}: {len(names)} class_names for a {model.num_classes}-class model")
+    try:  # serialise before writing anything: a bad meta must not leave weights without meta.json
+        text = json.dumps(full, indent=2, sort_keys=True) + "\n"
+    except (TypeError, ValueError) as e:
+        raise SpurlabError(f"{directory / 'meta.json'}: meta is not JSON-serialisable ({e})") from e
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(directory / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"arch": model.arch})
     with atomic_path(directory / "meta.json") as tmp:
-        tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(text)
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
+    """Rebuild from meta.json, load the weights strictly; the model comes back in eval mode."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
     for name in ("meta.json", "model.safetensors"):
         if not (directory / name).is_file():
             raise SpurlabError(f"{directory / name}: missing (not a spurlab model directory)")
-    meta = json.loads((directory / "meta.json").read_text())
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+    except ValueError as e:
+        raise SpurlabError(f"{directory / 'meta.json'}: not valid JSON ({e})") from e
+    missing = [k for k in ("arch", "num_classes", "input_size", "mean", "std") if k not in meta]
+    if missing:
+        raise SpurlabError(f"{directory / 'meta.json'}: key '{missing[0]}' missing")
     model = build_classifier(meta["arch"], meta["num_classes"], meta["input_size"], meta.get("arch_args"), meta["mean"], meta["std"])
-    state = load_file(str(directory / "model.safetensors"))
+    try:
+        state = load_file(str(directory / "model.safetensors"))
+    except (SafetensorError, OSError) as e:
+        raise SpurlabError(f"{directory / 'model.safetensors'}: unreadable ({e})") from e
     load_state_strict(model, state, directory / "model.safetensors")
     return model.to(device).eval(), meta
 
 
 def load_state_strict(model: nn.Module, state: dict, source) -> None:
-    """Load a state dict; any missing/unexpected key or shape mismatch names the tensor."""
+    """Load a state dict; a missing/unexpected key, non-tensor or shape mismatch names the tensor."""
     own = model.state_dict()
     for k, v in state.items():
         if k not in own:
             raise SpurlabError(f"{source}: unexpected tensor {k} (not in the {type(model).__name__} model)")
+        if not isinstance(v, torch.Tensor):
+            raise SpurlabError(f"{source}: entry {k} is a {type(v).__name__}, not a tensor")
         if tuple(v.shape) != tuple(own[k].shape):
             raise SpurlabError(f"{source}: tensor {k} has shape {tuple(v.shape)}, model expects {tuple(own[k].shape)}")
     missing = [k for k in own if k not in state]
