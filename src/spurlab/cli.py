@@ -84,54 +84,12 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import torch
+    from .config import load_config
+    from .train import train_model
 
-    from .config import load_config, model_section
-    from .data.imagesets import open_imageset
-    from .device import pick_device, prepare_model
-    from .io import sha256_json
-    from .models import build_classifier, save_model
-    from .train import TrainSettings, adversarial_accuracy, batch_source, fit
-
-    cfg = load_config(args.config)
-    if args.model not in cfg["models"] or "checkpoint" in cfg["models"][args.model]:
-        raise SpurlabError(f"models.{args.model}: not a trained model of this config")
-    section = model_section(cfg, args.model)
-    entry, settings = section["model"], TrainSettings.from_config(section["train"], section["model"].get("robust"))
-    torch.set_num_threads(args.threads)
-    device = pick_device(cfg["compute"]["device"])
-    with open_imageset(args.train_set) as tr, open_imageset(args.val_set) as va:
-        if tr.class_names != va.class_names:
-            raise SpurlabError(f"{args.val_set}: classes differ from the training set {args.train_set}")
-        workers = cfg["compute"]["workers"]
-        train, val = batch_source(tr, workers), batch_source(va, workers)
-        torch.manual_seed(entry["seed"])
-        net = build_classifier(entry["arch"], len(tr.class_names), tr.image_size, entry.get("arch_args"))
-        model = prepare_model(net, device)
-        t = time.perf_counter()
-        fingerprint = sha256_json({"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type})
-        history = fit(model, train, val, settings, entry["seed"], args.out_dir / "checkpoints", device,
-                      fingerprint=fingerprint)  # fmt: skip
-        seconds = sum(h["seconds"] for h in history)
-        metrics = {"val_acc": history[-1]["val_acc"], "train_acc": history[-1]["train_acc"]}
-        if settings.robust:
-            from .models.robust import scale_eps
-
-            metrics["val_adv_acc"] = adversarial_accuracy(model, val, device, settings, entry["seed"])
-            metrics["eps"] = scale_eps(settings.eps_224, tr.image_size, tr.image_size)
-        meta = {
-            "name": args.model,
-            "class_names": tr.class_names,
-            "robust": settings.robust,
-            "training": section,
-            "data": {"train_set": str(args.train_set), "train_sha256": tr.sha256, "val_set": str(args.val_set), "val_sha256": va.sha256},
-            "history": history,
-            "metrics": metrics,
-            "train_seconds": round(seconds, 2),
-            "wall_seconds": round(time.perf_counter() - t, 2),
-        }
-        save_model(model, args.out_dir, meta)
-    print(f"{args.out_dir}: {args.model} val acc {metrics['val_acc']:.3f}" + (f", adv {metrics['val_adv_acc']:.3f}" if settings.robust else ""))
+    meta = train_model(load_config(args.config), args.model, args.train_set, args.val_set, args.out_dir, args.threads)
+    m = meta["metrics"]
+    print(f"{args.out_dir}: {args.model} val acc {m['val_acc']:.3f}" + (f", adv {m['val_adv_acc']:.3f}" if meta["robust"] else ""))
     return 0
 
 

@@ -317,3 +317,50 @@ def _labels(imageset, label_column: str | None) -> torch.Tensor:
     if (y < 0).any():
         raise SpurlabError(f"{imageset.path}: has images without a class label (label -1); it cannot be a training set")
     return torch.from_numpy(y.astype(np.int64))
+
+
+def train_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2) -> dict:
+    """The `train` stage: build model `name` of the config, train it on `train_set` (resuming
+    from `out_dir/checkpoints`), save `model.safetensors` + `meta.json`; return the meta."""
+    from .config import model_section
+    from .data.imagesets import open_imageset
+    from .device import pick_device, prepare_model
+    from .io import sha256_json
+    from .models import build_classifier, save_model
+    from .models.robust import scale_eps
+
+    if name not in cfg["models"] or "checkpoint" in cfg["models"][name]:
+        raise SpurlabError(f"models.{name}: not a trained model of this config")
+    out_dir = Path(out_dir)
+    section = model_section(cfg, name)
+    entry = section["model"]
+    settings = TrainSettings.from_config(section["train"], entry.get("robust"))
+    torch.set_num_threads(threads)
+    device = pick_device(cfg["compute"]["device"])
+    with open_imageset(train_set) as tr, open_imageset(val_set) as va:
+        if tr.class_names != va.class_names:
+            raise SpurlabError(f"{val_set}: classes differ from the training set {train_set}")
+        train, val = batch_source(tr, cfg["compute"]["workers"]), batch_source(va, cfg["compute"]["workers"])
+        torch.manual_seed(entry["seed"])
+        model = prepare_model(build_classifier(entry["arch"], len(tr.class_names), tr.image_size, entry.get("arch_args")), device)
+        t = time.perf_counter()
+        # checkpoints of another config, data or device are not resumed
+        fingerprint = sha256_json({"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type})
+        history = fit(model, train, val, settings, entry["seed"], out_dir / "checkpoints", device, fingerprint=fingerprint)
+        metrics = {"val_acc": history[-1]["val_acc"], "train_acc": history[-1]["train_acc"]}
+        if settings.robust:
+            metrics["val_adv_acc"] = adversarial_accuracy(model, val, device, settings, entry["seed"])
+            metrics["eps"] = scale_eps(settings.eps_224, tr.image_size, tr.image_size)
+        meta = {
+            "name": name,
+            "class_names": tr.class_names,
+            "robust": settings.robust,
+            "training": section,
+            "data": {"train_set": str(train_set), "train_sha256": tr.sha256, "val_set": str(val_set), "val_sha256": va.sha256},
+            "history": history,
+            "metrics": metrics,
+            "train_seconds": round(sum(h["seconds"] for h in history), 2),
+            "wall_seconds": round(time.perf_counter() - t, 2),
+        }
+        save_model(model, out_dir, meta)
+    return meta

@@ -1,9 +1,20 @@
 """Checkpoint import (SPEC 2): plain state dicts and Madry `robustness` checkpoints into a timm
-model in our format. Nothing is downloaded: the file must be local.
+model wrapped as a `Classifier`. Nothing is downloaded: the file must be local, and it is read with
+``torch.load(weights_only=True)`` (no code in a checkpoint is ever executed).
 
-Madry layout: ``{"model": {...}, "epoch": ...}`` whose keys are ``module.model.*`` (the network,
-torchvision names, which timm's ResNets share), ``module.attacker.*`` (a copy for the attacker:
-dropped) and ``module.normalizer.new_mean`` / ``new_std`` (shape (3, 1, 1): the normalisation).
+Layouts:
+- ``madry``: ``{"model": {...}, "epoch": ..., "optimizer": ..., "schedule": ...}`` (robustness
+  library, saved from a DataParallel ``AttackerModel``) whose keys are ``module.model.*`` (the
+  network, torchvision names: conv1, bn1, layer1..4, fc), ``module.attacker.*`` (the attacker's copy:
+  dropped) and ``module.normalizer.new_mean`` / ``new_std`` (shape (3, 1, 1): the normalisation the
+  network was trained behind, used as the Classifier's mean/std). A file saved without DataParallel
+  (no ``module.`` prefix) is accepted too.
+- ``state_dict``: the network's own keys, optionally nested under "state_dict" or "model" and/or
+  prefixed by ``module.``; mean/std default to ImageNet's unless given.
+timm's ResNets share torchvision's parameter names and shapes (tests check that against
+torchvision's resnet50), so both load strictly into ``timm.create_model("resnet50")``.
+Any missing/unexpected key or shape mismatch is an error naming the first offending tensor.
+The file's sha256 goes into `info`: every later cache is keyed by it.
 """
 
 from __future__ import annotations
@@ -17,21 +28,41 @@ from ..errors import SpurlabError
 from ..io import sha256_file
 from .factory import IMAGENET_MEAN, IMAGENET_STD, Classifier, create_model, load_state_strict
 
-MADRY_PREFIX = "module.model."
+KINDS = ("auto", "madry", "state_dict")
 
 
-def _unwrap(obj, path):
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict"):
-            if key in obj and isinstance(obj[key], dict):
-                return obj[key]
-        return obj
-    raise SpurlabError(f"{path}: not a state dict or checkpoint dict")
+def _unwrap(obj, path) -> dict:
+    if not isinstance(obj, dict):
+        raise SpurlabError(f"{path}: holds a {type(obj).__name__}, not a state dict or checkpoint dict")
+    for key in ("model", "state_dict"):
+        if isinstance(obj.get(key), dict):
+            return obj[key]
+    return obj
+
+
+def _is_madry(state: dict) -> bool:
+    """The robustness library's AttackerModel: `model.*` beside `normalizer.*` or `attacker.*`."""
+    return any(k.startswith("model.") for k in state) and any(k.startswith(("normalizer.", "attacker.")) for k in state)
+
+
+def _three(value, name: str, path) -> list[float]:
+    if not isinstance(value, torch.Tensor) or value.numel() != 3:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise SpurlabError(f"{path}: tensor {name} has shape {shape}, expected 3 values (one per channel)")
+    return [float(v) for v in value.flatten()]
 
 
 def import_checkpoint(path: str | os.PathLike, arch: str = "resnet50", num_classes: int = 1000, kind: str = "auto",
-                      input_size: int = 224) -> tuple[Classifier, dict]:  # fmt: skip
+                      input_size: int = 224, mean=None, std=None) -> tuple[Classifier, dict]:  # fmt: skip
+    """Load a local checkpoint into ``Classifier(timm.create_model(arch, num_classes))`` (eval mode).
+
+    `kind`: "auto" (detect), "madry" or "state_dict". `mean`/`std`, when given, override the
+    checkpoint's normaliser (madry) or the ImageNet default (state_dict). Returns the model and
+    `info`: layout, sha256, path, mean, std, normalisation (where mean/std came from), epoch if stored.
+    """
     path = Path(path)
+    if kind not in KINDS:
+        raise SpurlabError(f"checkpoint layout '{kind}': expected one of {', '.join(KINDS)}")
     if not path.is_file():
         raise SpurlabError(f"{path}: checkpoint not found (weights are never downloaded; give a local checkpoint_path)")
     try:
@@ -39,25 +70,41 @@ def import_checkpoint(path: str | os.PathLike, arch: str = "resnet50", num_class
     except Exception as e:  # torch raises several types for corrupt or unsafe pickles
         raise SpurlabError(f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e})") from e
     state = _unwrap(raw, path)
-    madry = any(k.startswith(MADRY_PREFIX) for k in state)
+    # DataParallel's prefix, stripped only when every key carries it
+    prefix = "module." if state and all(isinstance(k, str) and k.startswith("module.") for k in state) else ""
+    state = {k[len(prefix):]: v for k, v in state.items()}
     if kind == "auto":
-        kind = "madry" if madry else "state_dict"
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
+        kind = "madry" if _is_madry(state) else "state_dict"
+    norm_mean, norm_std, source = IMAGENET_MEAN, IMAGENET_STD, "imagenet_default"
     if kind == "madry":
-        if not madry:
-            raise SpurlabError(f"{path}: no '{MADRY_PREFIX}*' tensors; not a robustness-library checkpoint")
-        try:
-            mean = state["module.normalizer.new_mean"].flatten().tolist()
-            std = state["module.normalizer.new_std"].flatten().tolist()
-        except KeyError as e:
-            raise SpurlabError(f"{path}: tensor {e.args[0]} missing (the normaliser's mean/std)") from e
-        state = {k[len(MADRY_PREFIX):]: v for k, v in state.items() if k.startswith(MADRY_PREFIX)}
-    elif any(k.startswith("module.") for k in state):
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        if not any(k.startswith("model.") for k in state):
+            raise SpurlabError(f"{path}: no '{prefix}model.*' tensors; not a robustness-library checkpoint")
+        for name in ("normalizer.new_mean", "normalizer.new_std"):
+            if name not in state:
+                raise SpurlabError(f"{path}: tensor {prefix}{name} missing (the normaliser's mean/std)")
+        norm_mean = _three(state["normalizer.new_mean"], prefix + "normalizer.new_mean", path)
+        norm_std = _three(state["normalizer.new_std"], prefix + "normalizer.new_std", path)
+        source = "checkpoint"
+        # keep the network only: attacker.* (a second copy of it) and normalizer.* are dropped
+        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    if mean is not None or std is not None:
+        norm_mean = list(mean) if mean is not None else norm_mean
+        norm_std = list(std) if std is not None else norm_std
+        source = "argument"
     net = create_model(arch, num_classes=num_classes)
     load_state_strict(net, state, path)
-    model = Classifier(net, arch, input_size, mean, std).eval()
-    info = {"layout": kind, "sha256": sha256_file(path), "path": str(path)}
-    if isinstance(raw, dict) and "epoch" in raw:
-        info["epoch"] = int(raw["epoch"])
+    model = Classifier(net, arch, input_size, norm_mean, norm_std).eval()
+    info = {
+        "layout": kind,
+        "sha256": sha256_file(path),
+        "path": str(path),
+        "arch": arch,
+        "num_classes": num_classes,
+        "mean": [float(v) for v in norm_mean],
+        "std": [float(v) for v in norm_std],
+        "normalisation": source,
+    }
+    epoch = raw.get("epoch") if isinstance(raw, dict) else None
+    if isinstance(epoch, (int, float)) or (isinstance(epoch, torch.Tensor) and epoch.numel() == 1):
+        info["epoch"] = int(epoch)
     return model, info

@@ -28,6 +28,9 @@ def create_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
         raise SpurlabError(f"model arch '{arch}': not a timm or spurlab architecture")
     if kwargs.pop("pretrained", False):
         raise SpurlabError(f"model arch '{arch}': pretrained weights are never downloaded; give a local checkpoint_path")
+    ckpt = kwargs.get("checkpoint_path")
+    if ckpt is not None and not Path(ckpt).is_file():
+        raise SpurlabError(f"{ckpt}: checkpoint_path not found (weights are never downloaded)")
     try:
         return timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
     except TypeError as e:
@@ -42,7 +45,12 @@ def build_classifier(arch: str, num_classes: int, input_size: int, arch_args: di
 
 
 class Classifier(nn.Module):
-    """A timm-API network plus normalisation: `feature_map`, `features`, `logits`, `head`."""
+    """A timm-API network plus normalisation: `feature_map`, `features`, `logits`, `head`.
+
+    Attributes: `net` (the timm-API network), `arch`, `arch_args`, `num_classes`, `num_features`
+    (D), `input_size` (the side the model was trained at), `mean`/`std` (buffers (1, 3, 1, 1), saved
+    with the weights). Images enter as float (B, 3, H, W) in [0, 1].
+    """
 
     def __init__(self, net: nn.Module, arch: str, input_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, arch_args=None):
         super().__init__()

@@ -13,8 +13,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import SpurlabError
+
 
 def scale_eps(eps_224: float, height: int, width: int) -> float:
+    """The L2 radius at HxW with the same per-pixel RMS perturbation as `eps_224` at 224x224."""
     return float(eps_224) * math.sqrt(height * width) / 224.0
 
 
@@ -30,24 +33,33 @@ def l2_pgd(model, x, y, eps: float, step_size: float, steps: int, random_start: 
            generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
     """Adversarial examples maximising cross-entropy within ||delta||_2 <= eps, x + delta in [0, 1].
 
-    The model's train/eval mode is the caller's choice. Random start: uniform direction, radius
-    eps * U^(1/d) (uniform in the ball), drawn from `generator` on the CPU for reproducibility.
+    The model's train/eval mode is the caller's choice (never flipped here), and no parameter
+    gradient is accumulated (autograd.grad w.r.t. delta only). Random start: uniform direction,
+    radius eps * U^(1/d) (uniform in the ball), drawn from `generator` on its own device (a CPU
+    generator gives the same start on any device; None: torch's global CPU generator).
     """
+    if eps < 0 or step_size < 0 or steps < 0:
+        raise SpurlabError(f"l2_pgd: eps {eps}, step_size {step_size}, steps {steps} must be >= 0")
     x = x.detach()
-    if random_start:
-        noise = torch.randn(x.shape, generator=generator).to(x.device)
-        d = noise[0].numel()
-        r = torch.rand(x.shape[0], generator=generator).to(x.device) ** (1.0 / d) * eps
-        delta = noise / _norms(noise) * r.view(-1, *([1] * (x.dim() - 1)))
+    view = (-1,) + (1,) * (x.dim() - 1)
+    if random_start and eps > 0:
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        noise = torch.randn(x.shape, generator=generator, device=gen_device).to(x.device, x.dtype)
+        r = torch.rand(x.shape[0], generator=generator, device=gen_device).to(x.device, x.dtype)
+        radius = r ** (1.0 / noise[0].numel()) * eps
+        delta = noise / _norms(noise) * radius.view(view)
         delta = (x + delta).clamp(0, 1) - x
     else:
         delta = torch.zeros_like(x)
     for _ in range(steps):
         delta.requires_grad_(True)
-        loss = F.cross_entropy(model(x + delta), y)
+        # summed (not mean) loss: per-example gradients do not shrink with the batch size; the
+        # step is normalised per example anyway
+        loss = F.cross_entropy(model(x + delta), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, delta)
         with torch.no_grad():
             delta = delta + step_size * grad / _norms(grad)
             delta = project_l2(delta, eps)
+            # clipping to the box keeps delta in the ball: every coordinate only shrinks towards 0
             delta = (x + delta).clamp(0, 1) - x
-    return (x + delta).detach()
+    return (x + delta).clamp(0, 1).detach()
