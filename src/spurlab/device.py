@@ -10,19 +10,21 @@ from .errors import SpurlabError
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """"auto": CUDA when available, else CPU; "cpu"; "cuda" or "cuda:N" (an error without that GPU)."""
+    """ "auto": CUDA when available, else CPU; "cpu"; "cuda" or "cuda:N" (an error without that GPU)."""
     requested = str(requested)
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cpu":
         return torch.device("cpu")
-    index = requested[len("cuda:"):] if requested.startswith("cuda:") else None
+    index = requested[len("cuda:") :] if requested.startswith("cuda:") else None
     if requested != "cuda" and not (index and index.isdigit()):
         raise SpurlabError(f"compute.device: unknown device '{requested}' (auto, cpu, cuda, cuda:N)")
     if not torch.cuda.is_available():
         raise SpurlabError(f"compute.device: '{requested}' requested but no CUDA device is available")
     if index is not None and int(index) >= torch.cuda.device_count():
-        raise SpurlabError(f"compute.device: '{requested}' requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+        raise SpurlabError(
+            f"compute.device: '{requested}' requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+        )
     return torch.device(requested)
 
 

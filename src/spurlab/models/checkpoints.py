@@ -68,11 +68,13 @@ def import_checkpoint(path: str | os.PathLike, arch: str = "resnet50", num_class
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe pickles
-        raise SpurlabError(f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e})") from e
+        raise SpurlabError(
+            f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e})"
+        ) from e
     state = _unwrap(raw, path)
     # DataParallel's prefix, stripped only when every key carries it
     prefix = "module." if state and all(isinstance(k, str) and k.startswith("module.") for k in state) else ""
-    state = {k[len(prefix):]: v for k, v in state.items()}
+    state = {k[len(prefix) :]: v for k, v in state.items()}
     if kind == "auto":
         kind = "madry" if _is_madry(state) else "state_dict"
     norm_mean, norm_std, source = IMAGENET_MEAN, IMAGENET_STD, "imagenet_default"
@@ -86,7 +88,7 @@ def import_checkpoint(path: str | os.PathLike, arch: str = "resnet50", num_class
         norm_std = _three(state["normalizer.new_std"], prefix + "normalizer.new_std", path)
         source = "checkpoint"
         # keep the network only: attacker.* (a second copy of it) and normalizer.* are dropped
-        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     if mean is not None or std is not None:
         norm_mean = list(mean) if mean is not None else norm_mean
         norm_std = list(std) if std is not None else norm_std

@@ -27,7 +27,9 @@ def create_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
     if not isinstance(arch, str) or not timm.is_model(arch):
         raise SpurlabError(f"model arch '{arch}': not a timm or spurlab architecture")
     if kwargs.pop("pretrained", False):
-        raise SpurlabError(f"model arch '{arch}': pretrained weights are never downloaded; give a local checkpoint_path")
+        raise SpurlabError(
+            f"model arch '{arch}': pretrained weights are never downloaded; give a local checkpoint_path"
+        )
     ckpt = kwargs.get("checkpoint_path")
     if ckpt is not None and not Path(ckpt).is_file():
         raise SpurlabError(f"{ckpt}: checkpoint_path not found (weights are never downloaded)")
@@ -52,11 +54,15 @@ class Classifier(nn.Module):
     with the weights). Images enter as float (B, 3, H, W) in [0, 1].
     """
 
-    def __init__(self, net: nn.Module, arch: str, input_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, arch_args=None):
+    def __init__(
+        self, net: nn.Module, arch: str, input_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, arch_args=None
+    ):
         super().__init__()
         for name, v in (("mean", mean), ("std", std)):
             if len(v) != 3 or (name == "std" and min(v) <= 0):
-                raise SpurlabError(f"model {arch}: {name} {list(v)} must be 3 values" + (" > 0" if name == "std" else ""))
+                raise SpurlabError(
+                    f"model {arch}: {name} {list(v)} must be 3 values" + (" > 0" if name == "std" else "")
+                )
         self.net = net
         self.arch = arch
         self.arch_args = dict(arch_args or {})
@@ -147,7 +153,9 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     missing = [k for k in ("arch", "num_classes", "input_size", "mean", "std") if k not in meta]
     if missing:
         raise SpurlabError(f"{directory / 'meta.json'}: key '{missing[0]}' missing")
-    model = build_classifier(meta["arch"], meta["num_classes"], meta["input_size"], meta.get("arch_args"), meta["mean"], meta["std"])
+    model = build_classifier(
+        meta["arch"], meta["num_classes"], meta["input_size"], meta.get("arch_args"), meta["mean"], meta["std"]
+    )
     try:
         state = load_file(str(directory / "model.safetensors"))
     except (SafetensorError, OSError) as e:
