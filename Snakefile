@@ -3,7 +3,16 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from spurlab.config import check_semantics, model_section, section_for_set, set_names
+from spurlab.config import (
+    check_semantics,
+    imported_models,
+    model_section,
+    noise_models,
+    one_of,
+    section_for_set,
+    set_names,
+    trained_models,
+)
 
 min_version("9.0")
 
@@ -31,10 +40,13 @@ check_semantics(config)
 CONFIGFILES = " ".join(map(str, workflow.configfiles))
 SETS = set_names(config)
 MODELS = list(config["models"])
+NOISE_MODELS = noise_models(config)
 
 
 include: "rules/datasets.smk"
 include: "rules/models.smk"
+include: "rules/discover.smk"
+include: "rules/measure.smk"
 
 
 rule all:
@@ -42,3 +54,4 @@ rule all:
     input:
         rules.datasets.input,
         rules.models.input,
+        rules.salient.input,

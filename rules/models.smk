@@ -2,7 +2,7 @@
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
+    model=one_of(MODELS),
 
 
 rule train:
@@ -17,6 +17,8 @@ rule train:
         "logs/train/{model}.log",
     benchmark:
         "benchmarks/train/{model}.tsv"
+    wildcard_constraints:
+        model=one_of(trained_models(config)),
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -44,6 +46,8 @@ rule import_checkpoint:
         "logs/import_checkpoint/{model}.log",
     benchmark:
         "benchmarks/import_checkpoint/{model}.tsv"
+    wildcard_constraints:
+        model=one_of(imported_models(config)),
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -57,9 +61,6 @@ rule import_checkpoint:
     shell:
         "spurlab import-checkpoint --config {params.configs} --model {wildcards.model} "
         "--out-dir {params.out_dir} > {log} 2>&1"
-
-
-ruleorder: import_checkpoint > train
 
 
 rule features:

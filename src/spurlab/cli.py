@@ -22,6 +22,13 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _compute_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def cmd_validate_config(args) -> int:
     from .config import load_config
 
@@ -156,6 +163,76 @@ def cmd_models_summary(args) -> int:
     return 0
 
 
+def _salient(args) -> dict:
+    from .config import load_config
+
+    return load_config(args.config)["salient"]
+
+
+def cmd_importance(args) -> int:
+    from .discover.importance import run_importance
+
+    sal = _salient(args)
+    info = run_importance(args.features, args.model_dir, args.out, args.table, sal["grouping"], sal["top_k"])
+    print(f"{args.out}: top-{sal['top_k']} features of {info['classes']} classes ({sal['grouping']} grouping)")
+    return 0
+
+
+def cmd_salient_subsets(args) -> int:
+    import torch
+
+    from .discover.subsets import SubsetSettings, run_subsets
+
+    torch.set_num_threads(args.threads)
+    sal = _salient(args)
+    settings = SubsetSettings(**sal["subset"], attack=sal["attack"], batch_size=args.batch_size)
+    info = run_subsets(args.model_dir, args.imageset, args.features, args.importance, args.out, settings,
+                       args.device, progress=not args.quiet)  # fmt: skip
+    print(f"{args.out}: {info['pairs']} class-feature pairs, {info['members']} images")
+    return 0
+
+
+def cmd_annotate(args) -> int:
+    from .discover.auto_annotate import run_annotations
+
+    ann = _salient(args)["annotation"]
+    info = run_annotations(args.subsets, args.out, ann, human_csv=args.human_csv)
+    print(f"{args.out}: {info['spurious']} of {info['pairs']} pairs spurious ({info['source']})")
+    return 0
+
+
+def cmd_annotation_tasks(args) -> int:
+    from .discover.annotate import run_annotation_tasks
+
+    n = run_annotation_tasks(args.subsets, args.imageset, args.out_dir)
+    print(f"{args.out_dir}: {n} task pages, index.html, manifest.csv")
+    return 0
+
+
+def cmd_noise(args) -> int:
+    import torch
+
+    from .measure.noise import run_noise
+
+    torch.set_num_threads(args.threads)
+    noise = _salient(args)["noise"]
+    info = run_noise(args.model_dir, args.model, args.imageset, args.subsets, args.annotations, args.out,
+                     noise["seed"], noise["sigmas"], noise["l2_match_sigmas"], args.device, args.batch_size,
+                     progress=not args.quiet)  # fmt: skip
+    print(f"{args.out}: {info['rows']} rows")
+    return 0
+
+
+def cmd_salient_summary(args) -> int:
+    from .config import load_config
+    from .measure.salient_summary import run_salient_summary
+
+    summary = run_salient_summary(load_config(args.config), args.imageset, args.subsets, args.annotations, args.noise,
+                                  args.out, args.figure, args.grid)  # fmt: skip
+    print(f"{args.out}: {summary['n_spurious']} of {summary['n_pairs']} pairs spurious")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -234,6 +311,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--counterfactual-set", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_models_summary)
+
+    p = sub.add_parser("importance", help="neural feature importance and top-k features per class (rule importance)")
+    _config_arg(p)
+    p.add_argument("--model-dir", required=True, type=Path, help="the discovery model (its head W)")
+    p.add_argument("--features", required=True, type=Path, help="that model's feature cache on salient.importance_set")
+    p.add_argument("--out", required=True, type=Path, help="importance HDF5 (IV, counts, top-k)")
+    p.add_argument("--table", required=True, type=Path, help="top-k table (.parquet; a .csv twin is written)")
+    p.set_defaults(func=cmd_importance)
+
+    p = sub.add_parser("salient-subsets", help="D(i,j) subsets with NAM soft masks and feature attacks (rule salient_subsets)")
+    _config_arg(p)
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path, help="the image set of salient.subset_set")
+    p.add_argument("--features", required=True, type=Path, help="the model's feature cache on that set")
+    p.add_argument("--importance", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    _compute_args(p)
+    p.set_defaults(func=cmd_salient_subsets)
+
+    p = sub.add_parser("annotation-tasks", help="HTML task pages and a CSV manifest for human annotation (rule annotation_tasks)")
+    p.add_argument("--subsets", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.set_defaults(func=cmd_annotation_tasks)
+
+    p = sub.add_parser("annotate", help="the annotations table: automatic, or human answers in the MTurk CSV layout (rule annotations)")
+    _config_arg(p)
+    p.add_argument("--subsets", required=True, type=Path)
+    p.add_argument("--human-csv", type=Path, help="answers in the Salient ImageNet MTurk layout (source: human)")
+    p.add_argument("--out", required=True, type=Path, help="annotations table (.parquet; a .csv twin is written)")
+    p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser("noise", help="core and spurious accuracy of one model under masked noise (rule noise)")
+    _config_arg(p)
+    p.add_argument("--model", required=True, help="the model's name (a key of models)")
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path)
+    p.add_argument("--subsets", required=True, type=Path)
+    p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="noise table (.parquet; a .csv twin is written)")
+    _compute_args(p)
+    p.set_defaults(func=cmd_noise)
+
+    p = sub.add_parser("salient-summary", help="write results/salient/summary.json and its figure (rule salient_summary)")
+    _config_arg(p)
+    p.add_argument("--subsets", required=True, type=Path)
+    p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--noise", required=True, type=Path, nargs="+", help="one noise table per model")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path, help="the image set of salient.subset_set")
+    p.add_argument("--figure", required=True, type=Path, help="PNG: core/spurious accuracy vs sigma per model")
+    p.add_argument("--grid", required=True, type=Path, help="PNG: top features per class as NAM heatmaps")
+    p.set_defaults(func=cmd_salient_summary)
 
     p = sub.add_parser("inspect", help="print a summary of a spurlab file (image set or feature cache)")
     p.add_argument("file", type=Path)

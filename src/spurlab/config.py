@@ -171,6 +171,42 @@ def check_semantics(cfg: dict) -> None:
     for i, name in enumerate(cfg["features"]["sets"]):
         if name not in sets:
             raise SpurlabError(f"config key features.sets[{i}]: '{name}' is not an image set of this config")
+    _check_salient(cfg)
+
+
+def _check_salient(cfg: dict) -> None:
+    sal, models, cached = cfg["salient"], cfg["models"], cfg["features"]["sets"]
+    if sal["model"] not in models:
+        raise SpurlabError(f"config key salient.model: '{sal['model']}' is not a key of models")
+    for key in ("importance_set", "subset_set"):
+        if sal[key] not in cached:
+            raise SpurlabError(f"config key salient.{key}: '{sal[key]}' is not in features.sets (its features must be cached)")
+    if sal["subset_set"] in ("cue_only", "counterfactual"):
+        raise SpurlabError(f"config key salient.subset_set: '{sal['subset_set']}' is not a labelled image set")
+    sub = sal["subset"]
+    if sub["min_images"] > sub["max_images"]:
+        raise SpurlabError("config key salient.subset.min_images: larger than salient.subset.max_images")
+    ann = sal["annotation"]
+    if ann["source"] == "human" and not ann["human_csv"]:
+        raise SpurlabError("config key salient.annotation.human_csv: required when salient.annotation.source is human")
+    noise = sal["noise"]
+    for i, m in enumerate(noise["models"] or []):
+        if m not in models:
+            raise SpurlabError(f"config key salient.noise.models[{i}]: '{m}' is not a key of models")
+    if 0 not in noise["sigmas"]:
+        raise SpurlabError("config key salient.noise.sigmas: must include 0 (the clean accuracy every drop is measured from)")
+
+
+def one_of(names) -> str:
+    """A Snakemake wildcard regex matching exactly these names (nothing when there are none)."""
+    import re
+
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
+def noise_models(cfg: dict) -> list[str]:
+    """The models whose core/spurious accuracy the `salient` target measures (default: the suite)."""
+    return list(cfg["salient"]["noise"]["models"] or cfg["models"])
 
 
 def _check_cues(cues: dict, classes: list, scenes: list, where: str) -> None:

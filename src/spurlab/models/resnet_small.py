@@ -39,11 +39,10 @@ def _small_resnet(name, layers, pretrained=False, num_classes=10, in_chans=3, wi
     model.conv1 = nn.Conv2d(in_chans, width, 3, stride=stem_stride, padding=1, bias=False)
     model.maxpool = nn.Identity()
     # keep timm's feature_info truthful (features_only / forward_intermediates read the reductions)
-    reduction = stem_stride
+    # (timm counts a stride-4 stem; ours is stem_stride with no max-pool; a dilated last stage
+    # under output_stride=16 keeps its input's reduction)
     for i, info in enumerate(model.feature_info):
-        if i > 1:
-            reduction *= 2
-        info["reduction"] = reduction
+        info["reduction"] = stem_stride if i == 0 else info["reduction"] * stem_stride // 4
     return model
 
 

@@ -1,0 +1,430 @@
+"""Human annotation of class-feature pairs (Singla & Feizi 2022, "Salient ImageNet", sec. 3.3 and
+appendix C; SPEC 4.7).
+
+Each (class, feature) pair becomes one task: the top images of the class that activate the feature,
+their heatmaps, the feature-attack images and the class description, and one question: is the
+highlighted region part of the *main object*, a *separate object*, or the *background*? Workers
+also give a confidence 1-5 and a reason.
+
+Answers are read in the layout of the published Salient ImageNet MTurk results
+(`mturk_results/discover_spurious_features.csv` in github.com/singlasahil14/salient_imagenet):
+
+    WorkerId, Input.wordnet_id, Input.class_index, Input.feature_index, Input.feature_rank,
+    Answer.main, Answer.confidence, Answer.reasons
+
+`Answer.main` takes exactly the strings of `ANSWERS` there (the radio values of the published task
+form `mturk_code/discover_sec3_3_study_code.html` are the same), so no alias map is needed. The
+published file writes confidences as floats ("4.0"): integral floats are accepted.
+
+Majority rule (reference `utils.MTurk_Results`): a pair is spurious when at least 3 of its 5
+answers are `separate_object` or `background`, core otherwise. Spurious pairs are sub-listed as
+`background` when background answers alone reach the threshold, else `separate_object` when
+separate-object answers alone do, else `ambiguous` (the reference checks in that order). On the
+published 25,000-row file this gives 630 spurious / 4370 core pairs, sub-lists 231 / 296 / 103.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from spurlab.errors import SpurlabError
+from spurlab.io import atomic_path
+
+ANSWERS = ("main_object", "separate_object", "background")
+CSV_COLUMNS = (
+    "WorkerId",
+    "Input.wordnet_id",
+    "Input.class_index",
+    "Input.feature_index",
+    "Input.feature_rank",
+    "Answer.main",
+    "Answer.confidence",
+    "Answer.reasons",
+)
+VOTE_COLUMNS = (
+    "row", "worker_id", "wordnet_id", "class_index", "class_name", "feature_index", "feature_rank",
+    "answer", "confidence", "reasons",
+)
+ANNOTATION_COLUMNS = (
+    "class_index", "class_name", "feature_index", "feature_rank", "label", "kind",
+    "votes_main", "votes_separate", "votes_background", "n_votes", "mean_confidence", "source",
+)
+MANIFEST_COLUMNS = ("wordnet_id", "class_index", "class_name", "feature_index", "feature_rank", "page")
+MIN_DISPLAY_PX = 128
+
+
+# ----------------------------------------------------------------------------------------- import
+
+
+def _as_int(text: str) -> int | None:
+    """`text` as an int ("4" or an integral float such as "4.0"), else None."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        x = float(text)
+    except ValueError:
+        return None
+    return int(x) if math.isfinite(x) and x.is_integer() else None
+
+
+def read_mturk_csv(
+    path: str | os.PathLike, class_names: Sequence[str], pairs: set[tuple[int, int]] | None = None
+) -> pd.DataFrame:
+    """Validated answers, one row per answer, columns `VOTE_COLUMNS`.
+
+    `row` is the row a spreadsheet shows (header = row 1); `class_name` is `class_names[class_index]`.
+    With `pairs` (the exported (class_index, feature_index) set) an answer to any other pair is an
+    error. `Input.wordnet_id` is kept as given (our benchmark has names, not WordNet ids); extra
+    columns are ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpurlabError(f"{path}: no such answers file")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise SpurlabError(f"{path}: empty file, expected the MTurk answers layout") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise SpurlabError(f"{path}: not a readable CSV ({e})") from None
+    for col in CSV_COLUMNS:
+        if col not in raw.columns:
+            raise SpurlabError(f"{path}: required column '{col}' missing")
+    if raw.empty:
+        raise SpurlabError(f"{path}: no answer rows")
+
+    n_classes = len(class_names)
+    out: dict[str, list] = {c: [] for c in VOTE_COLUMNS}
+    seen: dict[tuple[str, int, int], int] = {}
+    rank_of: dict[tuple[int, int], tuple[int, int]] = {}
+    cols = [raw[c].tolist() for c in CSV_COLUMNS]
+    for i, (worker, wnid, c_txt, f_txt, r_txt, answer, conf_txt, reasons) in enumerate(zip(*cols)):
+        row = i + 2
+        where = f"{path}: row {row}"
+        worker = worker.strip()
+        if not worker:
+            raise SpurlabError(f"{where}: empty WorkerId")
+        c = _as_int(c_txt)
+        if c is None or not 0 <= c < n_classes:
+            raise SpurlabError(f"{where}: Input.class_index '{c_txt}' is not a class index in 0..{n_classes - 1}")
+        f = _as_int(f_txt)
+        if f is None or f < 0:
+            raise SpurlabError(f"{where}: Input.feature_index '{f_txt}' is not a non-negative integer")
+        if pairs is not None and (c, f) not in pairs:
+            raise SpurlabError(f"{where}: unknown feature {f} for class {c} (not an exported pair)")
+        r = _as_int(r_txt)
+        if r is None or r < 1:
+            raise SpurlabError(f"{where}: Input.feature_rank '{r_txt}' is not a positive integer")
+        first = rank_of.setdefault((c, f), (r, row))
+        if first[0] != r:
+            raise SpurlabError(
+                f"{where}: Input.feature_rank {r} for class {c} feature {f} differs from row {first[1]} ({first[0]})"
+            )
+        answer = answer.strip()
+        if answer not in ANSWERS:
+            raise SpurlabError(f"{where}: Answer.main '{answer}' is not one of {', '.join(ANSWERS)}")
+        conf = _as_int(conf_txt)
+        if conf is None or not 1 <= conf <= 5:
+            raise SpurlabError(f"{where}: Answer.confidence '{conf_txt}' is not an integer in 1..5")
+        prev = seen.setdefault((worker, c, f), row)
+        if prev != row:
+            raise SpurlabError(f"{where}: worker '{worker}' already answered class {c} feature {f} in row {prev}")
+        for key, value in (
+            ("row", row), ("worker_id", worker), ("wordnet_id", wnid.strip()), ("class_index", c),
+            ("class_name", class_names[c]), ("feature_index", f), ("feature_rank", r), ("answer", answer),
+            ("confidence", conf), ("reasons", reasons),
+        ):
+            out[key].append(value)
+    df = pd.DataFrame(out)
+    for col in ("row", "class_index", "feature_index", "feature_rank", "confidence"):
+        df[col] = df[col].astype("int64")
+    return df
+
+
+def majority_annotations(votes: pd.DataFrame, min_spurious_votes: int = 3) -> pd.DataFrame:
+    """The annotations table (`ANNOTATION_COLUMNS`, source "human"): one row per (class, feature).
+
+    `votes` is `read_mturk_csv`'s frame (needs class_index, class_name, feature_index, feature_rank,
+    answer, confidence). Spurious when separate_object + background answers >= `min_spurious_votes`
+    (paper: 3 of 5); kind "background" / "separate_object" when that answer alone reaches the
+    threshold (background checked first, as in the reference), else "ambiguous"; core pairs have
+    kind "main_object". Sorted by class_index, feature_rank.
+    """
+    if isinstance(min_spurious_votes, bool) or not isinstance(min_spurious_votes, (int, np.integer)) \
+            or min_spurious_votes < 1:
+        raise SpurlabError(f"min_spurious_votes: {min_spurious_votes!r} is not a positive integer")
+    need = ("class_index", "class_name", "feature_index", "feature_rank", "answer", "confidence")
+    for col in need:
+        if col not in votes.columns:
+            raise SpurlabError(f"votes: column '{col}' missing")
+    bad = ~votes["answer"].isin(ANSWERS)
+    if bad.any():
+        raise SpurlabError(f"votes: answer '{votes['answer'][bad].iloc[0]}' is not one of {', '.join(ANSWERS)}")
+    v = votes.assign(
+        _m=(votes["answer"] == "main_object").astype("int64"),
+        _s=(votes["answer"] == "separate_object").astype("int64"),
+        _b=(votes["answer"] == "background").astype("int64"),
+        _c=votes["confidence"].astype("float64"),
+    )
+    agg = v.groupby(["class_index", "feature_index"], as_index=False, sort=True).agg(
+        class_name=("class_name", "first"),
+        feature_rank=("feature_rank", "first"),
+        votes_main=("_m", "sum"),
+        votes_separate=("_s", "sum"),
+        votes_background=("_b", "sum"),
+        n_votes=("answer", "size"),
+        mean_confidence=("_c", "mean"),
+    )
+    k = int(min_spurious_votes)
+    spurious = (agg["votes_separate"] + agg["votes_background"]) >= k
+    agg["label"] = np.where(spurious, "spurious", "core")
+    agg["kind"] = np.select(
+        [agg["votes_background"] >= k, agg["votes_separate"] >= k, spurious],
+        ["background", "separate_object", "ambiguous"],
+        default="main_object",
+    )
+    agg["source"] = "human"
+    for col in ("class_index", "feature_index", "feature_rank", "votes_main", "votes_separate",
+                "votes_background", "n_votes"):
+        agg[col] = agg[col].astype("int64")
+    agg["mean_confidence"] = agg["mean_confidence"].astype("float64")
+    agg = agg.sort_values(["class_index", "feature_rank", "feature_index"], kind="stable")
+    return agg[list(ANNOTATION_COLUMNS)].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------- export
+
+
+@dataclass
+class AnnotationTask:
+    """One (class, feature) pair to annotate: T top images (uint8), their NAMs in [0, 1], attacks."""
+
+    class_index: int
+    class_name: str
+    feature_index: int
+    feature_rank: int
+    images: np.ndarray  # uint8 (T, H, W, 3)
+    nams: np.ndarray  # float (T, H, W) in [0, 1]
+    attacks: np.ndarray | None = None  # uint8 (T, H, W, 3)
+    wordnet_id: str = ""
+
+    @property
+    def page(self) -> str:
+        return f"class{int(self.class_index):04d}_feature{int(self.feature_index):05d}.html"
+
+
+def _check_task(task: AnnotationTask, where: str) -> None:
+    for name, low in (("class_index", 0), ("feature_index", 0), ("feature_rank", 1)):
+        x = getattr(task, name)
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < low:
+            raise SpurlabError(f"{where}: {name} {x!r} is not an integer >= {low}")
+    if not isinstance(task.class_name, str) or not isinstance(task.wordnet_id, str):
+        raise SpurlabError(f"{where}: class_name and wordnet_id must be strings")
+    img, nam = np.asarray(task.images), np.asarray(task.nams)
+    if img.dtype != np.uint8 or img.ndim != 4 or img.shape[-1] != 3 or img.shape[0] < 1:
+        raise SpurlabError(f"{where}: images must be uint8 (T, H, W, 3) with T >= 1, got {img.dtype} {img.shape}")
+    if nam.shape != img.shape[:3]:
+        raise SpurlabError(f"{where}: nams shape {nam.shape} does not match images {img.shape[:3]}")
+    if not np.issubdtype(nam.dtype, np.floating) or not np.isfinite(nam).all() \
+            or nam.min() < -1e-6 or nam.max() > 1 + 1e-6:
+        raise SpurlabError(f"{where}: nams must be finite floats in [0, 1]")
+    if task.attacks is not None:
+        att = np.asarray(task.attacks)
+        if att.dtype != np.uint8 or att.shape != img.shape:
+            raise SpurlabError(f"{where}: attacks must be uint8 {img.shape} like images, got {att.dtype} {att.shape}")
+
+
+def _png_uri(rgb: np.ndarray) -> str:
+    """Base64 PNG data URI of a uint8 (H, W, 3) image, upscaled (nearest) to >= MIN_DISPLAY_PX."""
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(rgb))
+    s = max(1, math.ceil(MIN_DISPLAY_PX / max(1, min(im.size))))
+    if s > 1:
+        im = im.resize((im.width * s, im.height * s), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=6)  # no tIME/text chunks: same pixels -> same bytes
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_CSS = """body{font:15px/1.4 sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
+h1{font-size:1.3em}h2{font-size:1.1em;margin:1.2em 0 .3em}
+.row{display:flex;flex-wrap:wrap;gap:6px}.row img{width:160px;height:auto;image-rendering:pixelated}
+fieldset{margin:.8em 0;border:1px solid #ccc}label{display:block;margin:.2em 0}
+.likert label{display:inline-block;margin-right:1em}textarea{width:100%;box-sizing:border-box}
+button{padding:.4em 1em}"""
+
+_JS = """document.getElementById("dl").addEventListener("click", function () {
+  var f = document.getElementById("answer"), d = f.dataset;
+  var main = f.querySelector("input[name=main]:checked"), conf = f.querySelector("input[name=confidence]:checked");
+  var worker = f.elements.worker.value.trim(), reasons = f.elements.reasons.value.trim();
+  if (!main || !conf || !worker || !reasons) { alert("Please answer Q1-Q3 and give your worker id."); return; }
+  function q(s) { s = String(s); return /[",\\r\\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; }
+  var head = "WorkerId,Input.wordnet_id,Input.class_index,Input.feature_index,Input.feature_rank," +
+    "Answer.main,Answer.confidence,Answer.reasons";
+  var row = [worker, d.wnid, d.cls, d.feature, d.rank, main.value, conf.value, reasons].map(q).join(",");
+  var a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([head + "\\n" + row + "\\n"], {type: "text/csv"}));
+  a.download = d.stem + "_" + worker.replace(/[^A-Za-z0-9_-]/g, "_") + ".csv";
+  document.body.appendChild(a); a.click(); a.remove();
+});"""
+
+# Wording and order of the published task form (appendix C, Figure 9c).
+_OPTIONS = (
+    ("background", "Focus is on the <b>background</b> of the main object."),
+    ("separate_object", "Focus is on some <b>other object</b> (not a part of the main object)."),
+    ("main_object", "Focus is on <b>some part of the main object</b>."),
+)
+_CONFIDENCE = ("Not confident at all", "Slightly confident", "Somewhat confident", "Fairly confident",
+               "Completely confident")
+
+
+def _gallery(title: str, arrays: Iterable[np.ndarray], alt: str) -> str:
+    imgs = "".join(f'<img src="{_png_uri(a)}" alt="{alt} {i + 1}">' for i, a in enumerate(arrays))
+    return f'<h3>{title}</h3>\n<div class="row">{imgs}</div>\n'
+
+
+def _render_page(task: AnnotationTask, description: str) -> str:
+    from spurlab.discover.nam import heatmap
+
+    e = html.escape
+    name, c, f, r = e(task.class_name), int(task.class_index), int(task.feature_index), int(task.feature_rank)
+    images, nams = np.asarray(task.images), np.clip(np.asarray(task.nams, dtype=np.float64), 0, 1)
+    parts = [
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
+        f"<title>{name}: feature {f}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n",
+        f"<h1>Class {c} &ldquo;{name}&rdquo; &middot; feature {f} (rank {r})</h1>\n",
+        "<h2>Main object</h2>\n",
+        f"<p><b>Object category name:</b> {name}",
+        f" <small>({e(task.wordnet_id)})</small>" if task.wordnet_id else "",
+        "</p>\n",
+        f"<p><b>Object definition:</b> {e(description)}</p>\n" if description else "",
+        "<h2>Visual attribute</h2>\n",
+        _gallery("Top images", images, "top image"),
+        _gallery("Highlighted visual attribute (red: more relevant)",
+                 (heatmap(images[t], nams[t]) for t in range(len(images))), "heatmap"),
+    ]
+    if task.attacks is not None:
+        parts.append(_gallery("Amplified visual attribute (feature attack)", np.asarray(task.attacks), "attack"))
+    stem = task.page[: -len(".html")]
+    parts += [
+        f'<form id="answer" data-wnid="{e(task.wordnet_id)}" data-cls="{c}" data-feature="{f}" data-rank="{r}" '
+        f'data-stem="{stem}">\n',
+        "<fieldset><legend>Q1. Which of the following best describes the focus of the red region in the "
+        "highlighted visual attribute?</legend>\n",
+        *(f'<label><input type="radio" name="main" value="{v}"> {text}</label>\n' for v, text in _OPTIONS),
+        "</fieldset>\n<fieldset class=\"likert\"><legend>Q2. How confident are you about your answer to Q1?"
+        "</legend>\n",
+        *(f'<label><input type="radio" name="confidence" value="{i}"> ({i}) {t}</label>\n'
+          for i, t in enumerate(_CONFIDENCE, 1)),
+        "</fieldset>\n<fieldset><legend>Q3. Reason(s) for your answer to Q1</legend>\n"
+        '<textarea name="reasons" rows="3"></textarea></fieldset>\n',
+        '<p><label>Worker id <input type="text" name="worker"></label></p>\n',
+        '<button type="button" id="dl">Download answer (CSV)</button>\n</form>\n',
+        f"<script>\n{_JS}\n</script>\n</body>\n</html>\n",
+    ]
+    return "".join(parts)
+
+
+def _describe(descriptions, class_index: int) -> str:
+    if descriptions is None:
+        return ""
+    if isinstance(descriptions, Mapping):
+        return str(descriptions.get(class_index, "") or "")
+    return str(descriptions[class_index]) if 0 <= class_index < len(descriptions) else ""
+
+
+def export_tasks(
+    out_dir: str | os.PathLike,
+    tasks: Iterable[AnnotationTask],
+    class_descriptions: Mapping[int, str] | Sequence[str] | None = None,
+) -> None:
+    """Write one self-contained HTML page per task, `index.html` and `manifest.csv` into `out_dir`.
+
+    Tasks are streamed: each is validated, rendered in memory and written atomically before the next
+    is read. `manifest.csv` and `index.html` from an earlier export are removed first and written
+    last, so they exist only when every page was written. Same input -> same bytes.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("manifest.csv", "index.html"):
+        (out_dir / stale).unlink(missing_ok=True)
+    rows: list[dict] = []
+    pages: dict[tuple[int, int], str] = {}
+    for task in tasks:
+        page = out_dir / task.page
+        where = f"{page}: class {task.class_index} feature {task.feature_index}"
+        _check_task(task, where)
+        key = (int(task.class_index), int(task.feature_index))
+        if key in pages:
+            raise SpurlabError(f"{where}: exported twice")
+        pages[key] = task.page
+        text = _render_page(task, _describe(class_descriptions, key[0]))
+        with atomic_path(page) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        rows.append(dict(wordnet_id=task.wordnet_id, class_index=key[0], class_name=str(task.class_name),
+                         feature_index=key[1], feature_rank=int(task.feature_rank), page=task.page))
+    if not rows:
+        raise SpurlabError(f"{out_dir}: no annotation tasks to export")
+    rows.sort(key=lambda d: (d["class_index"], d["feature_rank"], d["feature_index"]))
+
+    with atomic_path(out_dir / "manifest.csv") as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+
+    e = html.escape
+    body = []
+    for c in sorted({d["class_index"] for d in rows}):
+        group = [d for d in rows if d["class_index"] == c]
+        body.append(f"<h2>{c}: {e(group[0]['class_name'])}</h2>\n<ul>\n")
+        body += [f'<li><a href="{d["page"]}">feature {d["feature_index"]} (rank {d["feature_rank"]})</a></li>\n'
+                 for d in group]
+        body.append("</ul>\n")
+    index = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+             f"<title>Annotation tasks</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
+             f"<h1>Annotation tasks: {len(rows)} class-feature pairs</h1>\n{''.join(body)}</body>\n</html>\n")
+    with atomic_path(out_dir / "index.html") as tmp:
+        tmp.write_text(index, encoding="utf-8")
+
+
+def run_annotation_tasks(subsets_path: str | os.PathLike, imageset_path: str | os.PathLike, out_dir) -> int:
+    """Stage `annotation_tasks`: a task page per pair of a subsets file (its top images, NAMs,
+    feature attacks), with the image set's WordNet ids where it has them."""
+    from .subsets import SalientSubsets
+    from ..data.imagesets import ImageSet
+
+    imageset = ImageSet(imageset_path)
+    wnids = imageset.attrs.get("wnids") or []
+    with SalientSubsets(subsets_path) as subsets:
+        if subsets.attrs["imageset_sha256"] != imageset.sha256:
+            raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
+        top, names = int(subsets.attrs["top_images"]), subsets.class_names
+
+        def tasks():
+            for p, row in subsets.pair_table().iterrows():
+                m = subsets.members(p)
+                rows = m["row"][:top]
+                images = imageset.images(np.sort(rows))[np.argsort(np.argsort(rows))]
+                yield AnnotationTask(
+                    int(row["class"]), names[int(row["class"])], int(row["feature"]), int(row["rank"]),
+                    images, m["nam"][:top], subsets.attacks(p),
+                    wnids[int(row["class"])] if len(wnids) > int(row["class"]) else "",
+                )  # fmt: skip
+
+        export_tasks(out_dir, tasks())
+    return len(subsets)

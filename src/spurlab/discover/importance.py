@@ -1,0 +1,123 @@
+"""Neural feature importance (Singla & Feizi 2022, Def. 1; SPEC 4.1).
+
+    IV[k, j] = mean_{x in G_k} phi_j(x) * W[k, j]        (the bias is ignored)
+
+with G_k the images the model *predicts* as class k (the paper's default, `grouping="prediction"`)
+or the images *labelled* k (`grouping="label"`; Spuriosity Rankings additionally keeps only the
+correctly classified ones, `grouping="correct"`). The top-k features of class k by IV (paper:
+k = 5; Spuriosity Rankings inspects 15) are the candidates for annotation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GROUPINGS = ("prediction", "label", "correct")
+
+
+def class_feature_means(blocks, num_classes: int, grouping: str = "prediction") -> tuple[np.ndarray, np.ndarray]:
+    """Per-class mean of phi over G_k, streamed: `blocks` yields (features, preds, labels) row blocks.
+
+    Returns (means (C, D) float64, counts (C,)); a class with an empty group has a zero row.
+    """
+    if grouping not in GROUPINGS:
+        raise ValueError(f"grouping must be one of {GROUPINGS}, not {grouping!r}")
+    sums, counts = None, np.zeros(num_classes, dtype=np.int64)
+    for feats, preds, labels in blocks:
+        if grouping == "prediction":
+            group = preds
+        elif grouping == "label":
+            group = labels
+        else:
+            group = np.where(preds == labels, labels, -1)
+        keep = (group >= 0) & (group < num_classes)
+        if sums is None:
+            sums = np.zeros((num_classes, feats.shape[1]), dtype=np.float64)
+        g, f = group[keep], feats[keep].astype(np.float64)
+        if len(g):  # sort rows by class, then one reduceat: fast for any number of classes
+            order = np.argsort(g, kind="stable")
+            gs = g[order]
+            starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+            sums[gs[starts]] += np.add.reduceat(f[order], starts, axis=0)
+        counts += np.bincount(g, minlength=num_classes)
+    if sums is None:
+        raise ValueError("no feature rows to average")
+    return sums / np.maximum(counts, 1)[:, None], counts
+
+
+def feature_importance(means: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """IV (C, D) from the per-class mean features and the head weight W (C, D)."""
+    return means * weight.astype(np.float64)
+
+
+def top_features(iv: np.ndarray, k: int) -> np.ndarray:
+    """(C, k) feature indices by decreasing IV; ties broken by the lower index (stable)."""
+    order = np.argsort(-iv, axis=1, kind="stable")
+    return order[:, :k]
+
+
+FORMAT = "spurlab.importance"
+
+
+def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = "prediction", top_k: int = 5) -> dict:
+    """Stage `importance`: IV from a cached feature file of the model in `model_dir` (its head W).
+
+    Writes `out_h5` (iv (C, D), counts (C,), top (C, k); attrs: the cache's checkpoint and image-set
+    hashes) and `out_table` (.parquet + .csv: one row per class and rank, rank 1 the most important).
+    """
+    import json
+
+    import h5py
+    import pandas as pd
+
+    from ..errors import SpurlabError
+    from ..features import open_features
+    from ..io import atomic_path, sha256_file
+    from ..models.factory import load_model
+    from ..report.tables import write_table
+
+    model, _ = load_model(model_dir)
+    weight = model.head()[0].detach().cpu().numpy()
+    with open_features(features_path, model_dir=model_dir) as fc:
+        num_classes, d = weight.shape
+        if top_k > d:
+            raise SpurlabError(f"config key salient.top_k: {top_k} exceeds the model's {d} features")
+        blocks = (
+            (feats, fc.f["preds"][s : s + len(feats)], fc.f["labels"][s : s + len(feats)])
+            for s, feats in fc.blocks("features")
+        )
+        means, counts = class_feature_means(blocks, num_classes, grouping)
+        attrs = {k: fc.attrs[k] for k in ("checkpoint_sha256", "imageset", "imageset_sha256")}
+        names = fc.class_names
+    iv = feature_importance(means, weight)
+    top = top_features(iv, top_k)
+    with atomic_path(out_h5) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        for name, arr in (("iv", iv), ("counts", counts), ("top", top)):
+            f.create_dataset(name, data=arr, track_times=False)
+        f.attrs.update(format=FORMAT, grouping=grouping, top_k=top_k, class_names=json.dumps(names), **attrs)
+    rows = [
+        {"class_index": i, "class_name": names[i], "rank": r + 1, "feature_index": int(j),
+         "importance": float(iv[i, j]), "group_size": int(counts[i])}
+        for i in range(num_classes) for r, j in enumerate(top[i])
+    ]  # fmt: skip
+    write_table(pd.DataFrame(rows), out_table, {"importance_sha256": sha256_file(out_h5), **attrs})
+    return {"classes": num_classes, "empty_groups": int((counts == 0).sum())}
+
+
+def read_importance(path, expect_checkpoint_sha256: str | None = None) -> dict:
+    """iv, counts, top and attrs of an importance file; checks the model it was computed for."""
+    import h5py
+
+    from ..errors import SpurlabError
+
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise SpurlabError(f"{path}: not a spurlab importance file")
+            out = {name: f[name][:] for name in ("iv", "counts", "top")}
+            out["attrs"] = dict(f.attrs)
+    except OSError as e:
+        raise SpurlabError(f"{path}: not a readable HDF5 file ({e})") from e
+    if expect_checkpoint_sha256 and out["attrs"]["checkpoint_sha256"] != expect_checkpoint_sha256:
+        raise SpurlabError(f"{path}: computed for another checkpoint than the one given; recompute it")
+    return out

@@ -1,0 +1,302 @@
+"""D(i, j): per class-feature image subsets with soft masks (Singla & Feizi 2022, sec. 4; SPEC 4.4).
+
+For class i and each of its top features j (by importance, SPEC 4.1): the images labelled i with
+the highest phi_j, each with its neural activation map (NAM) as a soft mask. The paper keeps 65
+of ~1300 images per class (5%); Spuriosity Rankings keeps the top 20th percentile. Here the size
+is `fraction` of the class's images, capped at `max_images` (at least `min_images`).
+
+Alongside the subsets, each pair gets what annotation needs: its top images' feature attacks
+(SPEC 4.3) and, where the image set has ground-truth masks (the planted-cue benchmark), where its
+NAM mass lies: on the object, on the class's planted cue, elsewhere.
+
+File layout (one HDF5, written class by class, then renamed)::
+
+    pairs/class, pairs/feature, pairs/rank   int64 (P,)   class i, feature j, rank of j in class i
+                                                          (1 = most important, as in the published CSV)
+    pairs/importance                         float64 (P,) IV[i, j]
+    pairs/start, pairs/count                 int64 (P,)   the pair's slice of members/*
+    pairs/mass_<r>, area_<r>, hot_<r>        float64 (P,) r in object, cue, rest: means over the
+                                                          members of the NAM mass fraction on r, of
+                                                          r's area fraction and of the fraction of the
+                                                          NAM's hot region (>= 0.5) on r (NaN without
+                                                          masks)
+    members/row                              int64 (M,)   image-set row, by decreasing phi_j
+    members/activation                       float32 (M,) phi_j(x)
+    members/nam                              uint8 (M, H, W) NAM * 255, rounded
+    top/attack                               uint8 (P, T, H, W, 3) feature attacks of the first T members
+    attrs  format, model, checkpoint_sha256, imageset, imageset_sha256, importance_sha256,
+           class_names (JSON), planted_cues (JSON {class: [mask, ...]}), fraction, min_images,
+           max_images, top_images, attack (JSON), code_version
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from .. import __version__
+from ..data.imagesets import ImageSet
+from ..errors import SpurlabError
+from ..io import atomic_path
+from .attack import AttackSettings, feature_attack
+from .nam import neural_activation_maps
+
+FORMAT = "spurlab.salient_subsets"
+REGIONS = ("object", "cue", "rest")
+
+
+def subset_size(n_class: int, fraction: float, min_images: int, max_images: int) -> int:
+    """How many of a class's `n_class` images go into each of its D(i, j)."""
+    return int(min(n_class, max(min_images, min(max_images, round(fraction * n_class)))))
+
+
+def planted_cue_masks(imageset: ImageSet) -> dict[str, list[str]]:
+    """{class name: [mask names of its planted cues]} from a generated set's cue table, else {}."""
+    cfg = imageset.attrs.get("config") or {}
+    table = (cfg.get("datasets") or {}).get("cue_table") or {}
+    masks = set(imageset.mask_names)
+    return {c: [row["cue"]] for c, row in table.items() if row.get("cue") in masks}
+
+
+HOT = 0.5  # a NAM's "hot" region: where it reaches half its maximum (what a heatmap shows in red)
+
+
+def region_masses(nams: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str, tuple[float, float, float]]:
+    """Per region, means over images of (NAM mass fraction on it, its area fraction, the fraction
+    of the NAM's hot region (>= HOT) on it).
+
+    `nams` (n, H, W) >= 0; each region (n, H, W) in {0, 1}. An all-zero NAM counts as 0 everywhere.
+    """
+    n = len(nams)
+    flat = nams.reshape(n, -1)
+    total = flat.sum(1)
+    hot = flat >= HOT
+    n_hot = hot.sum(1)
+    out = {}
+    for name, m in regions.items():
+        m = m.reshape(n, -1).astype(bool)
+        on = (flat * m).sum(1)
+        frac = np.divide(on, total, out=np.zeros_like(on, dtype=np.float64), where=total > 0)
+        hot_frac = np.divide((hot & m).sum(1), n_hot, out=np.zeros(n), where=n_hot > 0)
+        out[name] = (float(frac.mean()), float(m.mean(1).mean()), float(hot_frac.mean()))
+    return out
+
+
+@dataclass
+class SubsetSettings:
+    fraction: float = 0.05  # paper: 65 of ~1300 per class
+    min_images: int = 1
+    max_images: int = 65  # paper
+    top_images: int = 5  # paper: top-5 images per pair are shown to annotators
+    attack: str = "paper"  # or "code" (SPEC 4.3)
+    batch_size: int = 64
+
+
+def _ensure(f: h5py.File, name: str, shape, dtype, chunks=None, compression=None):
+    return f.create_dataset(name, shape, dtype=dtype, chunks=chunks, compression=compression, track_times=False)
+
+
+def build_salient_subsets(
+    model,
+    model_sha256: str,
+    imageset: ImageSet,
+    activations: np.ndarray,
+    labels: np.ndarray,
+    top: np.ndarray,
+    importance: np.ndarray,
+    importance_sha256: str,
+    out: str | os.PathLike,
+    settings: SubsetSettings,
+    device: torch.device,
+    progress: bool = True,
+) -> dict:
+    """Write D(i, j) for every class i and each of its top features j (rows of `top`).
+
+    `activations` (N, D) are the model's cached phi on `imageset` (row order = the set's order),
+    `labels` (N,) its labels, `top` (C, k) the selected features, `importance` (C, D) the IV table.
+    Returns counts for logging.
+    """
+    from tqdm import tqdm
+
+    num_classes, k = top.shape
+    size = imageset.image_size
+    has_masks = "object" in imageset.mask_names
+    cues = planted_cue_masks(imageset)
+    names = imageset.class_names
+    attack = AttackSettings.for_image_size(settings.attack, size, size)
+    class_rows = [np.flatnonzero(labels == i) for i in range(num_classes)]
+    sizes = [subset_size(len(r), settings.fraction, settings.min_images, settings.max_images) for r in class_rows]
+    n_pairs, n_members = num_classes * k, sum(sizes) * k
+    t = settings.top_images
+    model.eval()
+    with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        cols = {c: np.zeros(n_pairs, dtype=np.int64) for c in ("class", "feature", "rank", "start", "count")}
+        imp = np.zeros(n_pairs)
+        loc = {f"{q}_{r}": np.full(n_pairs, np.nan) for q in ("mass", "area", "hot") for r in REGIONS}
+        m_row = _ensure(f, "members/row", (n_members,), "int64")
+        m_act = _ensure(f, "members/activation", (n_members,), "float32")
+        m_nam = _ensure(f, "members/nam", (n_members, size, size), "uint8", (1, size, size), "gzip")
+        tops = _ensure(f, "top/attack", (n_pairs, t, size, size, 3), "uint8", (1, t, size, size, 3), "gzip")
+        pos = 0
+        for i in tqdm(range(num_classes), desc="salient subsets", unit="class", disable=not progress):
+            rows, n = class_rows[i], sizes[i]
+            members = []  # per rank: rows by decreasing phi_j
+            for r, j in enumerate(top[i]):
+                order = np.argsort(-activations[rows, j], kind="stable")[:n]
+                members.append(rows[order])
+            union = np.unique(np.concatenate(members)) if n else np.zeros(0, dtype=np.int64)
+            where = {row: u for u, row in enumerate(union)}
+            images = torch.from_numpy(imageset.images(union)).permute(0, 3, 1, 2).float().div_(255.0) if n else None
+            masks = {}
+            if has_masks and n:
+                obj = imageset.masks("object", union).astype(bool)
+                cue = np.zeros_like(obj)
+                for m in cues.get(names[i], []):
+                    cue |= imageset.masks(m, union).astype(bool)
+                masks = {"object": obj, "cue": cue, "rest": ~(obj | cue)}
+            for r, j in enumerate(top[i]):
+                p = i * k + r
+                sel = [where[row] for row in members[r]]
+                nams = []
+                for s in range(0, len(sel), settings.batch_size):
+                    b = images[sel[s : s + settings.batch_size]].to(device)
+                    nams.append(neural_activation_maps(model, b, [int(j)] * len(b)).cpu().numpy())
+                nams = np.concatenate(nams) if nams else np.zeros((0, size, size), np.float32)
+                cols["class"][p], cols["feature"][p], cols["rank"][p] = i, j, r + 1
+                cols["start"][p], cols["count"][p] = pos, len(sel)
+                imp[p] = importance[i, j]
+                m_row[pos : pos + len(sel)] = members[r]
+                m_act[pos : pos + len(sel)] = activations[members[r], j]
+                m_nam[pos : pos + len(sel)] = np.round(nams * 255).astype(np.uint8)
+                pos += len(sel)
+                if masks:
+                    for reg, stats in region_masses(nams, {q: v[sel] for q, v in masks.items()}).items():
+                        loc[f"mass_{reg}"][p], loc[f"area_{reg}"][p], loc[f"hot_{reg}"][p] = stats
+                if len(sel):
+                    first = images[sel[:t]].to(device)
+                    attacked = feature_attack(model, first, [int(j)] * len(first), attack)
+                    arr = np.round(attacked.permute(0, 2, 3, 1).cpu().numpy() * 255).astype(np.uint8)
+                    block = np.zeros((t, size, size, 3), np.uint8)
+                    block[: len(arr)] = arr
+                    tops[p] = block
+        for c, v in cols.items():
+            f.create_dataset(f"pairs/{c}", data=v, track_times=False)
+        f.create_dataset("pairs/importance", data=imp, track_times=False)
+        for c, v in loc.items():
+            f.create_dataset(f"pairs/{c}", data=v, track_times=False)
+        f.attrs.update(
+            format=FORMAT,
+            model=getattr(model, "arch", ""),
+            checkpoint_sha256=model_sha256,
+            imageset=imageset.attrs.get("set_name", imageset.path.stem),
+            imageset_sha256=imageset.sha256,
+            importance_sha256=importance_sha256,
+            class_names=json.dumps(names),
+            planted_cues=json.dumps(cues, sort_keys=True),
+            fraction=settings.fraction,
+            min_images=settings.min_images,
+            max_images=settings.max_images,
+            top_images=t,
+            attack=json.dumps({"preset": settings.attack, **attack.as_dict()}),
+            has_masks=has_masks,
+            code_version=__version__,
+        )
+    return {"pairs": n_pairs, "members": n_members, "has_masks": has_masks}
+
+
+class SalientSubsets:
+    """Read access to a subsets file (layout in the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SpurlabError(f"{self.path}: no such salient subsets file")
+        try:
+            self.f = h5py.File(self.path, "r")
+        except OSError as e:
+            raise SpurlabError(f"{self.path}: not a readable HDF5 file ({e})") from e
+        if self.f.attrs.get("format") != FORMAT:
+            self.f.close()
+            raise SpurlabError(f"{self.path}: not a spurlab salient subsets file")
+        self.attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.f.attrs.items()}
+        self.pairs = {name: self.f[f"pairs/{name}"][:] for name in self.f["pairs"]}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def close(self):
+        self.f.close()
+
+    @property
+    def class_names(self) -> list[str]:
+        return json.loads(self.attrs["class_names"])
+
+    @property
+    def planted_cues(self) -> dict[str, list[str]]:
+        return json.loads(self.attrs["planted_cues"])
+
+    def __len__(self) -> int:
+        return len(self.pairs["class"])
+
+    def pair_table(self):
+        import pandas as pd
+
+        df = pd.DataFrame(self.pairs)
+        df.insert(1, "class_name", [self.class_names[c] for c in df["class"]])
+        return df
+
+    def members(self, p: int, nams: bool = True) -> dict[str, np.ndarray]:
+        """Rows, activations and (float, [0, 1]) NAMs of pair `p`'s images."""
+        s, n = int(self.pairs["start"][p]), int(self.pairs["count"][p])
+        out = {"row": self.f["members/row"][s : s + n], "activation": self.f["members/activation"][s : s + n]}
+        if nams:
+            out["nam"] = self.f["members/nam"][s : s + n].astype(np.float32) / 255.0
+        return out
+
+    def attacks(self, p: int) -> np.ndarray:
+        n = min(int(self.pairs["count"][p]), int(self.attrs["top_images"]))
+        return self.f["top/attack"][p][:n]
+
+
+class _FeatureColumns:
+    """phi restricted to the selected features, indexed as the full (N, D) array would be."""
+
+    def __init__(self, values: np.ndarray, columns: np.ndarray):
+        self.values, self.pos = values, {int(c): i for i, c in enumerate(columns)}
+
+    def __getitem__(self, key):
+        rows, j = key
+        return self.values[rows, self.pos[int(j)]]
+
+
+def run_subsets(model_dir, imageset_path, features_path, importance_path, out, settings: SubsetSettings,
+                device: str = "auto", progress: bool = True) -> dict:  # fmt: skip
+    """Stage `salient_subsets`: D(i, j) on `imageset_path` for the importance file's top features."""
+    from ..device import pick_device
+    from ..features import model_checkpoint_sha256, open_features
+    from ..io import sha256_file
+    from ..models.factory import load_model
+    from .importance import read_importance
+
+    dev = pick_device(device)
+    model, _ = load_model(model_dir, dev)
+    sha = model_checkpoint_sha256(model_dir)
+    imp = read_importance(importance_path, sha)
+    imageset = ImageSet(imageset_path)
+    cols = np.unique(imp["top"])
+    with open_features(features_path, model_dir=model_dir, imageset=imageset) as fc:
+        values = np.concatenate([block[:, cols] for _, block in fc.blocks("features")])
+        labels = fc["labels"]
+    return build_salient_subsets(
+        model, sha, imageset, _FeatureColumns(values, cols), labels, imp["top"], imp["iv"],
+        sha256_file(importance_path), out, settings, dev, progress,
+    )  # fmt: skip

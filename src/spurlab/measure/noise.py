@@ -1,0 +1,164 @@
+"""Core and spurious accuracy under noise (Singla & Feizi 2022, sec. 5, eqs. 1-2; SPEC 5.1).
+
+    x' = clip(x + sigma * (z * m), 0, 1),   z ~ N(0, I) per pixel and channel, m a soft mask
+
+Noise on an image's *spurious* mask measures what the model gets from the rest (core accuracy,
+over DS(i), the union of D(i, j) for the spurious features j of class i); noise on its *core* mask
+gives spurious accuracy (over DC(i)). An image's spurious mask is the pixelwise max of the NAMs of
+the spurious features whose D(i, j) holds it (eq. 2); likewise its core mask. Per feature, the
+accuracy on D(i, j) with noise on that feature's NAM gives its accuracy drop.
+
+z is drawn once per image from a generator seeded by (seed, image row) and scaled by every sigma,
+so all models and sigmas see the same noise (paired comparisons; same seed, same numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+SIGMAS = (0.0, 0.25, 0.5, 1.0, 2.0)  # paper's sweep; 0.25 is its headline sigma
+L2_MATCH_SIGMAS = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60)  # paper, appendix L
+
+
+def image_noise(seed: int, rows, shape: tuple[int, int, int]) -> np.ndarray:
+    """z (n, 3, H, W) float32: image `row`'s noise depends only on (seed, row)."""
+    return np.stack([np.random.default_rng([int(seed), int(r)]).standard_normal(shape, dtype=np.float32) for r in rows])
+
+
+def corrupt(images: torch.Tensor, masks: torch.Tensor, sigma: float, z: torch.Tensor) -> torch.Tensor:
+    """Eq. 1: images (B, 3, H, W) in [0, 1], masks (B, H, W) in [0, 1], z (B, 3, H, W)."""
+    if sigma == 0:
+        return images
+    return (images + sigma * z * masks.unsqueeze(1)).clamp_(0.0, 1.0)
+
+
+def consolidated_masks(members: dict[int, tuple[np.ndarray, np.ndarray]], features: list[int]):
+    """Eq. 2: rows of the union of D(i, j) over `features`, and per row the max of their NAMs.
+
+    `members[j]` = (rows, nams (n, H, W)) of D(i, j). Returns (rows (m,), masks (m, H, W)).
+    """
+    acc: dict[int, np.ndarray] = {}
+    for j in features:
+        rows, nams = members[j]
+        for r, m in zip(rows.tolist(), nams):
+            acc[r] = m.copy() if r not in acc else np.maximum(acc[r], m)
+    rows = np.array(sorted(acc), dtype=np.int64)
+    if not len(rows):
+        return rows, np.zeros((0, 1, 1), np.float32)
+    return rows, np.stack([acc[r] for r in rows.tolist()])
+
+
+@torch.no_grad()
+def accuracy_under_noise(model, images: np.ndarray, labels: np.ndarray, masks: np.ndarray, z: np.ndarray,
+                         sigmas, device, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per sigma: (correct (S, n) bool, l2 (S, n) of the actual perturbation x' - x)."""
+    from ..device import autocast
+
+    n = len(images)
+    correct = np.zeros((len(sigmas), n), dtype=bool)
+    l2 = np.zeros((len(sigmas), n))
+    for s in range(0, n, batch_size):
+        x = torch.from_numpy(images[s : s + batch_size]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        m = torch.from_numpy(masks[s : s + batch_size]).to(device).float()
+        zz = torch.from_numpy(z[s : s + batch_size]).to(device)
+        y = torch.from_numpy(labels[s : s + batch_size]).to(device)
+        for q, sigma in enumerate(sigmas):
+            xn = corrupt(x.clone(), m, float(sigma), zz)
+            with autocast(device):
+                pred = model.logits(xn).argmax(1)
+            correct[q, s : s + len(x)] = (pred == y).cpu().numpy()
+            l2[q, s : s + len(x)] = (xn - x).flatten(1).norm(dim=1).cpu().numpy()
+    return correct, l2
+
+
+def _rows(model_name, class_index, class_name, feature, label, measure, sigmas, correct, l2):
+    n = correct.shape[1]
+    for q, sigma in enumerate(sigmas):
+        acc = float(correct[q].mean()) if n else float("nan")
+        sem = float(correct[q].std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+        yield {
+            "model": model_name, "class_index": class_index, "class_name": class_name, "feature_index": feature,
+            "label": label, "measure": measure, "sigma": float(sigma), "acc": acc, "sem": sem, "n": n,
+            "l2_mean": float(l2[q].mean()) if n else float("nan"),
+        }  # fmt: skip
+
+
+def noise_table(model, model_name: str, imageset, subsets, annotations, seed: int, device,
+                sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, batch_size: int = 256, progress: bool = True):  # fmt: skip
+    """One model's tidy noise table: rows per (class, feature or consolidated measure, sigma).
+
+    measure "core_acc" (noise on spurious masks over DS(i)), "spurious_acc" (noise on core masks
+    over DC(i)), "clean_DS"/"clean_DC" are their sigma = 0 values by construction; "feature" rows
+    hold the accuracy on D(i, j) with noise on m(j), for the sweep and the l2-matching sigmas.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    size = imageset.image_size
+    pairs = subsets.pair_table()
+    label_of = {(int(r.class_index), int(r.feature_index)): r.label for r in annotations.itertuples()}
+    all_sigmas = sorted(set(map(float, sigmas)) | set(map(float, l2_sigmas)))
+    out = []
+    for i in tqdm(sorted(pairs["class"].unique()), desc=f"noise {model_name}", unit="class", disable=not progress):
+        cp = pairs[pairs["class"] == i]
+        name = cp["class_name"].iloc[0]
+        members = {}
+        for p, j in zip(cp.index, cp["feature"]):
+            m = subsets.members(p)
+            members[int(j)] = (m["row"], m["nam"])
+        union = np.unique(np.concatenate([r for r, _ in members.values()]))
+        if not len(union):
+            continue
+        pos = {r: u for u, r in enumerate(union.tolist())}
+        images = imageset.images(union)
+        labels = np.full(len(union), i, dtype=np.int64)
+        z = image_noise(seed, union, (3, size, size))
+        for j, (rows, nams) in members.items():
+            sel = np.array([pos[r] for r in rows.tolist()], dtype=np.int64)
+            correct, l2 = accuracy_under_noise(model, images[sel], labels[sel], nams, z[sel], all_sigmas, device, batch_size)
+            out += _rows(model_name, i, name, j, label_of.get((i, j), "unannotated"), "feature", all_sigmas, correct, l2)
+        for measure, noisy_label in (("core_acc", "spurious"), ("spurious_acc", "core")):
+            feats = [j for j in members if label_of.get((i, j)) == noisy_label]
+            rows, masks = consolidated_masks(members, feats)
+            if not len(rows):
+                continue
+            sel = np.array([pos[r] for r in rows.tolist()], dtype=np.int64)
+            correct, l2 = accuracy_under_noise(model, images[sel], labels[sel], masks, z[sel], sigmas, device, batch_size)
+            out += _rows(model_name, i, name, -1, noisy_label, measure, sigmas, correct, l2)
+    return pd.DataFrame(out)
+
+
+def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotations_path, out, seed: int,
+              sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, device: str = "auto", batch_size: int = 256,
+              progress: bool = True) -> dict:  # fmt: skip
+    """Stage `noise`: one model's noise table (`out`, .parquet + .csv) with input hashes."""
+    from ..data.imagesets import ImageSet
+    from ..device import pick_device
+    from ..discover.subsets import SalientSubsets
+    from ..errors import SpurlabError
+    from ..features import model_checkpoint_sha256
+    from ..io import sha256_file
+    from ..models.factory import load_model
+    from ..report.tables import read_table, write_table
+
+    dev = pick_device(device)
+    model, _ = load_model(model_dir, dev)
+    imageset = ImageSet(imageset_path)
+    subsets_sha = sha256_file(subsets_path)
+    annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})
+    with SalientSubsets(subsets_path) as subsets:
+        if subsets.attrs["imageset_sha256"] != imageset.sha256:
+            raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
+        table = noise_table(model, model_name, imageset, subsets, annotations, seed, dev, sigmas, l2_sigmas,
+                            batch_size, progress)  # fmt: skip
+    provenance = {
+        "checkpoint_sha256": model_checkpoint_sha256(model_dir),
+        "imageset_sha256": imageset.sha256,
+        "subsets_sha256": subsets_sha,
+        "annotations_sha256": sha256_file(annotations_path),
+        "seed": int(seed),
+        "sigmas": [float(s) for s in sigmas],
+    }
+    write_table(table, out, provenance)
+    return {"rows": len(table)}

@@ -1,0 +1,203 @@
+"""The `salient` target's headline numbers (Singla & Feizi 2022 on the planted-cue benchmark).
+
+- annotation: pairs, spurious pairs, the automatic annotator's precision/recall against planted
+  truth and the fraction of planted (class, cue) pairs recovered (SPEC 4.7);
+- noise: per model and sigma, core and spurious accuracy over the classes that have both spurious
+  and core features (the paper's acc(C) averages over classes with a spurious feature; averaging
+  both over the same classes keeps the two comparable);
+- the "drake" comparison per model: on cue classes, the accuracy drop from noise on spurious
+  regions against the drop from noise on core regions, at each sigma;
+- l2-matched drops (appendix L): for each spurious/core feature pair of a class, the feature whose
+  noise has the smaller mean L2 norm at sigma 0.25 gets the smallest sigma in 0.30..0.60 whose
+  L2 norm reaches the other's; the drops are compared at those sigmas.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+HEADLINE_SIGMA = 0.25
+
+
+def _overall(noise: pd.DataFrame, classes) -> dict:
+    out = {}
+    consolidated = noise["measure"].isin(["core_acc", "spurious_acc"]) & noise["class_index"].isin(classes)
+    for sigma, g in noise[consolidated].groupby("sigma"):
+        core = g[g["measure"] == "core_acc"].set_index("class_index")["acc"]
+        spur = g[g["measure"] == "spurious_acc"].set_index("class_index")["acc"]
+        out[f"{sigma:g}"] = {"core_acc": float(core.mean()), "spurious_acc": float(spur.mean()), "n_classes": len(core)}
+    return out
+
+
+def _per_class(noise: pd.DataFrame, classes, names: dict, sigma: float) -> dict:
+    """Per class: clean accuracy on DS(i) and DC(i), and core/spurious accuracy at `sigma`."""
+    t = noise[noise["measure"].isin(["core_acc", "spurious_acc"]) & noise["class_index"].isin(classes)]
+    out = {}
+    for i, g in t.groupby("class_index"):
+        acc = g.set_index(["measure", "sigma"])["acc"]
+        out[names[i]] = {
+            "clean_DS": float(acc.get(("core_acc", 0.0), np.nan)),
+            "clean_DC": float(acc.get(("spurious_acc", 0.0), np.nan)),
+            "core_acc": float(acc.get(("core_acc", sigma), np.nan)),
+            "spurious_acc": float(acc.get(("spurious_acc", sigma), np.nan)),
+        }
+    return out
+
+
+def drake_comparison(noise: pd.DataFrame, classes) -> dict:
+    """Per sigma: mean over `classes` of the drops (clean - noisy) for spurious and core noise."""
+    sub = noise[noise["class_index"].isin(classes) & noise["measure"].isin(["core_acc", "spurious_acc"])]
+    out = {}
+    clean = sub[sub["sigma"] == 0].set_index(["class_index", "measure"])["acc"]
+    for sigma, g in sub[sub["sigma"] > 0].groupby("sigma"):
+        g = g.set_index(["class_index", "measure"])["acc"]
+        drop = (clean - g).unstack("measure")
+        if drop.empty or "core_acc" not in drop or "spurious_acc" not in drop:
+            continue
+        d_spur, d_core = drop["core_acc"], drop["spurious_acc"]  # core_acc = accuracy under spurious noise
+        out[f"{sigma:g}"] = {
+            "drop_spurious_noise": float(d_spur.mean()),
+            "drop_core_noise": float(d_core.mean()),
+            "spurious_exceeds_core": bool(d_spur.mean() > d_core.mean()),
+            "classes_spurious_exceeds_core": int((d_spur > d_core).sum()),
+            "n_classes": int(len(drop)),
+        }
+    return out
+
+
+def l2_matched(noise: pd.DataFrame, sigma: float = HEADLINE_SIGMA, grid=None) -> dict:
+    """Appendix L: spurious vs core feature drops at matched mean L2 perturbation."""
+    feat = noise[noise["measure"] == "feature"]
+    grid = sorted(feat["sigma"].unique()) if grid is None else grid
+    grid = [s for s in grid if 0.30 - 1e-9 <= s <= 0.60 + 1e-9]
+    acc = feat.set_index(["class_index", "feature_index", "sigma"])["acc"]
+    l2 = feat.set_index(["class_index", "feature_index", "sigma"])["l2_mean"]
+    rows, unmatched = [], 0
+    for i, g in feat.groupby("class_index"):
+        labels = g.drop_duplicates("feature_index").set_index("feature_index")["label"]
+        for js in labels.index[labels == "spurious"]:
+            for jc in labels.index[labels == "core"]:
+                ls, lc = l2[(i, js, sigma)], l2[(i, jc, sigma)]
+                low, target = (jc, ls) if lc < ls else (js, lc)
+                s_low = next((s for s in grid if l2[(i, low, s)] >= target), None)
+                if s_low is None:
+                    unmatched += 1
+                    continue
+                s_s, s_c = (sigma, s_low) if low == jc else (s_low, sigma)
+                drop_s = acc[(i, js, 0.0)] - acc[(i, js, s_s)]
+                drop_c = acc[(i, jc, 0.0)] - acc[(i, jc, s_c)]
+                rows.append((i, js, jc, s_s, s_c, drop_s, drop_c))
+    if not rows:
+        return {"n_pairs": 0, "unmatched": unmatched}
+    r = pd.DataFrame(rows, columns=["class", "spurious", "core", "sigma_s", "sigma_c", "drop_s", "drop_c"])
+    return {
+        "n_pairs": len(r), "unmatched": unmatched,
+        "mean_drop_spurious": float(r["drop_s"].mean()), "mean_drop_core": float(r["drop_c"].mean()),
+        "fraction_spurious_exceeds_core": float((r["drop_s"] > r["drop_c"]).mean()),
+    }  # fmt: skip
+
+
+def classes_with_large_gap(noise: pd.DataFrame, sigma: float = HEADLINE_SIGMA, gap: float = 0.2) -> list[int]:
+    """The paper's count: classes where some spurious feature's drop exceeds some core feature's by `gap`."""
+    feat = noise[noise["measure"] == "feature"]
+    clean = feat[feat["sigma"] == 0].set_index(["class_index", "feature_index"])["acc"]
+    noisy = feat[np.isclose(feat["sigma"], sigma)].set_index(["class_index", "feature_index"])
+    drop = (clean - noisy["acc"]).rename("drop").to_frame().join(noisy["label"])
+    out = []
+    for i, g in drop.groupby(level="class_index"):
+        s, c = g[g["label"] == "spurious"]["drop"], g[g["label"] == "core"]["drop"]
+        if len(s) and len(c) and s.max() - c.min() >= gap:
+            out.append(int(i))
+    return out
+
+
+def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[str, pd.DataFrame],
+                    planted: dict[str, list[str]], auto: dict | None, erm_models: list[str]) -> dict:  # fmt: skip
+    names = dict(zip(pairs["class"], pairs["class_name"]))
+    swept = sorted({float(x) for t in noise.values() for x in t.loc[t["measure"] != "feature", "sigma"]} - {0.0})
+    sigma = HEADLINE_SIGMA if HEADLINE_SIGMA in swept or not swept else swept[0]
+    labels = annotations.groupby("class_index")["label"]
+    both = sorted(i for i, g in labels if (g == "spurious").any() and (g == "core").any())
+    cue_classes = sorted(i for i in both if names[i] in planted)
+    summary = {
+        "n_pairs": int(len(annotations)),
+        "n_spurious": int((annotations["label"] == "spurious").sum()),
+        "n_classes_with_spurious": int(annotations.loc[annotations["label"] == "spurious", "class_index"].nunique()),
+        "annotation_source": str(annotations["source"].iloc[0]) if len(annotations) else None,
+        "auto_annotator_precision": auto["precision"] if auto else None,
+        "auto_annotator_recall": auto["recall"] if auto else None,
+        "planted_cues_recovered": auto["planted_cues_recovered"] if auto else None,
+        "planted_cue_recovery": auto["recovered"] if auto else None,
+        "classes_with_both": [names[i] for i in both],
+        "cue_classes_with_both": [names[i] for i in cue_classes],
+        "noise": {m: _overall(t, both) for m, t in noise.items()},
+        "drake": {m: drake_comparison(t, cue_classes) for m, t in noise.items()},
+        "headline_sigma": sigma,
+        "l2_matched": {m: l2_matched(t, sigma) for m, t in noise.items()},
+        "classes_spurious_drop_20pt_above_core": {
+            m: [names[i] for i in classes_with_large_gap(t, sigma)] for m, t in noise.items()
+        },
+        "per_class": {m: _per_class(t, both, names, sigma) for m, t in noise.items()},
+        "erm_models": erm_models,
+    }
+    if auto:
+        summary["auto_annotator"] = {k: v for k, v in auto.items() if k != "recovered"}
+    return summary
+
+
+def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path, noise_paths, out,
+                        figure, grid_figure) -> dict:  # fmt: skip
+    """Stage `salient_summary`: summary.json, the noise-curve figure and the feature grid."""
+    from pathlib import Path
+
+    from ..data.imagesets import ImageSet
+    from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth
+    from ..discover.nam import heatmap
+    from ..discover.subsets import SalientSubsets
+    from ..errors import SpurlabError
+    from ..io import sha256_file, write_json
+    from ..report.figures import feature_grid, noise_curves
+    from ..report.tables import read_table
+
+    subsets_sha, annotations_sha = sha256_file(subsets_path), sha256_file(annotations_path)
+    annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})
+    noise = {}
+    for path in noise_paths:
+        t = read_table(path, expect={"subsets_sha256": subsets_sha, "annotations_sha256": annotations_sha})
+        if t.empty:
+            raise SpurlabError(f"{path}: empty noise table")
+        noise[str(t["model"].iloc[0])] = t
+    imageset = ImageSet(imageset_path)
+    with SalientSubsets(subsets_path) as subsets:
+        if subsets.attrs["imageset_sha256"] != imageset.sha256:
+            raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
+        pairs, planted = subsets.pair_table(), subsets.planted_cues
+        has_masks = bool(subsets.attrs["has_masks"])
+        ann = cfg["salient"]["annotation"]
+        auto = None
+        if has_masks:
+            auto = score_against_truth(auto_annotations(pairs, ann["auto_criterion"], ann["auto_threshold"]), pairs, planted)
+            used = score_against_truth(annotations, pairs, planted)
+            auto["planted_cues_recovered"], auto["recovered"] = used["planted_cues_recovered"], used["recovered"]
+        truth = localises_cue(pairs) if has_masks else [None] * len(pairs)
+        label_of = {(r.class_index, r.feature_index): r.label for r in annotations.itertuples()}
+        grid = []
+        for p, row in pairs.iterrows():
+            m = subsets.members(p)
+            if not len(m["row"]):
+                continue
+            img = imageset.images(int(m["row"][0]))
+            grid.append({"class_name": row["class_name"], "feature": int(row["feature"]), "rank": int(row["rank"]),
+                         "label": label_of.get((row["class"], row["feature"]), "unannotated"),
+                         "truth": None if truth[p] is None else bool(truth[p]), "heatmap": heatmap(img, m["nam"][0])})  # fmt: skip
+    erm = [m for m in noise if not cfg["models"].get(m, {}).get("robust")]
+    summary = salient_summary(pairs, annotations, noise, planted, auto, erm)
+    summary["inputs"] = {"subsets_sha256": subsets_sha, "annotations_sha256": annotations_sha,
+                         "noise_sha256": {Path(p).name: sha256_file(p) for p in noise_paths}}  # fmt: skip
+    names = dict(zip(pairs["class"], pairs["class_name"]))
+    both = [i for i, n in names.items() if n in summary["classes_with_both"]]
+    noise_curves(noise, both, names, figure)
+    feature_grid(grid, grid_figure)
+    write_json(out, summary)
+    return summary

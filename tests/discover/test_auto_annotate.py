@@ -1,0 +1,80 @@
+"""Automatic annotator and planted truth (SPEC 4.7) on hand-made localisation statistics."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spurlab.discover.annotate import ANNOTATION_COLUMNS
+from spurlab.discover.auto_annotate import auto_annotations, is_spurious_auto, localises_cue, score_against_truth
+from spurlab.discover.subsets import region_masses
+
+COLUMNS = ["class", "feature", "rank", "mass_object", "area_object", "hot_object", "mass_cue", "area_cue", "hot_cue",
+           "mass_rest", "area_rest", "hot_rest"]  # fmt: skip
+
+
+def _pairs():
+    # class 0 has a tag cue (area 0.1); class 1 a background cue (all non-object pixels); class 2 none
+    rows = [
+        (0, 10, 1, 0.05, 0.1, 0.00, 0.60, 0.1, 0.70, 0.35, 0.8, 0.30),  # on the tag: spurious, localises
+        (0, 11, 2, 0.40, 0.1, 0.80, 0.05, 0.1, 0.00, 0.55, 0.8, 0.20),  # on the object: core
+        (0, 12, 3, 0.05, 0.1, 0.05, 0.08, 0.1, 0.10, 0.87, 0.8, 0.85),  # diffuse background, not the tag
+        (1, 20, 1, 0.05, 0.1, 0.10, 0.95, 0.9, 0.90, 0.00, 0.0, 0.00),  # background cue
+        (1, 21, 2, 0.35, 0.1, 0.70, 0.65, 0.9, 0.30, 0.00, 0.0, 0.00),  # object
+        (2, 30, 1, 0.30, 0.1, 0.60, 0.00, 0.0, 0.00, 0.70, 0.9, 0.40),  # control class, core
+        (2, 31, 2, 0.02, 0.1, 0.00, 0.00, 0.0, 0.00, 0.98, 0.9, 1.00),  # control class, off-object, no cue
+    ]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df.insert(1, "class_name", df["class"].map({0: "triangle", 1: "disk", 2: "heart"}))
+    return df
+
+
+def test_region_statistics():
+    nam = np.zeros((1, 4, 4))
+    nam[0, 0, :2] = 1.0  # hot on two pixels of the object
+    nam[0, 3, :] = 0.25  # a cool tail elsewhere
+    obj = np.zeros((1, 4, 4), bool)
+    obj[0, 0] = True
+    stats = region_masses(nam, {"object": obj, "rest": ~obj})
+    assert stats["object"] == pytest.approx((2 / 3, 0.25, 1.0))
+    assert stats["rest"] == pytest.approx((1 / 3, 0.75, 0.0))
+    zero = region_masses(np.zeros((1, 4, 4)), {"object": obj})
+    assert zero["object"] == (0.0, 0.25, 0.0)  # no NaN from an all-zero map
+
+
+def test_hot_and_mass_criteria():
+    p = _pairs()
+    np.testing.assert_array_equal(is_spurious_auto(p, "hot"), [True, False, True, True, False, False, True])
+    # the literal reading (> 50% of the mass off the object) calls everything spurious here
+    assert is_spurious_auto(p, "mass").all()
+    with pytest.raises(ValueError, match="criterion"):
+        is_spurious_auto(p, "vote")
+
+
+def test_truth_needs_the_cue_to_hold_the_hot_region():
+    np.testing.assert_array_equal(localises_cue(_pairs()), [True, False, False, True, False, False, False])
+
+
+def test_auto_table_has_the_human_table_columns_and_scores():
+    p = _pairs()
+    table = auto_annotations(p)
+    assert list(table.columns[: len(ANNOTATION_COLUMNS)]) == list(ANNOTATION_COLUMNS)
+    assert (table["source"] == "auto").all()
+    planted = {"triangle": ["hospital_tag"], "disk": ["water_bg"]}
+    score = score_against_truth(table, p, planted)
+    # spurious: (0,10) (0,12) (1,20) (2,31); truly localising: (0,10) (1,20)
+    assert (score["true_positives"], score["false_positives"], score["false_negatives"]) == (2, 2, 0)
+    assert score["precision"] == 0.5 and score["recall"] == 1.0
+    assert score["planted_cues_recovered"] == 1.0
+    # a human table calling the tag feature core loses that cue
+    human = table.copy()
+    human.loc[human["feature_index"] == 10, "label"] = "core"
+    score = score_against_truth(human, p, planted)
+    assert score["recovered"] == {"disk/water_bg": True, "triangle/hospital_tag": False}
+    assert score["planted_cues_recovered"] == 0.5
+
+
+def test_auto_annotation_needs_object_masks():
+    p = _pairs()
+    p.loc[0, "mass_object"] = np.nan
+    with pytest.raises(ValueError, match="object masks"):
+        auto_annotations(p)

@@ -1,0 +1,151 @@
+"""The Salient ImageNet stages end to end on a tiny set and an untrained toy model: files,
+hashes, the D(i, j) selection rule, human and automatic annotation, noise tables, summary."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spurlab.data.imagesets import ImageSet, write_imageset
+from spurlab.data.sets import build_plan
+from spurlab.discover.annotate import CSV_COLUMNS, run_annotation_tasks
+from spurlab.discover.auto_annotate import run_annotations
+from spurlab.discover.importance import read_importance, run_importance
+from spurlab.discover.subsets import SalientSubsets, SubsetSettings, run_subsets
+from spurlab.errors import SpurlabError
+from spurlab.features import cache_features, model_checkpoint_sha256, open_features
+from spurlab.measure.noise import run_noise
+from spurlab.measure.salient_summary import run_salient_summary
+from spurlab.models import build_classifier, save_model
+from spurlab.report.tables import read_table
+
+AUTO = {"source": "auto", "human_csv": None, "min_spurious_votes": 3, "auto_criterion": "hot", "auto_threshold": 0.5}
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory):
+    from tests.conftest import load_yaml
+
+    cfg = load_yaml("tiny.yaml")
+    tmp = tmp_path_factory.mktemp("salient")
+    plan, attrs = build_plan(cfg, "test")
+    write_imageset(tmp / "test.h5", plan.n, plan.chunks(), attrs)
+    s = ImageSet(tmp / "test.h5")
+    torch.manual_seed(0)
+    model = build_classifier("cbr_tiny", len(s.class_names), 32, {"width": 8}).eval()
+    save_model(model, tmp / "model", {"name": "m", "class_names": s.class_names})
+    cache_features(model, "m", model_checkpoint_sha256(tmp / "model"), s, tmp / "f.h5", torch.device("cpu"), progress=False)
+    run_importance(tmp / "f.h5", tmp / "model", tmp / "imp.h5", tmp / "imp.parquet", "label", 3)
+    settings = SubsetSettings(fraction=0.5, min_images=2, max_images=10, top_images=2, attack="paper")
+    run_subsets(tmp / "model", tmp / "test.h5", tmp / "f.h5", tmp / "imp.h5", tmp / "sub.h5", settings, "cpu", False)
+    run_annotations(tmp / "sub.h5", tmp / "ann.parquet", AUTO)
+    return tmp, cfg, s
+
+
+def test_importance_file_and_table(stages):
+    tmp, _, s = stages
+    imp = read_importance(tmp / "imp.h5", model_checkpoint_sha256(tmp / "model"))
+    assert imp["top"].shape == (len(s.class_names), 3)
+    table = read_table(tmp / "imp.parquet")
+    assert list(table["rank"][:3]) == [1, 2, 3] and (tmp / "imp.csv").exists()
+    with pytest.raises(SpurlabError, match="another checkpoint"):
+        read_importance(tmp / "imp.h5", "0" * 64)
+
+
+def test_subsets_hold_the_top_images_by_activation(stages):
+    tmp, _, s = stages
+    with SalientSubsets(tmp / "sub.h5") as sub, open_features(tmp / "f.h5") as fc:
+        phi, labels = fc["features"], fc["labels"]
+        pairs = sub.pair_table()
+        imp = read_importance(tmp / "imp.h5")
+        assert len(pairs) == imp["top"].size and sorted(set(pairs["rank"])) == [1, 2, 3]
+        for p, row in pairs.iterrows():
+            i, j = int(row["class"]), int(row["feature"])
+            assert imp["top"][i, row["rank"] - 1] == j
+            rows = np.flatnonzero(labels == i)
+            n = min(len(rows), max(2, min(10, round(0.5 * len(rows)))))
+            m = sub.members(p)
+            assert len(m["row"]) == n
+            assert set(m["row"]) == set(rows[np.argsort(-phi[rows, j], kind="stable")[:n]])
+            np.testing.assert_allclose(m["activation"], phi[m["row"], j], rtol=1e-6)
+            peaks = m["nam"].reshape(n, -1).max(1)
+            assert np.all((np.abs(peaks - 1) < 1e-6) | (peaks == 0))
+            assert 0 < row["area_object"] < 1 and 0 <= row["mass_object"] <= 1
+            assert sub.attacks(p).shape == (2, 32, 32, 3)
+        assert sub.attrs["imageset_sha256"] == s.sha256
+        assert sub.planted_cues["disk"] == ["water_bg"]
+
+
+def test_auto_annotations_table_and_provenance(stages):
+    tmp, *_ = stages
+    from spurlab.io import sha256_file
+
+    ann = read_table(tmp / "ann.parquet", expect={"subsets_sha256": sha256_file(tmp / "sub.h5")})
+    assert set(ann["label"]) <= {"core", "spurious"} and (ann["source"] == "auto").all()
+    with pytest.raises(SpurlabError, match="provenance 'subsets_sha256'"):
+        read_table(tmp / "ann.parquet", expect={"subsets_sha256": "f" * 64})
+
+
+def test_human_annotations_from_mturk_csv(stages, tmp_path):
+    tmp, _, s = stages
+    with SalientSubsets(tmp / "sub.h5") as sub:
+        pairs = sub.pair_table()
+    answers = tmp_path / "answers.csv"
+    with open(answers, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for _, row in pairs.iterrows():
+            spurious = row["rank"] == 1  # the workers call every rank-1 feature background
+            for worker in range(5):
+                answer = "background" if spurious and worker < 4 else "main_object"
+                w.writerow([worker, "", row["class"], row["feature"], row["rank"], answer, 4, "why"])
+    human = dict(AUTO, source="human", human_csv=str(answers))
+    run_annotations(tmp / "sub.h5", tmp_path / "ann.parquet", human, human_csv=answers)
+    ann = read_table(tmp_path / "ann.parquet")
+    assert (ann.loc[ann["feature_rank"] == 1, "label"] == "spurious").all()
+    assert (ann.loc[ann["feature_rank"] == 1, "kind"] == "background").all()
+    assert (ann.loc[ann["feature_rank"] > 1, "label"] == "core").all()
+    with pytest.raises(SpurlabError, match="human_csv: required"):
+        run_annotations(tmp / "sub.h5", tmp_path / "x.parquet", human, human_csv=None)
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_task_pages(stages, tmp_path):
+    tmp, *_ = stages
+    n = run_annotation_tasks(tmp / "sub.h5", tmp / "test.h5", tmp_path / "tasks")
+    manifest = (tmp_path / "tasks" / "manifest.csv").read_text().splitlines()
+    assert len(manifest) == n + 1 and len(list((tmp_path / "tasks").glob("class*_feature*.html"))) == n
+
+
+def test_noise_and_summary(stages, tmp_path):
+    tmp, cfg, s = stages
+    cfg = dict(cfg, salient=dict(cfg["salient"], annotation=AUTO), models={"m": {"arch": "cbr_tiny"}})
+    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp_path / "m.parquet", 0,
+              [0, 0.5], [0.3, 0.6], "cpu", progress=False)  # fmt: skip
+    t = read_table(tmp_path / "m.parquet")
+    assert set(t["measure"]) <= {"feature", "core_acc", "spurious_acc"}
+    assert set(t.loc[t["measure"] == "feature", "sigma"]) == {0, 0.3, 0.5, 0.6}
+    assert t["acc"].between(0, 1).all()
+    # same seed, same numbers
+    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp_path / "m2.parquet", 0,
+              [0, 0.5], [0.3, 0.6], "cpu", progress=False)  # fmt: skip
+    assert read_table(tmp_path / "m2.parquet").equals(t)
+    summary = run_salient_summary(cfg, tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", [tmp_path / "m.parquet"],
+                                  tmp_path / "summary.json", tmp_path / "noise.png", tmp_path / "grid.png")  # fmt: skip
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["n_pairs"] == summary["n_pairs"] == len(read_table(tmp / "ann.parquet"))
+    for key in ("auto_annotator_precision", "auto_annotator_recall", "planted_cues_recovered"):
+        assert on_disk[key] is None or 0 <= on_disk[key] <= 1 or np.isnan(on_disk[key])
+    assert "m" in on_disk["noise"] and (tmp_path / "noise.png").stat().st_size > 1000
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+
+
+def test_noise_refuses_annotations_of_other_subsets(stages, tmp_path):
+    tmp, *_ = stages
+    other = tmp_path / "sub.h5"
+    other.write_bytes((tmp / "sub.h5").read_bytes() + b"\0")  # any change to the subsets file
+    with pytest.raises(SpurlabError, match="subsets_sha256"):
+        run_noise(tmp / "model", "m", tmp / "test.h5", other, tmp / "ann.parquet", tmp_path / "n.parquet", 0, progress=False)
+    assert not (tmp_path / "n.parquet").exists()
