@@ -1,4 +1,5 @@
 # Stage 1 (ARCHITECTURE): config -> image sets, contact sheets, summary.
+from spurlab.config import folder_options, folder_sets, generated_sets
 
 
 wildcard_constraints:
@@ -13,6 +14,8 @@ rule image_set:
         "logs/image_set/{set}.log",
     benchmark:
         "benchmarks/image_set/{set}.tsv"
+    wildcard_constraints:
+        set=one_of(generated_sets(config)),
     conda:
         "../envs/data.yaml"
     threads: 2
@@ -26,6 +29,35 @@ rule image_set:
     shell:
         "spurlab make-set --config {params.configs} --set {wildcards.set} "
         "--out {output} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule index_folder:
+    """Index an ImageNet-style folder (`folders:` in the config) as an image set (SPEC 1.4).
+    Reads every file once (hash and decode check); rerun with -R index_folder after the folder changes.
+    """
+    output:
+        "results/datasets/{set}.h5",
+    log:
+        "logs/index_folder/{set}.log",
+    benchmark:
+        "benchmarks/index_folder/{set}.tsv"
+    wildcard_constraints:
+        set=one_of(folder_sets(config)),
+    conda:
+        "../envs/data.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        section=lambda w: section_for_set(config, w.set),
+        root=lambda w: config["folders"][w.set]["root"],
+        image_size=lambda w: config["folders"][w.set]["image_size"],
+        extra=lambda w: folder_options(config, w.set),
+    shell:
+        "spurlab index-folder --root {params.root:q} --out {output} "
+        "--image-size {params.image_size} --set-name {wildcards.set} {params.extra} "
+        "--threads {threads} > {log} 2>&1"
 
 
 rule contact_sheet:

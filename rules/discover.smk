@@ -116,3 +116,25 @@ rule annotations:
     shell:
         "spurlab annotate --config {params.configs} --subsets {input.subsets} {params.human} "
         "--out {output.table} > {log} 2>&1"
+
+
+rule salient_masks:
+    """Per image, the max over its spurious (core) features' NAMs: consolidated masks (eq. 2)."""
+    input:
+        subsets="results/salient/subsets.h5",
+        annotations="results/salient/annotations.parquet",
+    output:
+        "results/salient/masks.h5",
+    log:
+        "logs/salient/masks.log",
+    benchmark:
+        "benchmarks/salient/masks.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "spurlab salient-masks --subsets {input.subsets} --annotations {input.annotations} "
+        "--out {output} > {log} 2>&1"

@@ -12,6 +12,7 @@ rule noise:
         imageset=f"results/datasets/{SAL['subset_set']}.h5",
         subsets="results/salient/subsets.h5",
         annotations="results/salient/annotations.parquet",
+        masks="results/salient/masks.h5",
     output:
         table="results/salient/noise/{noise_model}.parquet",
         csv="results/salient/noise/{noise_model}.csv",
@@ -33,7 +34,8 @@ rule noise:
     shell:
         "spurlab noise --config {params.configs} --model {wildcards.noise_model} "
         "--model-dir results/models/{wildcards.noise_model} --imageset {input.imageset} "
-        "--subsets {input.subsets} --annotations {input.annotations} --out {output.table} "
+        "--subsets {input.subsets} --annotations {input.annotations} --masks {input.masks} "
+        "--out {output.table} "
         "--device {params.device} --batch-size {params.batch_size} --threads {threads} --quiet "
         "> {log} 2>&1"
 

@@ -148,3 +148,25 @@ def test_models_target_on_tiny(tiny_run):
         assert sorted(p.name for p in (work / f"results/models/{model}/checkpoints").iterdir()) == ["epoch_001.pt", "epoch_002.pt"]
         for s in load_config(cfg)["features"]["sets"]:
             assert (work / f"results/features/{model}/{s}.h5").exists()
+
+
+@pytest.mark.slow
+def test_salient_target_on_tiny(tiny_run):
+    """Salient ImageNet end to end: discovery, task pages, annotations, eq. 2 masks, noise, summary."""
+    work, cfg, env = tiny_run
+    snakemake(work, "salient", "--cores", "2", "--configfile", cfg, env=env)
+    summary = json.loads((work / "results/salient/summary.json").read_text())
+    c = load_config(cfg)
+    n_classes, k = len(c["datasets"]["classes"]), c["salient"]["top_k"]
+    assert summary["n_pairs"] == n_classes * k and 0 <= summary["n_spurious"] <= summary["n_pairs"]
+    assert summary["annotation_source"] == "auto"
+    for key in ("auto_annotator_precision", "auto_annotator_recall", "planted_cues_recovered"):
+        assert summary[key] is None or summary[key] != summary[key] or 0 <= summary[key] <= 1  # NaN: nothing to score
+    assert set(summary["noise"]) == set(c["models"]) and summary["erm_models"] == ["erm_tiny"]
+    manifest = (work / "results/salient/tasks/manifest.csv").read_text().splitlines()
+    assert len(manifest) == n_classes * k + 1
+    for f in ("importance.csv", "annotations.csv", "masks.h5", "noise.png", "features.png", "noise/erm_tiny.csv"):
+        assert (work / "results/salient" / f).stat().st_size > 0
+    assert (work / "benchmarks/salient/subsets.tsv").exists() and (work / "logs/salient/summary.log").exists()
+    r = snakemake(work, "salient", "--cores", "2", "--configfile", cfg, "-n", env=env)
+    assert "Nothing to be done" in r.stdout + r.stderr

@@ -52,12 +52,32 @@ def cmd_make_set(args) -> int:
     from .data.sets import build_plan
 
     cfg = load_config(args.config)
+    if args.set in (cfg.get("folders") or {}):
+        raise SpurlabError(f"image set '{args.set}': a folder set (folders.{args.set}); build it with spurlab index-folder")
     plan, attrs = build_plan(cfg, args.set)
     t = time.perf_counter()
     with tqdm(total=plan.n, desc=args.set, unit="img", mininterval=2.0, disable=args.quiet) as bar:
         sha = write_imageset(args.out, plan.n, plan.chunks(args.threads), attrs, progress=bar)
     dt = time.perf_counter() - t
     print(f"{args.out}: {plan.n} images in {dt:.1f}s ({plan.n / dt:.0f} img/s incl. writing), sha256 {sha}")
+    return 0
+
+
+def cmd_index_folder(args) -> int:
+    from .data.folders import index_image_folder
+
+    names = None
+    if args.class_names:
+        if not args.class_names.is_file():
+            raise SpurlabError(f"{args.class_names}: class names file not found")
+        names = [line.strip() for line in args.class_names.read_text().splitlines() if line.strip()]
+    t = time.perf_counter()
+    info = index_image_folder(args.root, args.out, args.image_size, class_names=names, set_name=args.set_name,
+                              skip_bad_images=args.skip_bad_images, threads=args.threads)  # fmt: skip
+    for rel in info["skipped"]:
+        print(f"skipped (not a readable image): {rel}")
+    print(f"{args.out}: {info['n_images']} images of {info['n_classes']} classes indexed in "
+          f"{time.perf_counter() - t:.1f}s, {len(info['skipped'])} skipped, sha256 {info['sha256']}")  # fmt: skip
     return 0
 
 
@@ -113,17 +133,18 @@ def cmd_import_checkpoint(args) -> int:
             raise SpurlabError(f"models.{args.model}: not an imported model (no checkpoint) in this config")
         ck = entry["checkpoint"]
         path, layout, arch, n_classes = ck["path"], ck["layout"], entry["arch"], ck["num_classes"]
-        names_file = ck.get("class_names")
+        names_file, input_size = ck.get("class_names"), ck.get("input_size", 224)
     elif args.checkpoint is None:
         raise SpurlabError("import-checkpoint: give --checkpoint FILE, or --config with models.<model>.checkpoint")
     else:
         path, layout, arch, n_classes, names_file = args.checkpoint, args.layout, args.arch, args.num_classes, args.class_names
+        input_size = args.input_size
     class_names = [str(i) for i in range(n_classes)]
     if names_file:
         class_names = [line.strip() for line in Path(names_file).read_text().splitlines() if line.strip()]
         if len(class_names) != n_classes:
             raise SpurlabError(f"{names_file}: {len(class_names)} class names for num_classes {n_classes}")
-    model, info = import_checkpoint(path, arch=arch, num_classes=n_classes, kind=layout)
+    model, info = import_checkpoint(path, arch=arch, num_classes=n_classes, kind=layout, input_size=input_size)
     meta = {"name": args.model, "robust": info["layout"] == "madry", "imported": info, "class_names": class_names}
     save_model(model, args.out_dir, meta)
     print(f"{args.out_dir}: imported {path} ({info['layout']}, sha256 {info['sha256'][:12]})")
@@ -209,6 +230,14 @@ def cmd_annotation_tasks(args) -> int:
     return 0
 
 
+def cmd_salient_masks(args) -> int:
+    from .discover.subsets import run_consolidated_masks
+
+    counts = run_consolidated_masks(args.subsets, args.annotations, args.out)
+    print(f"{args.out}: {counts['spurious']} spurious and {counts['core']} core masks")
+    return 0
+
+
 def cmd_noise(args) -> int:
     import torch
 
@@ -216,7 +245,7 @@ def cmd_noise(args) -> int:
 
     torch.set_num_threads(args.threads)
     noise = _salient(args)["noise"]
-    info = run_noise(args.model_dir, args.model, args.imageset, args.subsets, args.annotations, args.out,
+    info = run_noise(args.model_dir, args.model, args.imageset, args.subsets, args.annotations, args.masks, args.out,
                      noise["seed"], noise["sigmas"], noise["l2_match_sigmas"], args.device, args.batch_size,
                      progress=not args.quiet)  # fmt: skip
     print(f"{args.out}: {info['rows']} rows")
@@ -259,6 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_make_set)
 
+    p = sub.add_parser("index-folder", help="index an ImageNet-style folder tree as an image set (rule index_folder)")
+    p.add_argument("--root", required=True, type=Path, help="root/<class folder>/<image files>")
+    p.add_argument("--out", required=True, type=Path, help="output .h5 path (written atomically)")
+    p.add_argument("--image-size", required=True, type=int, help="images are resized to this square side when read")
+    p.add_argument("--set-name", help="the set's name (default: the output file's stem)")
+    p.add_argument("--class-names", type=Path, help="text file, one display name per class folder (sorted order)")
+    p.add_argument("--skip-bad-images", action="store_true", help="leave undecodable files out (listed) instead of failing")
+    p.add_argument("--threads", type=int, default=1, help="concurrent file readers")
+    p.set_defaults(func=cmd_index_folder)
+
     p = sub.add_parser("datasets-summary", help="verify image sets and write results/datasets/summary.json")
     _config_arg(p)
     p.add_argument("--sets", nargs="+", required=True, type=Path, help="image set files")
@@ -289,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="resnet50")
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--class-names", type=Path, help="text file, one class name per line")
+    p.add_argument("--input-size", type=int, default=224, help="image side the model runs at")
     p.add_argument("--out-dir", required=True, type=Path)
     p.set_defaults(func=cmd_import_checkpoint)
 
@@ -343,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="annotations table (.parquet; a .csv twin is written)")
     p.set_defaults(func=cmd_annotate)
 
+    p = sub.add_parser("salient-masks", help="consolidated core and spurious masks per image, eq. 2 (rule salient_masks)")
+    p.add_argument("--subsets", required=True, type=Path)
+    p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_salient_masks)
+
     p = sub.add_parser("noise", help="core and spurious accuracy of one model under masked noise (rule noise)")
     _config_arg(p)
     p.add_argument("--model", required=True, help="the model's name (a key of models)")
@@ -350,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imageset", required=True, type=Path)
     p.add_argument("--subsets", required=True, type=Path)
     p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--masks", required=True, type=Path, help="the consolidated masks (rule salient_masks)")
     p.add_argument("--out", required=True, type=Path, help="noise table (.parquet; a .csv twin is written)")
     _compute_args(p)
     p.set_defaults(func=cmd_noise)

@@ -154,6 +154,13 @@ def check_semantics(cfg: dict) -> None:
             raise SpurlabError(f"config key contamination.signals.{name}.type: a background cannot be applied to an image")
     _check_cues(con["signals"], classes, scenes, "contamination.signals")
 
+    generated = set(generated_sets(cfg))
+    for name in folder_sets(cfg):
+        if name in generated:
+            raise SpurlabError(
+                f"config key folders.{name}: '{name}' is already a generated image set of this config; "
+                "give the folder set another name"
+            )
     sets = set_names(cfg)
     for name, m in cfg["models"].items():
         key = f"models.{name}"
@@ -161,6 +168,9 @@ def check_semantics(cfg: dict) -> None:
             extra = [k for k in ("train_set", "val_set", "seed", "robust", "train") if k in m]
             if extra:
                 raise SpurlabError(f"config key {key}.{extra[0]}: an imported model (checkpoint) is not trained")
+            if m.get("arch_args"):
+                raise SpurlabError(f"config key {key}.arch_args: not applied to an imported model (the checkpoint "
+                                   "loads into the timm architecture `arch` with its default arguments)")  # fmt: skip
             continue
         for k in ("train_set", "seed"):
             if k not in m:
@@ -222,6 +232,8 @@ def _check_cues(cues: dict, classes: list, scenes: list, where: str) -> None:
 
 def section_for_set(cfg: dict, set_name: str) -> dict[str, Any]:
     """The slice of config a set is made from (what its config_sha256 covers)."""
+    if set_name in folder_sets(cfg):
+        return {"folders": {set_name: cfg["folders"][set_name]}}
     if set_name.startswith("bam_"):
         return {"seed": cfg["seed"], "bam": cfg["bam"]}
     if set_name.startswith("contam_"):
@@ -234,6 +246,25 @@ CORE_SETS = ("train", "val", "test", "counterfactual", "cue_only")
 
 def set_names(cfg: dict) -> list[str]:
     """Every image set the config asks for, in a stable order (the `datasets` target's outputs)."""
+    return generated_sets(cfg) + folder_sets(cfg)
+
+
+def folder_sets(cfg: dict) -> list[str]:
+    """Index sets of real-data folders (`folders:`, rule `index_folder`), in config order."""
+    return list(cfg.get("folders") or {})
+
+
+def folder_options(cfg: dict, name: str) -> str:
+    """The optional `spurlab index-folder` flags of the folder set `name` (rule index_folder)."""
+    import shlex
+
+    entry = cfg["folders"][name]
+    opts = ["--class-names", shlex.quote(entry["class_names"])] if entry.get("class_names") else []
+    return " ".join(opts + (["--skip-bad-images"] if entry.get("skip_bad_images") else []))
+
+
+def generated_sets(cfg: dict) -> list[str]:
+    """Sets rendered by the generators (rule `image_set`): planted-cue benchmark, BAM, contamination."""
     names = list(CORE_SETS)
     if cfg["bam"]["enabled"]:
         variants = ["os", "0s", "og"] + [f"k{round(k * 100):03d}" for k in sorted(cfg["bam"]["commonality"])]

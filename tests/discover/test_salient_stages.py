@@ -13,7 +13,7 @@ from spurlab.data.sets import build_plan
 from spurlab.discover.annotate import CSV_COLUMNS, run_annotation_tasks
 from spurlab.discover.auto_annotate import run_annotations
 from spurlab.discover.importance import read_importance, run_importance
-from spurlab.discover.subsets import SalientSubsets, SubsetSettings, run_subsets
+from spurlab.discover.subsets import SalientSubsets, SubsetSettings, run_consolidated_masks, run_subsets
 from spurlab.errors import SpurlabError
 from spurlab.features import cache_features, model_checkpoint_sha256, open_features
 from spurlab.measure.noise import run_noise
@@ -41,6 +41,7 @@ def stages(tmp_path_factory):
     settings = SubsetSettings(fraction=0.5, min_images=2, max_images=10, top_images=2, attack="paper")
     run_subsets(tmp / "model", tmp / "test.h5", tmp / "f.h5", tmp / "imp.h5", tmp / "sub.h5", settings, "cpu", False)
     run_annotations(tmp / "sub.h5", tmp / "ann.parquet", AUTO)
+    run_consolidated_masks(tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5")
     return tmp, cfg, s
 
 
@@ -122,14 +123,14 @@ def test_task_pages(stages, tmp_path):
 def test_noise_and_summary(stages, tmp_path):
     tmp, cfg, s = stages
     cfg = dict(cfg, salient=dict(cfg["salient"], annotation=AUTO), models={"m": {"arch": "cbr_tiny"}})
-    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp_path / "m.parquet", 0,
+    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5", tmp_path / "m.parquet", 0,
               [0, 0.5], [0.3, 0.6], "cpu", progress=False)  # fmt: skip
     t = read_table(tmp_path / "m.parquet")
     assert set(t["measure"]) <= {"feature", "core_acc", "spurious_acc"}
     assert set(t.loc[t["measure"] == "feature", "sigma"]) == {0, 0.3, 0.5, 0.6}
     assert t["acc"].between(0, 1).all()
     # same seed, same numbers
-    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp_path / "m2.parquet", 0,
+    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5", tmp_path / "m2.parquet", 0,
               [0, 0.5], [0.3, 0.6], "cpu", progress=False)  # fmt: skip
     assert read_table(tmp_path / "m2.parquet").equals(t)
     summary = run_salient_summary(cfg, tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", [tmp_path / "m.parquet"],
@@ -147,5 +148,34 @@ def test_noise_refuses_annotations_of_other_subsets(stages, tmp_path):
     other = tmp_path / "sub.h5"
     other.write_bytes((tmp / "sub.h5").read_bytes() + b"\0")  # any change to the subsets file
     with pytest.raises(SpurlabError, match="subsets_sha256"):
-        run_noise(tmp / "model", "m", tmp / "test.h5", other, tmp / "ann.parquet", tmp_path / "n.parquet", 0, progress=False)
+        run_noise(tmp / "model", "m", tmp / "test.h5", other, tmp / "ann.parquet", tmp / "masks.h5", tmp_path / "n.parquet", 0,
+                  progress=False)  # fmt: skip
     assert not (tmp_path / "n.parquet").exists()
+
+
+def test_consolidated_masks_file_is_eq2_of_the_annotated_features(stages):
+    from spurlab.discover.subsets import ConsolidatedMasks
+    from spurlab.io import sha256_file
+
+    tmp, *_ = stages
+    ann = read_table(tmp / "ann.parquet")
+    label_of = {(r.class_index, r.feature_index): r.label for r in ann.itertuples()}
+    with SalientSubsets(tmp / "sub.h5") as sub, ConsolidatedMasks(
+        tmp / "masks.h5", sha256_file(tmp / "sub.h5"), sha256_file(tmp / "ann.parquet")
+    ) as masks:
+        pairs = sub.pair_table()
+        for i in sorted(set(pairs["class"])):
+            for kind in ("spurious", "core"):
+                want = {}
+                for p in pairs.index[pairs["class"] == i]:
+                    if label_of[(i, pairs.loc[p, "feature"])] != kind:
+                        continue
+                    m = sub.members(p)
+                    for r, nam in zip(m["row"], m["nam"]):
+                        want[r] = np.maximum(want.get(r, nam), nam)
+                rows, got = masks.get(kind, i)
+                assert sorted(want) == list(rows)
+                for r, g in zip(rows, got):
+                    np.testing.assert_allclose(g, want[r], atol=1 / 255)
+    with pytest.raises(SpurlabError, match="other annotations"):
+        ConsolidatedMasks(tmp / "masks.h5", sha256_file(tmp / "sub.h5"), "0" * 64)

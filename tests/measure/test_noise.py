@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from spurlab.measure.noise import accuracy_under_noise, consolidated_masks, corrupt, image_noise
+from spurlab.discover.subsets import consolidated_masks
+from spurlab.measure.noise import accuracy_under_noise, corrupt, image_noise
 from spurlab.measure.salient_summary import classes_with_large_gap, drake_comparison, l2_matched
 from spurlab.models.factory import build_classifier
 

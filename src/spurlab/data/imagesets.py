@@ -11,8 +11,10 @@ Layout of a *packed* set (the planted-cue benchmark, BAM and contamination sets)
                 generator_version, config (JSON), config_sha256, sha256 (content)
 
 An *index* set (real data: ImageNet-style folders) has ``kind = "index"`` and ``paths`` (N,)
-instead of ``images``; pixels are decoded on the fly with the same reader API. Building an index
-from a folder is `spurlab.data.folders`' job; this module only reads it.
+(absolute, bytes) and ``file_sha256`` (N,) instead of ``images``, no masks and no meta; attrs add
+``wnids`` (the folder names) and ``root``. Pixels are decoded on the fly with the same reader API,
+resized bilinearly to image_size. Building an index from a folder is `spurlab.data.folders`' job
+(it also defines an index set's content hash, over relative paths, labels and file bytes).
 
 The content hash covers every dataset's bytes in row order plus the class names, so the same
 seed and config give the same hash on any machine.
@@ -236,6 +238,8 @@ class ImageSet:
         size = self.attrs.get("image_size")
         if np.ndim(paths) == 0:
             return _decode(paths, size)
+        if len(paths) == 0:
+            return np.zeros((0, size, size, 3), dtype=np.uint8)
         return np.stack([_decode(p, size) for p in paths])
 
     def masks(self, name: str, index=slice(None)) -> np.ndarray:
@@ -245,7 +249,12 @@ class ImageSet:
         return self.f[key][index]
 
     def verify(self) -> None:
-        """Recompute the content hash and compare it with the stored one (reads the whole file)."""
+        """Recompute the content hash and compare it with the stored one (reads the whole file;
+        for an index set, every image file it points to)."""
+        if self.kind == "index":
+            from .folders import verify_index
+
+            return verify_index(self)
         h = hashlib.sha256()
         names = sorted(m for m in self._members if isinstance(self.f[m], h5py.Dataset))
         for name in names:

@@ -89,7 +89,12 @@ def score_against_truth(annotations: pd.DataFrame, pairs: pd.DataFrame, planted:
         hit = merged[(merged["class_name"] == cname) & merged["truth"] & (merged["label"] == "spurious")]
         for cue in cues:
             recovered[f"{cname}/{cue}"] = bool(len(hit))
+    def listed(mask):
+        return [f"{c}/{int(j)}" for c, j in zip(merged.loc[mask, "class_name"], merged.loc[mask, "feature"])]
+
     return {
+        "false_positives_list": listed(pred & ~truth),
+        "false_negatives_list": listed(~pred & truth),
         "precision": tp / (tp + fp) if tp + fp else float("nan"),
         "recall": tp / (tp + fn) if tp + fn else float("nan"),
         "true_positives": tp, "false_positives": fp, "false_negatives": fn,

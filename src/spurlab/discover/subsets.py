@@ -300,3 +300,94 @@ def run_subsets(model_dir, imageset_path, features_path, importance_path, out, s
         model, sha, imageset, _FeatureColumns(values, cols), labels, imp["top"], imp["iv"],
         sha256_file(importance_path), out, settings, dev, progress,
     )  # fmt: skip
+
+
+MASKS_FORMAT = "spurlab.salient_masks"
+KINDS = ("spurious", "core")
+
+
+def consolidated_masks(members: dict[int, tuple[np.ndarray, np.ndarray]], features: list[int]):
+    """Eq. 2: rows of the union of D(i, j) over `features`, and per row the max of their NAMs.
+
+    `members[j]` = (rows, nams (n, H, W)) of D(i, j). Returns (rows (m,), masks (m, H, W)).
+    """
+    acc: dict[int, np.ndarray] = {}
+    for j in features:
+        rows, nams = members[j]
+        for r, m in zip(rows.tolist(), nams):
+            acc[r] = m.copy() if r not in acc else np.maximum(acc[r], m)
+    rows = np.array(sorted(acc), dtype=np.int64)
+    if not len(rows):
+        return rows, np.zeros((0, 1, 1), np.float32)
+    return rows, np.stack([acc[r] for r in rows.tolist()])
+
+
+def run_consolidated_masks(subsets_path, annotations_path, out) -> dict:
+    """Stage `salient_masks`: per class, the spurious mask of every image of DS(i) and the core
+    mask of every image of DC(i) (eq. 2), from the subsets and the annotations table.
+
+    Layout: `<kind>/row`, `<kind>/class` int64 (m,), `<kind>/mask` uint8 (m, H, W) (x 255) for kind
+    in spurious, core, written class by class (rows grouped by class); attrs: subsets,
+    annotations and image-set sha256.
+    """
+    from ..io import sha256_file
+    from ..report.tables import read_table
+
+    subsets_sha = sha256_file(subsets_path)
+    annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})
+    label_of = {(int(r.class_index), int(r.feature_index)): r.label for r in annotations.itertuples()}
+    with SalientSubsets(subsets_path) as subsets, atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        pairs = subsets.pair_table()
+        size = subsets.f["members/nam"].shape[-1]
+        ds = {}
+        for kind in KINDS:
+            ds[kind] = (
+                f.create_dataset(f"{kind}/row", (0,), "int64", maxshape=(None,), chunks=(4096,), track_times=False),
+                f.create_dataset(f"{kind}/class", (0,), "int64", maxshape=(None,), chunks=(4096,), track_times=False),
+                f.create_dataset(f"{kind}/mask", (0, size, size), "uint8", maxshape=(None, size, size),
+                                 chunks=(1, size, size), compression="gzip", track_times=False),
+            )  # fmt: skip
+        for i in sorted(pairs["class"].unique()):
+            members = {}
+            for p, j in zip(pairs.index[pairs["class"] == i], pairs["feature"][pairs["class"] == i]):
+                m = subsets.members(p)
+                members[int(j)] = (m["row"], m["nam"])
+            for kind in KINDS:
+                rows, masks = consolidated_masks(members, [j for j in members if label_of.get((int(i), j)) == kind])
+                n0, n = ds[kind][0].shape[0], len(rows)
+                for d, values in zip(ds[kind], (rows, np.full(n, i), np.round(masks * 255).astype(np.uint8))):
+                    d.resize(n0 + n, axis=0)
+                    if n:
+                        d[n0:] = values
+        f.attrs.update(format=MASKS_FORMAT, subsets_sha256=subsets_sha, annotations_sha256=sha256_file(annotations_path),
+                       imageset_sha256=subsets.attrs["imageset_sha256"], code_version=__version__)  # fmt: skip
+        return {kind: int(ds[kind][0].shape[0]) for kind in KINDS}
+
+
+class ConsolidatedMasks:
+    """Reader of a `salient_masks` file: `get(kind, i)` -> (rows, masks in [0, 1]) of class i."""
+
+    def __init__(self, path, expect_subsets_sha256: str, expect_annotations_sha256: str):
+        try:
+            self.f = h5py.File(path, "r")
+        except OSError as e:
+            raise SpurlabError(f"{path}: not a readable HDF5 file ({e})") from e
+        if self.f.attrs.get("format") != MASKS_FORMAT:
+            self.f.close()
+            raise SpurlabError(f"{path}: not a spurlab consolidated-masks file")
+        for key, want in (("subsets_sha256", expect_subsets_sha256), ("annotations_sha256", expect_annotations_sha256)):
+            if self.f.attrs[key] != want:
+                self.f.close()
+                raise SpurlabError(f"{path}: made from other {key.split('_')[0]} than given; rebuild it")
+        self.classes = {kind: self.f[f"{kind}/class"][:] for kind in KINDS}
+
+    def get(self, kind: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+        c = self.classes[kind]
+        s, e = np.searchsorted(c, i, "left"), np.searchsorted(c, i, "right")
+        return self.f[f"{kind}/row"][s:e], self.f[f"{kind}/mask"][s:e].astype(np.float32) / 255.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()

@@ -10,6 +10,7 @@ accuracy on D(i, j) with noise on that feature's NAM gives its accuracy drop.
 
 z is drawn once per image from a generator seeded by (seed, image row) and scaled by every sigma,
 so all models and sigmas see the same noise (paired comparisons; same seed, same numbers).
+The consolidated masks come from the `salient_masks` stage (`spurlab.discover.subsets`).
 """
 
 from __future__ import annotations
@@ -31,22 +32,6 @@ def corrupt(images: torch.Tensor, masks: torch.Tensor, sigma: float, z: torch.Te
     if sigma == 0:
         return images
     return (images + sigma * z * masks.unsqueeze(1)).clamp_(0.0, 1.0)
-
-
-def consolidated_masks(members: dict[int, tuple[np.ndarray, np.ndarray]], features: list[int]):
-    """Eq. 2: rows of the union of D(i, j) over `features`, and per row the max of their NAMs.
-
-    `members[j]` = (rows, nams (n, H, W)) of D(i, j). Returns (rows (m,), masks (m, H, W)).
-    """
-    acc: dict[int, np.ndarray] = {}
-    for j in features:
-        rows, nams = members[j]
-        for r, m in zip(rows.tolist(), nams):
-            acc[r] = m.copy() if r not in acc else np.maximum(acc[r], m)
-    rows = np.array(sorted(acc), dtype=np.int64)
-    if not len(rows):
-        return rows, np.zeros((0, 1, 1), np.float32)
-    return rows, np.stack([acc[r] for r in rows.tolist()])
 
 
 @torch.no_grad()
@@ -84,13 +69,14 @@ def _rows(model_name, class_index, class_name, feature, label, measure, sigmas, 
         }  # fmt: skip
 
 
-def noise_table(model, model_name: str, imageset, subsets, annotations, seed: int, device,
+def noise_table(model, model_name: str, imageset, subsets, annotations, masks, seed: int, device,
                 sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, batch_size: int = 256, progress: bool = True):  # fmt: skip
     """One model's tidy noise table: rows per (class, feature or consolidated measure, sigma).
 
-    measure "core_acc" (noise on spurious masks over DS(i)), "spurious_acc" (noise on core masks
-    over DC(i)), "clean_DS"/"clean_DC" are their sigma = 0 values by construction; "feature" rows
-    hold the accuracy on D(i, j) with noise on m(j), for the sweep and the l2-matching sigmas.
+    measure "core_acc": noise on the spurious masks over DS(i); "spurious_acc": noise on the core
+    masks over DC(i) (`masks`: a ConsolidatedMasks); their sigma = 0 rows are the clean accuracies.
+    "feature" rows hold the accuracy on D(i, j) with noise on m(j), for the sweep and the
+    l2-matching sigmas. `label` is the annotation of the noised feature(s).
     """
     import pandas as pd
     from tqdm import tqdm
@@ -119,23 +105,22 @@ def noise_table(model, model_name: str, imageset, subsets, annotations, seed: in
             correct, l2 = accuracy_under_noise(model, images[sel], labels[sel], nams, z[sel], all_sigmas, device, batch_size)
             out += _rows(model_name, i, name, j, label_of.get((i, j), "unannotated"), "feature", all_sigmas, correct, l2)
         for measure, noisy_label in (("core_acc", "spurious"), ("spurious_acc", "core")):
-            feats = [j for j in members if label_of.get((i, j)) == noisy_label]
-            rows, masks = consolidated_masks(members, feats)
+            rows, region = masks.get(noisy_label, int(i))
             if not len(rows):
                 continue
             sel = np.array([pos[r] for r in rows.tolist()], dtype=np.int64)
-            correct, l2 = accuracy_under_noise(model, images[sel], labels[sel], masks, z[sel], sigmas, device, batch_size)
+            correct, l2 = accuracy_under_noise(model, images[sel], labels[sel], region, z[sel], sigmas, device, batch_size)
             out += _rows(model_name, i, name, -1, noisy_label, measure, sigmas, correct, l2)
     return pd.DataFrame(out)
 
 
-def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotations_path, out, seed: int,
+def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotations_path, masks_path, out, seed: int,
               sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, device: str = "auto", batch_size: int = 256,
               progress: bool = True) -> dict:  # fmt: skip
     """Stage `noise`: one model's noise table (`out`, .parquet + .csv) with input hashes."""
     from ..data.imagesets import ImageSet
     from ..device import pick_device
-    from ..discover.subsets import SalientSubsets
+    from ..discover.subsets import ConsolidatedMasks, SalientSubsets
     from ..errors import SpurlabError
     from ..features import model_checkpoint_sha256
     from ..io import sha256_file
@@ -143,20 +128,21 @@ def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotatio
     from ..report.tables import read_table, write_table
 
     dev = pick_device(device)
-    model, _ = load_model(model_dir, dev)
+    model, meta = load_model(model_dir, dev)
     imageset = ImageSet(imageset_path)
-    subsets_sha = sha256_file(subsets_path)
+    subsets_sha, annotations_sha = sha256_file(subsets_path), sha256_file(annotations_path)
     annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})
-    with SalientSubsets(subsets_path) as subsets:
+    with SalientSubsets(subsets_path) as subsets, ConsolidatedMasks(masks_path, subsets_sha, annotations_sha) as masks:
         if subsets.attrs["imageset_sha256"] != imageset.sha256:
             raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
-        table = noise_table(model, model_name, imageset, subsets, annotations, seed, dev, sigmas, l2_sigmas,
+        table = noise_table(model, model_name, imageset, subsets, annotations, masks, seed, dev, sigmas, l2_sigmas,
                             batch_size, progress)  # fmt: skip
     provenance = {
         "checkpoint_sha256": model_checkpoint_sha256(model_dir),
+        "robust": bool(meta.get("robust")),  # trained adversarially, or an imported Madry checkpoint
         "imageset_sha256": imageset.sha256,
         "subsets_sha256": subsets_sha,
-        "annotations_sha256": sha256_file(annotations_path),
+        "annotations_sha256": annotations_sha,
         "seed": int(seed),
         "sigmas": [float(s) for s in sigmas],
     }

@@ -158,16 +158,19 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
     from ..errors import SpurlabError
     from ..io import sha256_file, write_json
     from ..report.figures import feature_grid, noise_curves
-    from ..report.tables import read_table
+    from ..report.tables import read_table, table_provenance
 
     subsets_sha, annotations_sha = sha256_file(subsets_path), sha256_file(annotations_path)
     annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})
-    noise = {}
+    noise, erm = {}, []
     for path in noise_paths:
         t = read_table(path, expect={"subsets_sha256": subsets_sha, "annotations_sha256": annotations_sha})
         if t.empty:
             raise SpurlabError(f"{path}: empty noise table")
-        noise[str(t["model"].iloc[0])] = t
+        name = str(t["model"].iloc[0])
+        noise[name] = t
+        if not table_provenance(path)["robust"]:
+            erm.append(name)
     imageset = ImageSet(imageset_path)
     with SalientSubsets(subsets_path) as subsets:
         if subsets.attrs["imageset_sha256"] != imageset.sha256:
@@ -191,7 +194,6 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
             grid.append({"class_name": row["class_name"], "feature": int(row["feature"]), "rank": int(row["rank"]),
                          "label": label_of.get((row["class"], row["feature"]), "unannotated"),
                          "truth": None if truth[p] is None else bool(truth[p]), "heatmap": heatmap(img, m["nam"][0])})  # fmt: skip
-    erm = [m for m in noise if not cfg["models"].get(m, {}).get("robust")]
     summary = salient_summary(pairs, annotations, noise, planted, auto, erm)
     summary["inputs"] = {"subsets_sha256": subsets_sha, "annotations_sha256": annotations_sha,
                          "noise_sha256": {Path(p).name: sha256_file(p) for p in noise_paths}}  # fmt: skip

@@ -1,0 +1,192 @@
+"""Real-data adapter (SPEC 1.4): an ImageNet-style folder tree -> an *index* image set.
+
+The tree follows torchvision's ImageFolder convention::
+
+    root/<class folder>/<image files>      e.g. root/n01440764/n01440764_10026.JPEG
+
+Classes are the sorted names of the sub-folders of `root` (folders whose name starts with a dot are
+skipped); a class's images are found by walking its folder (symlinks followed), in torchvision's
+order (sorted walk, sorted file names), keeping files whose extension is one of `EXTENSIONS`
+(case-insensitive). The folder names become the set's `wnids`; `class_names` default to them.
+
+The index set (see `spurlab.data.imagesets`) holds no pixels: ``paths`` (absolute, bytes),
+``labels`` (int64) and ``ids`` (b"<set>-0000042"); `ImageSet.images()` decodes and resizes on the
+fly (bilinear to image_size x image_size).
+
+Content hash: sha256 over every row's path *relative to root*, its label and the sha256 of the
+file's bytes, then the image size, class names and wnids. It is the same on any machine that has the
+same files, wherever the tree lives. Each file is read exactly once while indexing (hashed and
+checked with PIL's ``verify()``, which catches unreadable headers and PNG checksum errors, not every
+truncated JPEG: those fail when decoded, naming the file). For an ImageNet-size tree (1.28M files,
+~140 GB) this means reading every file once: minutes to an hour depending on the disk; `threads`
+overlaps the reads. `ImageSet.verify()` recomputes the hash, so it reads every file again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import SpurlabError
+from ..io import atomic_path, canonical_json, sha256_json
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+INDEX_VERSION = "folders-1"
+
+
+def find_classes(root: str | os.PathLike) -> list[str]:
+    """The class folder names of `root`, sorted (ImageFolder's `find_classes`, hidden folders skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SpurlabError(f"{root}: image folder not found (expected root/<class folder>/<images>)")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise SpurlabError(f"{root}: no class folders (expected root/<class folder>/<images>)")
+    return classes
+
+
+def list_images(class_dir: str | os.PathLike) -> list[str]:
+    """Image files under `class_dir` relative to it (POSIX separators), in torchvision's order."""
+    out = []
+    for dirpath, _, fnames in sorted(os.walk(class_dir, followlinks=True)):
+        rel_dir = os.path.relpath(dirpath, class_dir)
+        for fname in sorted(fnames):
+            if fname.lower().endswith(EXTENSIONS):
+                out.append(fname if rel_dir == "." else Path(rel_dir, fname).as_posix())
+    return out
+
+
+def _check_file(path: str) -> tuple[str, str | None]:
+    """(sha256 of the file's bytes, None) or (sha256, why it is not a readable image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    with open(path, "rb") as f:
+        data = f.read()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as e:
+        return digest, f"{type(e).__name__}: {e}"
+    return digest, None
+
+
+def content_sha256(rel_paths: Iterable[str], labels: Iterable[int], file_sha256: Iterable[str], image_size: int,
+                   class_names: Sequence[str], wnids: Sequence[str]) -> str:  # fmt: skip
+    """The index set's content hash (see the module docstring); `ImageSet.verify` recomputes it."""
+    h = hashlib.sha256(f"{INDEX_VERSION}\n".encode())
+    for rel, label, digest in zip(rel_paths, labels, file_sha256):
+        h.update(f"{rel}\t{int(label)}\t{digest}\n".encode())
+    h.update(f"image_size:{int(image_size)}\n".encode())
+    h.update(canonical_json({"class_names": list(class_names), "wnids": list(wnids)}).encode())
+    return h.hexdigest()
+
+
+def hash_files(paths: Sequence[str], threads: int = 1) -> list[tuple[str, str | None]]:
+    """`_check_file` over `paths`, in order, with `threads` concurrent readers."""
+    if threads <= 1:
+        return [_check_file(p) for p in paths]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(_check_file, paths, chunksize=64))
+
+
+def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_size: int,
+                       class_names: Sequence[str] | None = None, set_name: str | None = None,
+                       skip_bad_images: bool = False, threads: int = 1) -> dict:  # fmt: skip
+    """Index the ImageNet-style tree under `root` into the index image set `out` (written atomically).
+
+    `class_names`: display names in class (sorted folder) order; default the folder names.
+    `set_name`: default the name of `out` without suffix. `skip_bad_images`: leave undecodable files
+    out (listed in the `skipped` attribute and the returned info) instead of failing.
+    Returns {"n_images", "n_classes", "sha256", "skipped"}.
+    """
+    from .imagesets import FORMAT, FORMAT_VERSION
+
+    root = Path(os.path.abspath(root))
+    out = Path(out)
+    set_name = set_name or out.stem
+    if not isinstance(image_size, (int, np.integer)) or image_size < 1:
+        raise SpurlabError(f"{root}: image_size {image_size!r} must be a positive integer")
+    wnids = find_classes(root)
+    names = list(wnids) if class_names is None else [str(c) for c in class_names]
+    if len(names) != len(wnids):
+        raise SpurlabError(f"{root}: {len(names)} class names given for {len(wnids)} class folders")
+    rel_paths, labels = [], []
+    for label, wnid in enumerate(wnids):
+        files = list_images(root / wnid)
+        if not files:
+            raise SpurlabError(f"{root / wnid}: empty class folder (no {'/'.join(e[1:] for e in EXTENSIONS)} files)")
+        rel_paths += [f"{wnid}/{f}" for f in files]
+        labels += [label] * len(files)
+    checked = hash_files([str(root / r) for r in rel_paths], threads)
+    skipped = []
+    keep = []
+    for i, (rel, (_, why)) in enumerate(zip(rel_paths, checked)):
+        if why is None:
+            keep.append(i)
+        elif skip_bad_images:
+            skipped.append(rel)
+        else:
+            raise SpurlabError(f"{root / rel}: not a readable image ({why}); remove it or set skip_bad_images")
+    rel_paths = [rel_paths[i] for i in keep]
+    labels = np.asarray([labels[i] for i in keep], dtype=np.int64)
+    digests = [checked[i][0] for i in keep]
+    for label, wnid in enumerate(wnids):
+        if not (labels == label).any():
+            raise SpurlabError(f"{root / wnid}: no readable images left in this class folder")
+    sha = content_sha256(rel_paths, labels, digests, image_size, names, wnids)
+    n = len(rel_paths)
+    section = {"root": str(root), "image_size": int(image_size), "skip_bad_images": bool(skip_bad_images)}
+    attrs = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": "index",
+        "set_name": set_name,
+        "class_names": names,
+        "wnids": list(wnids),
+        "label_kind": "class",
+        "image_size": int(image_size),
+        "n_images": n,
+        "root": str(root),
+        "skipped": skipped,
+        "generator_version": INDEX_VERSION,
+        "config": section,
+        "config_sha256": sha256_json(section),
+        "sha256": sha,
+    }
+    import h5py
+
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            f.create_dataset("paths", data=np.array([str(root / r).encode() for r in rel_paths]), track_times=False)
+            f.create_dataset("labels", data=labels, track_times=False)
+            f.create_dataset("ids", data=np.array([f"{set_name}-{i:07d}".encode() for i in range(n)]), track_times=False)
+            f.create_dataset("file_sha256", data=np.array([d.encode() for d in digests], dtype="S64"), track_times=False)
+            for k, v in attrs.items():
+                f.attrs[k] = canonical_json(v) if isinstance(v, (list, dict)) else v
+    return {"n_images": n, "n_classes": len(wnids), "sha256": sha, "skipped": skipped}
+
+
+def verify_index(imageset) -> None:
+    """Re-read every file of an index set and compare the content hash (`ImageSet.verify`)."""
+    root = imageset.attrs["root"]
+    paths = [p.decode() for p in imageset.f["paths"][:]]
+    rel = [os.path.relpath(p, root).replace(os.sep, "/") for p in paths]
+    for p in paths:
+        if not os.path.isfile(p):
+            raise SpurlabError(f"{p}: image of index set {imageset.path} is missing")
+    digests = [d for d, _ in hash_files(paths)]
+    stored = [d.decode() for d in imageset.f["file_sha256"][:]]
+    for p, d, s in zip(paths, digests, stored):
+        if d != s:
+            raise SpurlabError(f"{p}: file changed since {imageset.path} was indexed; rebuild the index")
+    sha = content_sha256(rel, imageset.labels, digests, imageset.image_size, imageset.class_names,
+                         imageset.attrs.get("wnids") or [])  # fmt: skip
+    if sha != imageset.sha256:
+        raise SpurlabError(f"{imageset.path}: content does not match its sha256 attribute (corrupt or edited file)")
