@@ -6,11 +6,13 @@ from snakemake.utils import min_version, validate
 from spurlab.config import (
     check_semantics,
     imported_models,
+    lightweight_model,
     model_section,
     noise_models,
     one_of,
     section_for_set,
     set_names,
+    spuriosity_models,
     trained_models,
 )
 
@@ -41,12 +43,15 @@ CONFIGFILES = " ".join(map(str, workflow.configfiles))
 SETS = set_names(config)
 MODELS = list(config["models"])
 NOISE_MODELS = noise_models(config)
+SPU_MODELS = spuriosity_models(config)
+LW_MODEL = lightweight_model(config)
 
 
 include: "rules/datasets.smk"
 include: "rules/models.smk"
 include: "rules/discover.smk"
 include: "rules/measure.smk"
+include: "rules/mitigate.smk"
 
 
 rule all:
@@ -55,3 +60,4 @@ rule all:
         rules.datasets.input,
         rules.models.input,
         rules.salient.input,
+        rules.spuriosity.input,

@@ -138,3 +138,114 @@ rule salient_masks:
     shell:
         "spurlab salient-masks --subsets {input.subsets} --annotations {input.annotations} "
         "--out {output} > {log} 2>&1"
+
+
+# Lightweight discovery on new data (Moayeri et al. 2023 sec. 3.2; SPEC 6.3): a head fit on the
+# discovery model's frozen features of a second task, then the same discovery rules on it.
+if LW_MODEL:
+    LW = f"results/models/{LW_MODEL[0]}"
+    LW_FEATURES = f"results/features/{LW_MODEL[0]}"
+
+    rule lightweight_head:
+        """A linear head on the frozen discovery model's features of the second task (SPEC 6.3)."""
+        input:
+            weights=f"{SAL_MODEL}/model.safetensors",
+            train=f"results/features/{SAL['model']}/lightweight_train.h5",
+            test=f"results/features/{SAL['model']}/lightweight_test.h5",
+        output:
+            weights=f"{LW}/model.safetensors",
+            meta=f"{LW}/meta.json",
+        log:
+            "logs/lightweight/head.log",
+        benchmark:
+            "benchmarks/lightweight/head.tsv"
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            section=config["lightweight"],
+            configs=CONFIGFILES,
+            model_dir=SAL_MODEL,
+            out_dir=LW,
+        shell:
+            "spurlab fit-head --config {params.configs} --model-dir {params.model_dir} "
+            "--train-features {input.train} --test-features {input.test} "
+            "--out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+
+    use rule importance as lightweight_importance with:
+        input:
+            weights=f"{LW}/model.safetensors",
+            features=f"{LW_FEATURES}/lightweight_train.h5",
+        output:
+            h5="results/lightweight/importance.h5",
+            table="results/lightweight/importance.parquet",
+            csv="results/lightweight/importance.csv",
+        log:
+            "logs/lightweight/importance.log",
+        benchmark:
+            "benchmarks/lightweight/importance.tsv"
+        params:
+            section={k: SAL[k] for k in ("grouping", "top_k")},
+            configs=CONFIGFILES,
+            model_dir=LW,
+
+    use rule salient_subsets as lightweight_subsets with:
+        input:
+            weights=f"{LW}/model.safetensors",
+            imageset="results/datasets/lightweight_test.h5",
+            features=f"{LW_FEATURES}/lightweight_test.h5",
+            importance="results/lightweight/importance.h5",
+        output:
+            "results/lightweight/subsets.h5",
+        log:
+            "logs/lightweight/subsets.log",
+        benchmark:
+            "benchmarks/lightweight/subsets.tsv"
+        params:
+            section={k: SAL[k] for k in ("subset", "attack")},
+            configs=CONFIGFILES,
+            model_dir=LW,
+            device=config["compute"]["device"],
+            batch_size=config["compute"]["eval_batch_size"],
+
+    use rule annotations as lightweight_annotations with:
+        input:
+            subsets="results/lightweight/subsets.h5",
+        output:
+            table="results/lightweight/annotations.parquet",
+            csv="results/lightweight/annotations.csv",
+        log:
+            "logs/lightweight/annotations.log",
+        benchmark:
+            "benchmarks/lightweight/annotations.tsv"
+        params:
+            section=SAL["annotation"],
+            configs=CONFIGFILES,
+            human="--source auto",
+
+    rule lightweight_summary:
+        """The second task's automatic annotations scored against its planted cues."""
+        input:
+            subsets="results/lightweight/subsets.h5",
+            annotations="results/lightweight/annotations.parquet",
+            meta=f"{LW}/meta.json",
+        output:
+            "results/lightweight/summary.json",
+        log:
+            "logs/lightweight/summary.log",
+        benchmark:
+            "benchmarks/lightweight/summary.tsv"
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            model_dir=LW,
+        shell:
+            "spurlab lightweight-summary --subsets {input.subsets} --annotations {input.annotations} "
+            "--model-dir {params.model_dir} --out {output} > {log} 2>&1"

@@ -82,3 +82,216 @@ rule salient:
     input:
         "results/salient/summary.json",
         "results/salient/tasks/index.html",
+
+
+# Spuriosity Rankings (Moayeri et al. 2023): rankings from the discovery model and the
+# annotations, then every model's spurious gaps, corruption sensitivities and label-noise crops.
+
+SPU = config["spuriosity"]
+
+
+wildcard_constraints:
+    spu_model=one_of(SPU_MODELS),
+
+
+rule spuriosity_rankings:
+    """Spuriosity of every image of the ranked sets and its rank within its class (SPEC 5.2)."""
+    input:
+        weights=f"{SAL_MODEL}/model.safetensors",
+        annotations="results/salient/annotations.parquet",
+        features=expand(
+            "results/features/{model}/{set}.h5", model=SAL["model"], set=SPU["sets"]
+        ),
+        imagesets=expand("results/datasets/{set}.h5", set=SPU["sets"]),
+    output:
+        table="results/spuriosity/rankings.parquet",
+        csv="results/spuriosity/rankings.csv",
+    log:
+        "logs/spuriosity/rankings.log",
+    benchmark:
+        "benchmarks/spuriosity/rankings.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        sets=" ".join(SPU["sets"]),
+        stats_set=SPU["stats_set"],
+        model_dir=SAL_MODEL,
+    shell:
+        "spurlab spuriosity-rankings --annotations {input.annotations} --model-dir {params.model_dir} "
+        "--sets {params.sets} --features {input.features} --imagesets {input.imagesets} "
+        "--stats-set {params.stats_set} --out {output.table} > {log} 2>&1"
+
+
+rule spurious_gaps:
+    """Every model's class-wise spurious gap, effective robustness, pairwise gap correlations."""
+    input:
+        rankings="results/spuriosity/rankings.parquet",
+        weights=expand("results/models/{m}/model.safetensors", m=SPU_MODELS),
+        features=expand(
+            "results/features/{m}/{set}.h5", m=SPU_MODELS, set=SPU["gap_set"]
+        ),
+    output:
+        gaps="results/spuriosity/gaps.parquet",
+        models="results/spuriosity/gap_models.parquet",
+        correlations="results/spuriosity/gap_correlations.parquet",
+    log:
+        "logs/spuriosity/gaps.log",
+    benchmark:
+        "benchmarks/spuriosity/gaps.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        models=" ".join(SPU_MODELS),
+        model_dirs=" ".join(f"results/models/{m}" for m in SPU_MODELS),
+        gap_set=SPU["gap_set"],
+        k=SPU["k"],
+    shell:
+        "spurlab spurious-gaps --rankings {input.rankings} --gap-set {params.gap_set} --k {params.k} "
+        "--models {params.models} --model-dirs {params.model_dirs} --features {input.features} "
+        "--out {output.gaps} --out-models {output.models} "
+        "--out-correlations {output.correlations} > {log} 2>&1"
+
+
+rule corruptions:
+    """One model's accuracy change under gray / blur / patch-rotate of each pair's region (SPEC 5.3)."""
+    input:
+        weights="results/models/{spu_model}/model.safetensors",
+        imageset=f"results/datasets/{SAL['subset_set']}.h5",
+        subsets="results/salient/subsets.h5",
+        annotations="results/salient/annotations.parquet",
+        masks="results/salient/masks.h5",
+    output:
+        table="results/spuriosity/corruptions/{spu_model}.parquet",
+        csv="results/spuriosity/corruptions/{spu_model}.csv",
+    log:
+        "logs/spuriosity/corruptions/{spu_model}.log",
+    benchmark:
+        "benchmarks/spuriosity/corruptions/{spu_model}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        section=SPU["corruptions"],
+        configs=CONFIGFILES,
+        device=config["compute"]["device"],
+        batch_size=config["compute"]["eval_batch_size"],
+    shell:
+        "spurlab corruptions --config {params.configs} --model {wildcards.spu_model} "
+        "--model-dir results/models/{wildcards.spu_model} --imageset {input.imageset} "
+        "--subsets {input.subsets} --annotations {input.annotations} --masks {input.masks} "
+        "--out {output.table} --device {params.device} --batch-size {params.batch_size} "
+        "--threads {threads} --quiet > {log} 2>&1"
+
+
+rule label_noise:
+    """Highest-spuriosity training images of negative-gap classes and their core crops (SPEC 5.4)."""
+    input:
+        rankings="results/spuriosity/rankings.parquet",
+        gaps="results/spuriosity/gaps.parquet",
+        annotations="results/salient/annotations.parquet",
+        imageset=f"results/datasets/{SPU['stats_set']}.h5",
+        weights=expand("results/models/{m}/model.safetensors", m=[SAL["model"]] + SPU_MODELS),
+    output:
+        table="results/spuriosity/label_noise.parquet",
+        csv="results/spuriosity/label_noise.csv",
+        figure=report(
+            "results/spuriosity/label_noise.png",
+            caption="../workflow/report/spuriosity_label_noise.rst",
+            category="Spuriosity Rankings",
+        ),
+    log:
+        "logs/spuriosity/label_noise.log",
+    benchmark:
+        "benchmarks/spuriosity/label_noise.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        section=SPU["crop"],
+        configs=CONFIGFILES,
+        set=SPU["stats_set"],
+        discovery=SAL_MODEL,
+        models=" ".join(SPU_MODELS),
+        model_dirs=" ".join(f"results/models/{m}" for m in SPU_MODELS),
+        device=config["compute"]["device"],
+    shell:
+        "spurlab label-noise --config {params.configs} --rankings {input.rankings} --gaps {input.gaps} "
+        "--annotations {input.annotations} --imageset {input.imageset} --set {params.set} "
+        "--discovery-dir {params.discovery} --models {params.models} --model-dirs {params.model_dirs} "
+        "--out {output.table} --figure {output.figure} --device {params.device} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule spuriosity_summary:
+    """results/spuriosity/summary.json: AUC vs planted cues, gaps, correlations, corruptions, tuning."""
+    input:
+        imageset=f"results/datasets/{SPU['gap_set']}.h5",
+        rankings="results/spuriosity/rankings.parquet",
+        gaps="results/spuriosity/gaps.parquet",
+        gap_models="results/spuriosity/gap_models.parquet",
+        gap_correlations="results/spuriosity/gap_correlations.parquet",
+        corruptions=expand("results/spuriosity/corruptions/{m}.parquet", m=SPU_MODELS),
+        tuning=expand("results/spuriosity/tuning/{m}.parquet", m=SPU_MODELS),
+        label_noise="results/spuriosity/label_noise.parquet",
+        # counterfactual gaps exist for the generated benchmark only
+        models_summary=(
+            "results/models/summary.json"
+            if SPU["gap_set"] in generated_sets(config)
+            else []
+        ),
+        lightweight="results/lightweight/summary.json" if LW_MODEL else [],
+    output:
+        summary="results/spuriosity/summary.json",
+        gaps=report(
+            "results/spuriosity/gaps.png",
+            caption="../workflow/report/spuriosity_gaps.rst",
+            category="Spuriosity Rankings",
+        ),
+        tuning=report(
+            "results/spuriosity/tuning.png",
+            caption="../workflow/report/spuriosity_tuning.rst",
+            category="Spuriosity Rankings",
+        ),
+    log:
+        "logs/spuriosity/summary.log",
+    benchmark:
+        "benchmarks/spuriosity/summary.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        optional=lambda w, input: " ".join(
+            f"--{k.replace('_', '-')} {input[k]}"
+            for k in ("models_summary", "lightweight")
+            if input[k]
+        ),
+    shell:
+        "spurlab spuriosity-summary --imageset {input.imageset} --rankings {input.rankings} "
+        "--gaps {input.gaps} --gap-models {input.gap_models} "
+        "--gap-correlations {input.gap_correlations} --corruptions {input.corruptions} "
+        "--tuning {input.tuning} --label-noise {input.label_noise} {params.optional} "
+        "--out {output.summary} --gaps-figure {output.gaps} --tuning-figure {output.tuning} "
+        "> {log} 2>&1"
+
+
+rule spuriosity:
+    """Target: Spuriosity Rankings (rankings, gaps, corruptions, label noise, head tuning, SPEC 6.3)."""
+    input:
+        "results/spuriosity/summary.json",

@@ -2,7 +2,7 @@
 
 
 wildcard_constraints:
-    model=one_of(MODELS),
+    model=one_of(MODELS + LW_MODEL),
 
 
 rule train:

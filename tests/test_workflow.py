@@ -3,6 +3,7 @@
 import json
 import subprocess
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -121,7 +122,7 @@ def test_every_rule_has_log_benchmark_resources():
     import re
 
     for smk in (ROOT / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=rule )", smk.read_text())[1:]:
+        for block in re.split(r"\n(?=\s*rule )", smk.read_text())[1:]:
             name = block.split(":")[0].split()[1]
             if "shell:" not in block:
                 continue  # target rules only collect inputs
@@ -169,4 +170,33 @@ def test_salient_target_on_tiny(tiny_run):
         assert (work / "results/salient" / f).stat().st_size > 0
     assert (work / "benchmarks/salient/subsets.tsv").exists() and (work / "logs/salient/summary.log").exists()
     r = snakemake(work, "salient", "--cores", "2", "--configfile", cfg, "-n", env=env)
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_spuriosity_target_on_tiny(tiny_run):
+    """Spuriosity Rankings end to end: rankings, gaps, corruptions, label noise, head tuning, the
+    lightweight-discovery task, summary and figures; a rerun has nothing to do."""
+    work, cfg, env = tiny_run
+    snakemake(work, "spuriosity", "--cores", "2", "--configfile", cfg, env=env)
+    c = load_config(cfg)
+    s = json.loads((work / "results/spuriosity/summary.json").read_text())
+    assert set(s["models"]) == set(c["models"]) and s["gap_set"] == c["spuriosity"]["gap_set"]
+    for m in s["models"].values():
+        assert all(-1 <= g <= 1 for g in m["class_gap"].values())
+    assert set(s["tuning"]) == set(c["models"])
+    for methods in s["tuning"].values():
+        assert set(methods) == {"low_spuriosity", "random", "misclassified"}
+        for e in methods.values():
+            assert 0 <= e["acc_before"] <= 1 and 0 <= e["acc_after"] <= 1 and len(e["gap_after_trials"]) == 1
+    lw = json.loads((work / "results/lightweight/summary.json").read_text())
+    assert lw["classes"] == c["lightweight"]["datasets"]["classes"]
+    assert lw["n_pairs"] == len(lw["classes"]) * c["salient"]["top_k"] and 0 <= lw["head_test_acc"] <= 1
+    rankings = pd.read_parquet(work / "results/spuriosity/rankings.parquet")
+    assert set(rankings["set"]) == set(c["spuriosity"]["sets"])
+    for f in ("gaps.png", "tuning.png", "label_noise.png", "gap_correlations.csv", "corruptions/erm_tiny.csv",
+              "tuning/erm_tiny.csv"):  # fmt: skip
+        assert (work / "results/spuriosity" / f).stat().st_size > 0
+    assert not list((work / "results").rglob("*.tmp"))
+    r = snakemake(work, "spuriosity", "--cores", "2", "--configfile", cfg, "-n", env=env)
     assert "Nothing to be done" in r.stdout + r.stderr

@@ -217,6 +217,8 @@ def cmd_annotate(args) -> int:
     from .discover.auto_annotate import run_annotations
 
     ann = _salient(args)["annotation"]
+    if args.source:
+        ann = dict(ann, source=args.source)
     info = run_annotations(args.subsets, args.out, ann, human_csv=args.human_csv)
     print(f"{args.out}: {info['spurious']} of {info['pairs']} pairs spurious ({info['source']})")
     return 0
@@ -259,6 +261,120 @@ def cmd_salient_summary(args) -> int:
     summary = run_salient_summary(load_config(args.config), args.imageset, args.subsets, args.annotations, args.noise,
                                   args.out, args.figure, args.grid)  # fmt: skip
     print(f"{args.out}: {summary['n_spurious']} of {summary['n_pairs']} pairs spurious")
+    return 0
+
+
+def _aligned(args, *names) -> None:
+    """Lists given side by side (one entry per set or model) must have one length."""
+    lengths = {n: len(getattr(args, n)) for n in names}
+    if len(set(lengths.values())) != 1:
+        raise SpurlabError(f"--{names[0].replace('_', '-')} and its companions need one entry each: got {lengths}")
+
+
+def cmd_spuriosity_rankings(args) -> int:
+    from .measure.spuriosity import run_rankings
+
+    _aligned(args, "sets", "features", "imagesets")
+    info = run_rankings(args.annotations, args.model_dir, dict(zip(args.sets, map(str, args.features))),
+                        dict(zip(args.sets, map(str, args.imagesets))), args.stats_set, args.out)  # fmt: skip
+    print(f"{args.out}: {info['rows']} images of {len(info['sets'])} sets ranked; {info['classes']} classes with spurious features")
+    return 0
+
+
+def cmd_spurious_gaps(args) -> int:
+    from .measure.spuriosity import run_gaps
+
+    _aligned(args, "models", "model_dirs", "features")
+    models = {m: (str(d), str(f)) for m, d, f in zip(args.models, args.model_dirs, args.features)}
+    info = run_gaps(args.rankings, args.gap_set, models, args.k, args.out, args.out_models, args.out_correlations)
+    print(f"{args.out}: gaps of {info['models']} models on {info['classes']} classes; "
+          f"mean pairwise r {info['gap_correlation_mean']:.3f}")  # fmt: skip
+    return 0
+
+
+def cmd_fit_head(args) -> int:
+    import torch
+
+    from .config import load_config
+    from .discover.linear_head import HeadSettings, run_fit_head
+
+    torch.set_num_threads(args.threads)
+    lw = load_config(args.config)["lightweight"]
+    info = run_fit_head(args.model_dir, args.train_features, args.test_features, args.out_dir,
+                        HeadSettings(**lw["head"]), seed=lw["seed"])  # fmt: skip
+    print(f"{args.out_dir}: linear head for {info['classes']} classes, train acc {info['train_acc']:.3f}, "
+          f"test acc {info['test_acc']:.3f}")  # fmt: skip
+    return 0
+
+
+def cmd_lightweight_summary(args) -> int:
+    from .discover.auto_annotate import lightweight_summary
+    from .io import write_json
+
+    summary = lightweight_summary(args.subsets, args.annotations, args.model_dir)
+    write_json(args.out, summary)
+    print(f"{args.out}: precision {summary['auto_annotator_precision']}, recall {summary['auto_annotator_recall']}, "
+          f"planted cues recovered {summary['planted_cues_recovered']}")  # fmt: skip
+    return 0
+
+
+def cmd_corruptions(args) -> int:
+    import torch
+
+    from .config import load_config
+    from .measure.corruptions import CorruptionSettings, run_corruptions
+
+    torch.set_num_threads(args.threads)
+    settings = CorruptionSettings(**load_config(args.config)["spuriosity"]["corruptions"])
+    info = run_corruptions(args.model_dir, args.model, args.imageset, args.subsets, args.annotations, args.masks,
+                           args.out, settings, args.device, args.batch_size, progress=not args.quiet)  # fmt: skip
+    print(f"{args.out}: {info['rows']} rows")
+    return 0
+
+
+def cmd_label_noise(args) -> int:
+    import torch
+
+    from .config import load_config
+    from .measure.label_noise import run_label_noise
+
+    torch.set_num_threads(args.threads)
+    crop = load_config(args.config)["spuriosity"]["crop"]
+    _aligned(args, "models", "model_dirs")
+    info = run_label_noise(args.rankings, args.gaps, args.annotations, args.imageset, args.set, args.discovery_dir,
+                           dict(zip(args.models, map(str, args.model_dirs))), args.out, args.figure,
+                           crop["candidates"], crop["threshold"], crop["expand"], args.device)  # fmt: skip
+    print(f"{args.out}: {info['candidates']} candidates of negative-gap classes {info['classes']}")
+    return 0
+
+
+def cmd_spuriosity_summary(args) -> int:
+    from .measure.spuriosity_summary import run_spuriosity_summary
+
+    s = run_spuriosity_summary(args.imageset, args.rankings, args.gaps, args.gap_models, args.gap_correlations,
+                               args.corruptions, args.tuning, args.label_noise, args.models_summary, args.out,
+                               args.gaps_figure, args.tuning_figure, args.lightweight)  # fmt: skip
+    auc = s["spuriosity_auc_mean"]
+    print(f"{args.out}: spuriosity AUC (cue classes) {'n/a' if auc is None else f'{auc:.3f}'}, "
+          f"{len(s['negative_gap_classes'])} negative-gap classes")  # fmt: skip
+    return 0
+
+
+def cmd_head_tuning(args) -> int:
+    import torch
+
+    from .config import load_config
+    from .mitigate.head_tuning import TuningSettings, run_head_tuning
+
+    torch.set_num_threads(args.threads)
+    sp = load_config(args.config)["spuriosity"]
+    settings = TuningSettings(**sp["tuning"], k_gap=sp["k"])
+    sets = (sp["stats_set"], sp["gap_set"], sp["heldout_set"])
+    info = run_head_tuning(args.model_dir, args.model, args.train_features, args.val_features, args.heldout_features,
+                           args.rankings, args.out, settings, sets=sets)  # fmt: skip
+    for method, e in info.items():
+        print(f"{args.model} {method}: gap {e['gap_before']:.3f} -> {e['gap_after']:.3f}, "
+              f"acc {e['acc_before']:.3f} -> {e['acc_after']:.3f}")  # fmt: skip
     return 0
 
 
@@ -380,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--subsets", required=True, type=Path)
     p.add_argument("--human-csv", type=Path, help="answers in the Salient ImageNet MTurk layout (source: human)")
+    p.add_argument("--source", choices=["auto", "human"], help="override salient.annotation.source")
     p.add_argument("--out", required=True, type=Path, help="annotations table (.parquet; a .csv twin is written)")
     p.set_defaults(func=cmd_annotate)
 
@@ -411,6 +528,99 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", required=True, type=Path, help="PNG: core/spurious accuracy vs sigma per model")
     p.add_argument("--grid", required=True, type=Path, help="PNG: top features per class as NAM heatmaps")
     p.set_defaults(func=cmd_salient_summary)
+
+    p = sub.add_parser("spuriosity-rankings", help="spuriosity and within-class rank of every image (rule spuriosity_rankings)")
+    p.add_argument("--annotations", required=True, type=Path, help="the annotations table (rule annotations)")
+    p.add_argument("--model-dir", required=True, type=Path, help="the discovery model (salient.model)")
+    p.add_argument("--sets", required=True, nargs="+", help="names of the ranked sets")
+    p.add_argument("--features", required=True, nargs="+", type=Path, help="the discovery model's feature cache per set")
+    p.add_argument("--imagesets", required=True, nargs="+", type=Path, help="the image set per set (ground-truth cues)")
+    p.add_argument("--stats-set", required=True, help="the set whose class statistics z-score the features")
+    p.add_argument("--out", required=True, type=Path, help="rankings table (.parquet; a .csv twin is written)")
+    p.set_defaults(func=cmd_spuriosity_rankings)
+
+    p = sub.add_parser("spurious-gaps", help="class-wise spurious gaps, effective robustness, gap correlations (rule spurious_gaps)")
+    p.add_argument("--rankings", required=True, type=Path)
+    p.add_argument("--gap-set", required=True, help="the ranked set the gaps are measured on")
+    p.add_argument("--k", type=int, default=10, help="images at each end of a class's ranking (paper: 10)")
+    p.add_argument("--models", required=True, nargs="+", help="model names")
+    p.add_argument("--model-dirs", required=True, nargs="+", type=Path)
+    p.add_argument("--features", required=True, nargs="+", type=Path, help="each model's feature cache of the gap set")
+    p.add_argument("--out", required=True, type=Path, help="per (model, class) gaps (.parquet)")
+    p.add_argument("--out-models", required=True, type=Path, help="per model: accuracies, mean gap, effective robustness")
+    p.add_argument("--out-correlations", required=True, type=Path, help="per model pair: Pearson r of class-wise gaps")
+    p.set_defaults(func=cmd_spurious_gaps)
+
+    p = sub.add_parser("fit-head", help="fit a linear head on frozen features of a new task (rule lightweight_head)")
+    _config_arg(p)
+    p.add_argument("--model-dir", required=True, type=Path, help="the frozen backbone (salient.model)")
+    p.add_argument("--train-features", required=True, type=Path, help="its feature cache of the new task's train set")
+    p.add_argument("--test-features", required=True, type=Path, help="its feature cache of the new task's test set")
+    p.add_argument("--out-dir", required=True, type=Path, help="the new model directory")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.set_defaults(func=cmd_fit_head)
+
+    p = sub.add_parser("lightweight-summary", help="score the new task's automatic annotations against planted truth")
+    p.add_argument("--subsets", required=True, type=Path)
+    p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--model-dir", required=True, type=Path, help="the model with the fitted head")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_lightweight_summary)
+
+    p = sub.add_parser("corruptions", help="accuracy change under gray / blur / patch-rotate of each pair's regions (rule corruptions)")
+    _config_arg(p)
+    p.add_argument("--model", required=True, help="the model's name (a key of models)")
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path)
+    p.add_argument("--subsets", required=True, type=Path)
+    p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--masks", required=True, type=Path, help="the consolidated masks (rule salient_masks)")
+    p.add_argument("--out", required=True, type=Path, help="corruption table (.parquet; a .csv twin is written)")
+    _compute_args(p)
+    p.set_defaults(func=cmd_corruptions)
+
+    p = sub.add_parser("label-noise", help="highest-spuriosity images of negative-gap classes and their core crops (rule label_noise)")
+    _config_arg(p)
+    p.add_argument("--rankings", required=True, type=Path)
+    p.add_argument("--gaps", required=True, type=Path)
+    p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path, help="the ranked set the candidates come from")
+    p.add_argument("--set", required=True, help="its name in the rankings table")
+    p.add_argument("--discovery-dir", required=True, type=Path, help="the model whose core NAMs crop (salient.model)")
+    p.add_argument("--models", required=True, nargs="+", help="models evaluated on originals and crops")
+    p.add_argument("--model-dirs", required=True, nargs="+", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="candidates table (.parquet)")
+    p.add_argument("--figure", required=True, type=Path, help="PNG: candidates with their crop boxes, and the crops")
+    _compute_args(p)
+    p.set_defaults(func=cmd_label_noise)
+
+    p = sub.add_parser("spuriosity-summary", help="write results/spuriosity/summary.json and its figures (rule spuriosity_summary)")
+    p.add_argument("--imageset", required=True, type=Path, help="the gap set's image set (class names, planted cues)")
+    p.add_argument("--rankings", required=True, type=Path)
+    p.add_argument("--gaps", required=True, type=Path)
+    p.add_argument("--gap-models", required=True, type=Path)
+    p.add_argument("--gap-correlations", required=True, type=Path)
+    p.add_argument("--corruptions", required=True, nargs="+", type=Path, help="one corruption table per model")
+    p.add_argument("--tuning", required=True, nargs="+", type=Path, help="one head-tuning table per model")
+    p.add_argument("--label-noise", required=True, type=Path)
+    p.add_argument("--models-summary", type=Path, help="results/models/summary.json (counterfactual gaps), if any")
+    p.add_argument("--lightweight", type=Path, help="the lightweight-discovery summary, if any")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--gaps-figure", required=True, type=Path)
+    p.add_argument("--tuning-figure", required=True, type=Path)
+    p.set_defaults(func=cmd_spuriosity_summary)
+
+    p = sub.add_parser("head-tuning", help="low-spuriosity head tuning against random and misclassified baselines (rule head_tuning)")
+    _config_arg(p)
+    p.add_argument("--model", required=True, help="the model's name (a key of models)")
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--rankings", required=True, type=Path)
+    p.add_argument("--train-features", required=True, type=Path, help="the model's cache of spuriosity.stats_set (tuning data)")
+    p.add_argument("--val-features", required=True, type=Path, help="its cache of spuriosity.gap_set (early stopping)")
+    p.add_argument("--heldout-features", type=Path, help="its cache of spuriosity.heldout_set, if any")
+    p.add_argument("--out", required=True, type=Path, help="tuning table (.parquet; a .csv twin is written)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.set_defaults(func=cmd_head_tuning)
 
     p = sub.add_parser("inspect", help="print a summary of a spurlab file (image set or feature cache)")
     p.add_argument("file", type=Path)

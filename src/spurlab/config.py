@@ -85,24 +85,23 @@ def _describe(err) -> str:
     return f"config key {_key_path(path)}: {err.message}"
 
 
-def check_semantics(cfg: dict) -> None:
-    """Cross-key checks the schema cannot express. Raises `SpurlabError` with the key path."""
-    ds = cfg["datasets"]
+def _check_datasets(ds: dict, where: str) -> None:
+    """A planted-cue `datasets` section (or the lightweight task's merged one) at key path `where`."""
     classes, scenes, cues = ds["classes"], ds["scenes"], ds["cues"]
     for i, c in enumerate(classes):
         if c not in SHAPE_NAMES:
-            raise SpurlabError(f"config key datasets.classes[{i}]: unknown shape '{c}' (known: {', '.join(SHAPE_NAMES)})")
+            raise SpurlabError(f"config key {where}.classes[{i}]: unknown shape '{c}' (known: {', '.join(SHAPE_NAMES)})")
     for i, s in enumerate(scenes):
         if s not in SCENE_NAMES:
-            raise SpurlabError(f"config key datasets.scenes[{i}]: unknown scene '{s}' (known: {', '.join(SCENE_NAMES)})")
-    _check_cues(cues, classes, scenes, "datasets.cues")
+            raise SpurlabError(f"config key {where}.scenes[{i}]: unknown scene '{s}' (known: {', '.join(SCENE_NAMES)})")
+    _check_cues(cues, classes, scenes, f"{where}.cues")
     elsewhere: dict[str, float] = {}
     for cname, row in ds["cue_table"].items():
-        key = f"datasets.cue_table.{cname}"
+        key = f"{where}.cue_table.{cname}"
         if cname not in classes:
-            raise SpurlabError(f"config key {key}: class '{cname}' is not in datasets.classes")
+            raise SpurlabError(f"config key {key}: class '{cname}' is not in {where}.classes")
         if row["cue"] not in cues:
-            raise SpurlabError(f"config key {key}.cue: cue '{row['cue']}' is not defined in datasets.cues")
+            raise SpurlabError(f"config key {key}.cue: cue '{row['cue']}' is not defined in {where}.cues")
         prev = elsewhere.setdefault(row["cue"], row["p_elsewhere"])
         if prev != row["p_elsewhere"]:
             raise SpurlabError(
@@ -117,24 +116,31 @@ def check_semantics(cfg: dict) -> None:
         )
         if total > 1 + 1e-9:
             raise SpurlabError(
-                f"config key datasets.cue_table: background cue probabilities for class '{cname}' sum to "
+                f"config key {where}.cue_table: background cue probabilities for class '{cname}' sum to "
                 f"{total:g} > 1 (an image has one scene)"
             )
     if not [s for s in scenes if s not in bg.values()]:
-        raise SpurlabError("config key datasets.scenes: every scene is a background cue; at least one must be neutral")
+        raise SpurlabError(f"config key {where}.scenes: every scene is a background cue; at least one must be neutral")
     control = ds["counterfactual_control_cue"]
     if control is not None:
         if control not in cues:
-            raise SpurlabError(f"config key datasets.counterfactual_control_cue: cue '{control}' is not defined in datasets.cues")
+            raise SpurlabError(f"config key {where}.counterfactual_control_cue: cue '{control}' is not defined in {where}.cues")
         if control in elsewhere:
             raise SpurlabError(
-                f"config key datasets.counterfactual_control_cue: cue '{control}' is assigned in datasets.cue_table; "
+                f"config key {where}.counterfactual_control_cue: cue '{control}' is assigned in {where}.cue_table; "
                 "the control cue must be one no class is trained with"
             )
         if cues[control]["type"] == "background":
-            raise SpurlabError("config key datasets.counterfactual_control_cue: a background cue cannot be the control cue")
+            raise SpurlabError(f"config key {where}.counterfactual_control_cue: a background cue cannot be the control cue")
     if ds["object"]["scale"][0] > ds["object"]["scale"][1]:
-        raise SpurlabError("config key datasets.object.scale: minimum is larger than maximum")
+        raise SpurlabError(f"config key {where}.object.scale: minimum is larger than maximum")
+
+
+def check_semantics(cfg: dict) -> None:
+    """Cross-key checks the schema cannot express. Raises `SpurlabError` with the key path."""
+    ds = cfg["datasets"]
+    classes, scenes = ds["classes"], ds["scenes"]
+    _check_datasets(ds, "datasets")
 
     bam = cfg["bam"]
     for i, o in enumerate(bam["objects"]):
@@ -182,6 +188,9 @@ def check_semantics(cfg: dict) -> None:
         if name not in sets:
             raise SpurlabError(f"config key features.sets[{i}]: '{name}' is not an image set of this config")
     _check_salient(cfg)
+    _check_spuriosity(cfg)
+    if cfg["lightweight"]["enabled"]:
+        _check_datasets(lightweight_datasets(cfg), "lightweight.datasets")
 
 
 def _check_salient(cfg: dict) -> None:
@@ -205,6 +214,45 @@ def _check_salient(cfg: dict) -> None:
             raise SpurlabError(f"config key salient.noise.models[{i}]: '{m}' is not a key of models")
     if 0 not in noise["sigmas"]:
         raise SpurlabError("config key salient.noise.sigmas: must include 0 (the clean accuracy every drop is measured from)")
+
+
+def _check_spuriosity(cfg: dict) -> None:
+    sp, cached = cfg["spuriosity"], cfg["features"]["sets"]
+    for i, name in enumerate(sp["sets"]):
+        if name not in cached:
+            raise SpurlabError(f"config key spuriosity.sets[{i}]: '{name}' is not in features.sets (its features must be cached)")
+        if name in ("cue_only", "counterfactual"):
+            raise SpurlabError(f"config key spuriosity.sets[{i}]: '{name}' is not a labelled image set")
+    for key in ("stats_set", "gap_set", "heldout_set"):
+        if sp[key] is not None and sp[key] not in sp["sets"]:
+            raise SpurlabError(f"config key spuriosity.{key}: '{sp[key]}' is not in spuriosity.sets")
+    if sp["gap_set"] in (sp["stats_set"], sp["heldout_set"]):
+        raise SpurlabError("config key spuriosity.gap_set: must differ from stats_set (tuning data) and heldout_set")
+    for i, name in enumerate(sp["models"] or []):
+        if name not in cfg["models"]:
+            raise SpurlabError(f"config key spuriosity.models[{i}]: '{name}' is not a key of models")
+
+
+def lightweight_datasets(cfg: dict) -> dict:
+    """The second task's `datasets` section: lightweight.datasets' keys replace those of datasets
+    (n_images merges: its train/test sizes, the other splits' are unused)."""
+    lw = cfg["lightweight"]["datasets"]
+    ds = dict(cfg["datasets"], classes=lw["classes"], cue_table=lw["cue_table"])
+    ds["n_images"] = dict(ds["n_images"], **lw["n_images"])
+    return ds
+
+
+LIGHTWEIGHT_SPLITS = ("train", "test")
+
+
+def lightweight_model(cfg: dict) -> list[str]:
+    """[name] of the discovery model's backbone with a head fit on the second task, or []."""
+    return [f"{cfg['salient']['model']}_lightweight"] if cfg["lightweight"]["enabled"] else []
+
+
+def spuriosity_models(cfg: dict) -> list[str]:
+    """The models whose spurious gaps, corruptions and head tuning the `spuriosity` target measures."""
+    return list(cfg["spuriosity"]["models"] or cfg["models"])
 
 
 def one_of(names) -> str:
@@ -236,6 +284,8 @@ def section_for_set(cfg: dict, set_name: str) -> dict[str, Any]:
         return {"folders": {set_name: cfg["folders"][set_name]}}
     if set_name.startswith("bam_"):
         return {"seed": cfg["seed"], "bam": cfg["bam"]}
+    if set_name.startswith("lightweight_"):
+        return {"seed": cfg["lightweight"]["seed"], "datasets": lightweight_datasets(cfg)}
     if set_name.startswith("contam_"):
         return {"seed": cfg["seed"], "datasets": cfg["datasets"], "contamination": cfg["contamination"]}
     return {"seed": cfg["seed"], "datasets": cfg["datasets"]}
@@ -272,6 +322,8 @@ def generated_sets(cfg: dict) -> list[str]:
     if cfg["contamination"]["enabled"]:
         signals = ["clean"] + list(cfg["contamination"]["signals"])
         names += [f"contam_{g}_{s}" for g in signals for s in ("train", "test")]
+    if cfg["lightweight"]["enabled"]:
+        names += [f"lightweight_{s}" for s in LIGHTWEIGHT_SPLITS]
     return names
 
 

@@ -30,7 +30,7 @@ import torch
 from . import __version__
 from .data.imagesets import ImageSet
 from .errors import SpurlabError
-from .io import atomic_path, sha256_file
+from .io import atomic_path, open_h5, sha256_file
 
 FORMAT = "spurlab.features"
 
@@ -109,15 +109,7 @@ class FeatureCache:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise SpurlabError(f"{self.path}: no such feature cache")
-        try:
-            self.f = h5py.File(self.path, "r")
-        except OSError as e:
-            raise SpurlabError(f"{self.path}: not a readable HDF5 file ({e})") from e
-        if self.f.attrs.get("format") != FORMAT:
-            self.f.close()
-            raise SpurlabError(f"{self.path}: not a spurlab feature cache")
+        self.f = open_h5(self.path, FORMAT, "feature cache")
         self.attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.f.attrs.items()}
 
     def __len__(self) -> int:

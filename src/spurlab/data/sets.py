@@ -2,7 +2,7 @@
 
 Names (see `spurlab.config.set_names`): the planted-cue splits ``train``, ``val``, ``test``,
 ``counterfactual``, ``cue_only``; BAM sets ``bam_<variant>_<split>``; contamination sets
-``contam_<signal|clean>_<split>``.
+``contam_<signal|clean>_<split>``; the lightweight-discovery task ``lightweight_<train|test>``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ def build_plan(cfg: dict, name: str) -> tuple[synth.SetPlan, dict]:
     """The plan that renders set `name` and the attrs its file will carry."""
     if name not in set_names(cfg):
         raise SpurlabError(f"image set '{name}': not defined by this config (defined: {', '.join(set_names(cfg))})")
-    seed = cfg["seed"]
-    ds = cfg["datasets"]
+    section = section_for_set(cfg, name)
+    seed = section.get("seed", cfg["seed"])
+    ds = section.get("datasets", cfg["datasets"])
     attrs = {"set_name": name, "kind": "packed"}
-    attrs.update(config_attrs(section_for_set(cfg, name), seed, synth.GENERATOR_VERSION))
+    attrs.update(config_attrs(section, seed, synth.GENERATOR_VERSION))
     if m := _BAM.match(name):
         variant, split = m.groups()
         b = cfg["bam"]
@@ -54,6 +55,7 @@ def build_plan(cfg: dict, name: str) -> tuple[synth.SetPlan, dict]:
             image_size=ds["image_size"],
         )
         return plan, attrs
+    name = name.removeprefix("lightweight_")  # the second task (SPEC 6.3): its own classes, cues, seed
     world = synth.World.from_config(ds)
     if name == "counterfactual":
         plan = synth.counterfactual_plan(world, seed, ds["n_images"]["test"])

@@ -136,3 +136,35 @@ def run_annotations(subsets_path, out, settings: dict, human_csv=None) -> dict:
         provenance.update(criterion=settings["auto_criterion"], threshold=settings["auto_threshold"])
     write_table(table, out, provenance)
     return {"pairs": len(table), "spurious": int((table["label"] == "spurious").sum()), "source": settings["source"]}
+
+
+def lightweight_summary(subsets_path, annotations_path, model_dir) -> dict:
+    """Lightweight discovery on a new task (SPEC 6.3): how well the annotations of the fitted
+    head's top features recover the new task's planted cues, with the head's accuracy."""
+    import json
+    from pathlib import Path
+
+    from ..errors import SpurlabError
+    from ..io import sha256_file
+    from ..report.tables import read_table
+    from .subsets import SalientSubsets
+
+    annotations = read_table(annotations_path, expect={"subsets_sha256": sha256_file(subsets_path)})
+    with SalientSubsets(subsets_path) as subsets:
+        if not subsets.attrs["has_masks"]:
+            raise SpurlabError(f"{subsets_path}: no object masks, so nothing to score against")
+        pairs, planted = subsets.pair_table(), subsets.planted_cues
+    meta = json.loads((Path(model_dir) / "meta.json").read_text())
+    score = score_against_truth(annotations, pairs, planted)
+    return {
+        "classes": meta["class_names"],
+        "head_train_acc": meta["metrics"]["train_acc"],
+        "head_test_acc": meta["metrics"]["test_acc"],
+        "n_pairs": int(len(annotations)),
+        "n_spurious": int((annotations["label"] == "spurious").sum()),
+        "auto_annotator_precision": score["precision"],
+        "auto_annotator_recall": score["recall"],
+        "planted_cues_recovered": score["planted_cues_recovered"],
+        "planted_cue_recovery": score["recovered"],
+        "inputs": {"subsets_sha256": sha256_file(subsets_path), "annotations_sha256": sha256_file(annotations_path)},
+    }

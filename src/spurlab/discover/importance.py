@@ -106,18 +106,12 @@ def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = 
 
 def read_importance(path, expect_checkpoint_sha256: str | None = None) -> dict:
     """iv, counts, top and attrs of an importance file; checks the model it was computed for."""
-    import h5py
-
     from ..errors import SpurlabError
+    from ..io import open_h5
 
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise SpurlabError(f"{path}: not a spurlab importance file")
-            out = {name: f[name][:] for name in ("iv", "counts", "top")}
-            out["attrs"] = dict(f.attrs)
-    except OSError as e:
-        raise SpurlabError(f"{path}: not a readable HDF5 file ({e})") from e
+    with open_h5(path, FORMAT, "importance file") as f:
+        out = {name: f[name][:] for name in ("iv", "counts", "top")}
+        out["attrs"] = dict(f.attrs)
     if expect_checkpoint_sha256 and out["attrs"]["checkpoint_sha256"] != expect_checkpoint_sha256:
         raise SpurlabError(f"{path}: computed for another checkpoint than the one given; recompute it")
     return out

@@ -43,7 +43,7 @@ import torch
 from .. import __version__
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
-from ..io import atomic_path
+from ..io import atomic_path, open_h5
 from .attack import AttackSettings, feature_attack
 from .nam import neural_activation_maps
 
@@ -215,15 +215,7 @@ class SalientSubsets:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise SpurlabError(f"{self.path}: no such salient subsets file")
-        try:
-            self.f = h5py.File(self.path, "r")
-        except OSError as e:
-            raise SpurlabError(f"{self.path}: not a readable HDF5 file ({e})") from e
-        if self.f.attrs.get("format") != FORMAT:
-            self.f.close()
-            raise SpurlabError(f"{self.path}: not a spurlab salient subsets file")
+        self.f = open_h5(self.path, FORMAT, "salient subsets file")
         self.attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.f.attrs.items()}
         self.pairs = {name: self.f[f"pairs/{name}"][:] for name in self.f["pairs"]}
 
@@ -368,13 +360,7 @@ class ConsolidatedMasks:
     """Reader of a `salient_masks` file: `get(kind, i)` -> (rows, masks in [0, 1]) of class i."""
 
     def __init__(self, path, expect_subsets_sha256: str, expect_annotations_sha256: str):
-        try:
-            self.f = h5py.File(path, "r")
-        except OSError as e:
-            raise SpurlabError(f"{path}: not a readable HDF5 file ({e})") from e
-        if self.f.attrs.get("format") != MASKS_FORMAT:
-            self.f.close()
-            raise SpurlabError(f"{path}: not a spurlab consolidated-masks file")
+        self.f = open_h5(path, MASKS_FORMAT, "consolidated-masks file")
         for key, want in (("subsets_sha256", expect_subsets_sha256), ("annotations_sha256", expect_annotations_sha256)):
             if self.f.attrs[key] != want:
                 self.f.close()

@@ -1,0 +1,294 @@
+"""Spuriosity rankings and spurious gaps (Moayeri et al. 2023, secs. 3-4; SPEC 5.2).
+
+Spuriosity of image x for class c, over the class's annotated spurious neural features S(c)::
+
+    spuriosity(x, c) = mean_{i in S(c)} (r_i(x) - mu_ic) / sigma_ic
+
+with r_i the discovery (robust) model's penultimate feature i and (mu_ic, sigma_ic) its mean and
+standard deviation over the images labelled c of a reference set (the training set by default:
+the paper ranks ImageNet train and val by train statistics). Images are sorted within their class.
+
+Spurious gap of a model on class c: accuracy on the k highest-spuriosity images of c minus accuracy
+on the k lowest (paper: k = 10 on validation). The public reference code takes the *lowest* 100 of
+its top-1000 list as "high", so with <= 1000 images per class high == low and every gap is 0; here
+the true k highest are taken (SPEC 5.2). Ties in spuriosity are broken by row order.
+
+Across a model suite: the Pearson r of class-wise gaps for every model pair, and effective
+robustness, ``acc_low - beta(acc_high)`` with beta the least-squares line of acc_low on acc_high
+over the suite (appendix D).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+K_GAP = 10  # paper: the 10 highest / lowest validation images per class
+
+
+def spurious_features(annotations: pd.DataFrame) -> dict[int, list[int]]:
+    """{class index: its features annotated spurious}, classes without one left out."""
+    spur = annotations[annotations["label"] == "spurious"]
+    return {int(c): sorted(int(j) for j in g["feature_index"]) for c, g in spur.groupby("class_index")}
+
+
+def class_statistics(features: np.ndarray, labels: np.ndarray, spurious: dict[int, list[int]]) -> dict:
+    """{class: (mu (|S(c)|,), sigma (|S(c)|,))} of the spurious features over the class's images.
+
+    A feature constant on the class (sigma 0) gets sigma 1, so it contributes 0 instead of NaN.
+    """
+    stats = {}
+    for c, feats in spurious.items():
+        r = features[labels == c][:, feats].astype(np.float64)
+        if not len(r):
+            continue
+        mu, sigma = r.mean(0), r.std(0)
+        stats[c] = (mu, np.where(sigma > 0, sigma, 1.0))
+    return stats
+
+
+def spuriosity(features: np.ndarray, labels: np.ndarray, spurious: dict[int, list[int]], stats: dict) -> np.ndarray:
+    """Spuriosity (N,) of every image for its own label's class; NaN where that class has no
+    spurious feature (or no statistics)."""
+    out = np.full(len(labels), np.nan)
+    for c, feats in spurious.items():
+        rows = np.flatnonzero(labels == c)
+        if not len(rows) or c not in stats:
+            continue
+        mu, sigma = stats[c]
+        out[rows] = ((features[rows][:, feats].astype(np.float64) - mu) / sigma).mean(1)
+    return out
+
+
+def rank_within_class(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rank (N,) of each image within its class by decreasing spuriosity: 0 = highest; -1 where
+    the score is NaN. Ties keep row order."""
+    ranks = np.full(len(scores), -1, dtype=np.int64)
+    for c in np.unique(labels):
+        rows = np.flatnonzero((labels == c) & ~np.isnan(scores))
+        order = rows[np.lexsort((rows, -scores[rows]))]
+        ranks[order] = np.arange(len(order))
+    return ranks
+
+
+def high_low(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k highest- and k lowest-spuriosity rows among `rows` (fewer when the class is smaller).
+    Disjoint whenever len(rows) >= 2k."""
+    order = rows[np.lexsort((rows, -scores[rows]))]
+    k = min(k, len(order))
+    return order[:k], order[len(order) - k :]
+
+
+def spurious_gaps(correct: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: int = K_GAP) -> pd.DataFrame:
+    """Per class with scores: acc_high, acc_low, gap = acc_high - acc_low, n, k (SPEC 5.2)."""
+    rows = []
+    for c in np.unique(labels[~np.isnan(scores)]):
+        members = np.flatnonzero((labels == c) & ~np.isnan(scores))
+        high, low = high_low(scores, members, k)
+        a_hi, a_lo = float(correct[high].mean()), float(correct[low].mean())
+        rows.append({"class_index": int(c), "acc_high": a_hi, "acc_low": a_lo, "gap": a_hi - a_lo,
+                     "n": len(members), "k": len(high)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["class_index", "acc_high", "acc_low", "gap", "n", "k"])
+
+
+def effective_robustness(acc_high: pd.Series, acc_low: pd.Series) -> pd.Series:
+    """acc_low - beta(acc_high) per model (index), beta the least-squares line over the suite.
+
+    Needs at least two models with distinct acc_high; otherwise NaN."""
+    x, y = acc_high.to_numpy(float), acc_low.loc[acc_high.index].to_numpy(float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return pd.Series(np.nan, index=acc_high.index)
+    slope, intercept = np.polyfit(x, y, 1)
+    return pd.Series(y - (slope * x + intercept), index=acc_high.index)
+
+
+def pearson_r(x, y) -> float:
+    """Pearson r over the pairs where neither value is NaN; NaN when fewer than 3 pairs remain or
+    either side is constant (r is undefined, or trivially +-1)."""
+    from scipy.stats import pearsonr
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = ~(np.isnan(x) | np.isnan(y))
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return float("nan")
+    return float(pearsonr(x[ok], y[ok])[0])
+
+
+def gap_correlations(gaps: pd.DataFrame) -> pd.DataFrame:
+    """Pearson r of class-wise gaps for every model pair; `gaps` is classes x models."""
+    rows = []
+    for a, b in combinations(gaps.columns, 2):
+        n = int((gaps[a].notna() & gaps[b].notna()).sum())
+        rows.append({"model_a": a, "model_b": b, "pearson_r": pearson_r(gaps[a], gaps[b]), "n_classes": n})
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "pearson_r", "n_classes"])
+
+
+def spuriosity_auc(scores: np.ndarray, labels: np.ndarray, cue_present: np.ndarray) -> dict[int, float]:
+    """Ground truth: per class, the ROC-AUC with which spuriosity separates its images that show
+    the class's planted cue from those that do not (NaN where one side is empty)."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for c in np.unique(labels[~np.isnan(scores)]):
+        rows = np.flatnonzero((labels == c) & ~np.isnan(scores))
+        y = cue_present[rows].astype(bool)
+        out[int(c)] = float(roc_auc_score(y, scores[rows])) if 0 < y.sum() < len(y) else float("nan")
+    return out
+
+
+RANKING_COLUMNS = ["set", "row", "id", "class_index", "class_name", "spuriosity", "rank", "cue_present"]
+
+
+def scores_for_set(rankings: pd.DataFrame, set_name: str, n_rows: int) -> np.ndarray:
+    """Spuriosity (n_rows,) of one set from a rankings table, in the set's row order (NaN where
+    the image's class has no spurious feature)."""
+    from ..errors import SpurlabError
+
+    part = rankings[rankings["set"] == set_name]
+    if part.empty:
+        raise SpurlabError(f"rankings table: no rows for set '{set_name}'")
+    if len(part) != n_rows or part["row"].max() >= n_rows:
+        raise SpurlabError(f"rankings table: set '{set_name}' has {len(part)} rows, the feature cache {n_rows}")
+    out = np.full(n_rows, np.nan)
+    out[part["row"].to_numpy()] = part["spuriosity"].to_numpy(float)
+    return out
+
+
+def _id_strings(ids) -> list[str]:
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+
+def check_set_ids(rankings: pd.DataFrame, set_name: str, ids, source) -> None:
+    """Fail unless the rankings table's rows of `set_name` are exactly the images `ids` of `source`."""
+    from ..errors import SpurlabError
+
+    part = rankings[rankings["set"] == set_name].sort_values("row")
+    if part["id"].astype(str).tolist() != _id_strings(ids):
+        raise SpurlabError(f"{source}: image ids differ from the rankings table's set '{set_name}'; "
+                           "they come from different image sets")  # fmt: skip
+
+
+def _spurious_columns(fc, cols: list[int]) -> np.ndarray:
+    """The cache's features restricted to `cols`, streamed in blocks (memory N x len(cols))."""
+    if not cols:
+        return np.zeros((len(fc), 0), dtype=np.float32)
+    return np.concatenate([block[:, cols] for _, block in fc.blocks("features")])
+
+
+def _cue_present(imageset, labels: np.ndarray) -> np.ndarray:
+    """1.0 where an image shows its own class's planted cue, 0.0 where not, NaN where unknown
+    (no planted cue for the class, or a set without ground truth)."""
+    from ..discover.subsets import planted_cue_masks
+
+    out = np.full(len(labels), np.nan)
+    names, planted = imageset.class_names, planted_cue_masks(imageset)
+    wanted = {c: [f"cue_{q}" for q in planted.get(name, [])] for c, name in enumerate(names)}
+    wanted = {c: cues for c, cues in wanted.items() if cues and set(cues) <= set(imageset.meta_columns)}
+    if not wanted:
+        return out
+    meta = imageset.meta(sorted({q for cues in wanted.values() for q in cues}))
+    for c, cues in wanted.items():
+        rows = np.flatnonzero(labels == c)
+        out[rows] = meta[cues].to_numpy()[rows].any(1).astype(float)
+    return out
+
+
+def run_rankings(annotations_path, model_dir, features: dict[str, str], imagesets: dict[str, str], stats_set: str,
+                 out) -> dict:  # fmt: skip
+    """Stage `spuriosity_rankings`: spuriosity and within-class rank of every image of each set.
+
+    `features` / `imagesets` map set names to the discovery model's feature caches and the image
+    sets; class statistics come from `stats_set`. Writes the rankings table (RANKING_COLUMNS)."""
+    from ..data.imagesets import ImageSet
+    from ..errors import SpurlabError
+    from ..features import model_checkpoint_sha256, open_features
+    from ..io import sha256_file
+    from ..report.tables import read_table, write_table
+
+    if stats_set not in features:
+        raise SpurlabError(f"config key spuriosity.stats_set: '{stats_set}' is not among the ranked sets")
+    annotations = read_table(annotations_path, columns=["class_index", "feature_index", "label"])
+    spurious = spurious_features(annotations)
+    cols = sorted({j for feats in spurious.values() for j in feats})
+    local = {c: [cols.index(j) for j in feats] for c, feats in spurious.items()}
+    data = {}
+    for name, path in features.items():
+        imageset = ImageSet(imagesets[name])
+        with open_features(path, model_dir=model_dir, imageset=imageset) as fc:
+            data[name] = (_spurious_columns(fc, cols), fc["labels"], fc["index"], fc.class_names, imageset)
+    stats = class_statistics(data[stats_set][0], data[stats_set][1], local)
+    frames = []
+    for name, (values, labels, ids, class_names, imageset) in data.items():
+        scores = spuriosity(values, labels, local, stats)
+        frames.append(pd.DataFrame({
+            "set": name, "row": np.arange(len(labels), dtype=np.int64),
+            "id": _id_strings(ids),
+            "class_index": labels.astype(np.int64),
+            "class_name": [class_names[c] if 0 <= c < len(class_names) else "" for c in labels],
+            "spuriosity": scores, "rank": rank_within_class(scores, labels),
+            "cue_present": _cue_present(imageset, labels),
+        }))  # fmt: skip
+    table = pd.concat(frames, ignore_index=True)[RANKING_COLUMNS]
+    provenance = {
+        "annotations_sha256": sha256_file(annotations_path),
+        "checkpoint_sha256": model_checkpoint_sha256(model_dir),
+        "features_sha256": {name: sha256_file(p) for name, p in features.items()},
+        "stats_set": stats_set,
+        "spurious_features": {str(c): f for c, f in spurious.items()},
+    }
+    write_table(table, out, provenance)
+    return {"sets": list(features), "classes": len(spurious), "rows": len(table)}
+
+
+def read_rankings(path, annotations_path=None) -> pd.DataFrame:
+    """The rankings table; with `annotations_path`, fail unless it was made from that table."""
+    from ..io import sha256_file
+    from ..report.tables import read_table
+
+    expect = {"annotations_sha256": sha256_file(annotations_path)} if annotations_path else None
+    return read_table(path, expect=expect, columns=RANKING_COLUMNS)
+
+
+def run_gaps(rankings_path, gap_set: str, models: dict[str, tuple[str, str]], k: int, out_gaps, out_models,
+             out_correlations) -> dict:  # fmt: skip
+    """Stage `spurious_gaps`: every model's class-wise gap on `gap_set`, the suite's effective
+    robustness and the pairwise gap correlations.
+
+    `models` maps model names to (model directory, feature cache of `gap_set`)."""
+    from ..features import model_checkpoint_sha256, open_features
+    from ..io import sha256_file
+    from ..report.tables import write_table
+
+    rankings = read_rankings(rankings_path)
+    names = rankings.drop_duplicates("class_index").set_index("class_index")["class_name"]
+    per_class, per_model = [], []
+    for name, (model_dir, path) in models.items():
+        with open_features(path, model_dir=model_dir) as fc:
+            preds, labels = fc["preds"], fc["labels"]
+        scores = scores_for_set(rankings, gap_set, len(labels))
+        correct = preds == labels
+        g = spurious_gaps(correct, scores, labels, k)
+        g.insert(0, "model", name)
+        g.insert(2, "class_name", g["class_index"].map(names))
+        per_class.append(g)
+        per_model.append({"model": name, "acc": float(correct[labels >= 0].mean()),
+                          "acc_high": float(g["acc_high"].mean()), "acc_low": float(g["acc_low"].mean()),
+                          "mean_gap": float(g["gap"].mean()), "n_classes": len(g)})  # fmt: skip
+    gaps = pd.concat(per_class, ignore_index=True)
+    suite = pd.DataFrame(per_model).set_index("model")
+    suite["effective_robustness"] = effective_robustness(suite["acc_high"], suite["acc_low"])
+    wide = gaps.pivot(index="class_index", columns="model", values="gap")[list(models)]
+    corr = gap_correlations(wide)
+    provenance = {
+        "rankings_sha256": sha256_file(rankings_path),
+        "checkpoint_sha256": {n: model_checkpoint_sha256(d) for n, (d, _) in models.items()},
+        "gap_set": gap_set,
+        "k": int(k),
+    }
+    write_table(gaps, out_gaps, provenance)
+    write_table(suite.reset_index(), out_models, provenance)
+    write_table(corr, out_correlations, provenance)
+    return {"models": len(models), "classes": int(wide.shape[0]),
+            "gap_correlation_mean": float(corr["pearson_r"].mean()) if len(corr) else float("nan")}  # fmt: skip

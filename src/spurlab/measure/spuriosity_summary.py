@@ -1,0 +1,171 @@
+"""The `spuriosity` target's headline numbers (Moayeri et al. 2023 on the planted-cue benchmark).
+
+- ground truth: per cue class, the ROC-AUC with which spuriosity separates images showing the
+  class's planted cue from those without it (`spuriosity_auc`), and per model the Pearson r of its
+  class-wise ranked gaps against the counterfactual gaps of the models stage (cue on minus off on
+  twin images: the gap the ranking should recover);
+- per model: mean gap over ranked classes, over cue classes, over control classes (classes
+  without a planted cue that the annotation still gave spurious features), the collision classes'
+  gaps (a cue planted on two classes: spurious feature collision) and effective robustness;
+- the mean pairwise r of class-wise gaps;
+- corruptions: the mean accuracy change per corruption and feature label, and the mean r of two
+  models' sensitivities;
+- head tuning per model and method: gap and accuracy before and after (validation, and the
+  held-out set when configured), averaged over trials;
+- label-noise candidates of negative-gap classes and what core cropping did to them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _mean(values) -> float | None:
+    v = [float(x) for x in values if x is not None and not np.isnan(x)]
+    return float(np.mean(v)) if v else None
+
+
+def class_roles(planted: dict[str, list[str]], class_names: list[str]) -> dict[str, list[str]]:
+    """cue classes (a planted cue), controls (none), collision classes (a cue shared with another class)."""
+    owners: dict[str, list[str]] = {}
+    for c, cues in planted.items():
+        for q in cues:
+            owners.setdefault(q, []).append(c)
+    return {
+        "cue": [c for c in class_names if c in planted],
+        "control": [c for c in class_names if c not in planted],
+        "collision": [c for c in class_names if any(len(owners[q]) > 1 for q in planted.get(c, []))],
+    }
+
+
+def gap_truth_correlation(gaps: pd.DataFrame, counterfactual: dict[str, dict[str, float]]) -> dict:
+    """Per model: Pearson r over classes between the ranked gap and the counterfactual gap."""
+    from .spuriosity import pearson_r
+
+    out = {}
+    for model, g in gaps.groupby("model"):
+        if counterfactual.get(model):
+            truth = [counterfactual[model].get(n, np.nan) for n in g["class_name"]]
+            r = pearson_r(g["gap"], truth)
+            if not np.isnan(r):
+                out[model] = r
+    return out
+
+
+def tuning_summary(tables: dict[str, pd.DataFrame]) -> dict:
+    """{model: {method: gap/acc before and after, ...}} (see `head_tuning.summarize`)."""
+    from ..mitigate.head_tuning import summarize
+
+    return {model: summarize(t) for model, t in tables.items()}
+
+
+def corruption_summary(tables: dict[str, pd.DataFrame], correlations: pd.DataFrame) -> dict:
+    per_model = {}
+    for model, t in tables.items():
+        per_model[model] = {
+            f"{c}/{label}": float(g["delta"].mean()) for (c, label), g in t.groupby(["corruption", "label"])
+        }
+    overall = correlations[correlations["corruption"] == "all"]["pearson_r"] if len(correlations) else pd.Series([])
+    return {"mean_delta": per_model, "sensitivity_correlation_mean": _mean(overall)}
+
+
+def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.DataFrame, correlations: pd.DataFrame,
+                       planted: dict[str, list[str]], class_names: list[str], gap_set: str,
+                       counterfactual: dict[str, dict[str, float]] | None = None) -> dict:  # fmt: skip
+    """The summary's ranking and gap sections (see the module docstring)."""
+    from .spuriosity import spuriosity_auc
+
+    roles = class_roles(planted, class_names)
+    auc = {}
+    for set_name, r in rankings.groupby("set", sort=False):
+        known = r[r["cue_present"].notna()]
+        if known.empty:
+            continue
+        per_class = spuriosity_auc(known["spuriosity"].to_numpy(float), known["class_index"].to_numpy(),
+                                   known["cue_present"].to_numpy(float))  # fmt: skip
+        auc[set_name] = {class_names[c]: v for c, v in per_class.items()}
+    models = {}
+    for model, g in gaps.groupby("model", sort=False):
+        by_name = dict(zip(g["class_name"], g["gap"]))
+        row = suite.set_index("model").loc[model]
+        models[model] = {
+            "acc": float(row["acc"]), "acc_high": float(row["acc_high"]), "acc_low": float(row["acc_low"]),
+            "mean_gap": float(row["mean_gap"]),
+            "cue_class_mean_gap": _mean(by_name.get(c) for c in roles["cue"]),
+            "control_class_mean_gap": _mean(by_name.get(c) for c in roles["control"]),
+            "collision_class_gap": {c: by_name[c] for c in roles["collision"] if c in by_name},
+            "effective_robustness": None if np.isnan(row["effective_robustness"]) else float(row["effective_robustness"]),
+            "class_gap": by_name,
+        }  # fmt: skip
+    negative = gaps.groupby("class_name")["gap"].mean()
+    summary = {
+        "gap_set": gap_set,
+        "k": int(gaps["k"].max()) if len(gaps) else None,
+        "ranked_classes": sorted(gaps["class_name"].unique().tolist()),
+        "class_roles": roles,
+        "spuriosity_auc": auc,
+        "spuriosity_auc_mean": _mean(auc.get(gap_set, {}).get(c) for c in roles["cue"]),
+        "models": models,
+        "gap_correlation_mean": _mean(correlations["pearson_r"]) if len(correlations) else None,
+        "gap_correlations": correlations.to_dict(orient="records"),
+        "negative_gap_classes": sorted(negative[negative < 0].index.tolist()),
+    }
+    if counterfactual:
+        r = gap_truth_correlation(gaps, counterfactual)
+        summary["gap_vs_counterfactual_r"] = r
+        summary["gap_vs_counterfactual_r_mean"] = _mean(r.values())
+    return summary
+
+
+def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path, correlations_path,
+                           corruption_paths, tuning_paths, label_noise_path, models_summary_path, out,
+                           gaps_figure, tuning_figure, lightweight_path=None) -> dict:  # fmt: skip
+    """Stage `spuriosity_summary`: summary.json and the gap and tuning figures."""
+    import json
+    from pathlib import Path
+
+    from ..data.imagesets import ImageSet
+    from ..discover.subsets import planted_cue_masks
+    from ..errors import SpurlabError
+    from ..io import sha256_file, write_json
+    from ..report import figures
+    from ..report.tables import read_table, table_provenance
+    from .corruptions import sensitivity_correlation
+    from .label_noise import label_noise_summary
+    from .spuriosity import read_rankings
+
+    rankings = read_rankings(rankings_path)
+    expect = {"rankings_sha256": sha256_file(rankings_path)}
+    gaps, suite, corr = (read_table(p, expect=expect) for p in (gaps_path, models_path, correlations_path))
+    imageset = ImageSet(imageset_path)
+    names, planted = imageset.class_names, planted_cue_masks(imageset)
+    counterfactual = None
+    if models_summary_path:
+        ms = json.loads(Path(models_summary_path).read_text())
+        counterfactual = {m: e["counterfactual_gap"] for m, e in ms["models"].items()}
+    gap_set = table_provenance(gaps_path)["gap_set"]
+    summary = spuriosity_summary(rankings, gaps, suite, corr, planted, names, gap_set, counterfactual)
+    corruption = {}
+    for p in corruption_paths:
+        t = read_table(p)
+        corruption[str(t["model"].iloc[0])] = t
+    summary["corruptions"] = corruption_summary(corruption, sensitivity_correlation(corruption))
+    tuning = {}
+    for p in tuning_paths:
+        t = read_table(p, expect=expect)
+        if t.empty:
+            raise SpurlabError(f"{p}: empty tuning table")
+        tuning[str(t["model"].iloc[0])] = t
+    summary["tuning"] = tuning_summary(tuning)
+    noise = read_table(label_noise_path, expect=expect)
+    summary["label_noise"] = label_noise_summary(noise, list(summary["models"]), names)
+    if lightweight_path:
+        summary["lightweight"] = json.loads(Path(lightweight_path).read_text())
+    summary["inputs"] = {Path(p).name: sha256_file(p) for p in
+                         [rankings_path, gaps_path, models_path, correlations_path, label_noise_path,
+                          *corruption_paths, *tuning_paths]}  # fmt: skip
+    figures.gap_figure(suite, gaps, gaps_figure)
+    figures.tuning_figure(summary["tuning"], tuning_figure)
+    write_json(out, summary)
+    return summary

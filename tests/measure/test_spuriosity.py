@@ -1,0 +1,125 @@
+"""Spuriosity rankings and spurious gaps (SPEC 5.2): oracles and invariants."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spurlab.errors import SpurlabError
+from spurlab.measure.spuriosity import (
+    class_statistics,
+    effective_robustness,
+    gap_correlations,
+    high_low,
+    rank_within_class,
+    scores_for_set,
+    spuriosity,
+    spuriosity_auc,
+    spurious_features,
+    spurious_gaps,
+)
+
+
+@pytest.fixture
+def toy():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [50, 40, 30])
+    feats = rng.normal(3.0, 2.0, (len(labels), 6)).astype(np.float32)
+    spur = {0: [1, 4], 1: [2]}  # class 2 has no spurious feature
+    return feats, labels, spur
+
+
+def test_spurious_features_reads_the_annotation_table():
+    ann = pd.DataFrame({"class_index": [0, 0, 1, 2], "feature_index": [5, 3, 7, 1],
+                        "label": ["spurious", "spurious", "core", "spurious"]})  # fmt: skip
+    assert spurious_features(ann) == {0: [3, 5], 2: [1]}
+
+
+def test_per_class_zscores_have_mean_zero_and_std_one(toy):
+    feats, labels, spur = toy
+    stats = class_statistics(feats, labels, spur)
+    for c, cols in spur.items():
+        mu, sigma = stats[c]
+        z = (feats[labels == c][:, cols] - mu) / sigma
+        np.testing.assert_allclose(z.mean(0), 0, atol=1e-9)
+        np.testing.assert_allclose(z.std(0), 1, atol=1e-9)
+    s = spuriosity(feats, labels, spur, stats)
+    assert np.isnan(s[labels == 2]).all() and not np.isnan(s[labels < 2]).any()
+    np.testing.assert_allclose(s[labels == 1].std(), 1, atol=1e-9)  # one feature: spuriosity is its z-score
+    one = {0: [1]}
+    r = feats[labels == 0, 1].astype(np.float64)
+    expected = (r - r.mean()) / r.std()
+    np.testing.assert_allclose(spuriosity(feats, labels, one, class_statistics(feats, labels, one))[labels == 0], expected)
+
+
+def test_constant_feature_contributes_zero_not_nan():
+    feats = np.ones((4, 2), np.float32)
+    labels = np.zeros(4, np.int64)
+    s = spuriosity(feats, labels, {0: [0]}, class_statistics(feats, labels, {0: [0]}))
+    np.testing.assert_array_equal(s, 0)
+
+
+def test_high_and_low_are_the_true_k_extremes_and_disjoint():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=100)
+    rows = np.arange(100)[::3]  # 34 rows
+    high, low = high_low(scores, rows, 10)
+    by_score = rows[np.argsort(-scores[rows])]
+    assert set(high) == set(by_score[:10]) and set(low) == set(by_score[-10:])
+    assert not set(high) & set(low)
+    high, low = high_low(scores, rows[:5], 10)  # a class smaller than k: every image on both sides
+    assert len(high) == len(low) == 5
+
+
+def test_rank_is_zero_for_the_highest_and_ties_keep_row_order():
+    scores = np.array([0.5, 2.0, 0.5, np.nan, 1.0, -1.0])
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(rank_within_class(scores, labels), [1, 0, 2, -1, 0, 1])
+
+
+def test_perfect_classifier_has_zero_gap_and_a_cue_reliant_one_a_positive_gap(toy):
+    feats, labels, spur = toy
+    s = spuriosity(feats, labels, spur, class_statistics(feats, labels, spur))
+    g = spurious_gaps(np.ones(len(labels), bool), s, labels, k=10)
+    assert list(g["class_index"]) == [0, 1] and (g["gap"] == 0).all() and (g["k"] == 10).all()
+    correct = np.zeros(len(labels), bool)
+    for c in (0, 1):  # right exactly on the class's upper half of spuriosity
+        rows = np.flatnonzero(labels == c)
+        correct[rows] = s[rows] > np.median(s[rows])
+    g = spurious_gaps(correct, s, labels, k=10)
+    np.testing.assert_array_equal(g["gap"], [1.0, 1.0])
+
+
+def test_effective_robustness_is_the_residual_of_the_suite_line():
+    hi = pd.Series([0.9, 0.8, 0.7, 0.6], index=list("abcd"))
+    lo = 0.5 * hi - 0.1
+    np.testing.assert_allclose(effective_robustness(hi, lo), 0, atol=1e-12)
+    lo2 = lo.copy()
+    lo2["b"] += 0.2
+    er = effective_robustness(hi, lo2)
+    assert er.idxmax() == "b" and er["b"] > 0.1
+    assert effective_robustness(hi[:1], lo[:1]).isna().all()
+
+
+def test_gap_correlations_pearson_and_undefined_cases():
+    g = pd.DataFrame({"a": [0.1, 0.5, 0.3, -0.2], "b": [0.2, 1.0, 0.6, -0.4], "c": [0.3, 0.3, 0.3, 0.3]})
+    r = gap_correlations(g).set_index(["model_a", "model_b"])["pearson_r"]
+    assert r[("a", "b")] == pytest.approx(1.0)
+    assert np.isnan(r[("a", "c")]) and np.isnan(r[("b", "c")])
+
+
+def test_spuriosity_auc_against_cue_flags():
+    labels = np.repeat([0, 1], 20)
+    cue = np.tile([1, 0], 20).astype(float)
+    scores = cue + np.linspace(0, 0.5, 40)
+    auc = spuriosity_auc(scores, labels, cue)
+    assert auc == {0: 1.0, 1: 1.0}
+    assert np.isnan(spuriosity_auc(scores, labels, np.ones(40))[0])
+
+
+def test_scores_for_set_orders_rows_and_checks_sizes():
+    t = pd.DataFrame({"set": ["val"] * 3 + ["train"], "row": [2, 0, 1, 0], "spuriosity": [0.2, 0.0, np.nan, 9.0]})
+    np.testing.assert_array_equal(scores_for_set(t, "val", 3), [0.0, np.nan, 0.2])
+    with pytest.raises(SpurlabError, match="set 'val' has 3 rows, the feature cache 4"):
+        scores_for_set(t, "val", 4)
+    with pytest.raises(SpurlabError, match="no rows for set 'test'"):
+        scores_for_set(t, "test", 3)
