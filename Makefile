@@ -36,6 +36,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/feature_cache.py
+	$(BIN)/python bench/npca.py
 
 clean:
 	rm -rf results logs benchmarks .snakemake

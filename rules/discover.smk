@@ -168,8 +168,8 @@ if LW_MODEL:
         params:
             section=config["lightweight"],
             configs=CONFIGFILES,
-            model_dir=SAL_MODEL,
-            out_dir=LW,
+            model_dir=lambda w: SAL_MODEL,
+            out_dir=lambda w: LW,
         shell:
             "spurlab fit-head --config {params.configs} --model-dir {params.model_dir} "
             "--train-features {input.train} --test-features {input.test} "
@@ -190,7 +190,7 @@ if LW_MODEL:
         params:
             section={k: SAL[k] for k in ("grouping", "top_k")},
             configs=CONFIGFILES,
-            model_dir=LW,
+            model_dir=lambda w: LW,
 
     use rule salient_subsets as lightweight_subsets with:
         input:
@@ -207,7 +207,7 @@ if LW_MODEL:
         params:
             section={k: SAL[k] for k in ("subset", "attack")},
             configs=CONFIGFILES,
-            model_dir=LW,
+            model_dir=lambda w: LW,
             device=config["compute"]["device"],
             batch_size=config["compute"]["eval_batch_size"],
 
@@ -245,7 +245,7 @@ if LW_MODEL:
             mem_mb=2000,
             runtime=10,
         params:
-            model_dir=LW,
+            model_dir=lambda w: LW,
         shell:
             "spurlab lightweight-summary --subsets {input.subsets} --annotations {input.annotations} "
             "--model-dir {params.model_dir} --out {output} > {log} 2>&1"

@@ -119,7 +119,7 @@ rule spuriosity_rankings:
     params:
         sets=" ".join(SPU["sets"]),
         stats_set=SPU["stats_set"],
-        model_dir=SAL_MODEL,
+        model_dir=lambda w: SAL_MODEL,
     shell:
         "spurlab spuriosity-rankings --annotations {input.annotations} --model-dir {params.model_dir} "
         "--sets {params.sets} --features {input.features} --imagesets {input.imagesets} "
@@ -150,7 +150,7 @@ rule spurious_gaps:
         runtime=10,
     params:
         models=" ".join(SPU_MODELS),
-        model_dirs=" ".join(f"results/models/{m}" for m in SPU_MODELS),
+        model_dirs=lambda w: " ".join(f"results/models/{m}" for m in SPU_MODELS),
         gap_set=SPU["gap_set"],
         k=SPU["k"],
     shell:
@@ -201,7 +201,9 @@ rule label_noise:
         gaps="results/spuriosity/gaps.parquet",
         annotations="results/salient/annotations.parquet",
         imageset=f"results/datasets/{SPU['stats_set']}.h5",
-        weights=expand("results/models/{m}/model.safetensors", m=[SAL["model"]] + SPU_MODELS),
+        weights=expand(
+            "results/models/{m}/model.safetensors", m=[SAL["model"]] + SPU_MODELS
+        ),
     output:
         table="results/spuriosity/label_noise.parquet",
         csv="results/spuriosity/label_noise.csv",
@@ -224,9 +226,9 @@ rule label_noise:
         section=SPU["crop"],
         configs=CONFIGFILES,
         set=SPU["stats_set"],
-        discovery=SAL_MODEL,
+        discovery=lambda w: SAL_MODEL,
         models=" ".join(SPU_MODELS),
-        model_dirs=" ".join(f"results/models/{m}" for m in SPU_MODELS),
+        model_dirs=lambda w: " ".join(f"results/models/{m}" for m in SPU_MODELS),
         device=config["compute"]["device"],
     shell:
         "spurlab label-noise --config {params.configs} --rankings {input.rankings} --gaps {input.gaps} "

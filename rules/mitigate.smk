@@ -29,7 +29,9 @@ rule head_tuning:
     params:
         section=SPU["tuning"],
         configs=CONFIGFILES,
-        heldout=lambda w, input: f"--heldout-features {input.heldout}" if input.heldout else "",
+        heldout=lambda w, input: (
+            f"--heldout-features {input.heldout}" if input.heldout else ""
+        ),
     shell:
         "spurlab head-tuning --config {params.configs} --model {wildcards.spu_model} "
         "--model-dir results/models/{wildcards.spu_model} --rankings {input.rankings} "

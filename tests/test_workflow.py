@@ -122,7 +122,7 @@ def test_every_rule_has_log_benchmark_resources():
     import re
 
     for smk in (ROOT / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=\s*rule )", smk.read_text())[1:]:
+        for block in re.split(r"\n(?=[ \t]*rule )", smk.read_text())[1:]:
             name = block.split(":")[0].split()[1]
             if "shell:" not in block:
                 continue  # target rules only collect inputs

@@ -59,6 +59,9 @@ def real_config(tmp, answers, source: str) -> dict:
     sal.update(model="imported", importance_set="real_train", subset_set="real_test", grouping="label", top_k=TOP_K)
     sal["annotation"].update(source=source, human_csv=str(answers) if source == "human" else None)
     sal["noise"].update(models=None, sigmas=[0, 0.25], l2_match_sigmas=[0.3, 0.45])
+    cfg["spuriosity"].update(sets=["real_train", "real_test"], stats_set="real_train", gap_set="real_test",
+                             heldout_set=None, k=3)  # fmt: skip
+    cfg["lightweight"]["enabled"] = False
     return cfg
 
 
@@ -147,3 +150,17 @@ def test_auto_annotation_on_real_data_fails_clearly(real_run):
     log = (work / "logs/salient/annotations.log").read_text().strip().splitlines()
     assert len(log) == 1 and log[0].startswith("spurlab: error: ")
     assert "automatic annotation needs object masks" in log[0] and "salient.annotation.source: human" in log[0]
+
+
+def test_spuriosity_on_real_data_with_human_answers(real_run):
+    """The same Spuriosity Rankings rules on index sets, an imported model and human annotations:
+    no planted truth, one model (no effective robustness or gap correlation), no held-out set."""
+    _, work, human, _, env = real_run
+    snakemake(work, "spuriosity", "--cores", "2", "--configfile", str(human), env=env)
+    s = json.loads((work / "results/spuriosity/summary.json").read_text())
+    assert s["gap_set"] == "real_test" and s["k"] == 3 and s["spuriosity_auc_mean"] is None
+    assert set(s["models"]) == {"imported"} and s["models"]["imported"]["effective_robustness"] is None
+    assert s["gap_correlation_mean"] is None and "gap_vs_counterfactual_r" not in s
+    assert sorted(s["ranked_classes"]) == sorted(WNIDS)  # every class has its rank-1 feature annotated spurious
+    assert set(s["tuning"]["imported"]) == {"low_spuriosity", "random", "misclassified"}
+    assert "test_gap_after" not in s["tuning"]["imported"]["random"]

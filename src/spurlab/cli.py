@@ -7,7 +7,6 @@ single line `spurlab: error: <what and where>`; nothing is left under the output
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,16 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
         "--config", "-c", nargs="+", required=True, metavar="YAML",
         help="config file(s); later files override earlier ones key by key, as in Snakemake",
     )  # fmt: skip
+
+
+def _subsets_model_args(p: argparse.ArgumentParser) -> None:
+    """One model measured on the D(i, j) images with their soft masks (noise, corruptions)."""
+    p.add_argument("--model", required=True, help="the model's name (a key of models)")
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path)
+    p.add_argument("--subsets", required=True, type=Path)
+    p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--masks", required=True, type=Path, help="the consolidated masks (rule salient_masks)")
 
 
 def _compute_args(p: argparse.ArgumentParser) -> None:
@@ -508,12 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("noise", help="core and spurious accuracy of one model under masked noise (rule noise)")
     _config_arg(p)
-    p.add_argument("--model", required=True, help="the model's name (a key of models)")
-    p.add_argument("--model-dir", required=True, type=Path)
-    p.add_argument("--imageset", required=True, type=Path)
-    p.add_argument("--subsets", required=True, type=Path)
-    p.add_argument("--annotations", required=True, type=Path)
-    p.add_argument("--masks", required=True, type=Path, help="the consolidated masks (rule salient_masks)")
+    _subsets_model_args(p)
     p.add_argument("--out", required=True, type=Path, help="noise table (.parquet; a .csv twin is written)")
     _compute_args(p)
     p.set_defaults(func=cmd_noise)
@@ -569,12 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("corruptions", help="accuracy change under gray / blur / patch-rotate of each pair's regions (rule corruptions)")
     _config_arg(p)
-    p.add_argument("--model", required=True, help="the model's name (a key of models)")
-    p.add_argument("--model-dir", required=True, type=Path)
-    p.add_argument("--imageset", required=True, type=Path)
-    p.add_argument("--subsets", required=True, type=Path)
-    p.add_argument("--annotations", required=True, type=Path)
-    p.add_argument("--masks", required=True, type=Path, help="the consolidated masks (rule salient_masks)")
+    _subsets_model_args(p)
     p.add_argument("--out", required=True, type=Path, help="corruption table (.parquet; a .csv twin is written)")
     _compute_args(p)
     p.set_defaults(func=cmd_corruptions)

@@ -6,42 +6,25 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from spurlab.data.imagesets import ImageSet, write_imageset
-from spurlab.data.sets import build_plan
 from spurlab.discover.annotate import CSV_COLUMNS, run_annotation_tasks
 from spurlab.discover.auto_annotate import run_annotations
-from spurlab.discover.importance import read_importance, run_importance
-from spurlab.discover.subsets import SalientSubsets, SubsetSettings, run_consolidated_masks, run_subsets
+from spurlab.discover.importance import read_importance
+from spurlab.discover.subsets import SalientSubsets
 from spurlab.errors import SpurlabError
-from spurlab.features import cache_features, model_checkpoint_sha256, open_features
+from spurlab.features import model_checkpoint_sha256, open_features
 from spurlab.measure.noise import run_noise
 from spurlab.measure.salient_summary import run_salient_summary
-from spurlab.models import build_classifier, save_model
 from spurlab.report.tables import read_table
+from tests.conftest import AUTO_ANNOTATION, salient_stages
 
-AUTO = {"source": "auto", "human_csv": None, "min_spurious_votes": 3, "auto_criterion": "hot", "auto_threshold": 0.5}
+AUTO = AUTO_ANNOTATION
 
 
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory):
-    from tests.conftest import load_yaml
-
-    cfg = load_yaml("tiny.yaml")
     tmp = tmp_path_factory.mktemp("salient")
-    plan, attrs = build_plan(cfg, "test")
-    write_imageset(tmp / "test.h5", plan.n, plan.chunks(), attrs)
-    s = ImageSet(tmp / "test.h5")
-    torch.manual_seed(0)
-    model = build_classifier("cbr_tiny", len(s.class_names), 32, {"width": 8}).eval()
-    save_model(model, tmp / "model", {"name": "m", "class_names": s.class_names})
-    cache_features(model, "m", model_checkpoint_sha256(tmp / "model"), s, tmp / "f.h5", torch.device("cpu"), progress=False)
-    run_importance(tmp / "f.h5", tmp / "model", tmp / "imp.h5", tmp / "imp.parquet", "label", 3)
-    settings = SubsetSettings(fraction=0.5, min_images=2, max_images=10, top_images=2, attack="paper")
-    run_subsets(tmp / "model", tmp / "test.h5", tmp / "f.h5", tmp / "imp.h5", tmp / "sub.h5", settings, "cpu", False)
-    run_annotations(tmp / "sub.h5", tmp / "ann.parquet", AUTO)
-    run_consolidated_masks(tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5")
+    cfg, s = salient_stages(tmp)
     return tmp, cfg, s
 
 

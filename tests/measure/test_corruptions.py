@@ -178,33 +178,14 @@ def test_sensitivity_correlation():
 
 
 def test_run_corruptions_end_to_end(tmp_path):
-    from spurlab.data.imagesets import ImageSet, write_imageset
-    from spurlab.data.sets import build_plan
     from spurlab.discover.auto_annotate import run_annotations
-    from spurlab.discover.importance import run_importance
-    from spurlab.discover.subsets import SubsetSettings, run_consolidated_masks, run_subsets
     from spurlab.errors import SpurlabError
-    from spurlab.features import cache_features, model_checkpoint_sha256
     from spurlab.measure.corruptions import run_corruptions
-    from spurlab.models import save_model
     from spurlab.report.tables import read_table, table_provenance
-    from tests.conftest import load_yaml
+    from tests.conftest import AUTO_ANNOTATION, salient_stages
 
-    cfg = load_yaml("tiny.yaml")
-    plan, attrs = build_plan(cfg, "test")
-    write_imageset(tmp_path / "test.h5", plan.n, plan.chunks(), attrs)
-    s = ImageSet(tmp_path / "test.h5")
-    torch.manual_seed(0)
-    model = build_classifier("cbr_tiny", len(s.class_names), 32, {"width": 8}).eval()
-    save_model(model, tmp_path / "model", {"name": "m", "class_names": s.class_names})
     d = tmp_path
-    cache_features(model, "m", model_checkpoint_sha256(d / "model"), s, d / "f.h5", torch.device("cpu"), progress=False)
-    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", "label", 2)
-    settings = SubsetSettings(fraction=0.5, min_images=2, max_images=6, top_images=1, attack="paper")
-    run_subsets(d / "model", d / "test.h5", d / "f.h5", d / "imp.h5", d / "sub.h5", settings, "cpu", False)
-    auto = {"source": "auto", "human_csv": None, "min_spurious_votes": 3, "auto_criterion": "hot", "auto_threshold": 0.5}
-    run_annotations(d / "sub.h5", d / "ann.parquet", auto)
-    run_consolidated_masks(d / "sub.h5", d / "ann.parquet", d / "masks.h5")
+    _, s = salient_stages(d, top_k=2, max_images=6, top_images=1)
     args = (d / "model", "m", d / "test.h5", d / "sub.h5", d / "ann.parquet", d / "masks.h5")
     run_corruptions(*args, tmp_path / "c.parquet", CorruptionSettings(), "cpu", progress=False)
     t = read_table(tmp_path / "c.parquet")
@@ -215,6 +196,6 @@ def test_run_corruptions_end_to_end(tmp_path):
     run_corruptions(*args, tmp_path / "c2.parquet", CorruptionSettings(), "cpu", progress=False)
     assert (tmp_path / "c2.parquet").read_bytes() == (tmp_path / "c.parquet").read_bytes()
     other = tmp_path / "ann2.parquet"
-    run_annotations(tmp_path / "sub.h5", other, dict(auto, auto_threshold=0.9))
+    run_annotations(tmp_path / "sub.h5", other, dict(AUTO_ANNOTATION, auto_threshold=0.9))
     with pytest.raises(SpurlabError, match="annotations"):  # masks made from other annotations
         run_corruptions(*args[:4], other, args[5], tmp_path / "c3.parquet", CorruptionSettings(), "cpu", progress=False)

@@ -145,6 +145,7 @@ def lightweight_summary(subsets_path, annotations_path, model_dir) -> dict:
     from pathlib import Path
 
     from ..errors import SpurlabError
+    from ..features import model_checkpoint_sha256
     from ..io import sha256_file
     from ..report.tables import read_table
     from .subsets import SalientSubsets
@@ -153,6 +154,8 @@ def lightweight_summary(subsets_path, annotations_path, model_dir) -> dict:
     with SalientSubsets(subsets_path) as subsets:
         if not subsets.attrs["has_masks"]:
             raise SpurlabError(f"{subsets_path}: no object masks, so nothing to score against")
+        if subsets.attrs["checkpoint_sha256"] != model_checkpoint_sha256(model_dir):
+            raise SpurlabError(f"{subsets_path}: built with another model than {model_dir}; rebuild it")
         pairs, planted = subsets.pair_table(), subsets.planted_cues
     meta = json.loads((Path(model_dir) / "meta.json").read_text())
     score = score_against_truth(annotations, pairs, planted)

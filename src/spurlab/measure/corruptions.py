@@ -223,37 +223,17 @@ def run_corruptions(model_dir, model_name: str, imageset_path, subsets_path, ann
                     progress: bool = True) -> dict:  # fmt: skip
     """Stage `corruptions`: one model's targeted-corruption table (`out`, .parquet + .csv)."""
     from ..data.imagesets import ImageSet
-    from ..device import pick_device
-    from ..discover.subsets import ConsolidatedMasks, SalientSubsets
-    from ..errors import SpurlabError
-    from ..features import model_checkpoint_sha256
-    from ..io import sha256_file
-    from ..models.factory import load_model
-    from ..report.tables import read_table, write_table
+    from .noise import run_on_subsets
 
-    dev = pick_device(device)
-    model, meta = load_model(model_dir, dev)
-    imageset = ImageSet(imageset_path)
-    subsets_sha, annotations_sha = sha256_file(subsets_path), sha256_file(annotations_path)
-    annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})
-    with SalientSubsets(subsets_path) as subsets, ConsolidatedMasks(masks_path, subsets_sha, annotations_sha) as masks:
-        if subsets.attrs["imageset_sha256"] != imageset.sha256:
-            raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
-        table = corruption_table(model, model_name, imageset, subsets, annotations, masks, settings, dev, batch_size,
-                                 progress)  # fmt: skip
-    size = imageset.image_size
-    provenance = {
-        "checkpoint_sha256": model_checkpoint_sha256(model_dir),
-        "robust": bool(meta.get("robust")),
-        "imageset_sha256": imageset.sha256,
-        "subsets_sha256": subsets_sha,
-        "annotations_sha256": annotations_sha,
-        **settings.as_dict(),
-        "blur_sigma_px": settings.sigma_for(size),  # the values actually used
-        "patch_px": settings.patch_for(size),
-    }
-    write_table(table, out, provenance)
-    return {"rows": len(table)}
+    def measure(model, dev, imageset, subsets, annotations, masks):
+        return corruption_table(model, model_name, imageset, subsets, annotations, masks, settings, dev, batch_size,
+                                progress)  # fmt: skip
+
+    with ImageSet(imageset_path) as imageset:
+        size = imageset.image_size
+    used = {"blur_sigma_px": settings.sigma_for(size), "patch_px": settings.patch_for(size)}  # the values applied
+    return run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_path, masks_path, out, device,
+                          {**settings.as_dict(), **used})  # fmt: skip
 
 
 def sensitivity_correlation(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

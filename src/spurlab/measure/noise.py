@@ -114,10 +114,13 @@ def noise_table(model, model_name: str, imageset, subsets, annotations, masks, s
     return pd.DataFrame(out)
 
 
-def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotations_path, masks_path, out, seed: int,
-              sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, device: str = "auto", batch_size: int = 256,
-              progress: bool = True) -> dict:  # fmt: skip
-    """Stage `noise`: one model's noise table (`out`, .parquet + .csv) with input hashes."""
+def run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_path, masks_path, out,
+                   device: str = "auto", settings: dict | None = None) -> dict:  # fmt: skip
+    """The stages that measure one model on the D(i, j) images and their soft masks (noise,
+    corruptions): load the model, check that subsets, annotations and consolidated masks belong
+    together and to the image set, build the table with
+    ``measure(model, device, imageset, subsets, annotations, masks)``, and write it (`out`,
+    .parquet + .csv) with every input hash and `settings` as provenance."""
     from ..data.imagesets import ImageSet
     from ..device import pick_device
     from ..discover.subsets import ConsolidatedMasks, SalientSubsets
@@ -135,16 +138,27 @@ def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotatio
     with SalientSubsets(subsets_path) as subsets, ConsolidatedMasks(masks_path, subsets_sha, annotations_sha) as masks:
         if subsets.attrs["imageset_sha256"] != imageset.sha256:
             raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
-        table = noise_table(model, model_name, imageset, subsets, annotations, masks, seed, dev, sigmas, l2_sigmas,
-                            batch_size, progress)  # fmt: skip
+        table = measure(model, dev, imageset, subsets, annotations, masks)
     provenance = {
         "checkpoint_sha256": model_checkpoint_sha256(model_dir),
         "robust": bool(meta.get("robust")),  # trained adversarially, or an imported Madry checkpoint
         "imageset_sha256": imageset.sha256,
         "subsets_sha256": subsets_sha,
         "annotations_sha256": annotations_sha,
-        "seed": int(seed),
-        "sigmas": [float(s) for s in sigmas],
+        **(settings or {}),
     }
     write_table(table, out, provenance)
     return {"rows": len(table)}
+
+
+def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotations_path, masks_path, out, seed: int,
+              sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, device: str = "auto", batch_size: int = 256,
+              progress: bool = True) -> dict:  # fmt: skip
+    """Stage `noise`: one model's noise table (`out`, .parquet + .csv) with input hashes."""
+
+    def measure(model, dev, imageset, subsets, annotations, masks):
+        return noise_table(model, model_name, imageset, subsets, annotations, masks, seed, dev, sigmas, l2_sigmas,
+                           batch_size, progress)  # fmt: skip
+
+    return run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_path, masks_path, out, device,
+                          {"seed": int(seed), "sigmas": [float(s) for s in sigmas]})  # fmt: skip

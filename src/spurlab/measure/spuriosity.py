@@ -211,6 +211,8 @@ def run_rankings(annotations_path, model_dir, features: dict[str, str], imageset
         raise SpurlabError(f"config key spuriosity.stats_set: '{stats_set}' is not among the ranked sets")
     annotations = read_table(annotations_path, columns=["class_index", "feature_index", "label"])
     spurious = spurious_features(annotations)
+    if not spurious:
+        raise SpurlabError(f"{annotations_path}: no (class, feature) pair is annotated spurious; nothing to rank")
     cols = sorted({j for feats in spurious.values() for j in feats})
     local = {c: [cols.index(j) for j in feats] for c, feats in spurious.items()}
     data = {}

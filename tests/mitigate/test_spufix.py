@@ -1,0 +1,146 @@
+"""SpuFix on the robust model and its transfer to another model (SPEC 6.2; Neuhaus et al. eqs. 8-11)."""
+
+import numpy as np
+import pytest
+
+from spurlab.errors import SpurlabError
+from spurlab.mitigate.spufix import (
+    component_alphas,
+    spufix_logits,
+    spufix_transfer_logits,
+    transfer_directions,
+)
+
+C, D, N_PER = 5, 20, 60
+SPURIOUS = {0: [0, 2], 2: [1], 3: [0, 3, 5], 4: []}  # class 1 has no entry, class 4 an empty list
+
+
+def _eigbasis(a):
+    """Class mean and covariance eigenvectors (rows), largest eigenvalue first."""
+    mu = a.mean(axis=0)
+    evals, evecs = np.linalg.eigh(np.cov(a - mu, rowvar=False))
+    return mu, evecs[:, ::-1].T
+
+
+@pytest.fixture
+def model():
+    rng = np.random.default_rng(0)
+    labels = rng.permutation(np.repeat(np.arange(C), N_PER))  # classes interleaved
+    centres = rng.normal(size=(C, D))
+    mixing = rng.normal(size=(D, D)) * np.linspace(1.5, 0.1, D)  # anisotropic: distinct eigenvalues
+    phi = centres[labels] + rng.normal(size=(len(labels), D)) @ mixing.T
+    W = rng.normal(size=(C, D))
+    b = rng.normal(size=C)
+    phi_test = centres[rng.integers(0, C, 200)] + rng.normal(size=(200, D)) @ mixing.T
+    return phi, labels, W, b, phi_test
+
+
+def _bases(phi, labels, W, spurious=SPURIOUS):
+    bases = {}
+    for k, comps in spurious.items():
+        mu, V = _eigbasis(phi[labels == k] * W[k])
+        bases[k] = (mu, V[comps])
+    return bases
+
+
+def _train_alphas(phi, labels, W, bases):
+    return {k: component_alphas(phi[labels == k], W[k], mu, V) for k, (mu, V) in bases.items()}
+
+
+def test_transfer_to_the_robust_model_itself_is_direct_spufix(model):
+    phi, labels, W, b, phi_test = model
+    logits = phi_test @ W.T + b
+    bases = _bases(phi, labels, W)
+    direct = spufix_logits(logits, phi_test, W, bases)
+    dirs = transfer_directions(phi, labels, W, _train_alphas(phi, labels, W, bases))
+    transferred = spufix_transfer_logits(logits, phi_test, W, dirs)
+    assert np.abs(direct - logits).max() > 0.1  # the fix actually does something here
+    assert np.abs(transferred - direct).max() < 1e-5
+    # alpha, and so SpuFix, does not depend on the sign of v_l
+    flipped = {k: (mu, -V) for k, (mu, V) in bases.items()}
+    assert np.abs(spufix_logits(logits, phi_test, W, flipped) - direct).max() < 1e-12
+
+
+def test_invariant_needs_eigenvectors(model):
+    """The stated condition is real: random orthonormal 'components' break the identity."""
+    phi, labels, W, b, phi_test = model
+    logits = phi_test @ W.T + b
+    rng = np.random.default_rng(1)
+    bases = {}
+    for k, comps in SPURIOUS.items():
+        q, _ = np.linalg.qr(rng.normal(size=(D, D)))
+        bases[k] = (phi[labels == k].mean(axis=0) * W[k], q.T[comps])
+    direct = spufix_logits(logits, phi_test, W, bases)
+    dirs = transfer_directions(phi, labels, W, _train_alphas(phi, labels, W, bases))
+    assert np.abs(spufix_transfer_logits(logits, phi_test, W, dirs) - direct).max() > 1e-3
+
+
+def test_classes_without_spurious_components_unchanged_and_logits_only_lowered(model):
+    phi, labels, W, b, phi_test = model
+    logits = (phi_test @ W.T + b).astype(np.float32)
+    bases = _bases(phi, labels, W)
+    dirs = transfer_directions(phi, labels, W, _train_alphas(phi, labels, W, bases))
+    # a second model g: other features and head, same images
+    rng = np.random.default_rng(2)
+    P = rng.normal(size=(D, 12))
+    phi_g, phi_g_test, W_g = phi @ P, phi_test @ P, rng.normal(size=(C, 12))
+    logits_g = (phi_g_test @ W_g.T).astype(np.float32)
+    dirs_g = transfer_directions(phi_g, labels, W_g, _train_alphas(phi, labels, W, bases))
+    for before, after in [
+        (logits, spufix_logits(logits, phi_test, W, bases)),
+        (logits, spufix_transfer_logits(logits, phi_test, W, dirs)),
+        (logits_g, spufix_transfer_logits(logits_g, phi_g_test, W_g, dirs_g)),
+    ]:
+        assert after.dtype == before.dtype and after is not before
+        assert np.array_equal(after[:, [1, 4]], before[:, [1, 4]])  # bitwise
+        assert np.all(after <= before)
+        assert np.any(after[:, [0, 2, 3]] < before[:, [0, 2, 3]])
+
+
+def test_cue_only_inputs_lose_their_spurious_logit():
+    """Class 0 = core (dims 0-2) + a cue (dims 3-4) on 30% of its training images."""
+    rng = np.random.default_rng(3)
+    d, n = 8, 400
+
+    def feats(core, cue, m):
+        x = 0.05 * rng.normal(size=(m, d))
+        x[:, :3] += core * (1 + 0.1 * rng.normal(size=(m, 1)))
+        x[:, 3:5] += cue * (1 + 0.1 * rng.normal(size=(m, 1)))
+        return x
+
+    cue_train = (rng.random(n) < 0.3)[:, None].astype(float)
+    phi0 = feats(1.0, cue_train, n)
+    W = np.zeros((2, d))
+    W[0, :5] = 1.0
+    W[1, 5:] = 1.0
+    mu, V = _eigbasis(phi0 * W[0])
+    cue_dir = np.zeros(d)
+    cue_dir[3:5] = np.sqrt(0.5)
+    spur = int(np.argmax(np.abs(V @ cue_dir)))
+    assert abs(V[spur] @ cue_dir) > 0.95  # the cue is one component
+    bases = {0: (mu, V[[spur]])}
+
+    cue_only, no_cue = feats(0.0, 1.0, 100), feats(1.0, 0.0, 100)
+    for x in (cue_only, no_cue):
+        logits = x @ W.T
+        fixed = spufix_logits(logits, x, W, bases)
+        drop = logits[:, 0] - fixed[:, 0]
+        if x is cue_only:
+            assert drop.mean() > 1.0  # the cue's excess over the class mean (~2 * 0.7) is removed
+        else:
+            assert np.abs(drop).max() < 0.05  # cue absent: alpha < 0, nothing subtracted
+        assert np.array_equal(fixed[:, 1], logits[:, 1])
+
+
+def test_degenerate_directions_are_errors(model):
+    phi, labels, W, b, phi_test = model
+    mu, V = _eigbasis(phi[labels == 0] * W[0])
+    alpha = component_alphas(phi[labels == 0], W[0], mu, V[[0]])
+    with pytest.raises(SpurlabError, match="class 0: the 2 transferred directions"):
+        transfer_directions(phi, labels, W, {0: np.hstack([alpha, 2 * alpha])})
+    with pytest.raises(SpurlabError, match="class 0: spurious component #1 has no covariance"):
+        transfer_directions(phi, labels, W, {0: np.hstack([alpha, np.ones_like(alpha)])})
+    with pytest.raises(SpurlabError, match=r"class 0: alphas of shape \(5, 1\)"):
+        transfer_directions(phi, labels, W, {0: alpha[:5]})
+    with pytest.raises(SpurlabError, match="class 9 outside"):
+        spufix_logits(phi_test @ W.T, phi_test, W, {9: (mu, V[[0]])})
