@@ -61,3 +61,4 @@ rule all:
         rules.models.input,
         rules.salient.input,
         rules.spuriosity.input,
+        rules.npca_bases.output,

@@ -174,6 +174,32 @@ def test_salient_target_on_tiny(tiny_run):
 
 
 @pytest.mark.slow
+def test_npca_bases_on_tiny(tiny_run):
+    """Neural PCA bases of the discovery model; the logit identity holds on its cached train rows."""
+    import numpy as np
+
+    from spurlab.discover.npca import NPCABases, alphas, residual, weighted_features
+    from spurlab.features import open_features, model_checkpoint_sha256
+    from spurlab.models import load_model
+
+    work, cfg, env = tiny_run
+    snakemake(work, "results/npca/bases.h5", "--cores", "2", "--configfile", cfg, env=env)
+    c = load_config(cfg)
+    mdir = work / "results/models" / c["salient"]["model"]
+    W, b = (t.detach().double().numpy() for t in load_model(mdir)[0].head())
+    with NPCABases(work / "results/npca/bases.h5", model_checkpoint_sha256(mdir)) as bases, \
+            open_features(work / f"results/features/{c['salient']['model']}/train.h5", model_dir=mdir) as fc:  # fmt: skip
+        phi, logits, labels = fc["features"], fc["logits"], fc["labels"]
+        assert len(bases.classes) == len(c["datasets"]["classes"])
+        for k in bases.classes:
+            mu, V, _ = bases.get(k)
+            assert V.shape[0] <= c["npca"]["components"]
+            a = weighted_features(phi[labels == k], W, k)
+            f = alphas(a, mu, V).sum(1) + residual(a, mu, V) + mu.sum() + b[k]
+            np.testing.assert_allclose(f, logits[labels == k, k], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.slow
 def test_spuriosity_target_on_tiny(tiny_run):
     """Spuriosity Rankings end to end: rankings, gaps, corruptions, label noise, head tuning, the
     lightweight-discovery task, summary and figures; a rerun has nothing to do."""

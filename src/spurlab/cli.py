@@ -387,6 +387,16 @@ def cmd_head_tuning(args) -> int:
     return 0
 
 
+def cmd_npca(args) -> int:
+    from .config import load_config
+    from .discover.npca import run_npca
+
+    n = load_config(args.config)["npca"]["components"]
+    info = run_npca(args.features, args.model_dir, args.out, n, progress=not args.quiet)
+    print(f"{args.out}: top-{n} neural PCA bases of {info['classes']} classes, {len(info['skipped'])} skipped")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -620,6 +630,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="tuning table (.parquet; a .csv twin is written)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.set_defaults(func=cmd_head_tuning)
+
+    p = sub.add_parser("npca", help="class-wise neural PCA bases from cached train features (rule npca_bases)")
+    _config_arg(p)
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--features", required=True, type=Path, help="the model's feature cache of its training set")
+    p.add_argument("--out", required=True, type=Path, help="bases (HDF5)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_npca)
 
     p = sub.add_parser("inspect", help="print a summary of a spurlab file (image set or feature cache)")
     p.add_argument("file", type=Path)
