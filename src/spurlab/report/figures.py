@@ -216,6 +216,7 @@ def tuning_figure(summary: dict, out: str | os.PathLike) -> None:
             x0, y0, x1, y1 = (100 * e[k] for k in ("gap_before", "acc_before", "gap_after", "acc_after"))
             ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": colours.get(method, "k")})
             ax.scatter([x0], [y0], color="black", s=12, zorder=3)
+            ax.scatter([x1], [y1], s=0)  # arrows do not extend the axes' data limits; the heads must show
             ax.annotate(model, (x0, y0), fontsize=6, xytext=(3, -8), textcoords="offset points")
     for method, c in colours.items():
         ax.plot([], [], color=c, label=method)
