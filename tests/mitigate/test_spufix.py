@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from spurlab.discover.npca import alphas, weighted_features
 from spurlab.errors import SpurlabError
 from spurlab.mitigate.spufix import (
-    component_alphas,
     spufix_logits,
     spufix_transfer_logits,
     transfer_directions,
@@ -44,7 +44,7 @@ def _bases(phi, labels, W, spurious=SPURIOUS):
 
 
 def _train_alphas(phi, labels, W, bases):
-    return {k: component_alphas(phi[labels == k], W[k], mu, V) for k, (mu, V) in bases.items()}
+    return {k: alphas(weighted_features(phi[labels == k], W, k), mu, V) for k, (mu, V) in bases.items()}
 
 
 def test_transfer_to_the_robust_model_itself_is_direct_spufix(model):
@@ -135,7 +135,7 @@ def test_cue_only_inputs_lose_their_spurious_logit():
 def test_degenerate_directions_are_errors(model):
     phi, labels, W, b, phi_test = model
     mu, V = _eigbasis(phi[labels == 0] * W[0])
-    alpha = component_alphas(phi[labels == 0], W[0], mu, V[[0]])
+    alpha = alphas(weighted_features(phi[labels == 0], W, 0), mu, V[[0]])
     with pytest.raises(SpurlabError, match="class 0: the 2 transferred directions"):
         transfer_directions(phi, labels, W, {0: np.hstack([alpha, 2 * alpha])})
     with pytest.raises(SpurlabError, match="class 0: spurious component #1 has no covariance"):

@@ -147,8 +147,9 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
     gap_set = table_provenance(gaps_path)["gap_set"]
     summary = spuriosity_summary(rankings, gaps, suite, corr, planted, names, gap_set, counterfactual)
     corruption = {}
+    same_annotations = {"annotations_sha256": table_provenance(rankings_path)["annotations_sha256"]}
     for p in corruption_paths:
-        t = read_table(p)
+        t = read_table(p, expect=same_annotations)
         corruption[str(t["model"].iloc[0])] = t
     summary["corruptions"] = corruption_summary(corruption, sensitivity_correlation(corruption))
     tuning = {}

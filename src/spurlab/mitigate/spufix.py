@@ -48,20 +48,24 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from spurlab.discover.npca import alphas, weighted_features
 from spurlab.errors import SpurlabError
 
 MAX_GRAM_COND = 1e12
 
 
-def component_alphas(phi: np.ndarray, w_k: np.ndarray, mu: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """alpha_l(x) = <1, v_l> <w_k * phi(x) - mu, v_l> for the rows v_l of V: (N, L)."""
-    V = np.atleast_2d(np.asarray(V, dtype=np.float64))
-    a = np.asarray(phi, dtype=np.float64) * np.asarray(w_k, dtype=np.float64)
-    return ((a - np.asarray(mu, dtype=np.float64)) @ V.T) * V.sum(axis=1)
-
-
-def _subtract(logits: np.ndarray, k: int, contributions: np.ndarray) -> None:
-    logits[:, k] -= np.maximum(contributions, 0.0).sum(axis=1)
+def _subtract_positive(logits, phi, W, entries: Mapping, contributions) -> np.ndarray:
+    """f_k' = f_k - sum_l max(c_l, 0) for every class k of `entries` {k: (mu, M)} with rows in M,
+    c = contributions(k, a_k - mu, M) (N, S_k); other classes untouched, in the logits' dtype."""
+    logits, phi, W = np.asarray(logits), np.asarray(phi), np.asarray(W)
+    _check_shapes(logits, phi, W)
+    out = logits.copy()
+    for k, (mu, M) in entries.items():
+        k = _class_index(k, W.shape[0])
+        M = np.asarray(M, dtype=np.float64).reshape(-1, W.shape[1])
+        if M.shape[0]:
+            out[:, k] -= np.maximum(contributions(k, weighted_features(phi, W, k) - mu, M), 0.0).sum(axis=1)
+    return out
 
 
 def _check_shapes(logits: np.ndarray, phi: np.ndarray, W: np.ndarray) -> None:
@@ -88,16 +92,7 @@ def spufix_logits(
     bases: Mapping[int, tuple[np.ndarray, np.ndarray]],
 ) -> np.ndarray:
     """Eq. 8 on the model whose neural PCA gave `bases`: {k: (mu_k (D,), V_spurious (S_k, D))} -> (N, C)."""
-    logits, phi, W = np.asarray(logits), np.asarray(phi), np.asarray(W)
-    _check_shapes(logits, phi, W)
-    out = logits.copy()
-    for k, (mu, V) in bases.items():
-        k = _class_index(k, W.shape[0])
-        V = np.asarray(V).reshape(-1, W.shape[1])
-        if V.shape[0] == 0:
-            continue
-        _subtract(out, k, component_alphas(phi, W[k], mu, V))
-    return out
+    return _subtract_positive(logits, phi, W, bases, lambda k, centred, V: alphas(centred, 0.0, V))
 
 
 def _checked_gram(Dmat: np.ndarray, k: int) -> np.ndarray:
@@ -143,7 +138,7 @@ def transfer_directions(
             )
         if len(idx) == 0:
             raise SpurlabError(f"SpuFix transfer: class {k} has no training images")
-        a = np.asarray(phi_g_train[idx], dtype=np.float64) * W_g[k]
+        a = weighted_features(phi_g_train[idx], W_g, k)
         mu = a.mean(axis=0)
         U = A.T @ (a - mu)
         if U.shape[0] == 0:
@@ -170,19 +165,12 @@ def spufix_transfer_logits(
     directions: Mapping[int, tuple[np.ndarray, np.ndarray]],
 ) -> np.ndarray:
     """Eq. 11 on model g with `directions` from `transfer_directions` -> (N, C)."""
-    logits_g, phi_g, W_g = np.asarray(logits_g), np.asarray(phi_g), np.asarray(W_g)
-    _check_shapes(logits_g, phi_g, W_g)
-    out = logits_g.copy()
-    for k, (mu, Dmat) in directions.items():
-        k = _class_index(k, W_g.shape[0])
-        Dmat = np.asarray(Dmat, dtype=np.float64).reshape(-1, W_g.shape[1])
-        if Dmat.shape[0] == 0:
-            continue
-        gram = _checked_gram(Dmat, k)
-        centred = np.asarray(phi_g, dtype=np.float64) * np.asarray(W_g[k], dtype=np.float64) - mu
+
+    def betas(k, centred, Dmat):
         try:
-            lam = np.linalg.solve(gram, Dmat @ centred.T).T  # (N, S_k)
+            lam = np.linalg.solve(_checked_gram(Dmat, k), Dmat @ centred.T).T  # (N, S_k)
         except np.linalg.LinAlgError as exc:
             raise SpurlabError(f"SpuFix transfer: class {k}: D^T D is singular ({exc})") from None
-        _subtract(out, k, lam * Dmat.sum(axis=1))
-    return out
+        return lam * Dmat.sum(axis=1)
+
+    return _subtract_positive(logits_g, phi_g, W_g, directions, betas)
