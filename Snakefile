@@ -52,6 +52,8 @@ include: "rules/models.smk"
 include: "rules/discover.smk"
 include: "rules/measure.smk"
 include: "rules/mitigate.smk"
+include: "rules/npca.smk"
+include: "rules/bam.smk"
 
 
 rule all:
@@ -61,4 +63,5 @@ rule all:
         rules.models.input,
         rules.salient.input,
         rules.spuriosity.input,
-        rules.npca_bases.output,
+        rules.npca.input,
+        rules.bam.input,

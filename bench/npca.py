@@ -1,8 +1,9 @@
 """Class-wise neural PCA: the truncated route vs the full-eigh reference (issue #6, point 2).
 
 One run prints:
-- our route (`spurlab.discover.npca.fit_npca`: Gram / covariance + subset eigh, top L) over every
-  class, streamed from a temporary HDF5 of synthetic float16 features with the classes interleaved
+- our route (`spurlab.discover.npca.fit_npca`, by default the pipeline's `solver: auto`, i.e.
+  randomised subspace iteration on the float32 Gram matrix + float64 Rayleigh-Ritz, top L; `--solver
+  exact` for the subset-eigh route) over every class, `--workers` classes at a time, streamed from a temporary HDF5 of synthetic float16 features with the classes interleaved
   as in a feature cache: wall time (reads included) and peak RSS, in a fresh process;
 - the reference route (full D x D covariance + numpy.linalg.eigh per class), timed in a fresh
   process on --reference-classes random classes and scaled to all classes (its reads excluded);
@@ -14,6 +15,9 @@ Synthetic features: ReLU of a class mean + class-weighted shared low-rank factor
 
     .venv/bin/python bench/npca.py [--classes 1000 --dim 2048 --per-class 1300 --components 128]
                                    [--reference-classes 20] [--threads N] [--tmpdir DIR]
+                                   [--solver auto|exact|randomized --oversample 96 --power-iterations 2]
+                                   [--workers N]
+    quick check: .venv/bin/python bench/npca.py --classes 20 --reference-classes 5
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_ours(path: Path, components: int, ref_classes: list[int], buffer_mib: int) -> dict:
+def child_ours(path: Path, components: int, ref_classes: list[int], buffer_mib: int, opts: dict) -> dict:
     from spurlab.discover.npca import fit_npca
 
     head = np.load(path.with_suffix(".npz"))
@@ -73,7 +77,7 @@ def child_ours(path: Path, components: int, ref_classes: list[int], buffer_mib: 
     t, cpu = time.perf_counter(), time.process_time()
     with h5py.File(path, "r") as f:
         fits = fit_npca(f["features"], f["labels"][:], head["W"], head["b"], components, progress=False,
-                        buffer_bytes=buffer_mib << 20)  # fmt: skip
+                        buffer_bytes=buffer_mib << 20, **opts)  # fmt: skip
         for r in fits:
             if r.k in ref_classes:
                 keep[r.k] = (r.V, r.eigvals)
@@ -83,7 +87,7 @@ def child_ours(path: Path, components: int, ref_classes: list[int], buffer_mib: 
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak_rss_mib()}
 
 
-def child_ref(path: Path, components: int, ref_classes: list[int], _buffer_mib: int) -> dict:
+def child_ref(path: Path, components: int, ref_classes: list[int], _buffer_mib: int, _opts: dict) -> dict:
     head = np.load(path.with_suffix(".npz"))
     out, times, cpu = {}, [], []
     with h5py.File(path, "r") as f:
@@ -107,11 +111,16 @@ def run_child(args, which: str, path: Path, ref_classes: list[int]) -> dict:
     if args.threads:
         env.update({v: str(args.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     cmd = [sys.executable, __file__, "--child", which, str(path), json.dumps(ref_classes),
-           "--components", str(args.components), "--buffer-mib", str(args.buffer_mib)]  # fmt: skip
+           "--components", str(args.components), "--buffer-mib", str(args.buffer_mib), "--opts", json.dumps(opts(args))]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode:
         sys.exit(f"{which} route failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def opts(args) -> dict:
+    return {"solver": args.solver, "oversample": args.oversample, "power_iterations": args.power_iterations,
+            "workers": args.workers}
 
 
 def main() -> None:
@@ -124,12 +133,17 @@ def main() -> None:
     ap.add_argument("--buffer-mib", type=int, default=1024, help="fit_npca's row buffer (passes ~ file / buffer)")
     ap.add_argument("--threads", type=int, help="BLAS threads in both routes (default: the libraries' own)")
     ap.add_argument("--tmpdir", help="where the temporary HDF5 goes (default: the system's)")
+    ap.add_argument("--solver", default="auto", choices=["auto", "exact", "randomized"], help="our route's solver")
+    ap.add_argument("--oversample", type=int, default=96, help="randomised solver: extra columns p")
+    ap.add_argument("--power-iterations", type=int, default=2, help="randomised solver: q")
+    ap.add_argument("--workers", type=int, default=os.cpu_count(), help="classes fitted at once (threads)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--opts", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         which, path, ref = args.child
         fn = child_ours if which == "ours" else child_ref
-        return print(json.dumps(fn(Path(path), args.components, json.loads(ref), args.buffer_mib)))
+        return print(json.dumps(fn(Path(path), args.components, json.loads(ref), args.buffer_mib, json.loads(args.opts))))
 
     c, d, m, top = args.classes, args.dim, args.per_class, args.components
     ref_classes = sorted(np.random.default_rng(1).choice(c, min(args.reference_classes, c), replace=False).tolist())
@@ -153,6 +167,7 @@ def main() -> None:
             gaps.append(s[-1] / s[-2] if len(s) > top else np.nan)
     ref_total = ref["per_class_s"] * c
     threads = args.threads or "library default"
+    print(f"  our settings: {opts(args)}")
     print(f"  ours (streamed from HDF5, reads included): {ours['wall_s']:8.1f} s   (goal <= 120 s)   "
           f"{ours['wall_s'] / c * 1e3:.0f} ms/class, CPU {ours['cpu_s']:.1f} s")  # fmt: skip
     print(f"  reference (covariance + numpy eigh):      {ref_total:8.1f} s   = {ref['per_class_s']:.3f} s/class "

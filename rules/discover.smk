@@ -249,30 +249,3 @@ if LW_MODEL:
         shell:
             "spurlab lightweight-summary --subsets {input.subsets} --annotations {input.annotations} "
             "--model-dir {params.model_dir} --out {output} > {log} 2>&1"
-
-
-# Spurious ImageNet (Neuhaus et al. 2023): class-wise neural PCA of the discovery model (SPEC 4.5).
-rule npca_bases:
-    """Per class: mean, leading principal components and eigenvalues of W[k] * phi(x) (eqs. 1-6)."""
-    input:
-        weights=f"{SAL_MODEL}/model.safetensors",
-        features=f"results/features/{SAL['model']}/{SAL['importance_set']}.h5",
-    output:
-        "results/npca/bases.h5",
-    log:
-        "logs/npca/bases.log",
-    benchmark:
-        "benchmarks/npca/bases.tsv"
-    conda:
-        "../envs/torch.yaml"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    params:
-        section=config["npca"],
-        configs=CONFIGFILES,
-        model_dir=lambda w: SAL_MODEL,
-    shell:
-        "spurlab npca --config {params.configs} --model-dir {params.model_dir} "
-        "--features {input.features} --out {output} --quiet > {log} 2>&1"

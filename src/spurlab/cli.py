@@ -82,7 +82,8 @@ def cmd_index_folder(args) -> int:
         names = [line.strip() for line in args.class_names.read_text().splitlines() if line.strip()]
     t = time.perf_counter()
     info = index_image_folder(args.root, args.out, args.image_size, class_names=names, set_name=args.set_name,
-                              skip_bad_images=args.skip_bad_images, threads=args.threads)  # fmt: skip
+                              skip_bad_images=args.skip_bad_images, threads=args.threads, synsets=args.synsets,
+                              val_labels=args.val_labels)  # fmt: skip
     for rel in info["skipped"]:
         print(f"skipped (not a readable image): {rel}")
     print(f"{args.out}: {info['n_images']} images of {info['n_classes']} classes indexed in "
@@ -391,9 +392,142 @@ def cmd_npca(args) -> int:
     from .config import load_config
     from .discover.npca import run_npca
 
-    n = load_config(args.config)["npca"]["components"]
-    info = run_npca(args.features, args.model_dir, args.out, n, progress=not args.quiet)
+    npca = load_config(args.config)["npca"]
+    n = npca["components"]
+    info = run_npca(args.features, args.model_dir, args.out, n, progress=not args.quiet, solver=npca["solver"],
+                    oversample=npca["oversample"], power_iterations=npca["power_iterations"],
+                    workers=args.threads)  # fmt: skip
     print(f"{args.out}: top-{n} neural PCA bases of {info['classes']} classes, {len(info['skipped'])} skipped")
+    return 0
+
+
+def cmd_npca_components(args) -> int:
+    import torch
+
+    from .config import load_config
+    from .discover.npfv import run_npca_components
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    npca, sal = cfg["npca"], cfg["salient"]
+    annotation = dict(sal["annotation"], human_csv=npca["human_csv"], source="human" if npca["human_csv"] else "auto")
+    info = run_npca_components(args.model_dir, args.bases, args.imageset, args.features, args.importance, args.out,
+                               args.table, npca["npfv"], sal["subset"], annotation, npca["top_images"],
+                               npca["neurons_top"], args.device, args.batch_size, progress=not args.quiet)  # fmt: skip
+    print(f"{args.out}: {info['components']} components ({info['spurious']} spurious), {info['neurons']} neurons")
+    return 0
+
+
+def cmd_npca_tasks(args) -> int:
+    from .discover.npfv import run_component_tasks
+
+    n = run_component_tasks(args.components, args.imageset, args.out_dir)
+    print(f"{args.out_dir}: {n} component task pages, index.html, manifest.csv")
+    return 0
+
+
+def cmd_npca_retrieval(args) -> int:
+    from .config import load_config
+    from .discover.retrieval import run_retrieval
+
+    npca = load_config(args.config)["npca"]
+    _aligned(args, "pool_sets", "pool_imagesets", "pool_features")
+    pool = {n: (str(i), str(f)) for n, i, f in zip(args.pool_sets, args.pool_imagesets, args.pool_features)}
+    info = run_retrieval(args.model_dir, args.bases, args.pairs, pool, args.out_set, args.out,
+                         npca["retrieval"]["max_images"], npca["published_components"])  # fmt: skip
+    print(f"{args.out}: {info['images']} images for {info['classes']} classes, precision {info['precision']}")
+    return 0
+
+
+def cmd_npca_spufix(args) -> int:
+    from .mitigate.spufix import run_spufix
+
+    _aligned(args, "models", "model_dirs", "train_features", "test_features", "cue_only_features")
+    n_pool = len(args.pool_sets)
+    if len(args.pool_features) != n_pool * len(args.models):
+        raise SpurlabError(f"--pool-features: expected {n_pool} per model ({n_pool * len(args.models)}), got {len(args.pool_features)}")
+    models = {}
+    for i, m in enumerate(args.models):
+        e = {"dir": str(args.model_dirs[i]), "train": str(args.train_features[i]), "test": str(args.test_features[i]),
+             "cue_only": str(args.cue_only_features[i])}  # fmt: skip
+        e.update({s: str(args.pool_features[i * n_pool + j]) for j, s in enumerate(args.pool_sets)})
+        models[m] = e
+    info = run_spufix(args.robust, models, args.bases, args.pairs, args.cue_only_set, args.retrieval, args.out,
+                      args.out_models, args.published)  # fmt: skip
+    print(f"{args.out}: SpuFix on {info['models']} models, {info['spurious_classes']} classes with spurious components")
+    return 0
+
+
+def cmd_npca_summary(args) -> int:
+    from .measure.npca_summary import run_npca_summary
+
+    s = run_npca_summary(args.pairs, args.retrieval, args.spufix, args.spufix_models, args.out)
+    print(f"{args.out}: planted cues recovered {s['planted_cues_recovered']}, retrieval precision {s['retrieval_precision']}")
+    return 0
+
+
+def _named(args, names_attr: str, paths_attr: str) -> dict:
+    """--names a b --paths x y -> {a: x, b: y} (one path per name)."""
+    _aligned(args, names_attr, paths_attr)
+    return dict(zip(getattr(args, names_attr), map(str, getattr(args, paths_attr))))
+
+
+def cmd_bam_train(args) -> int:
+    from .bam.models import train_bam_model
+    from .config import load_config
+
+    meta = train_bam_model(load_config(args.config), args.model, args.train_set, args.val_set, args.out_dir, args.threads,
+                           progress=not args.quiet)  # fmt: skip
+    print(f"{args.out_dir}: BAM model {args.model} val acc {meta['metrics']['val_acc']:.3f}")
+    return 0
+
+
+def cmd_bam_verify(args) -> int:
+    from .bam.verify import accuracy_drops, run_verification
+    from .config import load_config
+
+    df = run_verification(load_config(args.config), _named(args, "models", "model_dirs"), _named(args, "set_names", "imagesets"), args.out)
+    acc = df[df["rows"] == "all"].set_index(["model", "set"])["accuracy"]
+    drops = ", ".join(f"k={k:g}: {v:+.3f}" for k, v in accuracy_drops(df).items())
+    print(f"{args.out}: f_o on os/0s/og {acc['f_o'].round(3).tolist()}, f_s {acc['f_s'].round(3).tolist()}; drops {drops}")
+    return 0
+
+
+def cmd_bam_attributions(args) -> int:
+    import torch
+
+    from .bam.attributions import run_part
+    from .config import load_config
+
+    torch.set_num_threads(args.threads)
+    info = run_part(load_config(args.config), args.part, _named(args, "models", "model_dirs"),
+                    _named(args, "set_names", "imagesets"), args.out, progress=not args.quiet)  # fmt: skip
+    print(f"{args.out}: {info}")
+    return 0
+
+
+def cmd_bam_tcav(args) -> int:
+    import torch
+
+    from .bam.concepts import run_tcav
+    from .config import load_config
+
+    torch.set_num_threads(args.threads)
+    df = run_tcav(load_config(args.config), _named(args, "models", "model_dirs"), _named(args, "set_names", "imagesets"),
+                  args.out, args.cache_dir, progress=not args.quiet)  # fmt: skip
+    comb = df[df["layer"] == "combined"].set_index("model")["score"].round(3).to_dict()
+    print(f"{args.out}: TCAV scores {comb}")
+    return 0
+
+
+def cmd_bam_summary(args) -> int:
+    from .bam.summary import run_bam_summary
+    from .config import load_config
+
+    s = run_bam_summary(load_config(args.config), args.verification, args.contrast, _named(args, "kseries_codes", "kseries"),
+                        args.iir, args.tcav, args.out, args.figure)  # fmt: skip
+    mcs = {m: e["mcs"] for m, e in s["methods"].items()}
+    print(f"{args.out}: MCS {mcs}, TCAV {s['tcav_mcs']}")
     return 0
 
 
@@ -430,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set-name", help="the set's name (default: the output file's stem)")
     p.add_argument("--class-names", type=Path, help="text file, one display name per class folder (sorted order)")
     p.add_argument("--skip-bad-images", action="store_true", help="leave undecodable files out (listed) instead of failing")
+    p.add_argument("--synsets", type=Path, help="wnid -> class index map (LOC_synset_mapping.txt or one wnid a line)")
+    p.add_argument("--val-labels", type=Path, help="flat val layout: LOC_val_solution.csv or '<file> <wnid>' lines")
     p.add_argument("--threads", type=int, default=1, help="concurrent file readers")
     p.set_defaults(func=cmd_index_folder)
 
@@ -636,8 +772,117 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", required=True, type=Path)
     p.add_argument("--features", required=True, type=Path, help="the model's feature cache of its training set")
     p.add_argument("--out", required=True, type=Path, help="bases (HDF5)")
+    p.add_argument("--threads", type=int, default=1, help="classes fitted at once")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_npca)
+
+    p = sub.add_parser("npca-components", help="NPFVs, top images, Grad-CAMs and annotation of neural PCA components (rule npca_components)")
+    _config_arg(p)
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--bases", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path, help="images shown and annotated (salient.subset_set)")
+    p.add_argument("--features", required=True, type=Path, help="the model's cache of that set")
+    p.add_argument("--importance", required=True, type=Path, help="neuron importance, for the comparison")
+    p.add_argument("--out", required=True, type=Path, help="components (HDF5)")
+    p.add_argument("--table", required=True, type=Path, help="pair table with labels (.parquet)")
+    _compute_args(p)
+    p.set_defaults(func=cmd_npca_components)
+
+    p = sub.add_parser("npca-tasks", help="HTML task pages and a CSV manifest for neural PCA components (rule npca_annotation_tasks)")
+    p.add_argument("--components", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.set_defaults(func=cmd_npca_tasks)
+
+    p = sub.add_parser("npca-retrieval", help="cue-only images retrieved by spurious components (rule npca_retrieval)")
+    _config_arg(p)
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--bases", required=True, type=Path)
+    p.add_argument("--pairs", required=True, type=Path)
+    p.add_argument("--pool-sets", nargs="+", required=True)
+    p.add_argument("--pool-imagesets", nargs="+", required=True, type=Path)
+    p.add_argument("--pool-features", nargs="+", required=True, type=Path)
+    p.add_argument("--out-set", required=True, type=Path, help="retrieved image set (HDF5)")
+    p.add_argument("--out", required=True, type=Path, help="retrieval table (.parquet)")
+    p.set_defaults(func=cmd_npca_retrieval)
+
+    p = sub.add_parser("npca-spufix", help="spurious score and accuracy before/after SpuFix for every model (rule npca_spufix)")
+    p.add_argument("--robust", required=True, help="the model the components come from")
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--model-dirs", nargs="+", required=True, type=Path)
+    p.add_argument("--train-features", nargs="+", required=True, type=Path)
+    p.add_argument("--test-features", nargs="+", required=True, type=Path)
+    p.add_argument("--cue-only-features", nargs="+", required=True, type=Path)
+    p.add_argument("--pool-sets", nargs="+", required=True)
+    p.add_argument("--pool-features", nargs="+", required=True, type=Path, help="per model, one per pool set")
+    p.add_argument("--cue-only-set", required=True, type=Path, help="the cue_only image set (ground-truth cues)")
+    p.add_argument("--bases", required=True, type=Path)
+    p.add_argument("--pairs", required=True, type=Path)
+    p.add_argument("--retrieval", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="per-class table (.parquet)")
+    p.add_argument("--out-models", required=True, type=Path, help="per-model table (.parquet)")
+    p.add_argument("--published", type=Path, help="a published component list, instead of the annotated ones")
+    p.set_defaults(func=cmd_npca_spufix)
+
+    p = sub.add_parser("npca-summary", help="write results/npca/summary.json (rule npca_summary)")
+    p.add_argument("--pairs", required=True, type=Path)
+    p.add_argument("--retrieval", required=True, type=Path)
+    p.add_argument("--spufix", required=True, type=Path)
+    p.add_argument("--spufix-models", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_npca_summary)
+
+    p = sub.add_parser("bam-train", help="train a BAM model f_o, f_s or f_kNNN (rule bam_train)")
+    _config_arg(p)
+    p.add_argument("--model", required=True, help="f_o, f_s or f_kNNN")
+    p.add_argument("--train-set", required=True, type=Path)
+    p.add_argument("--val-set", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bam_train)
+
+    def _bam_io(p):
+        p.add_argument("--models", required=True, nargs="+", help="BAM model names")
+        p.add_argument("--model-dirs", required=True, nargs="+", type=Path, help="one directory per model")
+        p.add_argument("--set-names", required=True, nargs="+", help="image set names")
+        p.add_argument("--imagesets", required=True, nargs="+", type=Path, help="one file per set name")
+
+    p = sub.add_parser("bam-verify", help="BAM verification table: accuracies on X_os/X_0s/X_og, k-series drops (rule bam_verify)")
+    _config_arg(p)
+    _bam_io(p)
+    p.add_argument("--out", required=True, type=Path, help="table (.parquet; a .csv twin is written)")
+    p.set_defaults(func=cmd_bam_verify)
+
+    p = sub.add_parser("bam-attributions", help="region means g_c of every attribution method for one BAM part (rule bam_attributions)")
+    _config_arg(p)
+    p.add_argument("--part", required=True, help="contrast, iir or kNNN")
+    _bam_io(p)
+    p.add_argument("--out", required=True, type=Path, help="table (.parquet; a .csv twin is written)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bam_attributions)
+
+    p = sub.add_parser("bam-tcav", help="TCAV scores of the common-object concept for every BAM model (rule bam_tcav)")
+    _config_arg(p)
+    _bam_io(p)
+    p.add_argument("--out", required=True, type=Path, help="table (.parquet; a .csv twin is written)")
+    p.add_argument("--cache-dir", required=True, type=Path, help="captum's CAV cache (keyed by model hash)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_bam_tcav)
+
+    p = sub.add_parser("bam-summary", help="write results/bam/summary.json and its figure (rule bam_summary)")
+    _config_arg(p)
+    p.add_argument("--verification", required=True, type=Path)
+    p.add_argument("--contrast", required=True, type=Path)
+    p.add_argument("--kseries-codes", required=True, nargs="+", help="kNNN codes, one per --kseries table")
+    p.add_argument("--kseries", required=True, nargs="+", type=Path)
+    p.add_argument("--iir", required=True, type=Path)
+    p.add_argument("--tcav", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--figure", required=True, type=Path, help="PNG: MCS bars and k-series curves")
+    p.set_defaults(func=cmd_bam_summary)
 
     p = sub.add_parser("inspect", help="print a summary of a spurlab file (image set or feature cache)")
     p.add_argument("file", type=Path)

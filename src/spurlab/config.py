@@ -283,7 +283,8 @@ def section_for_set(cfg: dict, set_name: str) -> dict[str, Any]:
     if set_name in folder_sets(cfg):
         return {"folders": {set_name: cfg["folders"][set_name]}}
     if set_name.startswith("bam_"):
-        return {"seed": cfg["seed"], "bam": cfg["bam"]}
+        # the benchmark settings (models, attributions) do not change the images
+        return {"seed": cfg["seed"], "bam": {k: v for k, v in cfg["bam"].items() if k != "benchmark"}}
     if set_name.startswith("lightweight_"):
         return {"seed": cfg["lightweight"]["seed"], "datasets": lightweight_datasets(cfg)}
     if set_name.startswith("contam_"):
@@ -310,6 +311,9 @@ def folder_options(cfg: dict, name: str) -> str:
 
     entry = cfg["folders"][name]
     opts = ["--class-names", shlex.quote(entry["class_names"])] if entry.get("class_names") else []
+    for key in ("synsets", "val_labels"):  # ImageNet's wnid -> index map; the flat val layout
+        if entry.get(key):
+            opts += [f"--{key.replace('_', '-')}", shlex.quote(entry[key])]
     return " ".join(opts + (["--skip-bad-images"] if entry.get("skip_bad_images") else []))
 
 

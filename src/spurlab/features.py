@@ -84,7 +84,11 @@ def cache_features(
                     fb.append(phi.float().cpu())
                     lb.append(lg.float().cpu())
                 fb, lb = torch.cat(fb).numpy(), torch.cat(lb).numpy()
-                feats[s : s + len(fb)] = fb.astype(dtype)
+                fb = fb.astype(dtype)
+                # a diverged model (or float16 overflow) must not leave NaN/Inf for later stages
+                check_finite(fb, f"{model_name} on {imageset.path}: features", s)
+                check_finite(lb, f"{model_name} on {imageset.path}: logits", s)
+                feats[s : s + len(fb)] = fb
                 logits[s : s + len(lb)] = lb
                 preds[s : s + len(lb)] = lb.argmax(1)
                 bar.update(len(fb))
@@ -102,6 +106,16 @@ def cache_features(
             feature_dtype=dtype,
             code_version=__version__,
         )
+
+
+def check_finite(arr: np.ndarray, what: str, start: int = 0) -> np.ndarray:
+    """`arr` unchanged if every value is finite; otherwise a one-line error naming the first bad row."""
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row = start + int(np.flatnonzero(bad.reshape(len(arr), -1).any(1))[0])
+            raise SpurlabError(f"{what}: row {row} is not finite (NaN or Inf)")
+    return arr
 
 
 class FeatureCache:
@@ -131,13 +145,13 @@ class FeatureCache:
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self.f:
             raise SpurlabError(f"{self.path}: no dataset '{name}'")
-        return self.f[name][:]
+        return check_finite(self.f[name][:], f"{self.path}: {name}")
 
     def blocks(self, name: str, rows: int = 65536):
-        """Yield (start, array) blocks of a dataset: bounded memory for any N."""
+        """Yield (start, array) blocks of a dataset: bounded memory for any N (NaN/Inf refused)."""
         ds = self.f[name]
         for s in range(0, ds.shape[0], rows):
-            yield s, ds[s : s + rows]
+            yield s, check_finite(ds[s : s + rows], f"{self.path}: {name}", s)
 
 
 def open_features(

@@ -34,11 +34,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The temp file lives in the same directory so the final `os.replace` is atomic; on any
     exception it is removed, so a failed or killed writer never leaves a partial output under
-    the real name.
+    the real name. Temporary files of `path` left by a writer killed earlier (SIGKILL skips the
+    cleanup) are removed first: one writer per output, as under Snakemake.
     """
+    import glob
+
+    from .errors import SpurlabError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mkstemp's names: prefix + 8 random characters + suffix (not another output's temporaries)
+        for stale in path.parent.glob(glob.escape(f".{path.name}.") + "?" * 8 + ".tmp"):
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # a file in the way, no permission, read-only file system
+        raise SpurlabError(f"{path.parent}: output directory not writable ({e.strerror or e})") from None
     os.close(fd)
     tmp = Path(tmp)
     try:

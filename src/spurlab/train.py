@@ -152,12 +152,20 @@ def last_checkpoint(ckpt_dir: Path) -> tuple[int, Path | None]:
     return int(done[-1].stem.split("_")[1]), done[-1]
 
 
+def _load_checkpoint(path: Path) -> dict:
+    """weights_only: a checkpoint is data; one that is not (or is damaged) fails in one line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe pickles
+        raise SpurlabError(f"{path}: not a readable weights-only checkpoint ({type(e).__name__}); delete it to start over") from e
+
+
 def _discard_stale(ckpt_dir: Path, fingerprint: str) -> None:
     """Checkpoints of another configuration or data must not be resumed: remove them."""
     _, path = last_checkpoint(ckpt_dir)
     if path is None:
         return
-    if torch.load(path, map_location="cpu", weights_only=True).get("fingerprint") != fingerprint:
+    if _load_checkpoint(path).get("fingerprint") != fingerprint:
         print(f"{ckpt_dir}: checkpoints were made from another config or data; starting over", flush=True)
         for old in ckpt_dir.glob("epoch_*.pt"):
             old.unlink()
@@ -191,10 +199,12 @@ def fit(
     start, path = last_checkpoint(ckpt_dir)
     history: list[dict] = []
     if path is not None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _load_checkpoint(path)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         history = state["history"]
+        # the kill/resume tests and bench/kill_resume.py look for this line in the train log
+        print(f"resuming from epoch {start} of {s.epochs} ({path})", flush=True)
         if start >= s.epochs:
             return history
     n = len(train)

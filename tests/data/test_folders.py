@@ -1,5 +1,6 @@
 """ImageNet-style folders -> index image sets (SPEC 1.4), read back through `ImageSet`."""
 
+import os
 import shutil
 
 import numpy as np
@@ -105,6 +106,73 @@ def test_hash_is_deterministic_and_content_addressed(folder, tmp_path):
     assert index_image_folder(folder, tmp_path / "d.h5", 32)["sha256"] != a
 
 
+def test_synset_map_fixes_class_indices(folder, tmp_path):
+    """LOC_synset_mapping.txt order, not the folders, gives the class index: a tree with only some of
+    the classes keeps the indices of the full head; folders outside the map are refused."""
+    mapping = tmp_path / "LOC_synset_mapping.txt"
+    order = ["n09999999", WNIDS[2], WNIDS[0], "n00000001", WNIDS[1]]  # not sorted; two without folders
+    mapping.write_text("".join(f"{w} name of {w}, a thing\n" for w in order) + "\n")
+    info = index_image_folder(folder, tmp_path / "s.h5", 16, synsets=mapping)
+    assert info["n_classes"] == 5 and info["n_images"] == 18
+    with ImageSet(tmp_path / "s.h5") as s:
+        assert s.attrs["wnids"] == order and s.class_names[1] == f"name of {WNIDS[2]}, a thing"
+        assert s.labels.tolist() == [1] * 6 + [2] * 6 + [4] * 6  # rows in class index order
+        paths = [p.decode() for p in s.f["paths"][:]]
+        assert paths[0].endswith(f"{WNIDS[2]}/{WNIDS[2]}_00.png") and paths[-1].endswith(f"{WNIDS[1]}/{WNIDS[1]}_05.png")
+        assert int(np.median(s.images(0))) == 180  # WNIDS[2]'s flat colour: the label points at the right files
+    index_image_folder(folder, tmp_path / "n.h5", 16, synsets=mapping, class_names=list("abcde"))
+    with ImageSet(tmp_path / "n.h5") as s:
+        assert s.class_names == list("abcde")
+    plain = tmp_path / "wnids.txt"
+    plain.write_text("\n".join(WNIDS[:2]) + "\n")  # one wnid a line, WNIDS[2] missing
+    with pytest.raises(SpurlabError, match=rf"{WNIDS[2]}: class folder not in the synset map"):
+        index_image_folder(folder, tmp_path / "x.h5", 16, synsets=plain)
+    plain.write_text(f"{WNIDS[0]}\n{WNIDS[1]} b\n{WNIDS[0]} again\n")
+    with pytest.raises(SpurlabError, match=rf"line 3: wnid {WNIDS[0]} already listed on line 1"):
+        index_image_folder(folder, tmp_path / "x.h5", 16, synsets=plain)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_flat_val_layout(tmp_path):
+    """ImageNet's val archive: one flat folder, labels in LOC_val_solution.csv or '<file> <wnid>' lines."""
+    src = fake_folder(tmp_path / "sorted", n_per_class=2)
+    flat = tmp_path / "val"
+    flat.mkdir()
+    truth = {}
+    for k, p in enumerate(sorted(src.rglob("*.png"), key=lambda p: p.name[::-1])):  # classes interleaved
+        name = f"ILSVRC2012_val_{k + 1:08d}"
+        shutil.copy(p, flat / f"{name}.JPEG")  # a PNG under a .JPEG name: PIL reads the content
+        truth[name] = p.parent.name
+    csv_path = tmp_path / "LOC_val_solution.csv"
+    csv_path.write_text("ImageId,PredictionString\n" + "".join(f"{n},{w} 1 2 30 40 {w} 5 6 7 8\n" for n, w in truth.items()))
+    info = index_image_folder(flat, tmp_path / "v.h5", 16, val_labels=csv_path)
+    assert info["n_images"] == 6 and info["n_classes"] == 3
+    with ImageSet(tmp_path / "v.h5") as s:
+        assert s.attrs["wnids"] == WNIDS  # no synset map: the sorted wnids of the labels
+        names = [os.path.basename(p.decode()) for p in s.f["paths"][:]]
+        assert names == sorted(names) and s.labels.tolist() == [WNIDS.index(truth[n[:-5]]) for n in names]
+        for i, n in enumerate(names):  # each row's pixels are its class's flat colour
+            assert int(np.median(s.images(i))) == 60 * (WNIDS.index(truth[n[:-5]]) + 1)
+    lines = tmp_path / "val_labels.txt"
+    lines.write_text("".join(f"{n}.JPEG {w}\n" for n, w in truth.items()))
+    mapping = tmp_path / "map.txt"
+    mapping.write_text("\n".join(["n00000001"] + WNIDS) + "\n")
+    index_image_folder(flat, tmp_path / "w.h5", 16, val_labels=lines, synsets=mapping)
+    with ImageSet(tmp_path / "w.h5") as s, ImageSet(tmp_path / "v.h5") as v:
+        assert s.labels.tolist() == (v.labels + 1).tolist() and s.attrs["wnids"][0] == "n00000001"
+    (flat / "extra.JPEG").write_bytes((flat / "ILSVRC2012_val_00000001.JPEG").read_bytes())
+    with pytest.raises(SpurlabError, match=r"val/extra.JPEG: no label in .*val_labels.txt"):
+        index_image_folder(flat, tmp_path / "x.h5", 16, val_labels=lines)
+    lines.write_text(lines.read_text() + "extra.JPEG n01010101\n")
+    with pytest.raises(SpurlabError, match=r"extra.JPEG is labelled n01010101, which is not in .*map.txt"):
+        index_image_folder(flat, tmp_path / "x.h5", 16, val_labels=lines, synsets=mapping)
+    (flat / "extra.JPEG").write_bytes(b"not an image")  # the bad-file policy holds in this layout too
+    lines.write_text(lines.read_text().replace("n01010101", WNIDS[0]))
+    with pytest.raises(SpurlabError, match=r"extra.JPEG: not a readable image"):
+        index_image_folder(flat, tmp_path / "x.h5", 16, val_labels=lines)
+    assert index_image_folder(flat, tmp_path / "x.h5", 16, val_labels=lines, skip_bad_images=True)["skipped"] == ["extra.JPEG"]
+
+
 def test_cli_index_folder(folder, tmp_path, capsys):
     from spurlab.cli import main
 
@@ -146,6 +214,17 @@ def test_folders_config(tiny_cfg):
         validate_config(dict(tiny_cfg, folders={"real": {"root": "x"}}))
     with pytest.raises(SpurlabError, match=r"config key folders"):
         validate_config(dict(tiny_cfg, folders={"a/b": {"root": "x", "image_size": 32}}))
+
+
+def test_folder_layout_keys(tiny_cfg):
+    from spurlab.config import folder_options, validate_config
+
+    cfg = dict(tiny_cfg, folders={"v": {"root": "data/val", "image_size": 32, "synsets": "map dir/LOC_synset_mapping.txt",
+                                        "val_labels": "LOC_val_solution.csv", "class_names": None}})  # fmt: skip
+    validate_config(cfg)
+    assert folder_options(cfg, "v") == "--synsets 'map dir/LOC_synset_mapping.txt' --val-labels LOC_val_solution.csv"
+    with pytest.raises(SpurlabError, match=r"config key folders.v.synsets"):
+        validate_config(dict(tiny_cfg, folders={"v": {"root": "x", "image_size": 32, "synsets": 3}}))
 
 
 def test_imagenet_example_config_validates():

@@ -125,3 +125,41 @@ def test_streaming_does_not_depend_on_buffer_or_block_size(toy):
         assert r.n == s.n and (r.mu is None) == (s.mu is None)
         if r.mu is not None:
             np.testing.assert_array_equal(r.V, s.V)
+
+
+@pytest.mark.parametrize("n", [300, 900])  # n < D: Gram route; n > D: covariance route
+def test_randomized_route_agrees_with_full_eigh_and_keeps_the_identity(n):
+    """The pipeline's default solver on a decaying spectrum: the top subspace matches the full
+    eigh, V is orthonormal to float64 rounding, and eq. 6 holds exactly through the residual."""
+    from spurlab.discover.npca import class_pca_randomized, fit_class
+
+    rng = np.random.default_rng(n)
+    d, top = 500, 20
+    factors = rng.standard_normal((60, d)) * (np.arange(1, 61) ** -1.0)[:, None]
+    phi = np.maximum(rng.standard_normal((n, 60)) @ factors + 0.05 * rng.standard_normal((n, d)), 0)
+    w_k = rng.standard_normal(d)
+    mu, V, ev = class_pca_randomized(phi.astype(np.float16), w_k, top, oversample=20, power_iterations=2, seed=3)
+    a = phi.astype(np.float16).astype(np.float64) * w_k
+    mu_ref, v_ref, ev_ref = reference_pca(a)
+    np.testing.assert_allclose(mu, mu_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(V @ V.T, np.eye(top), atol=1e-12)
+    assert np.linalg.norm(V @ v_ref[:top].T) ** 2 / top > 0.999  # the bench's goal
+    np.testing.assert_allclose(ev, ev_ref[:top], rtol=5e-3)  # Ritz values approach from below
+    assert (ev <= ev_ref[:top] * (1 + 1e-6)).all()
+    np.testing.assert_allclose(alphas(a, mu, V).sum(1) + residual(a, mu, V), (a - mu).sum(1), rtol=0, atol=1e-9)
+    # auto: randomised only where it saves work; same seed, same bytes
+    again = fit_class(phi.astype(np.float16), w_k, top, "auto", 20, 2, 3)
+    np.testing.assert_array_equal(again[1], V)
+    small = fit_class(phi[:, :30], w_k[:30], top, "auto", 20, 2, 3)  # min(n, D) <= top + p: exact
+    np.testing.assert_allclose(small[1], class_pca(phi[:, :30] * w_k[:30], top)[1])
+    with pytest.raises(ValueError, match="solver"):
+        fit_class(phi, w_k, top, "lanczos")
+
+
+def test_workers_give_the_same_bases(toy):
+    _, phi, _, labels, w, b = toy
+    one = list(fit_npca(phi, labels, w, b, 6, progress=False, solver="randomized", oversample=4))
+    two = list(fit_npca(phi, labels, w, b, 6, progress=False, solver="randomized", oversample=4, workers=2))
+    for r, s in zip(one, two):
+        if r.mu is not None:
+            np.testing.assert_array_equal(r.V, s.V)

@@ -13,6 +13,25 @@ The index set (see `spurlab.data.imagesets`) holds no pixels: ``paths`` (absolut
 ``labels`` (int64) and ``ids`` (b"<set>-0000042"); `ImageSet.images()` decodes and resizes on the
 fly (bilinear to image_size x image_size).
 
+Two more ImageNet layouts (issue #10):
+
+- ``synsets``: a wnid -> class index map, ImageNet's ``LOC_synset_mapping.txt`` (one line per class,
+  ``n01440764 tench, Tinca tinca``: the index is the line number, the text after the wnid the
+  class's display name) or one wnid per line. Classes then come from the map, not from the folders:
+  a tree with only some of the classes (a subset, a val split missing a class) keeps the indices of
+  the checkpoint's 1000-way head. Every class folder must be in the map (else an error naming it);
+  classes without a folder simply have no images.
+- ``val_labels``: the *flat* val layout (``root/ILSVRC2012_val_00000001.JPEG`` ..., no class folders)
+  with its ground truth, Kaggle's ``LOC_val_solution.csv`` (``ImageId,PredictionString``; the first
+  token of PredictionString is the wnid) or lines ``<file name> <wnid>``. Files are matched by name
+  or by name without extension; an image file without a label is an error naming it; labels without
+  a file are ignored (a partial copy). Classes: the synset map, else the sorted wnids of the labels.
+  (The devkit's ``ILSVRC2012_validation_ground_truth.txt`` numbers classes in the devkit's own
+  order, not the sorted-wnid order: convert it to ``<file> <wnid>`` lines first.)
+
+Bad files (``skip_bad_images``): false (default) stops at the first unreadable file with an error
+naming it; true leaves such files out and lists them (``skipped`` attribute, the log).
+
 Content hash: sha256 over every row's path *relative to root*, its label and the sha256 of the
 file's bytes, then the image size, class names and wnids. It is the same on any machine that has the
 same files, wherever the tree lives. Each file is read exactly once while indexing (hashed and
@@ -62,6 +81,93 @@ def list_images(class_dir: str | os.PathLike) -> list[str]:
     return out
 
 
+def read_synsets(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(wnids in class index order, display names) from a synset map (see the module docstring);
+    a line without text after the wnid gets the wnid as its name."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpurlabError(f"{path}: synset map (wnid -> class index) not found")
+    wnids, names, seen = [], [], {}
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.strip().split(maxsplit=1)
+        if not parts:
+            continue
+        wnid = parts[0]
+        if wnid in seen:
+            raise SpurlabError(f"{path}: line {i}: wnid {wnid} already listed on line {seen[wnid]}")
+        seen[wnid] = i
+        wnids.append(wnid)
+        names.append(parts[1].strip() if len(parts) > 1 else wnid)
+    if not wnids:
+        raise SpurlabError(f"{path}: empty synset map")
+    return wnids, names
+
+
+def read_val_labels(path: str | os.PathLike) -> dict[str, str]:
+    """{file name (or name without extension): wnid} from LOC_val_solution.csv or `<file> <wnid>` lines."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpurlabError(f"{path}: val labels file not found")
+    out = {}
+    with open(path, newline="") as f:
+        first = f.readline()
+        f.seek(0)
+        if first.replace(" ", "").lower().startswith("imageid,predictionstring"):  # Kaggle's CSV
+            rows = [(i, r.get("ImageId"), (r.get("PredictionString") or "").split()[:1])
+                    for i, r in enumerate(csv.DictReader(f), 2)]  # fmt: skip
+        else:  # "<file> <wnid>" lines
+            rows = [(i, t[0], t[1:2]) for i, t in enumerate((line.split() for line in f), 1) if t]
+        for i, name, wnid in rows:
+            if not name or not wnid:
+                raise SpurlabError(f"{path}: line {i}: expected a file name and a wnid")
+            if out.setdefault(name, wnid[0]) != wnid[0]:
+                raise SpurlabError(f"{path}: line {i}: {name} labelled twice ({out[name]}, {wnid[0]})")
+    if not out:
+        raise SpurlabError(f"{path}: no labels")
+    return out
+
+
+def _collect(root: Path, synsets, val_labels) -> tuple[list[str], list[str], list[str], list[int]]:
+    """(wnids, default names, relative paths, labels) of the tree under `root`, in row order."""
+    wnids, names = read_synsets(synsets) if synsets else (None, None)
+    rel_paths, labels = [], []
+    if val_labels:
+        truth = read_val_labels(val_labels)
+        if not root.is_dir():
+            raise SpurlabError(f"{root}: image folder not found (flat val layout: root/<image files>)")
+        if wnids is None:
+            wnids = sorted(set(truth.values()))
+            names = list(wnids)
+        index = {w: k for k, w in enumerate(wnids)}
+        for rel in list_images(root):
+            wnid = truth.get(rel) or truth.get(rel.rsplit("/", 1)[-1]) or truth.get(Path(rel).stem)
+            if wnid is None:
+                raise SpurlabError(f"{root / rel}: no label in {val_labels}")
+            if wnid not in index:
+                raise SpurlabError(f"{val_labels}: {rel} is labelled {wnid}, which is not in {synsets}")
+            rel_paths.append(rel)
+            labels.append(index[wnid])
+        if not rel_paths:
+            raise SpurlabError(f"{root}: no image files")
+        return wnids, names, rel_paths, labels
+    folders = find_classes(root)
+    if wnids is None:
+        wnids, names = folders, list(folders)
+    index = {w: k for k, w in enumerate(wnids)}
+    unknown = [d for d in folders if d not in index]
+    if unknown:
+        raise SpurlabError(f"{root / unknown[0]}: class folder not in the synset map {synsets}")
+    for wnid in sorted(folders, key=index.__getitem__):
+        files = list_images(root / wnid)
+        if not files:
+            raise SpurlabError(f"{root / wnid}: empty class folder (no {'/'.join(e[1:] for e in EXTENSIONS)} files)")
+        rel_paths += [f"{wnid}/{f}" for f in files]
+        labels += [index[wnid]] * len(files)
+    return wnids, names, rel_paths, labels
+
+
 def _check_file(path: str) -> tuple[str, str | None]:
     """(sha256 of the file's bytes, None) or (sha256, why it is not a readable image)."""
     from PIL import Image, UnidentifiedImageError
@@ -98,10 +204,13 @@ def hash_files(paths: Sequence[str], threads: int = 1) -> list[tuple[str, str | 
 
 def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_size: int,
                        class_names: Sequence[str] | None = None, set_name: str | None = None,
-                       skip_bad_images: bool = False, threads: int = 1) -> dict:  # fmt: skip
+                       skip_bad_images: bool = False, threads: int = 1, synsets=None,
+                       val_labels=None) -> dict:  # fmt: skip
     """Index the ImageNet-style tree under `root` into the index image set `out` (written atomically).
 
-    `class_names`: display names in class (sorted folder) order; default the folder names.
+    `class_names`: display names in class order; default the synset map's names, else the folder
+    names. `synsets`, `val_labels`: a wnid -> index map file and the flat val layout's labels file
+    (module docstring).
     `set_name`: default the name of `out` without suffix. `skip_bad_images`: leave undecodable files
     out (listed in the `skipped` attribute and the returned info) instead of failing.
     Returns {"n_images", "n_classes", "sha256", "skipped"}.
@@ -113,17 +222,13 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
     set_name = set_name or out.stem
     if not isinstance(image_size, (int, np.integer)) or image_size < 1:
         raise SpurlabError(f"{root}: image_size {image_size!r} must be a positive integer")
-    wnids = find_classes(root)
-    names = list(wnids) if class_names is None else [str(c) for c in class_names]
-    if len(names) != len(wnids):
-        raise SpurlabError(f"{root}: {len(names)} class names given for {len(wnids)} class folders")
-    rel_paths, labels = [], []
-    for label, wnid in enumerate(wnids):
-        files = list_images(root / wnid)
-        if not files:
-            raise SpurlabError(f"{root / wnid}: empty class folder (no {'/'.join(e[1:] for e in EXTENSIONS)} files)")
-        rel_paths += [f"{wnid}/{f}" for f in files]
-        labels += [label] * len(files)
+    wnids, names, rel_paths, labels = _collect(root, synsets, val_labels)
+    present = sorted(set(labels))
+    if class_names is not None:
+        names = [str(c) for c in class_names]
+        if len(names) != len(wnids):
+            what = "classes in the synset map" if synsets else "classes" if val_labels else "class folders"
+            raise SpurlabError(f"{root}: {len(names)} class names given for {len(wnids)} {what}")
     checked = hash_files([str(root / r) for r in rel_paths], threads)
     skipped = []
     keep = []
@@ -137,12 +242,15 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
     rel_paths = [rel_paths[i] for i in keep]
     labels = np.asarray([labels[i] for i in keep], dtype=np.int64)
     digests = [checked[i][0] for i in keep]
-    for label, wnid in enumerate(wnids):
+    for label in present:  # classes that had files (with a synset map, others may have none)
         if not (labels == label).any():
-            raise SpurlabError(f"{root / wnid}: no readable images left in this class folder")
+            where = root / wnids[label] if not val_labels else f"{root} (class {wnids[label]})"
+            raise SpurlabError(f"{where}: no readable images left in this class")
     sha = content_sha256(rel_paths, labels, digests, image_size, names, wnids)
     n = len(rel_paths)
-    section = {"root": str(root), "image_size": int(image_size), "skip_bad_images": bool(skip_bad_images)}
+    section = {"root": str(root), "image_size": int(image_size), "skip_bad_images": bool(skip_bad_images),
+               "synsets": str(synsets) if synsets else None, "val_labels": str(val_labels) if val_labels else None}
+    section = {k: v for k, v in section.items() if v is not None}  # the keys of an older index stay as they were
     attrs = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

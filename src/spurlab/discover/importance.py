@@ -13,6 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 GROUPINGS = ("prediction", "label", "correct")
+# Rows per streamed block: each block is copied twice in float64 (rows x D x 8 bytes: 134 MB at
+# D = 2048). bench/analysis_scale.py, D = 2048, 1000 classes: peak RSS 1450 MiB at 128k and at 640k
+# rows; 65536-row blocks peaked at 3592 MiB (128k rows).
+BLOCK_ROWS = 8192
 
 
 def class_feature_means(blocks, num_classes: int, grouping: str = "prediction") -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +88,7 @@ def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = 
             raise SpurlabError(f"config key salient.top_k: {top_k} exceeds the model's {d} features")
         blocks = (
             (feats, fc.f["preds"][s : s + len(feats)], fc.f["labels"][s : s + len(feats)])
-            for s, feats in fc.blocks("features")
+            for s, feats in fc.blocks("features", rows=BLOCK_ROWS)
         )
         means, counts = class_feature_means(blocks, num_classes, grouping)
         attrs = {k: fc.attrs[k] for k in ("checkpoint_sha256", "imageset", "imageset_sha256")}

@@ -131,6 +131,11 @@ def build_salient_subsets(
     names = imageset.class_names
     attack = AttackSettings.for_image_size(settings.attack, size, size)
     class_rows = [np.flatnonzero(labels == i) for i in range(num_classes)]
+    short = [i for i, r in enumerate(class_rows) if len(r) < settings.min_images]
+    if short:  # D(i, j) would silently shrink below the configured k
+        i = short[0]
+        raise SpurlabError(f"{imageset.path}: class '{names[i]}' has {len(class_rows[i])} images, fewer than "
+                           f"salient.subset.min_images = {settings.min_images}")  # fmt: skip
     sizes = [subset_size(len(r), settings.fraction, settings.min_images, settings.max_images) for r in class_rows]
     n_pairs, n_members = num_classes * k, sum(sizes) * k
     t = settings.top_images

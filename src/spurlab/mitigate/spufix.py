@@ -174,3 +174,121 @@ def spufix_transfer_logits(
         return lam * Dmat.sum(axis=1)
 
     return _subtract_positive(logits_g, phi_g, W_g, directions, betas)
+
+
+# ------------------------------------------------------------------------------------ stage `npca_spufix`
+
+
+def robust_train_alphas(phi_train, labels_train, W: np.ndarray, bases, spurious: Mapping[int, list[int]]) -> dict:
+    """{k: (n_k, S_k)} alphas of class k's spurious components on its training images (label order)."""
+    labels = np.asarray(labels_train).reshape(-1)
+    out = {}
+    for k, comps in spurious.items():
+        mu, V, _ = bases.get(k)
+        idx = np.flatnonzero(labels == k)
+        out[k] = alphas(weighted_features(phi_train[idx], W, k), mu.astype(np.float64), V[comps].astype(np.float64))
+    return out
+
+
+def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, retrieval_path, out_classes,
+               out_models, published=None) -> dict:  # fmt: skip
+    """Stage `npca_spufix`: SpuFix on the robust model (eq. 8) and transferred to every other model
+    (eqs. 9-11), from cached features only. `models`: {name: {"dir", "train", "test", "cue_only",
+    and one entry per retrieval pool set}} (feature caches). Spurious components: the pair
+    table's components labelled spurious, or a published list (`published`, read with the restricted
+    unpickler of `discover.components`). Writes per (model, class, negatives) the spurious AUC
+    and AP before/after (`out_classes`), and per model the test accuracy before/after, the class
+    means and, for the robust model, the transfer invariant (transfer to itself vs direct SpuFix,
+    max |logit difference| on its test set) (`out_models`)."""
+    import pandas as pd
+
+    from ..data.imagesets import ImageSet
+    from ..discover.npca import NPCABases
+    from ..discover.retrieval import spurious_components
+    from ..discover.subsets import planted_cue_masks
+    from ..features import model_checkpoint_sha256, open_features
+    from ..io import sha256_file
+    from ..measure.spurious_score import cue_only_negatives, mean_scores, softmax, spurious_scores
+    from ..models.factory import load_model
+    from ..report.tables import read_table, write_table
+
+    bases_sha = sha256_file(bases_path)
+    pairs = read_table(pairs_path, expect={"bases_sha256": bases_sha})
+    retrieved = read_table(retrieval_path, expect={"bases_sha256": bases_sha})
+    from ..discover.components import read_component_lists
+
+    listed = read_component_lists(published) if published else spurious_components(pairs)
+    spurious = {int(k): sorted(v) for k, v in listed.items() if v}
+    cue_set = ImageSet(cue_only_set)
+    negatives = {"cue_only": cue_only_negatives(cue_set, planted_cue_masks(cue_set))}
+
+    def load(name, key, entry, imageset=None):
+        with open_features(entry[key], model_dir=entry["dir"], imageset=imageset) as fc:
+            return {"phi": fc["features"], "logits": fc["logits"], "labels": fc["labels"],
+                    "imageset_sha256": fc.attrs["imageset_sha256"]}  # fmt: skip
+
+    r_entry = models[robust]
+    r_sha = model_checkpoint_sha256(r_entry["dir"])
+    r_model, _ = load_model(r_entry["dir"])
+    W_r = r_model.head()[0].detach().double().numpy()
+    r_train = load(robust, "train", r_entry)
+    class_rows, model_rows = [], []
+    with NPCABases(bases_path, r_sha) as bases:
+        r_alphas = robust_train_alphas(r_train["phi"], r_train["labels"], W_r, bases, spurious)
+        direct_bases = {k: (bases.get(k)[0].astype(np.float64), bases.get(k)[1][c].astype(np.float64))
+                        for k, c in spurious.items()}  # fmt: skip
+    for name, entry in models.items():
+        model, _ = load_model(entry["dir"])
+        W = model.head()[0].detach().double().numpy()
+        train = load(name, "train", entry)
+        if train["imageset_sha256"] != r_train["imageset_sha256"]:
+            raise SpurlabError(f"{entry['train']}: not the robust model's training images; SpuFix transfer needs the same images")
+        dirs = transfer_directions(train["phi"], train["labels"], W, r_alphas)
+
+        def fixed(data, is_robust=name == robust):
+            if is_robust:
+                return spufix_logits(data["logits"], data["phi"], W, direct_bases)
+            return spufix_transfer_logits(data["logits"], data["phi"], W, dirs)
+
+        test = load(name, "test", entry)
+        after = {"test": fixed(test)}
+        row = {"model": name, "transferred": name != robust, "acc_before": float((test["logits"].argmax(1) == test["labels"]).mean()),
+               "acc_after": float((after["test"].argmax(1) == test["labels"]).mean())}  # fmt: skip
+        if name == robust:
+            row["transfer_invariant_max_abs_err"] = float(np.abs(
+                spufix_transfer_logits(test["logits"], test["phi"], W, dirs) - after["test"]).max())  # fmt: skip
+        pos_before, pos_after = softmax(test["logits"]), softmax(after["test"])
+        neg_sets = {"cue_only": (load(name, "cue_only", entry, cue_set), negatives["cue_only"])}
+        if len(retrieved):
+            parts, neg = [], {}
+            for set_name in sorted(retrieved["source_set"].unique()):
+                data = load(name, set_name, entry)
+                sel = retrieved["source_set"].to_numpy() == set_name
+                parts.append({key: data[key][retrieved["source_row"].to_numpy()[sel]] for key in ("phi", "logits")})
+            order = np.concatenate([np.flatnonzero(retrieved["source_set"].to_numpy() == s)
+                                    for s in sorted(retrieved["source_set"].unique())])  # fmt: skip
+            data = {key: np.concatenate([p[key] for p in parts]) for key in ("phi", "logits")}
+            cls = retrieved["class"].to_numpy()[order]
+            neg = {int(k): np.flatnonzero(cls == k) for k in np.unique(cls)}
+            neg_sets["retrieved"] = (data, neg)
+        for neg_name, (data, neg) in neg_sets.items():
+            before = spurious_scores(pos_before, test["labels"], softmax(data["logits"]), neg)
+            aft = spurious_scores(pos_after, test["labels"], softmax(fixed(data)), neg)
+            t = before.merge(aft[["class", "spurious_auc", "spurious_ap"]], on="class", suffixes=("_before", "_after"))
+            t.insert(0, "negatives", neg_name)
+            t.insert(0, "model", name)
+            t["spufix_components"] = [len(spurious.get(int(k), [])) for k in t["class"]]
+            class_rows.append(t)
+            mb, ma = mean_scores(before), mean_scores(aft)
+            row.update({f"{neg_name}_auc_before": mb["spurious_auc"], f"{neg_name}_auc_after": ma["spurious_auc"],
+                        f"{neg_name}_ap_before": mb["spurious_ap"], f"{neg_name}_ap_after": ma["spurious_ap"]})  # fmt: skip
+        model_rows.append(row)
+    classes = pd.concat(class_rows, ignore_index=True) if class_rows else pd.DataFrame()
+    provenance = {"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path),
+                  "retrieval_sha256": sha256_file(retrieval_path), "robust": robust,
+                  "published_sha256": sha256_file(published) if published else None,
+                  "spurious_components": {str(k): v for k, v in spurious.items()},
+                  "features_sha256": {n: {k: sha256_file(p) for k, p in e.items() if k != "dir"} for n, e in models.items()}}  # fmt: skip
+    write_table(classes, out_classes, provenance)
+    write_table(pd.DataFrame(model_rows), out_models, provenance)
+    return {"models": len(model_rows), "spurious_classes": len(spurious)}

@@ -1,0 +1,217 @@
+# Spurious ImageNet (Neuhaus et al. 2023): class-wise neural PCA of the discovery model (SPEC 4.5),
+# NPFVs and annotation (4.6-4.7), cue-only retrieval, spurious score (5.5) and SpuFix (6.2).
+
+NPCA = config["npca"]
+NPCA_MODEL = SAL["model"]
+NPCA_SUITE = list(config["models"])
+NPCA_POOL = NPCA["retrieval"]["pool_sets"]
+
+
+rule npca_bases:
+    """Per class: mean, leading principal components and eigenvalues of W[k] * phi(x) (eqs. 1-6)."""
+    input:
+        weights=f"{SAL_MODEL}/model.safetensors",
+        features=f"results/features/{SAL['model']}/{SAL['importance_set']}.h5",
+    output:
+        "results/npca/bases.h5",
+    log:
+        "logs/npca/bases.log",
+    benchmark:
+        "benchmarks/npca/bases.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        section={
+            k: NPCA[k]
+            for k in ("components", "solver", "oversample", "power_iterations")
+        },
+        configs=CONFIGFILES,
+        model_dir=lambda w: SAL_MODEL,
+    shell:
+        "spurlab npca --config {params.configs} --model-dir {params.model_dir} "
+        "--features {input.features} --out {output} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule npca_components:
+    """NPFVs of the top-B components, the most confident kept, top images with Grad-CAM, and the
+    neurons of Salient ImageNet beside them, all annotated by the same annotator (SPEC 4.6-4.7).
+    """
+    input:
+        weights=f"{SAL_MODEL}/model.safetensors",
+        bases="results/npca/bases.h5",
+        imageset=f"results/datasets/{SAL['subset_set']}.h5",
+        features=f"results/features/{SAL['model']}/{SAL['subset_set']}.h5",
+        importance="results/salient/importance.h5",
+        human=NPCA["human_csv"] or [],
+    output:
+        h5="results/npca/components.h5",
+        table="results/npca/pairs.parquet",
+        csv="results/npca/pairs.csv",
+    log:
+        "logs/npca/components.log",
+    benchmark:
+        "benchmarks/npca/components.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        section={k: NPCA[k] for k in ("npfv", "top_images", "neurons_top", "human_csv")},
+        salient={k: SAL[k] for k in ("subset", "annotation")},
+        configs=CONFIGFILES,
+        model_dir=lambda w: SAL_MODEL,
+        device=config["compute"]["device"],
+        batch_size=config["compute"]["eval_batch_size"],
+    shell:
+        "spurlab npca-components --config {params.configs} --model-dir {params.model_dir} "
+        "--bases {input.bases} --imageset {input.imageset} --features {input.features} "
+        "--importance {input.importance} --out {output.h5} --table {output.table} "
+        "--device {params.device} --batch-size {params.batch_size} --threads {threads} --quiet "
+        "> {log} 2>&1"
+
+
+rule npca_annotation_tasks:
+    """Task pages (NPFV, top images, Grad-CAM heatmaps) and a manifest for human annotators (SPEC 4.7)."""
+    input:
+        components="results/npca/components.h5",
+        imageset=f"results/datasets/{SAL['subset_set']}.h5",
+    output:
+        index="results/npca/tasks/index.html",
+        manifest="results/npca/tasks/manifest.csv",
+    log:
+        "logs/npca/annotation_tasks.log",
+    benchmark:
+        "benchmarks/npca/annotation_tasks.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "spurlab npca-tasks --components {input.components} --imageset {input.imageset} "
+        "--out-dir results/npca/tasks > {log} 2>&1"
+
+
+rule npca_retrieval:
+    """Out-of-class images ranked by a spurious component's alpha and predicted as the class."""
+    input:
+        weights=f"{SAL_MODEL}/model.safetensors",
+        bases="results/npca/bases.h5",
+        pairs="results/npca/pairs.parquet",
+        imagesets=expand("results/datasets/{s}.h5", s=NPCA_POOL),
+        features=expand(f"results/features/{NPCA_MODEL}/{{s}}.h5", s=NPCA_POOL),
+        published=NPCA["published_components"] or [],
+    output:
+        imageset="results/npca/retrieved.h5",
+        table="results/npca/retrieval.parquet",
+        csv="results/npca/retrieval.csv",
+    log:
+        "logs/npca/retrieval.log",
+    benchmark:
+        "benchmarks/npca/retrieval.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        section={k: NPCA[k] for k in ("retrieval", "published_components")},
+        configs=CONFIGFILES,
+        model_dir=lambda w: SAL_MODEL,
+        pool=" ".join(NPCA_POOL),
+    shell:
+        "spurlab npca-retrieval --config {params.configs} --model-dir {params.model_dir} "
+        "--bases {input.bases} --pairs {input.pairs} --pool-sets {params.pool} "
+        "--pool-imagesets {input.imagesets} --pool-features {input.features} "
+        "--out-set {output.imageset} --out {output.table} > {log} 2>&1"
+
+
+rule npca_spufix:
+    """SpuFix on the discovery model and transferred to every model: spurious score, accuracy."""
+    input:
+        weights=expand("results/models/{m}/model.safetensors", m=NPCA_SUITE),
+        train=expand(f"results/features/{{m}}/{SAL['importance_set']}.h5", m=NPCA_SUITE),
+        test=expand(f"results/features/{{m}}/{NPCA['test_set']}.h5", m=NPCA_SUITE),
+        cue_only=expand(
+            f"results/features/{{m}}/{NPCA['cue_only_set']}.h5", m=NPCA_SUITE
+        ),
+        pool=expand("results/features/{m}/{s}.h5", m=NPCA_SUITE, s=NPCA_POOL),
+        cue_only_set=f"results/datasets/{NPCA['cue_only_set']}.h5",
+        bases="results/npca/bases.h5",
+        pairs="results/npca/pairs.parquet",
+        retrieval="results/npca/retrieval.parquet",
+        published=NPCA["published_components"] or [],
+    output:
+        table="results/npca/spufix.parquet",
+        csv="results/npca/spufix.csv",
+        models="results/npca/spufix_models.parquet",
+        models_csv="results/npca/spufix_models.csv",
+    log:
+        "logs/npca/spufix.log",
+    benchmark:
+        "benchmarks/npca/spufix.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        section={
+            k: NPCA[k]
+            for k in ("test_set", "cue_only_set", "retrieval", "published_components")
+        },
+        published=lambda w, input: (
+            f"--published {input.published}" if input.published else ""
+        ),
+        robust=NPCA_MODEL,
+        models=" ".join(NPCA_SUITE),
+        model_dirs=" ".join(f"results/models/{m}" for m in NPCA_SUITE),
+        pool=" ".join(NPCA_POOL),
+    shell:
+        "spurlab npca-spufix --robust {params.robust} --models {params.models} "
+        "--model-dirs {params.model_dirs} --train-features {input.train} --test-features {input.test} "
+        "--cue-only-features {input.cue_only} --pool-sets {params.pool} --pool-features {input.pool} "
+        "--cue-only-set {input.cue_only_set} --bases {input.bases} --pairs {input.pairs} "
+        "--retrieval {input.retrieval} --out {output.table} --out-models {output.models} {params.published} "
+        "> {log} 2>&1"
+
+
+rule npca_summary:
+    """results/npca/summary.json: planted cues recovered, retrieval precision, SpuFix per model."""
+    input:
+        pairs="results/npca/pairs.parquet",
+        retrieval="results/npca/retrieval.parquet",
+        spufix="results/npca/spufix.parquet",
+        models="results/npca/spufix_models.parquet",
+    output:
+        "results/npca/summary.json",
+    log:
+        "logs/npca/summary.log",
+    benchmark:
+        "benchmarks/npca/summary.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "spurlab npca-summary --pairs {input.pairs} --retrieval {input.retrieval} "
+        "--spufix {input.spufix} --spufix-models {input.models} --out {output} > {log} 2>&1"
+
+
+rule npca:
+    """Target: the Spurious ImageNet stage (issue #6)."""
+    default_target: False
+    input:
+        "results/npca/summary.json",
+        "results/npca/tasks/index.html",

@@ -1,0 +1,33 @@
+"""Region means of normalised maps: g_c(f, x) of Yang & Kim 2019, sec. 4.1 (SPEC 5.7)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def region_means(maps: torch.Tensor, masks: np.ndarray | torch.Tensor) -> np.ndarray:
+    """g_c = sum(e * I_c) / sum(I_c) per image: `maps` (B, H, W) in [0, 1], `masks` (B, H, W) 0/1.
+
+    An empty region gives NaN (no pixels to average), never a silent 0.
+    """
+    m = torch.as_tensor(np.asarray(masks), dtype=torch.float64)
+    e = maps.detach().double()
+    area = m.sum((1, 2))
+    total = (e * m).sum((1, 2))
+    out = torch.where(area > 0, total / area.clamp(min=1), torch.full_like(total, float("nan")))
+    return out.numpy()
+
+
+def random_masks(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The MCS / IDR baseline's random regions I_c (Yang & Kim, app. G): each image gets the
+    region of another image of the same set, so areas and shapes keep their distribution but the
+    region is unrelated to the image's content."""
+    n = len(masks)
+    if n < 2:
+        return masks.copy()
+    perm = rng.permutation(n)
+    fixed = perm == np.arange(n)
+    # no image keeps its own region: roll the fixed points onto a neighbour
+    perm[fixed] = (perm[fixed] + 1) % n
+    return masks[perm]

@@ -1,0 +1,188 @@
+"""The `bam` target's headline numbers (results/bam/summary.json) and figure (Yang & Kim 2019,
+Figs. 2, 4, 6, 8, 10): per method MCS f_o vs f_s with its random-region baseline, the k-series
+MCS against k = 1.0 and its Pearson rho with the accuracy drop, IDR (and its random baseline),
+IIR at t; TCAV's MCS; the verification accuracies and the k-series accuracy drops.
+
+Every input table's provenance is checked against the models and image sets it claims: the
+tables must come from the same checkpoints (hashes) as the verification table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import SpurlabError
+from ..io import write_json
+from ..report.tables import read_table, table_provenance
+from . import kseries_codes
+from .attributions import part_rng
+from .metrics import idr, iir, mcs, pearson, trial_sd
+from .verify import accuracy_drops, verification_record
+
+
+def _g(df: pd.DataFrame, model: str, set_name: str, method: str, normaliser: str, region: str) -> pd.Series:
+    sel = df[(df["model"] == model) & (df["set"] == set_name) & (df["method"] == method)
+             & (df["normaliser"] == normaliser) & (df["region"] == region)]  # fmt: skip
+    return sel.set_index("row")["g"]
+
+
+def _r(x, digits: int = 4):
+    return None if x is None or (isinstance(x, float) and not np.isfinite(x)) else round(float(x), digits)
+
+
+def _check_models(tables: dict[str, str], models: dict[str, str]) -> None:
+    """Each table's provenance must name the same checkpoint hashes as the verification table."""
+    for path in tables.values():
+        for m, sha in table_provenance(path).get("models", {}).items():
+            if m in models and models[m] != sha:
+                raise SpurlabError(f"{path}: made from model {m} {sha[:12]}..., but the verification table used "
+                                   f"{models[m][:12]}...; rebuild it")  # fmt: skip
+
+
+def run_bam_summary(cfg: dict, verification: str, contrast: str, kseries: dict[str, str], iir_table: str, tcav: str,
+                    out: str | Path, figure: str | Path) -> dict:  # fmt: skip
+    b = cfg["bam"]["benchmark"]
+    methods, norm, trial = list(b["methods"]), b["normaliser"], int(b["trial_size"])
+    codes = kseries_codes(cfg)
+    if set(kseries) != set(codes):
+        raise SpurlabError(f"bam summary: k-series tables for {sorted(kseries)}, config defines {codes}")
+    models = table_provenance(verification)["models"]
+    _check_models({"contrast": contrast, "iir": iir_table, "tcav": tcav, **kseries}, models)
+    ver = read_table(verification)
+    con = read_table(contrast)
+    iir_df = read_table(iir_table)
+    ks = {c: read_table(p) for c, p in kseries.items()}
+    tc = read_table(tcav)
+    drops = accuracy_drops(ver, "first_scene")
+    drops_all = accuracy_drops(ver, "cf_scenes")
+    k_values = [int(c[1:]) / 100 for c in codes]
+    t = float(b["iir"]["threshold"])
+    per_method: dict = {}
+    series_rows = []
+    for method in methods:
+        e: dict = {}
+        rng = part_rng(b["seed"], f"trials-{method}")
+        for region, key in (("object", "mcs"), ("random", "mcs_random_baseline")):
+            go, gs = _g(con, "f_o", "bam_os_test", method, norm, region), _g(con, "f_s", "bam_os_test", method, norm, region)
+            go, gs = go.align(gs, join="inner")
+            e[key] = _r(mcs(go.to_numpy(), gs.to_numpy()))
+            e[f"{key}_sd"] = _r(trial_sd(mcs, (go.to_numpy(), gs.to_numpy()), trial, rng))
+        e["mcs_n"] = int(len(go))
+        # IDR: f_s with the object (X_os) vs without it (X_0s), pairs f_s classifies correctly both times
+        ok0 = con[(con["model"] == "f_s") & (con["set"] == "bam_0s_test")].groupby("row")["correct"].first()
+        for region, key in (("object", "idr"), ("random", "idr_random_baseline")):
+            g_cf = _g(con, "f_s", "bam_os_test", method, norm, region)
+            g_no = _g(con, "f_s", "bam_0s_test", method, norm, region)
+            g_cf, g_no = g_cf.align(g_no, join="inner")
+            keep = ok0.reindex(g_cf.index).fillna(False).to_numpy(bool)
+            a, c = g_cf.to_numpy()[keep], g_no.to_numpy()[keep]
+            e[key] = _r(idr(a, c))
+            e[f"{key}_sd"] = _r(trial_sd(idr, (a, c), trial, rng))
+        e["idr_n"] = int(keep.sum())
+        gx, gxd = _g(iir_df, "f_s", "bam_0s_test", method, norm, "object"), _g(iir_df, "f_s", "bam_0s_test+delta", method, norm, "object")
+        gx, gxd = gx.align(gxd, join="inner")
+        e["iir"] = _r(iir(gx.to_numpy(), gxd.to_numpy(), t))
+        e["iir_sd"] = _r(trial_sd(lambda a, c: iir(a, c, t), (gx.to_numpy(), gxd.to_numpy()), trial, rng))
+        e["iir_n"] = int(len(gx))
+        # k-series: G_c(f_k) - G_c(f_1.0) on the same rows, both correct
+        ref = ks["k100"]
+        series = {}
+        for c in codes:
+            gk = _g(ks[c], f"f_{c}", f"bam_{c}_test", method, norm, "object")
+            g1 = _g(ref, "f_k100", "bam_k100_test", method, norm, "object")
+            okk = ks[c].groupby("row")["correct"].first()
+            ok1 = ref.groupby("row")["correct"].first()
+            gk, g1 = gk.align(g1, join="inner")
+            keep = (okk.reindex(gk.index).fillna(False) & ok1.reindex(gk.index).fillna(False)).to_numpy(bool)
+            series[int(c[1:]) / 100] = mcs(gk.to_numpy()[keep], g1.to_numpy()[keep])
+            series_rows.append({"method": method, "k": int(c[1:]) / 100, "mcs": series[int(c[1:]) / 100], "n": int(keep.sum())})
+        e["mcs_k_series"] = {f"{k:g}": _r(v) for k, v in series.items()}
+        e["rho_k_series"] = _r(pearson([series[k] for k in k_values], [drops[k] for k in k_values]))
+        # the drop over every scene class carrying the object: more images than the first scene's
+        e["rho_k_series_cf_scenes"] = _r(pearson([series[k] for k in k_values], [drops_all[k] for k in k_values]))
+        per_method[method] = e
+    # TCAV
+    comb = tc[tc["layer"] == "combined"].set_index("model")
+    tcav_series = {k: float(comb.loc[f"f_{c}", "score"] - comb.loc["f_k100", "score"]) for k, c in zip(k_values, codes)}
+    summary = {
+        "methods": per_method,
+        "tcav_mcs": _r(comb.loc["f_o", "score"] - comb.loc["f_s", "score"]),
+        "tcav_mcs_random_baseline": _r(comb.loc["f_o", "random_score"] - comb.loc["f_s", "random_score"]),
+        "tcav_scores": {m: _r(v) for m, v in comb["score"].items()},
+        "tcav_mcs_k_series": {f"{k:g}": _r(v) for k, v in tcav_series.items()},
+        "tcav_rho_k_series": _r(pearson([tcav_series[k] for k in k_values], [drops[k] for k in k_values])),
+        "tcav_rho_k_series_cf_scenes": _r(pearson([tcav_series[k] for k in k_values], [drops_all[k] for k in k_values])),
+        "verification": verification_record(ver),
+        "k_series_accuracy_drop": {f"{k:g}": _r(v) for k, v in drops.items()},
+        "k_series_accuracy_drop_cf_scenes": {f"{k:g}": _r(v) for k, v in drops_all.items()},
+        "normaliser": norm,
+        "iir_threshold": t,
+        "trial_size": trial,
+        "delta": _delta_stats(iir_df),
+        "ranking_mcs": sorted(per_method, key=lambda m: -(per_method[m]["mcs"] if per_method[m]["mcs"] is not None else -1e9)),
+    }
+    summary["gradcam_mcs_exceeds_gradient"] = bool((per_method.get("gradcam", {}).get("mcs") or -1e9)
+                                                  > (per_method.get("gradient", {}).get("mcs") or 1e9))  # fmt: skip
+    summary["tcav_mcs_exceeds_gradient"] = bool((summary["tcav_mcs"] if summary["tcav_mcs"] is not None else -1e9)
+                                               > (per_method.get("gradient", {}).get("mcs") or 1e9))  # fmt: skip
+    write_json(out, summary)
+    bam_figure(summary, pd.DataFrame(series_rows), k_values, drops, figure)
+    return summary
+
+
+def _delta_stats(df: pd.DataFrame) -> dict:
+    if "output_change" not in df.columns or not len(df):
+        return {}
+    d = df[df["set"] == "bam_0s_test+delta"].groupby("row").first()
+    return {
+        "n": int(len(d)),
+        "output_change_median": _r(d["output_change"].median()),
+        "output_change_start_median": _r(d["output_change_start"].median()),
+        "same_prediction": _r(d["same_prediction"].mean()),
+        "outside_mask_max": _r(d["outside_mask_max"].max(), 6),
+    }
+
+
+def bam_figure(summary: dict, series: pd.DataFrame, k_values, drops, path) -> None:
+    """Left: MCS f_o vs f_s per method with the random-region baseline and trial SDs (paper Fig. 4).
+    Right: k-series MCS per method and the accuracy drop on removing the common object (Fig. 6)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_path
+
+    methods = list(summary["methods"])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    x = np.arange(len(methods) + 1)
+    vals = [summary["methods"][m]["mcs"] or 0 for m in methods] + [summary["tcav_mcs"] or 0]
+    base = [summary["methods"][m]["mcs_random_baseline"] or 0 for m in methods] + [summary["tcav_mcs_random_baseline"] or 0]
+    sds = [summary["methods"][m]["mcs_sd"] or 0 for m in methods] + [0]
+    a1.bar(x - 0.2, vals, 0.4, yerr=sds, label="object regions", color="tab:blue")
+    a1.bar(x + 0.2, base, 0.4, label="random regions (baseline)", color="tab:orange")
+    a1.set_xticks(x, methods + ["tcav"], rotation=40, ha="right")
+    a1.axhline(0, color="k", lw=0.5)
+    a1.set_ylabel("MCS  f_o vs f_s")
+    a1.set_title("Model contrast score (higher is better)")
+    a1.legend(fontsize=8)
+    for m in methods:
+        s = series[series["method"] == m].sort_values("k")
+        a2.plot(s["k"], s["mcs"], marker="o", label=f"{m} (rho {summary['methods'][m]['rho_k_series']})")
+    tk = summary["tcav_mcs_k_series"]
+    a2.plot(k_values, [tk[f"{k:g}"] for k in k_values], ls=":", marker="s", color="tab:blue", label=f"tcav (rho {summary['tcav_rho_k_series']})")
+    a2.plot(k_values, [drops[k] for k in k_values], ls="--", color="k", label="accuracy drop without CF")
+    a2.set_xlabel("commonality k")
+    a2.set_ylabel("MCS vs k = 1.0  /  accuracy drop")
+    a2.set_title("k-series")
+    a2.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+__all__ = ["run_bam_summary", "bam_figure"]

@@ -1,0 +1,384 @@
+"""NPFV: neural PCA feature visualisation, and Grad-CAM of a component (Neuhaus et al. 2023,
+"Spurious Features Everywhere", sec. 4.2; SPEC 4.6).
+
+For class k and its neural PCA component l (SPEC 4.5; `spurlab.discover.npca`), with the
+component score alpha_l(x) = <1, v_l> <W[k] * phi(x) - mu_k, v_l> (eq. 5), the NPFV is
+
+    z = g + argmax_{||delta||_2 <= eps, g + delta in [0, 1]} alpha_l(g + delta)        (eq. 7)
+
+from a gray image g = 0.5, found with L2 APGD (Croce & Hein 2020, "Reliable evaluation of
+adversarial robustness ...", alg. 1), written here (`apgd_l2`):
+
+- step x -> P(x + eta grad / ||grad||_2) with momentum 0.75: x_{k+1} = P(x_k + 0.75 (z_{k+1} - x_k)
+  + 0.25 (x_k - x_{k-1})); the first step has no momentum;
+- initial step size eta = 2 eps; checkpoints w_j = ceil(p_j N) with p_0 = 0, p_1 = 0.22,
+  p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06);
+- at a checkpoint the step size is halved, and the iterate restarts from the best point, when
+  (1) fewer than rho = 0.75 of the steps since the last checkpoint increased the objective, or
+  (2) the step size and the best objective are both unchanged since the last checkpoint;
+- the best iterate is returned (so the objective never ends below its start).
+
+P projects onto the L2 ball of radius eps around g, then clips to [0, 1]: since g lies in the box,
+clipping can only shorten delta, so the result is in both sets. Defaults (SPEC 4.6, the paper's):
+eps = 30 at 224x224, scaled by sqrt(H W) / 224 (`spurlab.models.robust.scale_eps`), 200 steps.
+
+Selection (sec. 4.2): NPFVs of the top-B components by eigenvalue (B = 128 in the paper's text,
+16 / 32 in its code; our default 16, config `npca.npfv.top_b`), ranked by the model's softmax
+probability of class k on the NPFV; the first `keep` (10) are kept.
+
+Grad-CAM with alpha_l as the score (captum `LayerGradCam` on the last feature map, ReLU applied,
+upsampled bilinearly, divided by its per-image maximum like a NAM so the automatic annotator of
+SPEC 4.7 reads it unchanged), on the NPFV and on the top-5 images of the class by alpha_l.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import torch
+
+GRAY = 0.5
+EPS_224 = 30.0  # paper
+STEPS = 200  # paper
+MOMENTUM = 0.75  # Croce & Hein
+RHO = 0.75  # Croce & Hein
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """Croce & Hein's checkpoint iterations w_j = ceil(p_j N) (p_0 = 0, p_1 = 0.22, ...), j >= 1."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    w = [math.ceil(round(q * steps, 9)) for q in p[1:]]  # round: 0.57 * 100 is 57.000000000000007
+    return sorted({x for x in w if x < steps})
+
+
+def _norm(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def _project(x: torch.Tensor, center: torch.Tensor, eps: float) -> torch.Tensor:
+    d = x - center
+    d = d * (eps / _norm(d).clamp_min(1e-12)).clamp(max=1.0)
+    return (center + d).clamp(0.0, 1.0)
+
+
+def apgd_l2(objective, x0: torch.Tensor, eps: float, steps: int = STEPS, momentum: float = MOMENTUM,
+            rho: float = RHO) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Maximise `objective` (x (B, ...) -> (B,), one independent problem per row) over the L2 ball
+    of radius `eps` around x0, intersected with [0, 1]. Returns (best x, best value (B,), history
+    of the best value (steps + 1, B)). Per-row step sizes, as in Croce & Hein."""
+
+    def value_and_grad(x):
+        x = x.detach().requires_grad_(True)
+        f = objective(x)
+        (g,) = torch.autograd.grad(f.sum(), x)
+        return f.detach(), g.detach()
+
+    b = x0.shape[0]
+    shape = (b,) + (1,) * (x0.dim() - 1)
+    eta = torch.full(shape, 2.0 * eps, dtype=x0.dtype, device=x0.device)
+    x_prev = x0.clone()
+    f0, g = value_and_grad(x0)
+    x_best, f_best, f_prev = x0.clone(), f0.clone(), f0.clone()
+    history = [f_best.clone()]
+    x = _project(x0 + eta * g / _norm(g).clamp_min(1e-12), x0, eps)
+    checkpoints = set(apgd_checkpoints(steps))
+    last_w, success = 0, torch.zeros(b, device=x0.device)
+    eta_at_last, best_at_last = eta.clone(), f_best.clone()
+    for k in range(1, steps + 1):
+        f, g = value_and_grad(x)
+        better = f > f_best
+        x_best[better], f_best[better] = x[better], f[better]
+        success += (f > f_prev).float()
+        history.append(f_best.clone())
+        if k == steps:
+            break
+        z = _project(x + eta * g / _norm(g).clamp_min(1e-12), x0, eps)
+        x_new = _project(x + momentum * (z - x) + (1 - momentum) * (x - x_prev), x0, eps)
+        x_prev, f_prev = x, f
+        if k in checkpoints:
+            cond1 = success < rho * (k - last_w)
+            cond2 = (eta.view(-1) == eta_at_last.view(-1)) & (f_best == best_at_last)
+            halve = cond1 | cond2
+            eta_at_last, best_at_last = eta.clone(), f_best.clone()
+            eta[halve] /= 2.0
+            x_new[halve] = x_best[halve]
+            x_prev[halve] = x_best[halve]  # restart without momentum
+            success.zero_()
+            last_w = k
+        x = x_new
+    return x_best.detach(), f_best, torch.stack(history)
+
+
+class ComponentScore(torch.nn.Module):
+    """alpha_l(x) per row: row b scores component (k_b, v_b) of its class; (B, 3, H, W) -> (B,).
+
+    The feature map passes through `self.fmap` (an identity) so that Grad-CAM can hook it for any
+    architecture."""
+
+    def __init__(self, model, w_rows: torch.Tensor, mu: torch.Tensor, v: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.fmap = torch.nn.Identity()
+        self.register_buffer("w_rows", w_rows)  # (B, D) W[k_b]
+        self.register_buffer("mu", mu)  # (B, D)
+        self.register_buffer("v", v)  # (B, D)
+
+    def forward(self, x):
+        phi = self.model.net.forward_head(self.fmap(self.model.feature_map(x)), pre_logits=True)
+        a = phi * self.w_rows[: len(x)]
+        return ((a - self.mu[: len(x)]) * self.v[: len(x)]).sum(1) * self.v[: len(x)].sum(1)
+
+
+def component_score(model, W: np.ndarray, ks, mus, vs, device="cpu") -> ComponentScore:
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device)  # noqa: E731
+    return ComponentScore(model, t(W[np.asarray(ks)]), t(mus), t(vs)).to(device)
+
+
+def npfv(model, W: np.ndarray, ks, mus, vs, image_size: int, eps: float, steps: int = STEPS,
+         device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """NPFVs of components (k_b, mu_b, v_b) from gray: (images (B, 3, S, S), alpha at the NPFV (B,),
+    alpha at gray (B,))."""
+    score = component_score(model, W, ks, mus, vs, device)
+    x0 = torch.full((len(ks), 3, image_size, image_size), GRAY, device=device)
+    with torch.no_grad():
+        start = score(x0)
+    x, best, _ = apgd_l2(score, x0, eps, steps)
+    return x, best, start
+
+
+def gradcam(score: ComponentScore, images: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM of alpha_l (captum LayerGradCam on the feature map, ReLU applied), upsampled to the
+    image and divided by its per-image maximum (all-zero maps stay zero): (B, H, W) in [0, 1]."""
+    from captum.attr import LayerGradCam
+
+    from .nam import activation_maps
+
+    cam = LayerGradCam(score, score.fmap).attribute(images, relu_attributions=True)  # (B, 1, h, w)
+    return activation_maps(cam[:, 0].detach(), images.shape[-2:])
+
+
+def select_components(probs: np.ndarray, keep: int = 10) -> np.ndarray:
+    """Positions of the `keep` NPFVs with the highest probability of their class, stable order."""
+    return np.argsort(-np.asarray(probs), kind="stable")[:keep]
+
+
+# ------------------------------------------------------------------------------ stage `npca_components`
+
+FORMAT = "spurlab.npca_components"
+PAIR_COLUMNS = ("kind", "class", "class_name", "feature", "rank", "score", "prob", "alpha_gray", "alpha_npfv")
+
+
+def _softmax_prob(model, images: torch.Tensor, k: int) -> np.ndarray:
+    with torch.no_grad():
+        return torch.softmax(model.logits(images), 1)[:, k].cpu().numpy()
+
+
+def _region_stats(maps: np.ndarray, masks: dict | None) -> dict:
+    from .subsets import REGIONS, region_masses
+
+    out = {f"{q}_{r}": np.nan for q in ("mass", "area", "hot") for r in REGIONS}
+    if masks and len(maps):
+        for reg, (m, a, h) in region_masses(maps, masks).items():
+            out[f"mass_{reg}"], out[f"area_{reg}"], out[f"hot_{reg}"] = m, a, h
+    return out
+
+
+def _class_masks(imageset, rows: np.ndarray, cues: list[str]) -> dict | None:
+    if "object" not in imageset.mask_names or not len(rows):
+        return None
+    order = np.argsort(rows, kind="stable")  # h5py reads increasing indices only
+    back = np.argsort(order, kind="stable")
+
+    def read(name):
+        return imageset.masks(name, rows[order]).astype(bool)[back]
+
+    obj = read("object")
+    cue = np.zeros_like(obj)
+    for m in cues:
+        cue |= read(m)
+    return {"object": obj, "cue": cue, "rest": ~(obj | cue)}
+
+
+def _images(imageset, rows: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+    """uint8 (n, H, W, 3) and float (n, 3, H, W) of `rows` (any order)."""
+    order = np.argsort(rows, kind="stable")
+    u8 = np.empty((len(rows), imageset.image_size, imageset.image_size, 3), np.uint8)
+    if len(rows):
+        u8[order] = imageset.images(rows[order])
+    return u8, torch.from_numpy(u8).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def run_npca_components(model_dir, bases_path, imageset_path, features_path, importance_path, out, out_table,
+                        npfv_settings: dict, subset: dict, annotation: dict, top_images: int = 5,
+                        neurons_top: int = 10, device: str = "cpu", batch_size: int = 64,
+                        progress: bool = True) -> dict:  # fmt: skip
+    """Stage `npca_components`: NPFVs of each class's top-B components, the `keep` most confident
+    (sec. 4.2), their top images by alpha with Grad-CAM maps, and for comparison the top
+    `neurons_top` neurons by importance (SPEC 4.1) with their NAMs, all annotated by the same
+    annotator (SPEC 4.7: automatic from the maps' object-mask statistics, or human answers).
+
+    `npfv_settings`: top_b, keep, eps_224, steps. `subset` (salient.subset): how many top images of
+    a class feed the annotator's statistics (`subsets.subset_size`), as for the neurons of #4.
+    Writes `out` (HDF5: per selected component its NPFV, Grad-CAMs, top rows) and `out_table`
+    (one row per component or neuron pair: kind, class, feature, rank, map statistics, label).
+    """
+    import h5py
+    import pandas as pd
+    from tqdm import tqdm
+
+    from .. import __version__
+    from ..data.imagesets import ImageSet
+    from ..device import pick_device
+    from ..errors import SpurlabError
+    from ..features import model_checkpoint_sha256, open_features
+    from ..io import atomic_path, sha256_file
+    from ..models.factory import load_model
+    from ..models.robust import scale_eps
+    from ..report.tables import write_table
+    from .importance import read_importance
+    from .nam import neural_activation_maps
+    from .npca import NPCABases, alphas, weighted_features
+    from .subsets import planted_cue_masks, subset_size
+
+    dev = pick_device(device)
+    model, _ = load_model(model_dir, dev)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    sha = model_checkpoint_sha256(model_dir)
+    W = model.head()[0].detach().cpu().double().numpy()
+    imageset = ImageSet(imageset_path)
+    names, size = imageset.class_names, imageset.image_size
+    planted = planted_cue_masks(imageset)
+    imp = read_importance(importance_path, sha)
+    eps = scale_eps(npfv_settings["eps_224"], size, size)
+    with open_features(features_path, model_dir=model_dir, imageset=imageset) as fc:
+        phi, labels = fc["features"], fc["labels"]
+    rows_out, comp = [], {k: [] for k in ("class", "component", "rank", "prob", "npfv", "npfv_cam", "top_rows", "top_cam")}
+    with NPCABases(bases_path, sha) as bases:
+        for k in tqdm(bases.classes, desc="npca components", unit="class", disable=not progress):
+            rows = np.flatnonzero(labels == k)
+            if not len(rows):
+                raise SpurlabError(f"{imageset_path}: no image of class {k} ({names[k]}) to show its components")
+            n_ann = subset_size(len(rows), subset["fraction"], subset["min_images"], subset["max_images"])
+            mu, V, ev = (x.astype(np.float64) for x in bases.get(k))
+            b = min(int(npfv_settings["top_b"]), len(V))
+            z, best, start = npfv(model, W, [k] * b, [mu] * b, V[:b], size, eps, npfv_settings["steps"], dev)
+            probs = _softmax_prob(model, z, k)
+            al = alphas(weighted_features(phi[rows], W, k), mu, V[:b])  # (n, b)
+            for rank, pos in enumerate(select_components(probs, npfv_settings["keep"]), 1):
+                top = rows[np.argsort(-al[:, pos], kind="stable")[:n_ann]]
+                _, x = _images(imageset, top)
+                score = component_score(model, W, [k] * len(top), [mu] * len(top), [V[pos]] * len(top), dev)
+                cams = np.concatenate([gradcam(score, x[s : s + batch_size].to(dev)).cpu().numpy()
+                                       for s in range(0, len(top), batch_size)])  # fmt: skip
+                stats = _region_stats(cams, _class_masks(imageset, top, planted.get(names[k], [])))
+                cam_z = gradcam(component_score(model, W, [k], [mu], [V[pos]], dev), z[pos : pos + 1]).cpu().numpy()[0]
+                rows_out.append(dict(kind="component", **{"class": k}, class_name=names[k], feature=int(pos), rank=rank,
+                                     score=float(ev[pos]), prob=float(probs[pos]), alpha_gray=float(start[pos]),
+                                     alpha_npfv=float(best[pos]), **stats))  # fmt: skip
+                t = np.full(top_images, -1, np.int64)
+                t[: min(top_images, len(top))] = top[:top_images]
+                tc = np.zeros((top_images, size, size), np.uint8)
+                tc[: min(top_images, len(top))] = np.round(cams[:top_images] * 255)
+                for key, v in (("class", k), ("component", int(pos)), ("rank", rank), ("prob", float(probs[pos])),
+                               ("npfv", np.round(z[pos].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)),
+                               ("npfv_cam", np.round(cam_z * 255).astype(np.uint8)), ("top_rows", t), ("top_cam", tc)):
+                    comp[key].append(v)  # fmt: skip
+            # the neurons of #4 on the same images, for the same annotator (SPEC 4.1, 4.2)
+            order = np.argsort(-imp["iv"][k], kind="stable")[:neurons_top]
+            for rank, j in enumerate(order, 1):
+                top = rows[np.argsort(-phi[rows, j], kind="stable")[:n_ann]]
+                _, x = _images(imageset, top)
+                nams = np.concatenate([neural_activation_maps(model, x[s : s + batch_size].to(dev), [int(j)] * len(x[s : s + batch_size])).cpu().numpy()
+                                       for s in range(0, len(top), batch_size)])  # fmt: skip
+                stats = _region_stats(nams, _class_masks(imageset, top, planted.get(names[k], [])))
+                rows_out.append(dict(kind="neuron", **{"class": k}, class_name=names[k], feature=int(j), rank=rank,
+                                     score=float(imp["iv"][k, j]), prob=np.nan, alpha_gray=np.nan, alpha_npfv=np.nan,
+                                     **stats))  # fmt: skip
+        bases_sha = sha256_file(bases_path)
+    pairs = pd.DataFrame(rows_out)
+    pairs = annotate_pairs(pairs, annotation, names, has_masks="object" in imageset.mask_names)
+    n = len(comp["class"])
+    with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        for key, v in comp.items():
+            arr = np.asarray(v) if n else np.zeros((0,))
+            big = arr.ndim >= 3
+            f.create_dataset(key, data=arr, compression="gzip" if big else None, track_times=False)
+        f.attrs.update(format=FORMAT, checkpoint_sha256=sha, bases_sha256=bases_sha,
+                       imageset=imageset.attrs.get("set_name", imageset.path.stem), imageset_sha256=imageset.sha256,
+                       features_sha256=sha256_file(features_path), importance_sha256=sha256_file(importance_path),
+                       class_names=json.dumps(names), planted_cues=json.dumps(planted, sort_keys=True),
+                       eps=eps, npfv=json.dumps(npfv_settings, sort_keys=True), top_images=top_images,
+                       code_version=__version__)  # fmt: skip
+    provenance = {"components_sha256": sha256_file(out), "bases_sha256": bases_sha, "checkpoint_sha256": sha,
+                  "imageset_sha256": imageset.sha256, "annotation": annotation, "planted_cues": planted}  # fmt: skip
+    write_table(pairs, out_table, provenance)
+    comps = pairs[pairs["kind"] == "component"]
+    return {"components": len(comps), "spurious": int((comps["label"] == "spurious").sum()),
+            "neurons": int((pairs["kind"] == "neuron").sum())}  # fmt: skip
+
+
+def annotate_pairs(pairs, annotation: dict, class_names: list[str], has_masks: bool):
+    """Add the annotator's `label` (spurious / core) and `source` to a pair table, per kind:
+    automatic (SPEC 4.7, `auto_annotate.auto_annotations` on the maps' statistics) or, for
+    components, human answers in the MTurk CSV layout (`Input.feature_index` = component index)."""
+    import pandas as pd
+
+    from .annotate import majority_annotations, read_mturk_csv
+    from .auto_annotate import auto_annotations
+
+    out = []
+    for kind, part in pairs.groupby("kind", sort=False):
+        part = part.reset_index(drop=True)
+        if annotation["source"] == "human" and kind == "component" and annotation.get("human_csv"):
+            keys = set(zip(part["class"].tolist(), part["feature"].tolist()))
+            votes = read_mturk_csv(annotation["human_csv"], class_names, keys)
+            table = majority_annotations(votes, annotation["min_spurious_votes"])
+        elif has_masks:
+            table = auto_annotations(part, annotation["auto_criterion"], annotation["auto_threshold"])
+        else:  # real data without masks: annotate by hand (npca.human_csv) or give published lists
+            part["label"], part["source"] = "unannotated", "none"
+            out.append(part)
+            continue
+        lab = table.set_index(["class_index", "feature_index"])[["label", "source"]]
+        part = part.join(lab, on=["class", "feature"])
+        part["label"] = part["label"].fillna("unannotated")
+        out.append(part)
+    return pd.concat(out, ignore_index=True)
+
+
+def run_component_tasks(components_path, imageset_path, out_dir) -> int:
+    """Stage `npca_annotation_tasks`: a task page per selected component with the machinery of
+    SPEC 4.7 (`annotate.export_tasks`): the gallery shows the NPFV first, then the top images by
+    alpha, each with its Grad-CAM heatmap; answers come back in the MTurk CSV layout with
+    `Input.feature_index` = component index (config `npca.human_csv`)."""
+    from ..data.imagesets import ImageSet
+    from ..errors import SpurlabError
+    from ..io import open_h5
+    from .annotate import AnnotationTask, export_tasks
+
+    imageset = ImageSet(imageset_path)
+    wnids = imageset.attrs.get("wnids") or []
+    with open_h5(components_path, FORMAT, "npca components file") as f:
+        if f.attrs["imageset_sha256"] != imageset.sha256:
+            raise SpurlabError(f"{components_path}: built from another image set than {imageset_path}; rebuild it")
+        names = json.loads(f.attrs["class_names"])
+        n = len(f["class"]) if "class" in f and f["class"].ndim else 0
+
+        def tasks():
+            for p in range(n):
+                k, rows = int(f["class"][p]), f["top_rows"][p]
+                ok = rows >= 0
+                top, _ = _images(imageset, rows[ok])
+                images = np.concatenate([f["npfv"][p][None], top])
+                cams = np.concatenate([f["npfv_cam"][p][None], f["top_cam"][p][ok]]).astype(np.float64) / 255.0
+                yield AnnotationTask(k, names[k], int(f["component"][p]), int(f["rank"][p]), images, cams, None,
+                                     wnids[k] if len(wnids) > k else "")  # fmt: skip
+
+        export_tasks(out_dir, tasks())
+    return n

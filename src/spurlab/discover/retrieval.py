@@ -1,0 +1,169 @@
+"""Cue-only retrieval: the Spurious ImageNet construction (Neuhaus et al. 2023, sec. 6; SPEC 4.7, 5.5).
+
+For class k and each of its spurious neural PCA components l (annotated, or a published list):
+rank an out-of-class pool (images whose label is not k: other classes' images, cue-only images,
+any folder indexed as an image set) by alpha_l (eq. 5, from the robust model's cached features),
+keep those the model predicts as k, the first `max_images` (the paper keeps 75 per class after a
+human check). Images found for several components of a class are kept once (highest alpha).
+
+On the planted-cue benchmark each kept image is checked against ground truth: it must show the
+class's planted cue (its `cue_<name>` flag) and not the class object (its label is not k); the
+fraction that does is the retrieval precision. The kept images are saved as a packed image set
+(label k, `meta/source_set`, `meta/source_row`, `meta/component`, `meta/alpha`, `meta/has_cue`),
+which the spurious score (SPEC 5.5) reads as class k's negatives.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from ..errors import SpurlabError
+
+MAX_IMAGES = 75  # paper: 75 images per class in Spurious ImageNet
+TABLE_COLUMNS = ("class", "class_name", "component", "source_set", "source_row", "id", "alpha", "retrieval_rank",
+                 "has_cue", "object_absent")  # fmt: skip
+
+
+def retrieve(alpha: np.ndarray, labels: np.ndarray, preds: np.ndarray, k: int, max_images: int = MAX_IMAGES) -> np.ndarray:
+    """Pool positions, by decreasing alpha, of images not labelled k that the model predicts as k."""
+    ok = np.flatnonzero((np.asarray(labels) != k) & (np.asarray(preds) == k))
+    return ok[np.argsort(-np.asarray(alpha)[ok], kind="stable")][:max_images]
+
+
+def cue_truth(imageset, rows: np.ndarray, cues: list[str]) -> np.ndarray | None:
+    """Per row: does the image show any of `cues` (its cue_<name> metadata flags)? None without."""
+    cols = [f"cue_{c}" for c in cues]
+    if not cues or any(c not in imageset.meta_columns for c in cols):
+        return None
+    meta = imageset.meta(cols)
+    return meta.to_numpy().astype(bool).any(1)[rows]
+
+
+def spurious_components(pairs: pd.DataFrame) -> dict[int, list[int]]:
+    """{class: [component indices labelled spurious]} from the npca pair table."""
+    comp = pairs[(pairs["kind"] == "component") & (pairs["label"] == "spurious")]
+    return {int(k): sorted(int(x) for x in g["feature"]) for k, g in comp.groupby("class")}
+
+
+def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, str]], out_set, out_table,
+                  max_images: int = MAX_IMAGES, published=None) -> dict:  # fmt: skip
+    """Stage `npca_retrieval`. `pool`: {set name: (image set path, the robust model's feature cache
+    of it)}; `published`: optional path of a published component list (`components.read_component_lists`)
+    used instead of the annotated spurious components."""
+    from .. import __version__
+    from ..data.imagesets import ImageSet
+    from ..features import model_checkpoint_sha256, open_features
+    from ..io import sha256_file
+    from ..models.factory import load_model
+    from ..report.tables import read_table, write_table
+    from .components import read_component_lists
+    from .npca import NPCABases, alphas, weighted_features
+    from .subsets import planted_cue_masks
+
+    sha = model_checkpoint_sha256(model_dir)
+    bases_sha = sha256_file(bases_path)
+    pairs = read_table(pairs_path, expect={"bases_sha256": bases_sha})
+    spurious = read_component_lists(published) if published else spurious_components(pairs)
+    model, _ = load_model(model_dir)
+    W = model.head()[0].detach().double().numpy()
+    sets, feats = {}, {}
+    for name, (set_path, feat_path) in pool.items():
+        sets[name] = ImageSet(set_path)
+        with open_features(feat_path, model_dir=model_dir, imageset=sets[name]) as fc:
+            feats[name] = (fc["features"], fc["labels"], fc["preds"], fc["index"])
+    first = next(iter(sets.values()))
+    names, size = first.class_names, first.image_size
+    for name, s in sets.items():
+        if s.class_names != names or s.image_size != size:
+            raise SpurlabError(f"{s.path}: pool set {name} has other classes or image size than {first.path}")
+    planted = planted_cue_masks(first)
+    rows = []
+    with NPCABases(bases_path, sha) as bases:
+        for k, comps in sorted(spurious.items()):
+            if k not in bases.classes:
+                raise SpurlabError(f"{published or pairs_path}: class {k} has no neural PCA basis in {bases_path}")
+            mu, V, _ = bases.get(k)
+            if comps and max(comps) >= len(V):
+                raise SpurlabError(f"{published or pairs_path}: class {k}: component {max(comps)} >= the {len(V)} kept")
+            best = {}
+            for l in comps:
+                cand = []
+                for name, (phi, labels, preds, ids) in feats.items():
+                    al = alphas(weighted_features(phi, W, k), mu.astype(np.float64), V[l : l + 1].astype(np.float64))[:, 0]
+                    for p in retrieve(al, labels, preds, k, max_images):
+                        cand.append((al[p], name, int(p), ids[p]))
+                cand.sort(key=lambda c: -c[0])
+                for a, name, p, i in cand[:max_images]:
+                    if (name, p) not in best or best[(name, p)][0] < a:
+                        best[(name, p)] = (a, l, i)
+            kept = sorted(best.items(), key=lambda kv: -kv[1][0])[:max_images]
+            for r, ((name, p), (a, l, i)) in enumerate(kept, 1):
+                rows.append({"class": k, "class_name": names[k], "component": l, "source_set": name, "source_row": p,
+                             "id": i.decode() if isinstance(i, bytes) else str(i), "alpha": float(a),
+                             "retrieval_rank": r})  # fmt: skip
+    table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if c not in ("has_cue", "object_absent")])
+    table = table.astype({"class": np.int64, "component": np.int64, "source_row": np.int64, "alpha": np.float64,
+                          "retrieval_rank": np.int64, "class_name": str, "source_set": str, "id": str})  # fmt: skip
+    has_cue = np.full(len(table), np.nan)
+    absent = np.full(len(table), np.nan)
+    for name, s in sets.items():
+        sel = np.flatnonzero(table["source_set"].to_numpy() == name)
+        for k in np.unique(table["class"].to_numpy()[sel]) if len(sel) else []:
+            idx = sel[table["class"].to_numpy()[sel] == k]
+            truth = cue_truth(s, table["source_row"].to_numpy()[idx], planted.get(names[k], []))
+            if truth is not None:
+                has_cue[idx] = truth
+                absent[idx] = feats[name][1][table["source_row"].to_numpy()[idx]] != k
+    table["has_cue"], table["object_absent"] = has_cue, absent
+    _write_set(out_set, table, sets, names, size, __version__)
+    provenance = {"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path), "checkpoint_sha256": sha,
+                  "pool": {n: s.sha256 for n, s in sets.items()}, "max_images": max_images,
+                  "published_sha256": sha256_file(published) if published else None,
+                  "retrieved_set_sha256": ImageSet(out_set).sha256}  # fmt: skip
+    write_table(table, out_table, provenance)
+    return {"images": len(table), "classes": int(table["class"].nunique()), "precision": retrieval_precision(table)}
+
+
+def retrieval_precision(table: pd.DataFrame) -> float | None:
+    """Fraction of retrieved images that show their class's planted cue and not its object."""
+    ok = table["has_cue"].notna()
+    if not ok.any():
+        return None
+    return float(((table["has_cue"][ok] == 1) & (table["object_absent"][ok] == 1)).mean())
+
+
+def _write_set(path, table: pd.DataFrame, sets: dict, names: list[str], size: int, version: str) -> None:
+    from ..data.imagesets import write_imageset
+
+    set_names = sorted(sets)
+
+    def chunks():
+        for s in range(0, len(table), 256):
+            part = table.iloc[s : s + 256]
+            images = np.empty((len(part), size, size, 3), np.uint8)
+            for name in set_names:
+                sel = np.flatnonzero(part["source_set"].to_numpy() == name)
+                if len(sel):
+                    r = part["source_row"].to_numpy()[sel]
+                    order = np.argsort(r)
+                    images[sel[order]] = sets[name].images(r[order])
+            yield {
+                "images": images,
+                "labels": part["class"].to_numpy(np.int64),
+                "ids": np.array([f"retrieved-{s + i:07d}".encode() for i in range(len(part))]),
+                "meta": {
+                    "source_set": np.array([set_names.index(n) for n in part["source_set"]], np.int16),
+                    "source_row": part["source_row"].to_numpy(np.int64),
+                    "component": part["component"].to_numpy(np.int64),
+                    "alpha": part["alpha"].to_numpy(np.float64),
+                    "has_cue": np.nan_to_num(part["has_cue"].to_numpy(float), nan=-1).astype(np.int8),
+                },
+                "masks": {},
+            }
+
+    attrs = {"kind": "packed", "set_name": "npca_retrieved", "class_names": names, "image_size": size,
+             "source_sets": json.dumps(set_names), "code_version": version}  # fmt: skip
+    write_imageset(path, len(table), chunks(), attrs)

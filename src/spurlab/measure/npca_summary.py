@@ -1,0 +1,106 @@
+"""The `npca` target's headline numbers (Neuhaus et al. 2023; issue #6): results/npca/summary.json.
+
+- `planted_cues_recovered`: fraction of planted (class, cue) pairs of the benchmark recovered by
+  the top-10 neural PCA components (`npca`) and by the top-5 / top-10 neurons of Salient ImageNet
+  (`neurons_top5`, `neurons_top10`), all judged by the same annotator on the same images
+  (`auto_annotate.score_against_truth`: some feature of the class annotated spurious localises the
+  cue);
+- `retrieval_precision`: fraction of cue-only retrieved images that show the class's cue and not
+  its object;
+- per model: spurious AUC / AP before and after SpuFix (on the `cue_only` split; the retrieved set
+  under `retrieved_*`), test accuracy before and after; `transfer_invariant_max_abs_err`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+
+def _f(x):
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+
+def recovery(pairs, planted: dict[str, list[str]]) -> dict:
+    """score_against_truth per kind: {npca, neurons_top5, neurons_top10} -> its score dict."""
+    from ..discover.auto_annotate import score_against_truth
+
+    out = {}
+    for key, kind, top in (("npca", "component", 10), ("neurons_top5", "neuron", 5), ("neurons_top10", "neuron", 10)):
+        part = pairs[(pairs["kind"] == kind) & (pairs["rank"] <= top)].reset_index(drop=True)
+        if part.empty or part["mass_object"].isna().any():
+            out[key] = None
+            continue
+        ann = part.rename(columns={"class": "class_index", "feature": "feature_index"})[["class_index", "feature_index", "label"]]
+        out[key] = score_against_truth(ann, part.drop(columns=["label", "source"], errors="ignore"), planted)
+    return out
+
+
+def npca_summary(pairs, provenance: dict, retrieval, models, classes) -> dict:
+    from ..discover.retrieval import retrieval_precision
+
+    rec = recovery(pairs, provenance.get("planted_cues", {}))
+    comps = pairs[pairs["kind"] == "component"]
+    per_model = {}
+    for r in models.to_dict("records"):
+        m = {
+            "transferred": bool(r["transferred"]),
+            "spurious_auc_before": _f(r.get("cue_only_auc_before")),
+            "spurious_auc_after": _f(r.get("cue_only_auc_after")),
+            "spurious_ap_before": _f(r.get("cue_only_ap_before")),
+            "spurious_ap_after": _f(r.get("cue_only_ap_after")),
+            "retrieved_auc_before": _f(r.get("retrieved_auc_before")),
+            "retrieved_auc_after": _f(r.get("retrieved_auc_after")),
+            "retrieved_ap_before": _f(r.get("retrieved_ap_before")),
+            "retrieved_ap_after": _f(r.get("retrieved_ap_after")),
+            "acc_before": _f(r["acc_before"]),
+            "acc_after": _f(r["acc_after"]),
+        }
+        per_model[r["model"]] = m
+    robust = models[~models["transferred"].astype(bool)]
+    err = robust["transfer_invariant_max_abs_err"].iloc[0] if len(robust) and "transfer_invariant_max_abs_err" in robust else None
+    auc_up = {n: (m["spurious_auc_after"] or 0) > (m["spurious_auc_before"] or 0) for n, m in per_model.items()}
+    acc_loss = {n: (m["acc_before"] - m["acc_after"]) * 100 for n, m in per_model.items()}
+    return {
+        "planted_cues_recovered": {k: (v["planted_cues_recovered"] if v else None) for k, v in rec.items()},
+        "planted_cue_recovery": {k: (v["recovered"] if v else None) for k, v in rec.items()},
+        "annotator_precision": {k: (_f(v["precision"]) if v else None) for k, v in rec.items()},
+        "n_components_annotated": int(len(comps)),
+        "n_components_spurious": int((comps["label"] == "spurious").sum()),
+        "spurious_components": {f"{k}": sorted(int(x) for x in g["feature"])
+                                for k, g in comps[comps["label"] == "spurious"].groupby("class")},  # fmt: skip
+        "retrieval_precision": retrieval_precision(retrieval) if len(retrieval) else None,
+        "retrieved_images": int(len(retrieval)),
+        "models": per_model,
+        "transfer_invariant_max_abs_err": _f(err),
+        "acceptance": {
+            "spufix_raises_mean_spurious_auc": auc_up,
+            "test_accuracy_loss_points": acc_loss,
+            "npca_recovery_at_least_0.9": (rec["npca"] or {}).get("planted_cues_recovered", 0) >= 0.9,
+        },
+        "per_class": classes.replace({np.nan: None}).to_dict("records"),
+    }
+
+
+def run_npca_summary(pairs_path, retrieval_path, classes_path, models_path, out) -> dict:
+    from ..io import sha256_file, write_json
+    from ..report.tables import read_table, table_provenance
+
+    pairs = read_table(pairs_path)
+    prov = table_provenance(pairs_path)
+    pairs_sha = sha256_file(pairs_path)
+    retrieval = read_table(retrieval_path, expect={"pairs_sha256": pairs_sha})
+    classes = read_table(classes_path, expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path)})
+    models = read_table(models_path, expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path)})
+    summary = npca_summary(pairs, prov, retrieval, models, classes)
+    summary["inputs"] = {"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path),
+                         "spufix_classes_sha256": sha256_file(classes_path), "spufix_models_sha256": sha256_file(models_path)}  # fmt: skip
+    write_json(out, json.loads(json.dumps(summary, default=_default)))
+    return summary
+
+
+def _default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(type(o).__name__)

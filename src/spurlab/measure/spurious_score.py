@@ -1,0 +1,66 @@
+"""Spurious score (Neuhaus et al. 2023, "Spurious Features Everywhere", sec. 7.2; SPEC 5.5).
+
+Per class k: positives are the test images of class k, negatives the images that show class k's
+spurious cue but no class-k object (Spurious ImageNet; here the benchmark's `cue_only` images with
+the class's planted cue, or the images retrieved for k by `discover.retrieval`); the score of an
+image is the model's predicted probability of k. The paper's text reports the ROC-AUC
+(`spurious_auc`); its reference code computes the average precision (`spurious_ap`): both are
+reported, per class and as the mean over classes (scikit-learn's `roc_auc_score`,
+`average_precision_score`). A model that is not fooled by the cue scores 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ("class", "n_pos", "n_neg", "spurious_auc", "spurious_ap")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def class_score(p_pos: np.ndarray, p_neg: np.ndarray) -> tuple[float, float]:
+    """(ROC-AUC, AP) of separating positives from negatives by the probability of the class."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if not len(p_pos) or not len(p_neg):
+        return float("nan"), float("nan")
+    y = np.r_[np.ones(len(p_pos)), np.zeros(len(p_neg))]
+    s = np.r_[p_pos, p_neg]
+    return float(roc_auc_score(y, s)), float(average_precision_score(y, s))
+
+
+def spurious_scores(probs_pos: np.ndarray, labels_pos: np.ndarray, probs_neg: np.ndarray,
+                    negatives: dict[int, np.ndarray]) -> pd.DataFrame:  # fmt: skip
+    """Per class k of `negatives` ({k: row indices into probs_neg}): positives are the rows of
+    `probs_pos` with label k. Returns one row per class (COLUMNS)."""
+    rows = []
+    for k, neg in sorted(negatives.items()):
+        pos = np.flatnonzero(np.asarray(labels_pos) == k)
+        auc, ap = class_score(probs_pos[pos, k], probs_neg[np.asarray(neg, dtype=np.int64), k])
+        rows.append({"class": int(k), "n_pos": len(pos), "n_neg": len(neg), "spurious_auc": auc, "spurious_ap": ap})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def mean_scores(table: pd.DataFrame) -> dict:
+    """Class means (classes with both positives and negatives)."""
+    ok = table.dropna(subset=["spurious_auc"])
+    return {"spurious_auc": float(ok["spurious_auc"].mean()) if len(ok) else None,
+            "spurious_ap": float(ok["spurious_ap"].mean()) if len(ok) else None, "classes": int(len(ok))}  # fmt: skip
+
+
+def cue_only_negatives(imageset, planted: dict[str, list[str]]) -> dict[int, np.ndarray]:
+    """{class k: rows of a cue_only set that show one of k's planted cues} (ground truth flags)."""
+    names = imageset.class_names
+    out = {}
+    for cname, cues in planted.items():
+        cols = [f"cue_{c}" for c in cues if f"cue_{c}" in imageset.meta_columns]
+        if cname in names and cols:
+            flags = imageset.meta(cols).to_numpy().astype(bool).any(1) & (imageset.labels != names.index(cname))
+            out[names.index(cname)] = np.flatnonzero(flags)
+    return out
