@@ -18,10 +18,10 @@ COLUMNS = ("class", "n_pos", "n_neg", "spurious_auc", "spurious_ap")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    """Class probabilities (float64) of a logit table, rows summing to 1."""
+    from scipy.special import softmax as _softmax
+
+    return _softmax(np.asarray(logits, dtype=np.float64), axis=1)
 
 
 def class_score(p_pos: np.ndarray, p_neg: np.ndarray) -> tuple[float, float]:
