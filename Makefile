@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)
+	$(BIN)/snakemake --report results/report.html --configfile $(CONFIG) --workflow-profile $(PROFILE)
 
 dry-run: setup
 	$(BIN)/snakemake -n --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)

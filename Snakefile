@@ -45,6 +45,14 @@ MODELS = list(config["models"])
 NOISE_MODELS = noise_models(config)
 SPU_MODELS = spuriosity_models(config)
 LW_MODEL = lightweight_model(config)
+# Per-class work (NPCA bases and components, D(i, j), noise) runs as this many class-shard jobs,
+# each followed by a merge into the one file its consumers read (spurlab.shards).
+N_SHARDS = config["compute"]["class_shards"]
+SHARDS = list(range(N_SHARDS))
+
+
+wildcard_constraints:
+    shard=r"\d+",
 
 
 include: "rules/datasets.smk"
@@ -54,6 +62,8 @@ include: "rules/measure.smk"
 include: "rules/mitigate.smk"
 include: "rules/npca.smk"
 include: "rules/bam.smk"
+include: "rules/posthoc.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -65,3 +75,5 @@ rule all:
         rules.spuriosity.input,
         rules.npca.input,
         rules.bam.input,
+        rules.posthoc.input,
+        rules.report.input,

@@ -11,7 +11,22 @@ moment in [0.05 T, 0.95 T], unlocks, reruns with --rerun-incomplete to completio
 
 Prints `recovered N/10, identical N/10` and how many trials resumed training from a checkpoint.
 
-    .venv/bin/python bench/kill_resume.py                       # config/config.yaml, target all (hours on a CPU)
+A trial costs a whole run, so 10 independent trials of `config/config.yaml` (about 20 min a run on
+2 cores) take hours. `--chain` gives the same 10 kills in about two runs: one run is SIGKILLed 10
+times: the first kill once a model has its first epoch checkpoint (so that training must resume),
+then each after a seeded random stretch of `--stretch` (default 1.5-5 %) of the clean run's wall
+time. After each kill:
+
+- recovered: `--unlock` works, every output present opens and verifies (a killed writer's
+  temporary file may remain; its next writer removes it), and the rerun that follows succeeds
+  (it may be the next killed stretch: a rerun that fails on its own is caught before the kill);
+- identical: every output present equals the clean run's;
+
+and at the end the run completes, leaves no temporary file, has nothing left to do, and its whole
+results/ tree equals the clean run's (the determinism check of the full config).
+
+    .venv/bin/python bench/kill_resume.py --chain               # config/config.yaml, target all, ~2 runs
+    .venv/bin/python bench/kill_resume.py                       # 10 independent trials (hours on a CPU)
     .venv/bin/python bench/kill_resume.py config/tiny.yaml --target models
 """
 
@@ -38,15 +53,30 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, help="keep the runs here (default: a temporary directory)")
+    ap.add_argument("--chain", action="store_true", help="kill one run --trials times instead of one run per trial")
+    ap.add_argument("--stretch", type=float, nargs=2, default=(0.015, 0.05), metavar=("LO", "HI"),
+                    help="--chain: run between kills, as fractions of the clean run's wall time")  # fmt: skip
     args = ap.parse_args()
     configs = [str(Path(c).resolve()) for c in args.config]
     base = args.workdir or Path(tempfile.mkdtemp(prefix="kill_resume_"))
     rng = random.Random(args.seed)
 
-    t = time.monotonic()
-    wf.run(base / "clean", args.target, configs)
-    clean_s = time.monotonic() - t
+    base.mkdir(parents=True, exist_ok=True)
+    record = base / "clean_seconds.txt"  # with --workdir, a finished clean run is reused
+    if record.is_file():
+        clean_s = float(record.read_text())
+    else:
+        t = time.monotonic()
+        wf.run(base / "clean", args.target, configs)
+        clean_s = time.monotonic() - t
+        record.write_text(f"{clean_s}\n")
     print(f"clean run: {clean_s:.0f}s, {len(wf.files(base / 'clean'))} files under results/", flush=True)
+
+    if args.chain:
+        chained(base, args.target, configs, clean_s, args.trials, rng, args.stretch)
+        if not args.workdir:
+            shutil.rmtree(base, ignore_errors=True)
+        return
 
     recovered = identical = resumed = killed = 0
     for i in range(args.trials):
@@ -79,6 +109,64 @@ def main() -> None:
           f"checkpoint in {resumed})")  # fmt: skip
     if not args.workdir:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def chained(base: Path, targets, configs, clean_s: float, trials: int, rng: random.Random, stretch) -> None:
+    """One run SIGKILLed `trials` times (see the module docstring), checked after every kill."""
+    work = base / "chained"
+    first_epoch = lambda: any((work / "results/models").glob("*/checkpoints/epoch_001.pt"))  # noqa: E731
+    recovered = identical = kills = 0
+    pending = None  # the last kill's checks, confirmed once the rerun after it has run
+    t0 = time.monotonic()
+    for i in range(trials):
+        wait = rng.uniform(*stretch) * clean_s
+        when = (lambda s: first_epoch()) if i == 0 else (lambda s, wait=wait: s > wait)
+        try:
+            was_killed = wf.run_with_kill(work, targets, configs, when, timeout=10 * clean_s)
+        except AssertionError as e:  # the rerun after the previous kill failed on its own
+            print(f"  rerun after kill {kills} failed: {str(e).splitlines()[0][:300]}", flush=True)
+            pending = None
+            break
+        recovered += pending is not None and pending  # that rerun succeeded up to this kill
+        pending = None
+        if not was_killed:
+            print(f"kill {i}: the run finished first, no more kills", flush=True)
+            break
+        kills += 1
+        wf.unlock(work, targets, configs)
+        try:
+            n = wf.verify_outputs(work, allow_tmp=True)
+            pending = True
+        except Exception as e:  # a broken output after a kill is a result to count
+            print(f"  kill {i}: an output does not verify: {str(e).splitlines()[0][:300]}", flush=True)
+            pending, n = False, 0
+        problems = wf.compare_trees(base / "clean", work, common_only=True)
+        identical += not problems
+        done = len(wf.files(work))
+        print(f"kill {i}: {'after the first epoch checkpoint' if i == 0 else f'after {wait:.0f}s'} "
+              f"({time.monotonic() - t0:.0f}s in all), {done} files present, "
+              f"{n} verified, identical {not problems}" + "".join(f"\n  {p}" for p in problems[:5]), flush=True)  # fmt: skip
+    final_ok = final_same = False
+    try:
+        wf.run(work, targets, configs, "--rerun-incomplete")
+        recovered += pending is not None and pending
+        n = wf.verify_outputs(work)
+        dry = wf.run(work, targets, configs, "-n")
+        final_ok = "Nothing to be done" in dry.stdout + dry.stderr
+        problems = wf.compare_trees(base / "clean", work)
+        final_same = not problems
+        for p in problems[:10]:
+            print("  " + p)
+    except Exception as e:
+        print(f"  final rerun failed: {str(e).splitlines()[0][:300]}")
+    logs = list((work / "logs/train").glob("*.log")) if (work / "logs/train").is_dir() else []
+    resumed = sum("resuming from epoch" in p.read_text() for p in logs)
+    files = wf.files(work)
+    print(f"final: completed, verified and nothing left to do: {final_ok}; whole results/ tree equals the clean "
+          f"run's: {final_same} ({len(files)} files, {sum(wf.is_excluded(k) for k in files)} of them timing records "
+          f"compared without their timing fields); {time.monotonic() - t0:.0f}s for the killed run in all")  # fmt: skip
+    print(f"recovered {recovered}/{kills}, identical {identical}/{kills} (one run killed {kills} times; "
+          f"{resumed} training log(s) show a resume from a checkpoint)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -33,18 +33,20 @@ rule importance:
 
 
 rule salient_subsets:
-    """D(i,j) per class and top feature: NAM soft masks, feature attacks, mask localisation (SPEC 4.2-4.4)."""
+    """D(i,j) per class and top feature: NAM soft masks, feature attacks, mask localisation (SPEC 4.2-4.4),
+    for one class shard (compute.class_shards); salient_subsets_merge joins the shards.
+    """
     input:
         weights=f"{SAL_MODEL}/model.safetensors",
         imageset=f"results/datasets/{SAL['subset_set']}.h5",
         features=f"results/features/{SAL['model']}/{SAL['subset_set']}.h5",
         importance="results/salient/importance.h5",
     output:
-        "results/salient/subsets.h5",
+        temp("results/salient/shards/subsets.{shard}.h5"),
     log:
-        "logs/salient/subsets.log",
+        "logs/salient/subsets.{shard}.log",
     benchmark:
-        "benchmarks/salient/subsets.tsv"
+        "benchmarks/salient/subsets.{shard}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -57,11 +59,32 @@ rule salient_subsets:
         model_dir=lambda w: SAL_MODEL,
         device=config["compute"]["device"],
         batch_size=config["compute"]["eval_batch_size"],
+        shards=N_SHARDS,
     shell:
         "spurlab salient-subsets --config {params.configs} --model-dir {params.model_dir} "
         "--imageset {input.imageset} --features {input.features} --importance {input.importance} "
-        "--out {output} --device {params.device} --batch-size {params.batch_size} "
-        "--threads {threads} --quiet > {log} 2>&1"
+        "--out {output} --shard {wildcards.shard}/{params.shards} --device {params.device} "
+        "--batch-size {params.batch_size} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule salient_subsets_merge:
+    """The class shards of salient_subsets in one file, as one whole job would write it."""
+    input:
+        expand("results/salient/shards/subsets.{shard}.h5", shard=SHARDS),
+    output:
+        "results/salient/subsets.h5",
+    log:
+        "logs/salient/subsets_merge.log",
+    benchmark:
+        "benchmarks/salient/subsets_merge.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "spurlab merge-shards {input} --out {output} > {log} 2>&1"
 
 
 rule annotation_tasks:
@@ -199,17 +222,28 @@ if LW_MODEL:
             features=f"{LW_FEATURES}/lightweight_test.h5",
             importance="results/lightweight/importance.h5",
         output:
-            "results/lightweight/subsets.h5",
+            temp("results/lightweight/shards/subsets.{shard}.h5"),
         log:
-            "logs/lightweight/subsets.log",
+            "logs/lightweight/subsets.{shard}.log",
         benchmark:
-            "benchmarks/lightweight/subsets.tsv"
+            "benchmarks/lightweight/subsets.{shard}.tsv"
         params:
             section={k: SAL[k] for k in ("subset", "attack")},
             configs=CONFIGFILES,
             model_dir=lambda w: LW,
             device=config["compute"]["device"],
             batch_size=config["compute"]["eval_batch_size"],
+            shards=N_SHARDS,
+
+    use rule salient_subsets_merge as lightweight_subsets_merge with:
+        input:
+            expand("results/lightweight/shards/subsets.{shard}.h5", shard=SHARDS),
+        output:
+            "results/lightweight/subsets.h5",
+        log:
+            "logs/lightweight/subsets_merge.log",
+        benchmark:
+            "benchmarks/lightweight/subsets_merge.tsv"
 
     use rule annotations as lightweight_annotations with:
         input:

@@ -6,7 +6,8 @@ wildcard_constraints:
 
 
 rule noise:
-    """Core and spurious accuracy of one model: Gaussian noise inside spurious / core soft masks."""
+    """Core and spurious accuracy of one model: Gaussian noise inside spurious / core soft masks,
+    for one class shard (compute.class_shards); noise_merge joins the shards."""
     input:
         weights="results/models/{noise_model}/model.safetensors",
         imageset=f"results/datasets/{SAL['subset_set']}.h5",
@@ -14,12 +15,12 @@ rule noise:
         annotations="results/salient/annotations.parquet",
         masks="results/salient/masks.h5",
     output:
-        table="results/salient/noise/{noise_model}.parquet",
-        csv="results/salient/noise/{noise_model}.csv",
+        table=temp("results/salient/noise/shards/{noise_model}.{shard}.parquet"),
+        csv=temp("results/salient/noise/shards/{noise_model}.{shard}.csv"),
     log:
-        "logs/salient/noise/{noise_model}.log",
+        "logs/salient/noise/{noise_model}.{shard}.log",
     benchmark:
-        "benchmarks/salient/noise/{noise_model}.tsv"
+        "benchmarks/salient/noise/{noise_model}.{shard}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -31,13 +32,38 @@ rule noise:
         configs=CONFIGFILES,
         device=config["compute"]["device"],
         batch_size=config["compute"]["eval_batch_size"],
+        shards=N_SHARDS,
     shell:
         "spurlab noise --config {params.configs} --model {wildcards.noise_model} "
         "--model-dir results/models/{wildcards.noise_model} --imageset {input.imageset} "
         "--subsets {input.subsets} --annotations {input.annotations} --masks {input.masks} "
-        "--out {output.table} "
+        "--out {output.table} --shard {wildcards.shard}/{params.shards} "
         "--device {params.device} --batch-size {params.batch_size} --threads {threads} --quiet "
         "> {log} 2>&1"
+
+
+rule noise_merge:
+    """The class shards of one model's noise table in one table, as one whole job would write it."""
+    input:
+        expand(
+            "results/salient/noise/shards/{{noise_model}}.{shard}.parquet",
+            shard=SHARDS,
+        ),
+    output:
+        table="results/salient/noise/{noise_model}.parquet",
+        csv="results/salient/noise/{noise_model}.csv",
+    log:
+        "logs/salient/noise/{noise_model}_merge.log",
+    benchmark:
+        "benchmarks/salient/noise/{noise_model}_merge.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "spurlab merge-shards {input} --out {output.table} > {log} 2>&1"
 
 
 rule salient_summary:

@@ -8,16 +8,17 @@ NPCA_POOL = NPCA["retrieval"]["pool_sets"]
 
 
 rule npca_bases:
-    """Per class: mean, leading principal components and eigenvalues of W[k] * phi(x) (eqs. 1-6)."""
+    """Per class: mean, leading principal components and eigenvalues of W[k] * phi(x) (eqs. 1-6),
+    for one class shard (compute.class_shards); npca_bases_merge joins the shards."""
     input:
         weights=f"{SAL_MODEL}/model.safetensors",
         features=f"results/features/{SAL['model']}/{SAL['importance_set']}.h5",
     output:
-        "results/npca/bases.h5",
+        temp("results/npca/shards/bases.{shard}.h5"),
     log:
-        "logs/npca/bases.log",
+        "logs/npca/bases.{shard}.log",
     benchmark:
-        "benchmarks/npca/bases.tsv"
+        "benchmarks/npca/bases.{shard}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -31,14 +32,37 @@ rule npca_bases:
         },
         configs=CONFIGFILES,
         model_dir=lambda w: SAL_MODEL,
+        shards=N_SHARDS,
     shell:
         "spurlab npca --config {params.configs} --model-dir {params.model_dir} "
-        "--features {input.features} --out {output} --threads {threads} --quiet > {log} 2>&1"
+        "--features {input.features} --out {output} --shard {wildcards.shard}/{params.shards} "
+        "--threads {threads} --quiet > {log} 2>&1"
+
+
+rule npca_bases_merge:
+    """The class shards of npca_bases in one file, as one whole job would write it."""
+    input:
+        expand("results/npca/shards/bases.{shard}.h5", shard=SHARDS),
+    output:
+        "results/npca/bases.h5",
+    log:
+        "logs/npca/bases_merge.log",
+    benchmark:
+        "benchmarks/npca/bases_merge.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "spurlab merge-shards {input} --out {output} > {log} 2>&1"
 
 
 rule npca_components:
     """NPFVs of the top-B components, the most confident kept, top images with Grad-CAM, and the
-    neurons of Salient ImageNet beside them, all annotated by the same annotator (SPEC 4.6-4.7).
+    neurons of Salient ImageNet beside them, all annotated by the same annotator (SPEC 4.6-4.7);
+    one class shard per job, npca_components_merge joins them.
     """
     input:
         weights=f"{SAL_MODEL}/model.safetensors",
@@ -48,13 +72,13 @@ rule npca_components:
         importance="results/salient/importance.h5",
         human=NPCA["human_csv"] or [],
     output:
-        h5="results/npca/components.h5",
-        table="results/npca/pairs.parquet",
-        csv="results/npca/pairs.csv",
+        h5=temp("results/npca/shards/components.{shard}.h5"),
+        table=temp("results/npca/shards/pairs.{shard}.parquet"),
+        csv=temp("results/npca/shards/pairs.{shard}.csv"),
     log:
-        "logs/npca/components.log",
+        "logs/npca/components.{shard}.log",
     benchmark:
-        "benchmarks/npca/components.tsv"
+        "benchmarks/npca/components.{shard}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -68,12 +92,38 @@ rule npca_components:
         model_dir=lambda w: SAL_MODEL,
         device=config["compute"]["device"],
         batch_size=config["compute"]["eval_batch_size"],
+        shards=N_SHARDS,
     shell:
         "spurlab npca-components --config {params.configs} --model-dir {params.model_dir} "
         "--bases {input.bases} --imageset {input.imageset} --features {input.features} "
         "--importance {input.importance} --out {output.h5} --table {output.table} "
+        "--shard {wildcards.shard}/{params.shards} "
         "--device {params.device} --batch-size {params.batch_size} --threads {threads} --quiet "
         "> {log} 2>&1"
+
+
+rule npca_components_merge:
+    """The class shards of npca_components in one file and one table, as one whole job would write."""
+    input:
+        h5=expand("results/npca/shards/components.{shard}.h5", shard=SHARDS),
+        tables=expand("results/npca/shards/pairs.{shard}.parquet", shard=SHARDS),
+    output:
+        h5="results/npca/components.h5",
+        table="results/npca/pairs.parquet",
+        csv="results/npca/pairs.csv",
+    log:
+        "logs/npca/components_merge.log",
+    benchmark:
+        "benchmarks/npca/components_merge.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "spurlab merge-shards {input.h5} --out {output.h5} --tables {input.tables} "
+        "--table-out {output.table} > {log} 2>&1"
 
 
 rule npca_annotation_tasks:

@@ -3,6 +3,7 @@ Salient ImageNet rules, with human annotation in the published MTurk layout."""
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -169,6 +170,7 @@ def test_spuriosity_on_real_data_with_human_answers(real_run):
 # ------------------------------------------------------------------ ImageNet-sized (issue #10)
 
 N_WNIDS = 1000
+SHARDS = 4  # class shards of the per-class stages in the 1000-class run
 
 
 def fake_imagenet_1000(root, n_per_class: int, seed: int, corrupt: bool = False) -> list[str]:
@@ -231,7 +233,7 @@ def test_fake_imagenet_1000_classes(tmp_path, venv_env):
     override = {
         "folders": {"imagenet_train": {**folder, "root": str(data / "train"), "skip_bad_images": True},
                     "imagenet_val": {**folder, "root": str(data / "val"), "val_labels": str(data / "LOC_val_solution.csv")}},
-        "compute": {"device": "cpu", "eval_batch_size": 500, "workers": 0},
+        "compute": {"device": "cpu", "eval_batch_size": 500, "workers": 0, "class_shards": SHARDS},
         "models": {"robust_resnet50": {"arch": "resnet10_small",
                                        "checkpoint": {"path": str(tmp_path / "ckpt.pt"), "class_names": str(synsets),
                                                       "input_size": 32}}},
@@ -240,8 +242,18 @@ def test_fake_imagenet_1000_classes(tmp_path, venv_env):
         "spuriosity": {"k": 1},
     }  # fmt: skip
     (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
+    dry_override = {k: v for k, v in override.items() if k != "compute"}
+    (tmp_path / "override_dry.yaml").write_text(yaml.safe_dump(dry_override))
     configs = [str(ROOT / "config/config.yaml"), str(ROOT / "config/imagenet.yaml"), str(tmp_path / "override.yaml")]
     work = tmp_path / "work"
+    # imagenet.yaml's own sharding: 50 jobs per per-class stage keep the 1000-class DAG small
+    answers.touch()  # the dry run plans the annotations rule, which reads the answers
+    dry = snakemake(work, "salient", "npca", "spuriosity", "-n", "--cores", "2", "--configfile", *configs[:2],
+                    str(tmp_path / "override_dry.yaml"), env=venv_env)  # fmt: skip
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout + dry.stderr, re.M))
+    assert all(stats[r] == "50" for r in ("npca_bases", "salient_subsets", "npca_components", "noise"))
+    assert int(stats["total"]) < 400
+    answers.unlink()
     args = ("--cores", "2", "--configfile", *configs, "--workflow-profile", str(ROOT / "workflow/profiles/default"))
     snakemake(work, "results/salient/importance.parquet", "results/features/robust_resnet50/imagenet_val.h5",
               "results/npca/bases.h5", *args, env=venv_env)  # fmt: skip
@@ -312,7 +324,9 @@ def test_fake_imagenet_1000_classes(tmp_path, venv_env):
     np.testing.assert_allclose(got, (r - r.mean()) / (r.std() if r.std() > 0 else 1.0), atol=1e-9)
     gaps = read_table(tmp_path / "gaps.parquet")
     assert len(gaps) == N_WNIDS // 2 and gaps["gap"].between(-1, 1).all() and (gaps["k"] == 1).all()
-    with NPCABases(work / "results/npca/bases.h5") as b:
+    assert not (work / "results/npca/shards").exists() or not any((work / "results/npca/shards").iterdir())
+    assert sorted(p.name for p in (work / "logs/npca").glob("bases.*.log")) == [f"bases.{i}.log" for i in range(SHARDS)]
+    with NPCABases(work / "results/npca/bases.h5") as b:  # the merged shards: every class, in order
         assert b.classes == list(range(N_WNIDS)) and b.count(999) == 3
         mu, V, ev = b.get(0)
         assert V.shape[0] == 2 and (np.diff(ev) <= 0).all()  # 3 images: at most 2 components

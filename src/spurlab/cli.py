@@ -218,7 +218,7 @@ def cmd_salient_subsets(args) -> int:
     sal = _salient(args)
     settings = SubsetSettings(**sal["subset"], attack=sal["attack"], batch_size=args.batch_size)
     info = run_subsets(args.model_dir, args.imageset, args.features, args.importance, args.out, settings,
-                       args.device, progress=not args.quiet)  # fmt: skip
+                       args.device, progress=not args.quiet, shard=args.shard)  # fmt: skip
     print(f"{args.out}: {info['pairs']} class-feature pairs, {info['members']} images")
     return 0
 
@@ -259,7 +259,7 @@ def cmd_noise(args) -> int:
     noise = _salient(args)["noise"]
     info = run_noise(args.model_dir, args.model, args.imageset, args.subsets, args.annotations, args.masks, args.out,
                      noise["seed"], noise["sigmas"], noise["l2_match_sigmas"], args.device, args.batch_size,
-                     progress=not args.quiet)  # fmt: skip
+                     progress=not args.quiet, shard=args.shard)  # fmt: skip
     print(f"{args.out}: {info['rows']} rows")
     return 0
 
@@ -388,6 +388,19 @@ def cmd_head_tuning(args) -> int:
     return 0
 
 
+def _shard_arg(p) -> None:
+    from .shards import Shard
+
+    def shard(text: str) -> Shard:
+        try:
+            return Shard.parse(text)
+        except SpurlabError as e:  # argparse turns this into a one-line usage error
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    p.add_argument("--shard", type=shard, default=Shard(), metavar="I/N",
+                   help="only shard I of N (contiguous class ranges); merge-shards joins them (default 0/1: all)")  # fmt: skip
+
+
 def cmd_npca(args) -> int:
     from .config import load_config
     from .discover.npca import run_npca
@@ -396,7 +409,7 @@ def cmd_npca(args) -> int:
     n = npca["components"]
     info = run_npca(args.features, args.model_dir, args.out, n, progress=not args.quiet, solver=npca["solver"],
                     oversample=npca["oversample"], power_iterations=npca["power_iterations"],
-                    workers=args.threads)  # fmt: skip
+                    workers=args.threads, shard=args.shard)  # fmt: skip
     print(f"{args.out}: top-{n} neural PCA bases of {info['classes']} classes, {len(info['skipped'])} skipped")
     return 0
 
@@ -413,8 +426,17 @@ def cmd_npca_components(args) -> int:
     annotation = dict(sal["annotation"], human_csv=npca["human_csv"], source="human" if npca["human_csv"] else "auto")
     info = run_npca_components(args.model_dir, args.bases, args.imageset, args.features, args.importance, args.out,
                                args.table, npca["npfv"], sal["subset"], annotation, npca["top_images"],
-                               npca["neurons_top"], args.device, args.batch_size, progress=not args.quiet)  # fmt: skip
+                               npca["neurons_top"], args.device, args.batch_size, progress=not args.quiet,
+                               shard=args.shard)  # fmt: skip
     print(f"{args.out}: {info['components']} components ({info['spurious']} spurious), {info['neurons']} neurons")
+    return 0
+
+
+def cmd_merge_shards(args) -> int:
+    from .shards import merge_shards
+
+    info = merge_shards(args.shards, args.out, args.tables, args.table_out)
+    print(f"{args.out}: merged {info['shards']} shard(s)")
     return 0
 
 
@@ -531,6 +553,53 @@ def cmd_bam_summary(args) -> int:
     return 0
 
 
+def _pairs_arg(values, what: str) -> dict[str, list]:
+    """KEY=PATH arguments as {key: [paths]} (a key may repeat)."""
+    out: dict[str, list] = {}
+    for v in values or []:
+        key, sep, path = v.partition("=")
+        if not sep or not key or not path:
+            raise SpurlabError(f"{what}: '{v}' is not KEY=PATH")
+        out.setdefault(key, []).append(path)
+    return out
+
+
+def cmd_report_tables(args) -> int:
+    from .config import load_config
+    from .io import sha256_file
+    from .report.summary_md import write_summary_md
+    from .report.tables import Vocabulary, aggregate, write_table
+
+    summaries = {k: v[0] for k, v in _pairs_arg(args.summary, "--summary").items()}
+    details = [(k, p) for k, ps in _pairs_arg(args.detail, "--detail").items() for p in ps]
+    df = aggregate(summaries, details, Vocabulary.from_config(load_config(args.config)))
+    prov = {"inputs_sha256": {str(p): sha256_file(p) for p in [*summaries.values(), *(p for _, p in details)]}}
+    write_table(df, args.out, prov)
+    write_summary_md(summaries, args.summary_md)
+    print(f"{args.out}: {len(df)} rows from {len(summaries)} stage summaries and {len(details)} tables; {args.summary_md}")
+    return 0
+
+
+def cmd_report_figure(args) -> int:
+    from .report.figures import make_report_figure
+
+    make_report_figure(args.name, _pairs_arg(args.input, "--input"), args.out, args.svg, {"set": args.set})
+    print(f"{args.out}, {args.svg}")
+    return 0
+
+
+def cmd_report_site(args) -> int:
+    from .report.site import build_site
+
+    n = build_site(args.out, subsets=args.subsets, annotations=args.annotations, imageset=args.imageset,
+                   components=args.components, npca_pairs=args.npca_pairs, npca_imageset=args.npca_imageset,
+                   retrieval=args.retrieval, retrieved=args.retrieved, spufix=args.spufix, noise=args.noise or [],
+                   corruptions=args.corruptions or [], n_show=args.n_show)  # fmt: skip
+    print(f"{args.out}: {n['pages']} pages ({n['feature_pages']} features, {n['component_pages']} components, index), "
+          f"{n['images']} images, {n['bytes'] / 1e6:.1f} MB")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -639,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--importance", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     _compute_args(p)
+    _shard_arg(p)
     p.set_defaults(func=cmd_salient_subsets)
 
     p = sub.add_parser("annotation-tasks", help="HTML task pages and a CSV manifest for human annotation (rule annotation_tasks)")
@@ -666,6 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     _subsets_model_args(p)
     p.add_argument("--out", required=True, type=Path, help="noise table (.parquet; a .csv twin is written)")
     _compute_args(p)
+    _shard_arg(p)
     p.set_defaults(func=cmd_noise)
 
     p = sub.add_parser("salient-summary", help="write results/salient/summary.json and its figure (rule salient_summary)")
@@ -774,6 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="bases (HDF5)")
     p.add_argument("--threads", type=int, default=1, help="classes fitted at once")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _shard_arg(p)
     p.set_defaults(func=cmd_npca)
 
     p = sub.add_parser("npca-components", help="NPFVs, top images, Grad-CAMs and annotation of neural PCA components (rule npca_components)")
@@ -786,7 +858,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="components (HDF5)")
     p.add_argument("--table", required=True, type=Path, help="pair table with labels (.parquet)")
     _compute_args(p)
+    _shard_arg(p)
     p.set_defaults(func=cmd_npca_components)
+
+    p = sub.add_parser("merge-shards", help="merge the class-shard outputs of one job into its whole output (rules *_merge)")
+    p.add_argument("shards", nargs="+", type=Path, help="shard files 0..n-1, in order (HDF5 or .parquet)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--tables", nargs="+", type=Path, help="NPCA components only: the shards' pair tables")
+    p.add_argument("--table-out", type=Path, help="NPCA components only: the merged pair table")
+    p.set_defaults(func=cmd_merge_shards)
 
     p = sub.add_parser("npca-tasks", help="HTML task pages and a CSV manifest for neural PCA components (rule npca_annotation_tasks)")
     p.add_argument("--components", required=True, type=Path)
@@ -883,6 +963,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--figure", required=True, type=Path, help="PNG: MCS bars and k-series curves")
     p.set_defaults(func=cmd_bam_summary)
+
+    from .posthoc.commands import add_posthoc_parsers  # Adebayo et al. 2022 (rules/posthoc.smk)
+
+    add_posthoc_parsers(sub, _config_arg)
+
+    p = sub.add_parser("report-tables", help="tidy table of every metric and results/summary.md (rule report_tables)")
+    _config_arg(p)
+    p.add_argument("--summary", nargs="+", required=True, metavar="STAGE=JSON", help="stage summaries, in report order")
+    p.add_argument("--detail", nargs="*", default=[], metavar="KIND=PARQUET",
+                   help="per-unit stage tables: noise, gaps, corruptions, tuning, spufix, bam_verification, tcav")  # fmt: skip
+    p.add_argument("--out", required=True, type=Path, help="the tidy table (.parquet; a .csv twin beside it)")
+    p.add_argument("--summary-md", required=True, type=Path)
+    p.set_defaults(func=cmd_report_tables)
+
+    p = sub.add_parser("report-figure", help="one report figure as PNG + SVG (rule report_figure)")
+    p.add_argument("--name", required=True, help="noise_curves, spurious_gaps, gap_correlations, tuning_ranks, ...")
+    p.add_argument("--input", nargs="+", required=True, metavar="KEY=PATH")
+    p.add_argument("--set", default=None, help="the image set shown, where a figure shows images")
+    p.add_argument("--out", required=True, type=Path, help="PNG")
+    p.add_argument("--svg", required=True, type=Path)
+    p.set_defaults(func=cmd_report_figure)
+
+    p = sub.add_parser("report-site", help="static site: index with search, one page per (class, feature) and (class, component)")
+    p.add_argument("--out", required=True, type=Path, help="the site directory (replaced whole)")
+    p.add_argument("--subsets", required=True, type=Path)
+    p.add_argument("--annotations", required=True, type=Path)
+    p.add_argument("--imageset", required=True, type=Path, help="the image set of the subsets file")
+    p.add_argument("--components", type=Path, help="results/npca/components.h5")
+    p.add_argument("--npca-pairs", type=Path)
+    p.add_argument("--npca-imageset", type=Path)
+    p.add_argument("--retrieval", type=Path)
+    p.add_argument("--retrieved", type=Path)
+    p.add_argument("--spufix", type=Path)
+    p.add_argument("--noise", nargs="*", type=Path)
+    p.add_argument("--corruptions", nargs="*", type=Path)
+    p.add_argument("--n-show", type=int, default=5, help="images per row on a page")
+    p.set_defaults(func=cmd_report_site)
 
     p = sub.add_parser("inspect", help="print a summary of a spurlab file (image set or feature cache)")
     p.add_argument("file", type=Path)

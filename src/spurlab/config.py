@@ -141,6 +141,7 @@ def check_semantics(cfg: dict) -> None:
     ds = cfg["datasets"]
     classes, scenes = ds["classes"], ds["scenes"]
     _check_datasets(ds, "datasets")
+    _check_shards(cfg)
 
     bam = cfg["bam"]
     for i, o in enumerate(bam["objects"]):
@@ -276,6 +277,20 @@ def _check_cues(cues: dict, classes: list, scenes: list, where: str) -> None:
                 raise SpurlabError(f"config key {where}.{name}.glyph: unknown shape '{c['glyph']}'")
             if c["glyph"] in classes:
                 raise SpurlabError(f"config key {where}.{name}.glyph: '{c['glyph']}' is a class shape; a co-object must differ")
+
+
+def _check_shards(cfg: dict) -> None:
+    """Every class shard needs a class: compare with the generated sets the sharded stages read
+    (a folder set's classes are known once indexed; `spurlab.shards` checks them there)."""
+    n = cfg["compute"]["class_shards"]
+    counts = {}
+    if cfg["salient"]["subset_set"] not in folder_sets(cfg):
+        counts["datasets.classes"] = len(cfg["datasets"]["classes"])
+    if cfg["lightweight"]["enabled"]:
+        counts["lightweight.datasets.classes"] = len(lightweight_datasets(cfg)["classes"])
+    for key, c in counts.items():
+        if n > c:
+            raise SpurlabError(f"config key compute.class_shards: {n} shards for the {c} classes of {key}")
 
 
 def section_for_set(cfg: dict, set_name: str) -> dict[str, Any]:

@@ -329,14 +329,45 @@ def _labels(imageset, label_column: str | None) -> torch.Tensor:
     return torch.from_numpy(y.astype(np.int64))
 
 
+def fit_and_save(model, name: str, section: dict, settings: TrainSettings, seed: int, tr, va, train, val, out_dir,
+                 device, class_names: list[str], progress: bool = True, extra_meta: dict | None = None,
+                 extra_metrics=None) -> dict:  # fmt: skip
+    """Train `model` with `fit` (resuming from `out_dir/checkpoints` when config section, data and
+    device match) and save `model.safetensors` + `meta.json` (the training record); return the
+    meta. `tr`/`va`: the image sets, `train`/`val`: their batch sources; `extra_metrics(model)`
+    adds to the final metrics (the robust model's adversarial accuracy)."""
+    from .io import sha256_json
+    from .models import save_model
+
+    t = time.perf_counter()
+    fingerprint = sha256_json({"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type})
+    history = fit(model, train, val, settings, seed, Path(out_dir) / "checkpoints", device, progress=progress,
+                  fingerprint=fingerprint)  # fmt: skip
+    metrics = {"val_acc": history[-1]["val_acc"], "train_acc": history[-1]["train_acc"]}
+    metrics.update(extra_metrics(model) if extra_metrics else {})
+    meta = {
+        "name": name,
+        "class_names": class_names,
+        **(extra_meta or {}),
+        "robust": settings.robust,
+        "training": section,
+        "data": {"train_set": str(tr.path), "train_sha256": tr.sha256, "val_set": str(va.path), "val_sha256": va.sha256},
+        "history": history,
+        "metrics": metrics,
+        "train_seconds": round(sum(h["seconds"] for h in history), 2),
+        "wall_seconds": round(time.perf_counter() - t, 2),
+    }
+    save_model(model.cpu().float(), out_dir, meta)
+    return meta
+
+
 def train_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2) -> dict:
     """The `train` stage: build model `name` of the config, train it on `train_set` (resuming
     from `out_dir/checkpoints`), save `model.safetensors` + `meta.json`; return the meta."""
     from .config import model_section
     from .data.imagesets import open_imageset
     from .device import pick_device, prepare_model
-    from .io import sha256_json
-    from .models import build_classifier, save_model
+    from .models import build_classifier
     from .models.robust import scale_eps
 
     if name not in cfg["models"] or "checkpoint" in cfg["models"][name]:
@@ -353,24 +384,12 @@ def train_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int 
         train, val = batch_source(tr, cfg["compute"]["workers"]), batch_source(va, cfg["compute"]["workers"])
         torch.manual_seed(entry["seed"])
         model = prepare_model(build_classifier(entry["arch"], len(tr.class_names), tr.image_size, entry.get("arch_args")), device)
-        t = time.perf_counter()
-        # checkpoints of another config, data or device are not resumed
-        fingerprint = sha256_json({"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type})
-        history = fit(model, train, val, settings, entry["seed"], out_dir / "checkpoints", device, fingerprint=fingerprint)
-        metrics = {"val_acc": history[-1]["val_acc"], "train_acc": history[-1]["train_acc"]}
-        if settings.robust:
-            metrics["val_adv_acc"] = adversarial_accuracy(model, val, device, settings, entry["seed"])
-            metrics["eps"] = scale_eps(settings.eps_224, tr.image_size, tr.image_size)
-        meta = {
-            "name": name,
-            "class_names": tr.class_names,
-            "robust": settings.robust,
-            "training": section,
-            "data": {"train_set": str(train_set), "train_sha256": tr.sha256, "val_set": str(val_set), "val_sha256": va.sha256},
-            "history": history,
-            "metrics": metrics,
-            "train_seconds": round(sum(h["seconds"] for h in history), 2),
-            "wall_seconds": round(time.perf_counter() - t, 2),
-        }
-        save_model(model, out_dir, meta)
-    return meta
+
+        def robust_metrics(model) -> dict:
+            if not settings.robust:
+                return {}
+            return {"val_adv_acc": adversarial_accuracy(model, val, device, settings, entry["seed"]),
+                    "eps": scale_eps(settings.eps_224, tr.image_size, tr.image_size)}  # fmt: skip
+
+        return fit_and_save(model, name, section, settings, entry["seed"], tr, va, train, val, out_dir, device,
+                            tr.class_names, extra_metrics=robust_metrics)  # fmt: skip

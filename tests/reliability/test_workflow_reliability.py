@@ -1,11 +1,13 @@
-"""Reliability of the workflow (issue #11) on a reduced tiny config (the `models` target: image sets,
-training with per-epoch checkpoints, feature caches, summary):
+"""Reliability of the workflow (issue #11) on a reduced tiny config: the clean runs go through every
+stage of the core benchmark (image sets, training with per-epoch checkpoints, feature caches,
+Salient ImageNet with sharded D(i, j) and noise tests, spuriosity rankings, gaps and head tuning,
+neural PCA and SpuFix); the partial-rerun and kill tests work on its `models` target:
 
 - partial reruns: nothing touched reruns nothing; `--forcerun <rule>` reruns exactly that rule and
   its dependants; a changed config value reruns exactly the stage it reaches as `params` and what
   depends on it;
 - determinism: two clean runs give the same bytes for every file under results/ except the
-  documented timing records (compared without their timing fields);
+  documented timing records (compared without their timing fields), through every stage;
 - kill and rerun: SIGKILL of snakemake and its jobs at 5 seeded moments, a rerun after each; then
   every output opens, every hash verifies, everything equals the clean run, and training resumed
   from its last epoch checkpoint.
@@ -24,15 +26,24 @@ from tests.reliability import workflow as wf
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 TARGET = ["models"]
+CLEAN_TARGETS = ["models", "salient", "spuriosity", "npca"]
 
 
 def reliability_config() -> dict:
-    """tiny.yaml cut down to the models stage: the four core image sets, two models, three epochs."""
+    """tiny.yaml cut down: the core image sets, two models, three epochs, small later stages; no
+    BAM, contamination, lightweight or post hoc stages."""
     cfg = load_yaml("tiny.yaml")
     cfg["datasets"]["n_images"] = {"train": 160, "val": 40, "test": 40, "cue_only": 20}
     cfg["bam"]["enabled"] = False
     cfg["contamination"]["enabled"] = False
     cfg["lightweight"]["enabled"] = False
+    cfg["posthoc"]["enabled"] = False
+    # the later stages, small: determinism is about every file, not about how much each holds
+    cfg["salient"]["top_k"] = 2
+    cfg["salient"]["subset"]["max_images"] = 6
+    cfg["npca"]["npfv"].update(top_b=2, keep=1, steps=4)
+    cfg["npca"]["neurons_top"] = 2
+    cfg["spuriosity"]["tuning"]["max_epochs"] = 1
     cfg["train"]["epochs"] = 3
     cfg["features"]["sets"] = ["train", "test"]  # what salient.importance_set and spuriosity.sets need
     return cfg
@@ -48,13 +59,13 @@ def clean(tmp_path_factory):
     """One clean run, shared by every test here (they only dry-run against it or compare to it)."""
     d = tmp_path_factory.mktemp("reliability")
     cfg = write(d / "config.yaml", reliability_config())
-    wf.run(d / "clean", TARGET, [cfg])
+    wf.run(d / "clean", CLEAN_TARGETS, [cfg])
     return d, cfg
 
 
 def test_touching_nothing_reruns_nothing(clean):
     d, cfg = clean
-    r = wf.run(d / "clean", TARGET, [cfg], "-n")
+    r = wf.run(d / "clean", CLEAN_TARGETS, [cfg], "-n")
     assert "Nothing to be done" in r.stdout + r.stderr
 
 
@@ -104,12 +115,15 @@ def test_config_change_reruns_exactly_that_stage_and_downstream(clean):
 
 def test_two_clean_runs_are_identical(clean):
     d, cfg = clean
-    wf.run(d / "second", TARGET, [cfg])
+    wf.run(d / "second", CLEAN_TARGETS, [cfg])
     assert wf.compare_trees(d / "clean", d / "second") == []
     # the exclusions are only timing records: everything else is compared bytewise
     names = wf.files(d / "clean")
     assert sum(wf.is_excluded(k) for k in names) <= 2 * 3 + 2 * 2 + 1  # meta, 3 epochs and summary
-    assert any(k.endswith(".h5") for k in names) and not any(k.endswith(".h5") and wf.is_excluded(k) for k in names)
+    assert not any(k.endswith((".h5", ".parquet", ".png")) and wf.is_excluded(k) for k in names)
+    for stage in ("datasets", "models", "features", "salient", "spuriosity", "npca"):  # every stage was compared
+        assert any(k.startswith(f"results/{stage}/") and k.endswith((".h5", ".parquet", ".safetensors")) for k in names), stage
+    print(f"{len(names)} files under results/ compared, {sum(map(wf.is_excluded, names))} without their timing fields")
 
 
 def test_killed_runs_recover_and_match_the_clean_run(clean):
@@ -131,7 +145,9 @@ def test_killed_runs_recover_and_match_the_clean_run(clean):
     assert kills >= 3, "the run finished before most kills: the moments are too late to test anything"
     wf.run(work, TARGET, [cfg], "--rerun-incomplete")
     assert wf.verify_outputs(work) >= 10
-    assert wf.compare_trees(d / "clean", work) == []
+    # the clean run went further (CLEAN_TARGETS): the killed one has each of its models-stage files
+    killed, full = wf.files(work), wf.files(d / "clean")
+    assert killed.keys() <= full.keys() and wf.compare_trees(d / "clean", work, common_only=True) == []
     # the model killed after its first epoch resumed from a checkpoint instead of starting over
     resumed = [p for p in (work / "logs/train").glob("*.log") if "resuming from epoch" in p.read_text()]
     assert resumed, "no training log shows a resume"

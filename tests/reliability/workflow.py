@@ -17,10 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Files under results/ whose bytes may differ between two clean runs, and why (docs/reliability.md).
 # Everything else must be byte-identical. These are compared with their timing fields removed.
-TIMING_KEYS = {"seconds", "train_seconds", "wall_seconds", "images_per_second"}
+TIMING_KEYS = {"seconds", "train_seconds", "wall_seconds", "images_per_second", "images_per_second_threads"}
 EXCLUDED = {
     "results/models/*/meta.json": "training record holds wall-clock seconds per epoch and in total",
     "results/models/*/checkpoints/epoch_*.pt": "the checkpoint's history holds the same seconds",
+    "results/bam/models/*/meta.json": "the same training record, for BAM's models",
+    "results/bam/models/*/checkpoints/epoch_*.pt": "the same checkpoint history, for BAM's models",
+    "results/posthoc/models/*/meta.json": "the same training record, for Adebayo et al.'s models",
+    "results/posthoc/models/*/checkpoints/epoch_*.pt": "the same checkpoint history, for Adebayo et al.'s models",
     "results/models/summary.json": "copies each model's train_seconds",
     "results/datasets/summary.json": "holds the generator's measured images_per_second",
 }
@@ -70,6 +74,8 @@ def run_with_kill(work, targets, configs, kill_when, env=None, timeout=900) -> b
             if time.monotonic() - t0 > timeout:
                 raise TimeoutError(f"snakemake ran longer than {timeout}s")
             time.sleep(0.05)
+        if p.returncode != 0:  # a run that fails on its own is a finding, not "finished first"
+            raise AssertionError(f"snakemake exited with {p.returncode} before the kill ({' '.join(cmd)})")
         return False
     finally:
         if p.poll() is None:
@@ -130,11 +136,12 @@ def _flat(obj, prefix=""):
     return {prefix: obj}
 
 
-def compare_trees(a: Path, b: Path) -> list[str]:
+def compare_trees(a: Path, b: Path, common_only: bool = False) -> list[str]:
     """Differences between two runs' results/: missing files, and files that differ (excluded files
-    only in their non-timing content). Empty list = identical."""
+    only in their non-timing content). Empty list = identical. `common_only` compares only the files
+    both have (a killed run against its clean twin)."""
     fa, fb = files(a), files(b)
-    problems = [f"only in {a}: {k}" for k in fa.keys() - fb.keys()] + [f"only in {b}: {k}" for k in fb.keys() - fa.keys()]
+    problems = [] if common_only else [f"only in {a}: {k}" for k in fa.keys() - fb.keys()] + [f"only in {b}: {k}" for k in fb.keys() - fa.keys()]  # fmt: skip
     for k in sorted(fa.keys() & fb.keys()):
         if fa[k] == fb[k]:
             continue
@@ -143,10 +150,15 @@ def compare_trees(a: Path, b: Path) -> list[str]:
     return problems
 
 
-def verify_outputs(work: Path) -> int:
+def verify_outputs(work: Path, allow_tmp: bool = False) -> int:
     """Open every output and check every recorded hash (image sets' content hashes, feature caches
-    against their model and image set, models loadable, JSON parseable, no temporary files).
+    against their model and image set, models loadable, every other HDF5 file, Parquet table and
+    JSON file readable, no temporary files unless `allow_tmp`: right after a SIGKILL a killed
+    writer's temporary file is expected, its next writer removes it).
     Returns the number of files checked; raises on the first problem."""
+    import h5py
+    import pyarrow.parquet as pq
+
     from spurlab.data.imagesets import open_imageset
     from spurlab.features import open_features
     from spurlab.models import load_model
@@ -154,7 +166,7 @@ def verify_outputs(work: Path) -> int:
     work = Path(work)
     n = 0
     tmp = [p for p in (work / "results").rglob("*") if p.name.endswith(".tmp")]
-    assert not tmp, f"temporary files left: {tmp}"
+    assert allow_tmp or not tmp, f"temporary files left: {tmp}"
     for p in sorted((work / "results/datasets").glob("*.h5")):
         with open_imageset(p) as s:
             s.verify()
@@ -169,5 +181,12 @@ def verify_outputs(work: Path) -> int:
         n += 1
     for p in sorted((work / "results").rglob("*.json")):
         json.loads(p.read_text())
+        n += 1
+    for p in sorted((work / "results").rglob("*.h5")):
+        with h5py.File(p, "r") as f:
+            f.visit(lambda name: None)  # walks every group: a truncated file fails here
+        n += 1
+    for p in sorted((work / "results").rglob("*.parquet")):
+        pq.read_table(p)
         n += 1
     return n

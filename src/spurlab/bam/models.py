@@ -10,7 +10,6 @@ small models train from scratch on the generated sets (no download).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +29,8 @@ def train_bam_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: 
     """Train BAM model `name` on `train_set` (validated on `val_set`) into `out_dir`; return its meta."""
     from ..data.imagesets import open_imageset
     from ..device import pick_device, prepare_model
-    from ..io import sha256_json
-    from ..models import build_classifier, save_model
-    from ..train import TrainSettings, batch_source, fit
+    from ..models import build_classifier
+    from ..train import TrainSettings, batch_source, fit_and_save
 
     if name not in bam_models(cfg):
         raise SpurlabError(f"BAM model '{name}': not defined by this config (defined: {', '.join(bam_models(cfg))})")
@@ -51,24 +49,8 @@ def train_bam_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: 
         torch.manual_seed(section["seed"])
         b = cfg["bam"]["benchmark"]
         model = prepare_model(build_classifier(b["arch"], len(names), tr.image_size, b["arch_args"]), device)
-        fingerprint = sha256_json({"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type})
-        t = time.perf_counter()
-        history = fit(model, train, val, settings, section["seed"], out_dir / "checkpoints", device,
-                      progress=progress, fingerprint=fingerprint)  # fmt: skip
-        meta = {
-            "name": name,
-            "class_names": names,
-            "label_column": label_column,
-            "robust": False,
-            "training": section,
-            "data": {"train_set": str(train_set), "train_sha256": tr.sha256, "val_set": str(val_set), "val_sha256": va.sha256},
-            "history": history,
-            "metrics": {"val_acc": history[-1]["val_acc"], "train_acc": history[-1]["train_acc"]},
-            "train_seconds": round(sum(h["seconds"] for h in history), 2),
-            "wall_seconds": round(time.perf_counter() - t, 2),
-        }
-        save_model(model.cpu().float(), out_dir, meta)
-    return meta
+        return fit_and_save(model, name, section, settings, section["seed"], tr, va, train, val, out_dir, device,
+                            names, progress, extra_meta={"label_column": label_column})  # fmt: skip
 
 
 @torch.no_grad()

@@ -146,7 +146,7 @@ def _delta_stats(df: pd.DataFrame) -> dict:
     }
 
 
-def bam_figure(summary: dict, series: pd.DataFrame, k_values, drops, path) -> None:
+def bam_figure(summary: dict, series: pd.DataFrame, k_values, drops, path, svg=None) -> None:
     """Left: MCS f_o vs f_s per method with the random-region baseline and trial SDs (paper Fig. 4).
     Right: k-series MCS per method and the accuracy drop on removing the common object (Fig. 6)."""
     import matplotlib
@@ -182,6 +182,9 @@ def bam_figure(summary: dict, series: pd.DataFrame, k_values, drops, path) -> No
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
+    if svg is not None:  # the report's copy (spurlab.report.figures)
+        with atomic_path(svg) as tmp, matplotlib.rc_context({"svg.hashsalt": "spurlab"}):
+            fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)
 
 

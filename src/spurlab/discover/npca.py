@@ -76,6 +76,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from ..shards import Shard, shard_attrs
+
 FORMAT = "spurlab.npca"
 NULL_RTOL = 1e-10  # eigenvalues below this fraction of the largest are numerically zero
 
@@ -292,8 +294,9 @@ def fit_npca(
 
 def run_npca(features_path, model_dir, out, n_components: int = 128, progress: bool = True,
              solver: str = "auto", oversample: int = 96, power_iterations: int = 2, seed: int = 0,
-             workers: int = 1) -> dict:  # fmt: skip
-    """Stage `npca`: per-class bases of the model in `model_dir` from its cached (train) features.
+             workers: int = 1, shard: Shard = Shard()) -> dict:  # fmt: skip
+    """Stage `npca`: per-class bases of the model in `model_dir` from its cached (train) features
+    (only `shard`'s classes, merged by `spurlab.shards`).
 
     Writes `out` (HDF5): groups class_<k>/{mu (D,), V (L, D), eigvals (L,)} float32, n (int),
     offset (<1, mu_k> + b_k, float64); attrs format, checkpoint_sha256, features_sha256,
@@ -318,7 +321,7 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
         attrs = {k: fc.attrs[k] for k in ("checkpoint_sha256", "imageset", "imageset_sha256")}
         attrs["features_sha256"] = sha256_file(features_path)
         with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
-            fits = fit_npca(feats, fc["labels"], W, b, n_components, progress=progress, solver=solver,
+            fits = fit_npca(feats, fc["labels"], W, b, n_components, shard.classes(W.shape[0]), progress=progress, solver=solver,
                             oversample=oversample, power_iterations=power_iterations, seed=seed, workers=workers)  # fmt: skip
             for r in fits:
                 if r.mu is None:
@@ -339,8 +342,9 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
                 skipped_classes=json.dumps(skipped),
                 code_version=__version__,
                 **attrs,
+                **shard_attrs(shard),
             )
-    return {"classes": W.shape[0] - len(skipped), "skipped": skipped}
+    return {"classes": len(shard.classes(W.shape[0])) - len(skipped), "skipped": skipped}
 
 
 class NPCABases:

@@ -39,6 +39,8 @@ import math
 import numpy as np
 import torch
 
+from ..shards import Shard, shard_attrs
+
 GRAY = 0.5
 EPS_224 = 30.0  # paper
 STEPS = 200  # paper
@@ -215,7 +217,7 @@ def _images(imageset, rows: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
 def run_npca_components(model_dir, bases_path, imageset_path, features_path, importance_path, out, out_table,
                         npfv_settings: dict, subset: dict, annotation: dict, top_images: int = 5,
                         neurons_top: int = 10, device: str = "cpu", batch_size: int = 64,
-                        progress: bool = True) -> dict:  # fmt: skip
+                        progress: bool = True, shard: Shard = Shard()) -> dict:  # fmt: skip
     """Stage `npca_components`: NPFVs of each class's top-B components, the `keep` most confident
     (sec. 4.2), their top images by alpha with Grad-CAM maps, and for comparison the top
     `neurons_top` neurons by importance (SPEC 4.1) with their NAMs, all annotated by the same
@@ -225,6 +227,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
     a class feed the annotator's statistics (`subsets.subset_size`), as for the neurons of #4.
     Writes `out` (HDF5: per selected component its NPFV, Grad-CAMs, top rows) and `out_table`
     (one row per component or neuron pair: kind, class, feature, rank, map statistics, label).
+    Only `shard`'s classes; `spurlab.shards` merges the shards.
     """
     import h5py
     import pandas as pd
@@ -260,7 +263,9 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
         phi, labels = fc["features"], fc["labels"]
     rows_out, comp = [], {k: [] for k in ("class", "component", "rank", "prob", "npfv", "npfv_cam", "top_rows", "top_cam")}
     with NPCABases(bases_path, sha) as bases:
-        for k in tqdm(bases.classes, desc="npca components", unit="class", disable=not progress):
+        mine = set(shard.classes(len(names)))
+        classes = [k for k in bases.classes if k in mine]
+        for k in tqdm(classes, desc="npca components", unit="class", disable=not progress):
             rows = np.flatnonzero(labels == k)
             if not len(rows):
                 raise SpurlabError(f"{imageset_path}: no image of class {k} ({names[k]}) to show its components")
@@ -314,9 +319,10 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
                        features_sha256=sha256_file(features_path), importance_sha256=sha256_file(importance_path),
                        class_names=json.dumps(names), planted_cues=json.dumps(planted, sort_keys=True),
                        eps=eps, npfv=json.dumps(npfv_settings, sort_keys=True), top_images=top_images,
-                       code_version=__version__)  # fmt: skip
+                       code_version=__version__, **shard_attrs(shard))  # fmt: skip
     provenance = {"components_sha256": sha256_file(out), "bases_sha256": bases_sha, "checkpoint_sha256": sha,
-                  "imageset_sha256": imageset.sha256, "annotation": annotation, "planted_cues": planted}  # fmt: skip
+                  "imageset_sha256": imageset.sha256, "annotation": annotation, "planted_cues": planted,
+                  **shard_attrs(shard)}  # fmt: skip
     write_table(pairs, out_table, provenance)
     comps = pairs[pairs["kind"] == "component"]
     return {"components": len(comps), "spurious": int((comps["label"] == "spurious").sum()),

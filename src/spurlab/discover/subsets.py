@@ -44,6 +44,7 @@ from .. import __version__
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import atomic_path, open_h5
+from ..shards import Shard, shard_attrs
 from .attack import AttackSettings, feature_attack
 from .nam import neural_activation_maps
 
@@ -115,8 +116,9 @@ def build_salient_subsets(
     settings: SubsetSettings,
     device: torch.device,
     progress: bool = True,
+    shard: Shard = Shard(),
 ) -> dict:
-    """Write D(i, j) for every class i and each of its top features j (rows of `top`).
+    """Write D(i, j) for every class i of `shard` and each of its top features j (rows of `top`).
 
     `activations` (N, D) are the model's cached phi on `imageset` (row order = the set's order),
     `labels` (N,) its labels, `top` (C, k) the selected features, `importance` (C, D) the IV table.
@@ -137,7 +139,8 @@ def build_salient_subsets(
         raise SpurlabError(f"{imageset.path}: class '{names[i]}' has {len(class_rows[i])} images, fewer than "
                            f"salient.subset.min_images = {settings.min_images}")  # fmt: skip
     sizes = [subset_size(len(r), settings.fraction, settings.min_images, settings.max_images) for r in class_rows]
-    n_pairs, n_members = num_classes * k, sum(sizes) * k
+    classes = shard.classes(num_classes)
+    n_pairs, n_members = len(classes) * k, sum(sizes[i] for i in classes) * k
     t = settings.top_images
     model.eval()
     with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
@@ -149,7 +152,7 @@ def build_salient_subsets(
         m_nam = _ensure(f, "members/nam", (n_members, size, size), "uint8", (1, size, size), "gzip")
         tops = _ensure(f, "top/attack", (n_pairs, t, size, size, 3), "uint8", (1, t, size, size, 3), "gzip")
         pos = 0
-        for i in tqdm(range(num_classes), desc="salient subsets", unit="class", disable=not progress):
+        for i in tqdm(classes, desc="salient subsets", unit="class", disable=not progress):
             rows, n = class_rows[i], sizes[i]
             members = []  # per rank: rows by decreasing phi_j
             for r, j in enumerate(top[i]):
@@ -166,7 +169,7 @@ def build_salient_subsets(
                     cue |= imageset.masks(m, union).astype(bool)
                 masks = {"object": obj, "cue": cue, "rest": ~(obj | cue)}
             for r, j in enumerate(top[i]):
-                p = i * k + r
+                p = (i - classes.start) * k + r
                 sel = [where[row] for row in members[r]]
                 nams = []
                 for s in range(0, len(sel), settings.batch_size):
@@ -211,6 +214,7 @@ def build_salient_subsets(
             attack=json.dumps({"preset": settings.attack, **attack.as_dict()}),
             has_masks=has_masks,
             code_version=__version__,
+            **shard_attrs(shard),
         )
     return {"pairs": n_pairs, "members": n_members, "has_masks": has_masks}
 
@@ -265,19 +269,23 @@ class SalientSubsets:
 
 
 class _FeatureColumns:
-    """phi restricted to the selected features, indexed as the full (N, D) array would be."""
+    """phi restricted to some rows and the selected features, indexed as the full (N, D) array
+    would be (rows outside `row_ids` are never asked for: they belong to another shard's classes)."""
 
-    def __init__(self, values: np.ndarray, columns: np.ndarray):
+    def __init__(self, values: np.ndarray, columns: np.ndarray, row_ids: np.ndarray, n_rows: int):
         self.values, self.pos = values, {int(c): i for i, c in enumerate(columns)}
+        self.row_pos = np.full(n_rows, -1, dtype=np.int64)
+        self.row_pos[row_ids] = np.arange(len(row_ids))
 
     def __getitem__(self, key):
         rows, j = key
-        return self.values[rows, self.pos[int(j)]]
+        return self.values[self.row_pos[rows], self.pos[int(j)]]
 
 
 def run_subsets(model_dir, imageset_path, features_path, importance_path, out, settings: SubsetSettings,
-                device: str = "auto", progress: bool = True) -> dict:  # fmt: skip
-    """Stage `salient_subsets`: D(i, j) on `imageset_path` for the importance file's top features."""
+                device: str = "auto", progress: bool = True, shard: Shard = Shard()) -> dict:  # fmt: skip
+    """Stage `salient_subsets`: D(i, j) on `imageset_path` for the importance file's top features
+    (only `shard`'s classes, merged by `spurlab.shards`)."""
     from ..device import pick_device
     from ..features import model_checkpoint_sha256, open_features
     from ..io import sha256_file
@@ -289,13 +297,18 @@ def run_subsets(model_dir, imageset_path, features_path, importance_path, out, s
     sha = model_checkpoint_sha256(model_dir)
     imp = read_importance(importance_path, sha)
     imageset = ImageSet(imageset_path)
-    cols = np.unique(imp["top"])
+    # only the shard's rows and top features are held: at ImageNet scale all rows x all selected
+    # features would not fit
+    classes = shard.classes(len(imp["top"]))
+    cols = np.unique(imp["top"][classes.start : classes.stop])
     with open_features(features_path, model_dir=model_dir, imageset=imageset) as fc:
-        values = np.concatenate([block[:, cols] for _, block in fc.blocks("features")])
         labels = fc["labels"]
+        mine = (labels >= classes.start) & (labels < classes.stop)
+        values = np.concatenate([block[mine[s : s + len(block)]][:, cols] for s, block in fc.blocks("features")])
+    phi = _FeatureColumns(values, cols, np.flatnonzero(mine), len(labels))
     return build_salient_subsets(
-        model, sha, imageset, _FeatureColumns(values, cols), labels, imp["top"], imp["iv"],
-        sha256_file(importance_path), out, settings, dev, progress,
+        model, sha, imageset, phi, labels, imp["top"], imp["iv"],
+        sha256_file(importance_path), out, settings, dev, progress, shard,
     )  # fmt: skip
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..shards import Shard, shard_attrs
+
 SIGMAS = (0.0, 0.25, 0.5, 1.0, 2.0)  # paper's sweep; 0.25 is its headline sigma
 L2_MATCH_SIGMAS = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60)  # paper, appendix L
 
@@ -70,13 +72,15 @@ def _rows(model_name, class_index, class_name, feature, label, measure, sigmas, 
 
 
 def noise_table(model, model_name: str, imageset, subsets, annotations, masks, seed: int, device,
-                sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, batch_size: int = 256, progress: bool = True):  # fmt: skip
+                sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, batch_size: int = 256, progress: bool = True,
+                classes=None):  # fmt: skip
     """One model's tidy noise table: rows per (class, feature or consolidated measure, sigma).
 
     measure "core_acc": noise on the spurious masks over DS(i); "spurious_acc": noise on the core
     masks over DC(i) (`masks`: a ConsolidatedMasks); their sigma = 0 rows are the clean accuracies.
     "feature" rows hold the accuracy on D(i, j) with noise on m(j), for the sweep and the
-    l2-matching sigmas. `label` is the annotation of the noised feature(s).
+    l2-matching sigmas. `label` is the annotation of the noised feature(s). `classes`: only these
+    (a shard's; the default: every class of the subsets).
     """
     import pandas as pd
     from tqdm import tqdm
@@ -86,7 +90,8 @@ def noise_table(model, model_name: str, imageset, subsets, annotations, masks, s
     label_of = {(int(r.class_index), int(r.feature_index)): r.label for r in annotations.itertuples()}
     all_sigmas = sorted(set(map(float, sigmas)) | set(map(float, l2_sigmas)))
     out = []
-    for i in tqdm(sorted(pairs["class"].unique()), desc=f"noise {model_name}", unit="class", disable=not progress):
+    todo = sorted(set(pairs["class"].unique()) & set(classes) if classes is not None else pairs["class"].unique())
+    for i in tqdm(todo, desc=f"noise {model_name}", unit="class", disable=not progress):
         cp = pairs[pairs["class"] == i]
         name = cp["class_name"].iloc[0]
         members = {}
@@ -153,12 +158,14 @@ def run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_
 
 def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotations_path, masks_path, out, seed: int,
               sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, device: str = "auto", batch_size: int = 256,
-              progress: bool = True) -> dict:  # fmt: skip
-    """Stage `noise`: one model's noise table (`out`, .parquet + .csv) with input hashes."""
+              progress: bool = True, shard: Shard = Shard()) -> dict:  # fmt: skip
+    """Stage `noise`: one model's noise table (`out`, .parquet + .csv) with input hashes; only
+    `shard`'s classes (merged by `spurlab.shards`)."""
 
     def measure(model, dev, imageset, subsets, annotations, masks):
+        classes = shard.classes(len(imageset.class_names))
         return noise_table(model, model_name, imageset, subsets, annotations, masks, seed, dev, sigmas, l2_sigmas,
-                           batch_size, progress)  # fmt: skip
+                           batch_size, progress, classes)  # fmt: skip
 
     return run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_path, masks_path, out, device,
-                          {"seed": int(seed), "sigmas": [float(s) for s in sigmas]})  # fmt: skip
+                          {"seed": int(seed), "sigmas": [float(s) for s in sigmas], **shard_attrs(shard)})  # fmt: skip

@@ -1,0 +1,199 @@
+"""results/summary.md: each paper's headline numbers and the planted-truth scores, one sentence each.
+
+Every stage contributes a section; a stage without a writer here (a new one, e.g. `posthoc`) gets
+its top-level numbers listed, so adding a stage to the report's summary list is enough.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import SpurlabError
+from ..io import atomic_path
+
+
+def _f(x, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, (int, float)):
+        return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+    return str(x)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_f(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def _salient(s: dict) -> list[str]:
+    sig = s.get("headline_sigma")
+    out = ["## Salient ImageNet (Singla & Feizi 2022)", "",
+           f"- **{s.get('n_spurious')} of {s.get('n_pairs')} class-feature pairs annotated spurious**, in "
+           f"{s.get('n_classes_with_spurious')} classes: that many of the top neural features a class relies on "
+           "fire on something other than the object.",
+           f"- **Planted cues recovered: {_pct(s.get('planted_cues_recovered'))}**: the share of planted "
+           "(class, cue) pairs for which some top feature was annotated spurious and localises the cue.",
+           f"- **Automatic annotator precision {_f(s.get('auto_annotator_precision'))}, recall "
+           f"{_f(s.get('auto_annotator_recall'))}** against the planted masks: recall 1 means no truly spurious "
+           "feature was missed; precision below 1 means some features were flagged spurious without localising a cue.",
+           ""]  # fmt: skip
+    rows = []
+    for m, by_sigma in (s.get("drake") or {}).items():
+        e = by_sigma.get(str(sig)) or by_sigma.get(f"{sig:g}" if isinstance(sig, float) else str(sig)) or {}
+        if e:
+            rows.append([m, e.get("drop_core_noise"), e.get("drop_spurious_noise"), e.get("spurious_exceeds_core")])
+    if rows:
+        out += [f"Accuracy drop at noise sigma {sig} (eqs. 3-4, classes with both core and spurious features): "
+                "noise on spurious regions vs noise on core regions. A larger drop under spurious-region noise "
+                "means the model leans on the spurious feature more than on the object.", ""]
+        out += _table(["model", "drop, noise on core", "drop, noise on spurious", "spurious > core"], rows)
+    return out
+
+
+def _spuriosity(s: dict) -> list[str]:
+    out = ["## Spuriosity Rankings (Moayeri et al. 2023)", "",
+           f"- **Mean gap correlation between models {_f(s.get('gap_correlation_mean'))}**: models trained "
+           "differently still find the same classes' low-spuriosity images hard when this is high.",
+           f"- **Spuriosity AUC against planted cues {_f(s.get('spuriosity_auc_mean'))}**: how well the "
+           "ranking puts images carrying the planted cue above those without it (0.5 is chance).",
+           f"- **Gap vs counterfactual correlation {_f(s.get('gap_vs_counterfactual_r_mean'))}** (mean over "
+           "models): whether the measured class gaps track the true counterfactual reliance on the cue.",
+           ""]  # fmt: skip
+    rows = [[m, e.get("acc"), e.get("acc_low"), e.get("acc_high"), e.get("mean_gap"), e.get("effective_robustness")]
+            for m, e in (s.get("models") or {}).items()]  # fmt: skip
+    if rows:
+        out += [f"Per model on the {s.get('gap_set')} set (k = {s.get('k')} images per end): accuracy on the "
+                "lowest- and highest-spuriosity images; the gap is their difference, effective robustness "
+                "the distance above the suite's fitted line.", ""]
+        out += _table(["model", "acc", "acc low", "acc high", "mean gap", "eff. robustness"], rows)
+    rows = []
+    for m, methods in (s.get("tuning") or {}).items():
+        for method, e in methods.items():
+            rows.append([m, method, e.get("gap_before"), e.get("gap_after"), e.get("acc_before"), e.get("acc_after")])
+    if rows:
+        out += ["Head tuning (sec. 6): low-spuriosity tuning should close the gap more than the random and "
+                "misclassified baselines at a similar accuracy.", ""]
+        out += _table(["model", "method", "gap before", "gap after", "acc before", "acc after"], rows)
+    return out
+
+
+def _npca(s: dict) -> list[str]:
+    rec = s.get("planted_cues_recovered") or {}
+    prec = s.get("annotator_precision") or {}
+    out = ["## Spurious ImageNet (Neuhaus et al. 2023)", "",
+           f"- **{s.get('n_components_spurious')} of {s.get('n_components_annotated')} neural PCA components "
+           "annotated spurious**: components whose NPFV and top-image Grad-CAM sit off the object.",
+           f"- **Planted cues recovered: NPCA {_pct(rec.get('npca'))}, top-5 neurons "
+           f"{_pct(rec.get('neurons_top5'))}, top-10 neurons {_pct(rec.get('neurons_top10'))}**: components "
+           "find planted cues at least as often as single neurons do.",
+           f"- **Annotator precision: NPCA {_f(prec.get('npca'))}, neurons {_f(prec.get('neurons_top5'))}** "
+           "against the planted masks.",
+           f"- **Retrieval precision {_f(s.get('retrieval_precision'))}** over {s.get('retrieved_images')} "
+           "retrieved images: the share of images found by a spurious component's alpha that carry the cue "
+           "without the object.",
+           ""]  # fmt: skip
+    rows = [[m, e.get("retrieved_auc_before"), e.get("retrieved_auc_after"), e.get("acc_before"), e.get("acc_after")]
+            for m, e in (s.get("models") or {}).items()]  # fmt: skip
+    if rows:
+        out += ["SpuFix (eq. 11): spurious score (ROC-AUC separating class-k test images from retrieved images "
+                "with k's cue but no k object by the probability of k; 1 means not fooled by the cue) and test accuracy before and after removing the spurious "
+                "components.", ""]
+        out += _table(["model", "spurious AUC before", "after", "acc before", "acc after"], rows)
+    return out
+
+
+def _bam(s: dict) -> list[str]:
+    methods = s.get("methods") or {}
+    out = ["## BAM (Yang & Kim 2019)", "",
+           f"- **TCAV MCS {_f(s.get('tcav_mcs'))}** (random-concept baseline {_f(s.get('tcav_mcs_random_baseline'))}): "
+           "how much more the object concept matters to f_o than to f_s by TCAV.",
+           f"- **Best attribution by MCS: {(s.get('ranking_mcs') or ['n/a'])[0]}**: the method whose object-region "
+           "attribution differs most between the object and the scene model.",
+           ""]  # fmt: skip
+    rows = [[m, e.get("mcs"), e.get("mcs_random_baseline"), e.get("idr"), e.get("iir"), e.get("rho_k_series")]
+            for m, e in methods.items()]  # fmt: skip
+    if rows:
+        out += ["Per method: MCS (f_o vs f_s on object regions, with the random-region baseline), IDR (share of "
+                "images where removing the object lowers its attribution), IIR (share where an output-preserving "
+                "input change leaves attributions unchanged) and rho (MCS vs accuracy drop over the k-series). "
+                "Higher is better for all.", ""]
+        out += _table(["method", "MCS", "MCS random", "IDR", "IIR", "rho k-series"], rows)
+    return out
+
+
+def _lightweight(s: dict) -> list[str]:
+    return ["## Lightweight discovery (Moayeri et al. sec. 6.3)", "",
+            f"- **Head test accuracy {_f(s.get('head_test_acc'))}**: a linear head on frozen features of a new "
+            "task is good enough to discover its spurious features.",
+            f"- **Planted cues recovered: {_pct(s.get('planted_cues_recovered'))}; annotator precision "
+            f"{_f(s.get('auto_annotator_precision'))}, recall {_f(s.get('auto_annotator_recall'))}**: "
+            "discovery on the new task against its planted cues.", ""]  # fmt: skip
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _generic(stage: str, s: dict, limit: int = 40) -> list[str]:
+    """Numbers of a stage without a writer: top-level numbers, dicts of numbers, and estimates
+    ({mean, n, sem}) up to three levels down, as `path = mean +- SEM (n)`."""
+    out = [f"## {stage}", "", f"Numbers of `{stage}/summary.json` (no dedicated writer yet; all of them are in the "
+           "tidy table):", ""]  # fmt: skip
+    lines = []
+
+    def walk(node, path):
+        for k, v in node.items():
+            p = f"{path}/{k}" if path else str(k)
+            if _num(v) and not path:
+                lines.append(f"- **{p} = {_f(v)}**")
+            elif isinstance(v, dict) and "mean" in v and _num(v.get("mean")):
+                sem = f" +- {_f(v['sem'])}" if _num(v.get("sem")) else ""
+                n = f" (n = {v['n']})" if _num(v.get("n")) else ""
+                lines.append(f"- **{p} = {_f(v['mean'])}**{sem}{n}")
+            elif isinstance(v, dict) and v and all(_num(x) for x in v.values()):
+                lines.append(f"- **{p}**: " + ", ".join(f"{a} {_f(b)}" for a, b in v.items()))
+            elif isinstance(v, dict) and p.count("/") < 3 and k != "inputs":
+                walk(v, p)
+
+    walk(s, "")
+    more = [f"- ... {len(lines) - limit} more in `results/tables/metrics.csv`"] if len(lines) > limit else []
+    return out + lines[:limit] + more + [""]
+
+
+WRITERS = {"salient": _salient, "spuriosity": _spuriosity, "npca": _npca, "bam": _bam, "lightweight": _lightweight}
+
+
+def summary_markdown(summaries: dict[str, dict], counts: dict | None = None) -> str:
+    lines = ["# spurlab results", "",
+             "Headline numbers of each paper's analogue on the planted-cue benchmark, and how well each method "
+             "recovers the cues we planted. Every number is also in `results/tables/metrics.csv` (one row per "
+             "model / class / feature / method / setting, with n and SEM).", ""]  # fmt: skip
+    if counts:
+        lines += [", ".join(f"{k}: {v}" for k, v in counts.items()), ""]
+    for stage, s in summaries.items():
+        lines += WRITERS.get(stage, lambda x, st=stage: _generic(st, x))(s)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_summary_md(summary_paths: dict[str, str | os.PathLike], out: str | os.PathLike, counts: dict | None = None) -> str:
+    summaries = {}
+    for stage, p in summary_paths.items():
+        try:
+            summaries[stage] = json.loads(Path(p).read_text())
+        except FileNotFoundError:
+            raise SpurlabError(f"{p}: stage summary of '{stage}' missing") from None
+        except json.JSONDecodeError as e:
+            raise SpurlabError(f"{p}: not valid JSON (line {e.lineno})") from None
+    text = summary_markdown(summaries, counts)
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    return text
