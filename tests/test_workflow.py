@@ -168,7 +168,8 @@ def test_salient_target_on_tiny(tiny_run):
     assert len(manifest) == n_classes * k + 1
     for f in ("importance.csv", "annotations.csv", "masks.h5", "noise.png", "features.png", "noise/erm_tiny.csv"):
         assert (work / "results/salient" / f).stat().st_size > 0
-    assert (work / "benchmarks/salient/subsets.tsv").exists() and (work / "logs/salient/summary.log").exists()
+    assert (work / "benchmarks/salient/subsets.0.tsv").exists() and (work / "logs/salient/summary.log").exists()
+    assert not any((work / "results/salient/shards").glob("*.h5"))  # temporary shards removed after the merge
     r = snakemake(work, "salient", "--cores", "2", "--configfile", cfg, "-n", env=env)
     assert "Nothing to be done" in r.stdout + r.stderr
 

@@ -1,13 +1,14 @@
-"""Reliability of the workflow (issue #11) on a reduced tiny config: the clean runs go through every
-stage of the core benchmark (image sets, training with per-epoch checkpoints, feature caches,
-Salient ImageNet with sharded D(i, j) and noise tests, spuriosity rankings, gaps and head tuning,
-neural PCA and SpuFix); the partial-rerun and kill tests work on its `models` target:
+"""Reliability of the workflow (issue #11) on a reduced tiny config: the clean runs go through image
+sets, training with per-epoch checkpoints, feature caches and the Salient ImageNet stage
+(importance, D(i, j), annotations, masks, noise tests, summary); the partial-rerun and kill tests
+work on its `models` target. The later stages' determinism and kill recovery are measured by
+bench/kill_resume.py (docs/reliability.md), whose cost does not fit the suite's budget:
 
 - partial reruns: nothing touched reruns nothing; `--forcerun <rule>` reruns exactly that rule and
   its dependants; a changed config value reruns exactly the stage it reaches as `params` and what
   depends on it;
 - determinism: two clean runs give the same bytes for every file under results/ except the
-  documented timing records (compared without their timing fields), through every stage;
+  documented timing records (compared without their timing fields);
 - kill and rerun: SIGKILL of snakemake and its jobs at 5 seeded moments, a rerun after each; then
   every output opens, every hash verifies, everything equals the clean run, and training resumed
   from its last epoch checkpoint.
@@ -26,7 +27,7 @@ from tests.reliability import workflow as wf
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 TARGET = ["models"]
-CLEAN_TARGETS = ["models", "salient", "spuriosity", "npca"]
+CLEAN_TARGETS = ["models", "salient"]  # spuriosity, npca, bam: bench/kill_resume.py (suite time)
 
 
 def reliability_config() -> dict:
@@ -38,12 +39,10 @@ def reliability_config() -> dict:
     cfg["contamination"]["enabled"] = False
     cfg["lightweight"]["enabled"] = False
     cfg["posthoc"]["enabled"] = False
-    # the later stages, small: determinism is about every file, not about how much each holds
+    # Salient ImageNet, small: determinism is about every file, not about how much each holds
     cfg["salient"]["top_k"] = 2
     cfg["salient"]["subset"]["max_images"] = 6
-    cfg["npca"]["npfv"].update(top_b=2, keep=1, steps=4)
-    cfg["npca"]["neurons_top"] = 2
-    cfg["spuriosity"]["tuning"]["max_epochs"] = 1
+    cfg["salient"]["noise"]["models"] = ["robust_tiny"]
     cfg["train"]["epochs"] = 3
     cfg["features"]["sets"] = ["train", "test"]  # what salient.importance_set and spuriosity.sets need
     return cfg
@@ -121,7 +120,7 @@ def test_two_clean_runs_are_identical(clean):
     names = wf.files(d / "clean")
     assert sum(wf.is_excluded(k) for k in names) <= 2 * 3 + 2 * 2 + 1  # meta, 3 epochs and summary
     assert not any(k.endswith((".h5", ".parquet", ".png")) and wf.is_excluded(k) for k in names)
-    for stage in ("datasets", "models", "features", "salient", "spuriosity", "npca"):  # every stage was compared
+    for stage in ("datasets", "models", "features", "salient"):  # every stage of the targets was compared
         assert any(k.startswith(f"results/{stage}/") and k.endswith((".h5", ".parquet", ".safetensors")) for k in names), stage
     print(f"{len(names)} files under results/ compared, {sum(map(wf.is_excluded, names))} without their timing fields")
 
