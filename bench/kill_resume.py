@@ -28,6 +28,8 @@ results/ tree equals the clean run's (the determinism check of the full config).
     .venv/bin/python bench/kill_resume.py --chain               # config/config.yaml, target all, ~2 runs
     .venv/bin/python bench/kill_resume.py                       # 10 independent trials (hours on a CPU)
     .venv/bin/python bench/kill_resume.py config/tiny.yaml --target models
+    # compare with a finished `make run` (its results/ may hold more targets) instead of a clean run:
+    .venv/bin/python bench/kill_resume.py --chain --reference ../other/main --reference-seconds 1500 --target models
 """
 
 from __future__ import annotations
@@ -56,24 +58,34 @@ def main() -> None:
     ap.add_argument("--chain", action="store_true", help="kill one run --trials times instead of one run per trial")
     ap.add_argument("--stretch", type=float, nargs=2, default=(0.015, 0.05), metavar=("LO", "HI"),
                     help="--chain: run between kills, as fractions of the clean run's wall time")  # fmt: skip
+    ap.add_argument("--reference", type=Path, metavar="DIR",
+                    help="a finished clean run of the same config (e.g. a `make run` checkout) to compare with, "
+                         "instead of running one; it may hold more targets' files")  # fmt: skip
+    ap.add_argument("--reference-seconds", type=float, help="--reference: the wall time of its snakemake run")
     args = ap.parse_args()
     configs = [str(Path(c).resolve()) for c in args.config]
     base = args.workdir or Path(tempfile.mkdtemp(prefix="kill_resume_"))
     rng = random.Random(args.seed)
 
     base.mkdir(parents=True, exist_ok=True)
+    clean = base / "clean"
     record = base / "clean_seconds.txt"  # with --workdir, a finished clean run is reused
-    if record.is_file():
+    if args.reference:
+        if args.reference_seconds is None:
+            ap.error("--reference needs --reference-seconds (the stretches between kills are fractions of it)")
+        clean, clean_s = args.reference.resolve(), args.reference_seconds
+        print(f"reference run: {clean} ({clean_s:.0f}s)", flush=True)
+    elif record.is_file():
         clean_s = float(record.read_text())
     else:
         t = time.monotonic()
-        wf.run(base / "clean", args.target, configs)
+        wf.run(clean, args.target, configs)
         clean_s = time.monotonic() - t
         record.write_text(f"{clean_s}\n")
-    print(f"clean run: {clean_s:.0f}s, {len(wf.files(base / 'clean'))} files under results/", flush=True)
+    print(f"clean run: {clean_s:.0f}s, {len(wf.files(clean))} files under results/", flush=True)
 
     if args.chain:
-        chained(base, args.target, configs, clean_s, args.trials, rng, args.stretch)
+        chained(base, clean, args.target, configs, clean_s, args.trials, rng, args.stretch, bool(args.reference))
         if not args.workdir:
             shutil.rmtree(base, ignore_errors=True)
         return
@@ -91,7 +103,7 @@ def main() -> None:
             wf.verify_outputs(work)
             dry = wf.run(work, args.target, configs, "-n")
             ok = "Nothing to be done" in dry.stdout + dry.stderr
-            problems = wf.compare_trees(base / "clean", work)
+            problems = wf.compare_trees(clean, work, a_may_have_more=bool(args.reference))
             same = not problems
             if problems:
                 print("  " + "\n  ".join(problems[:5]))
@@ -111,8 +123,10 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def chained(base: Path, targets, configs, clean_s: float, trials: int, rng: random.Random, stretch) -> None:
-    """One run SIGKILLed `trials` times (see the module docstring), checked after every kill."""
+def chained(base: Path, clean: Path, targets, configs, clean_s: float, trials: int, rng: random.Random, stretch,
+            reference: bool = False) -> None:
+    """One run SIGKILLed `trials` times (see the module docstring), checked after every kill against
+    `clean` (a `reference` run may hold more targets' files than this run makes)."""
     work = base / "chained"
     first_epoch = lambda: any((work / "results/models").glob("*/checkpoints/epoch_001.pt"))  # noqa: E731
     recovered = identical = kills = 0
@@ -140,7 +154,7 @@ def chained(base: Path, targets, configs, clean_s: float, trials: int, rng: rand
         except Exception as e:  # a broken output after a kill is a result to count
             print(f"  kill {i}: an output does not verify: {str(e).splitlines()[0][:300]}", flush=True)
             pending, n = False, 0
-        problems = wf.compare_trees(base / "clean", work, common_only=True)
+        problems = wf.compare_trees(clean, work, common_only=True)
         identical += not problems
         done = len(wf.files(work))
         print(f"kill {i}: {'after the first epoch checkpoint' if i == 0 else f'after {wait:.0f}s'} "
@@ -153,7 +167,7 @@ def chained(base: Path, targets, configs, clean_s: float, trials: int, rng: rand
         n = wf.verify_outputs(work)
         dry = wf.run(work, targets, configs, "-n")
         final_ok = "Nothing to be done" in dry.stdout + dry.stderr
-        problems = wf.compare_trees(base / "clean", work)
+        problems = wf.compare_trees(clean, work, a_may_have_more=reference)
         final_same = not problems
         for p in problems[:10]:
             print("  " + p)

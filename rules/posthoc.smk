@@ -95,11 +95,14 @@ rule posthoc_attributions:
     output:
         table="results/posthoc/attributions/{ph_signal}.parquet",
         csv="results/posthoc/attributions/{ph_signal}.csv",
+        # a report figure (issue #9), written here since the maps exist only in this job
         figure=report(
-            "results/posthoc/panels/{ph_signal}.png",
+            "results/figures/posthoc_attributions_{ph_signal}.png",
             caption="../workflow/report/posthoc_panels.rst",
-            category="Post hoc explanations",
+            category="Figures",
+            subcategory="posthoc_attributions",
         ),
+        svg="results/figures/posthoc_attributions_{ph_signal}.svg",
     log:
         "logs/posthoc/attributions/{ph_signal}.log",
     benchmark:
@@ -123,7 +126,7 @@ rule posthoc_attributions:
         "spurlab posthoc-attributions --config {params.configs} --signal {wildcards.ph_signal} "
         "--models {params.models} --model-dirs {params.model_dirs} "
         "--set-names {params.set_names} --imagesets {input.sets} --out {output.table} "
-        "--figure {output.figure} --threads {threads} --quiet > {log} 2>&1"
+        "--figure {output.figure} --svg {output.svg} --threads {threads} --quiet > {log} 2>&1"
 
 
 rule posthoc_tcav:
@@ -267,7 +270,7 @@ rule posthoc:
     input:
         (
             ["results/posthoc/summary.json"]
-            + expand("results/posthoc/panels/{s}.png", s=PH_SIGNALS)
+            + expand("results/figures/posthoc_attributions_{s}.png", s=PH_SIGNALS)
             + ["results/posthoc/study/questionnaire_blinded.html"]
         )
         if PH_ON

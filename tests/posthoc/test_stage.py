@@ -53,9 +53,11 @@ def test_stage_writes_tables_kit_and_summary_keys(stage):
     run_scores(cfg, dirs, sets, d / "scores.parquet")
     attr = {}
     for s in signals(cfg):
-        run_signal(cfg, s, dirs, sets, d / f"attr_{s}.parquet", d / f"panel_{s}.png", threads=1, progress=False)
+        run_signal(cfg, s, dirs, sets, d / f"attr_{s}.parquet", d / f"panel_{s}.png", threads=1, progress=False,
+                   svg=d / f"panel_{s}.svg")  # fmt: skip
         attr[s] = str(d / f"attr_{s}.parquet")
-        assert (d / f"panel_{s}.png").stat().st_size > 1000
+        assert (d / f"panel_{s}.png").read_bytes()[:4] == b"\x89PNG" and (d / f"panel_{s}.png").stat().st_size > 1000
+        assert "<svg" in (d / f"panel_{s}.svg").read_text()
     tc = run_tcav(cfg, dirs, sets, d / "tcav.parquet", d / "cache", threads=1, progress=False)
     assert {"signal:tag", "shape:disk", "scene:grass", "colour:0"} <= set(tc.concept)
     inf = run_influence(cfg, dirs, sets, d / "influence.parquet", threads=1, progress=False)

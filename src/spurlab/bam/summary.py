@@ -154,7 +154,7 @@ def bam_figure(summary: dict, series: pd.DataFrame, k_values, drops, path, svg=N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_path
+    from ..report.figures import save_figure
 
     methods = list(summary["methods"])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.5))
@@ -180,12 +180,7 @@ def bam_figure(summary: dict, series: pd.DataFrame, k_values, drops, path, svg=N
     a2.set_title("k-series")
     a2.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    if svg is not None:  # the report's copy (spurlab.report.figures)
-        with atomic_path(svg) as tmp, matplotlib.rc_context({"svg.hashsalt": "spurlab"}):
-            fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(fig)
+    save_figure(fig, path, svg)  # svg: the report's copy
 
 
 __all__ = ["run_bam_summary", "bam_figure"]

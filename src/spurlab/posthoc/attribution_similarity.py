@@ -64,8 +64,9 @@ def maps_for(model, images: np.ndarray, methods, settings, seed: int, progress: 
 
 
 def run_signal(cfg: dict, signal: str, model_dirs: dict[str, str], sets: dict[str, str], out: str | Path, figure: str | Path,
-               threads: int = 2, progress: bool = True) -> dict:  # fmt: skip
-    """Per image x method measures for one signal -> `out` (.parquet + .csv); panels -> `figure`."""
+               threads: int = 2, progress: bool = True, svg: str | Path | None = None) -> dict:  # fmt: skip
+    """Per image x method measures for one signal -> `out` (.parquet + .csv); panels -> `figure` (PNG)
+    and `svg`."""
     from ..attribution import AttributionSettings
     from ..data.imagesets import open_imageset
     from ..features import model_checkpoint_sha256
@@ -114,11 +115,11 @@ def run_signal(cfg: dict, signal: str, model_dirs: dict[str, str], sets: dict[st
                   "imagesets": shas, "methods": methods, "attribution": settings.record(), "normaliser": "adebayo",
                   "seed": p["seed"], "n_images": len(rows)}  # fmt: skip
     write_table(df, out, provenance)
-    panels(figure, signal, x, maps, methods, int(p["panel_images"]))
+    panels(figure, signal, x, maps, methods, int(p["panel_images"]), svg)
     return {"signal": signal, "rows": len(rows), **{k: round(float(df[k].mean()), 4) for k in MEASURES}}
 
 
-def panels(path, signal: str, x: dict, maps: dict, methods: list[str], n: int) -> None:
+def panels(path, signal: str, x: dict, maps: dict, methods: list[str], n: int, svg=None) -> None:
     """PNG: per image row, the clean and spurious input, then per method E_norm(x_norm),
     E_norm(x_spu), E_spu(x_norm), E_spu(x_spu)."""
     import matplotlib
@@ -126,7 +127,7 @@ def panels(path, signal: str, x: dict, maps: dict, methods: list[str], n: int) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_path
+    from ..report.figures import save_figure
 
     n = min(n, len(x["norm"]))
     combos = [("normal", "norm"), ("normal", "spu"), ("spurious", "norm"), ("spurious", "spu")]
@@ -145,6 +146,4 @@ def panels(path, signal: str, x: dict, maps: dict, methods: list[str], n: int) -
         ax.axis("off")
     fig.suptitle(f"Adebayo et al. 2022: attributions, signal '{signal}' (normal / spurious model x normal / spurious input)", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path, svg)

@@ -40,7 +40,7 @@ def cmd_attributions(args) -> int:
 
     info = run_signal(load_config(args.config), args.signal, _named(args.models, args.model_dirs, "--models/--model-dirs"),
                       _named(args.set_names, args.imagesets, "--set-names/--imagesets"), args.out, args.figure,
-                      threads=args.threads, progress=not args.quiet)  # fmt: skip
+                      threads=args.threads, progress=not args.quiet, svg=args.svg)  # fmt: skip
     print(f"{args.out}: {info}")
     return 0
 
@@ -128,6 +128,7 @@ def add_posthoc_parsers(sub, config_arg) -> None:
     p.add_argument("--signal", required=True)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--figure", required=True, type=Path, help="attribution panels (PNG)")
+    p.add_argument("--svg", type=Path, help="the same panels as SVG")
     compute(p)
     p.set_defaults(func=cmd_attributions)
 

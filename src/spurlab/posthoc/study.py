@@ -181,6 +181,7 @@ def build_study(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], tca
     from ..attribution import AttributionSettings
     from ..data.imagesets import open_imageset
     from ..io import atomic_path, write_json
+    from ..report.figures import save_figure
     from ..models import load_model
     from ..report.tables import read_table
     from . import model_sets, spurious_model
@@ -237,9 +238,7 @@ def build_study(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], tca
                     for ax in axes.ravel():
                         ax.axis("off")
                 fig.tight_layout()
-                with atomic_path(path) as tmp:
-                    fig.savefig(tmp, dpi=90, format="png")
-                plt.close(fig)
+                save_figure(fig, path, dpi=90)
                 stimuli[path.name] = path
     assignment = assign(st["participants_per_group"], methods, st["seed"])
     with atomic_path(out_dir / "assignment.csv") as tmp:

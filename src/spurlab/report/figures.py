@@ -60,19 +60,20 @@ def contact_sheet(imageset, out: str | os.PathLike, n: int = 48, cols: int = 8, 
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7, frameon=False)
     fig.suptitle(f"{imageset.attrs.get('set_name', imageset.path.stem)}: first {n} of {len(imageset)} images", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    _save(fig, out)
+    save_figure(fig, out)
 
 
-def _save(fig, out, svg=None) -> None:
-    """PNG at `out`; with `svg`, the same figure as SVG too (report figures come in both)."""
+def save_figure(fig, out, svg=None, dpi: int = 110) -> None:
+    """PNG at `out` and, with `svg`, the same figure as SVG; both written atomically, with no date or
+    software version inside, so the same figure gives the same bytes. Closes `fig`."""
     import matplotlib.pyplot as plt
 
     from ..io import atomic_path
 
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
     if svg is not None:
-        # no date and a fixed id salt: the same figure gives the same bytes
+        # a fixed id salt: SVG element ids are random otherwise
         with atomic_path(svg) as tmp, matplotlib_rc({"svg.hashsalt": "spurlab"}):
             fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)
@@ -111,7 +112,7 @@ def noise_curves(noise: dict, classes: list[int], names: dict, out: str | os.Pat
     fig.suptitle(f"Core vs spurious accuracy under masked noise ({len(classes)} classes with both kinds of feature)",
                  fontsize=9)  # fmt: skip
     fig.tight_layout()
-    _save(fig, out, svg)
+    save_figure(fig, out, svg)
 
 
 def feature_grid(rows: list[dict], out: str | os.PathLike, zoom: int = 2) -> None:
@@ -136,7 +137,7 @@ def feature_grid(rows: list[dict], out: str | os.PathLike, zoom: int = 2) -> Non
         ax.set_title(f"{r['class_name']} f{r['feature']}\n{r['label']}{mark}", fontsize=6, color=colour, pad=2)
     fig.suptitle("Top features per class: NAM heatmap on the top image (red: annotated spurious)", fontsize=8)
     fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def crop_sheet(panels: list, out: str | os.PathLike, zoom: int = 2) -> None:
@@ -152,7 +153,7 @@ def crop_sheet(panels: list, out: str | os.PathLike, zoom: int = 2) -> None:
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
         ax.text(0.5, 0.5, "no class has a negative spurious gap", ha="center", va="center", fontsize=9)
-        _save(fig, out)
+        save_figure(fig, out)
         return
     cols = max(len(p[1]) for p in panels)
     size = panels[0][1].shape[1] * zoom / 72
@@ -171,7 +172,7 @@ def crop_sheet(panels: list, out: str | os.PathLike, zoom: int = 2) -> None:
             bottom.imshow(crops[j])
         axes[2 * k][0].set_title(f"{name}: highest spuriosity, core crop below", fontsize=7, loc="left")
     fig.tight_layout(pad=0.2)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def gap_figure(suite, gaps, out: str | os.PathLike, svg=None) -> None:
@@ -209,7 +210,7 @@ def gap_figure(suite, gaps, out: str | os.PathLike, svg=None) -> None:
     right.legend(fontsize=6, ncol=2)
     right.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    _save(fig, out, svg)
+    save_figure(fig, out, svg)
 
 
 def tuning_figure(summary: dict, out: str | os.PathLike, svg=None) -> None:
@@ -237,7 +238,7 @@ def tuning_figure(summary: dict, out: str | os.PathLike, svg=None) -> None:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, out, svg)
+    save_figure(fig, out, svg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +282,7 @@ def gap_correlation_heatmap(corr, out, svg=None) -> None:
     n = int(corr["n_classes"].max()) if len(corr) else 0
     ax.set_title(f"Spurious gap correlation between models ({n} classes)", fontsize=9)
     fig.tight_layout()
-    _save(fig, out, svg)
+    save_figure(fig, out, svg)
 
 
 def tuning_rank_figure(tuning, out, svg=None, split: str = "test") -> None:
@@ -316,7 +317,7 @@ def tuning_rank_figure(tuning, out, svg=None, split: str = "test") -> None:
     axes[0][0].legend(fontsize=6)
     fig.suptitle("Accuracy vs spuriosity rank before and after head tuning", fontsize=9)
     fig.tight_layout()
-    _save(fig, out, svg)
+    save_figure(fig, out, svg)
 
 
 def spuriosity_extremes(rankings, imageset, out, svg=None, n: int = 5, max_classes: int = 10) -> None:
@@ -339,7 +340,7 @@ def spuriosity_extremes(rankings, imageset, out, svg=None, n: int = 5, max_class
     axes[0, 0].text(0, 1.45, "lowest spuriosity", transform=axes[0, 0].transAxes, fontsize=8)
     axes[0, n + 1].text(0, 1.45, "highest spuriosity", transform=axes[0, n + 1].transAxes, fontsize=8)
     fig.tight_layout(pad=0.3)
-    _save(fig, out, svg)
+    save_figure(fig, out, svg)
 
 
 def component_panels(components: dict, pairs, imageset, out, svg=None, per_class: int = 1, max_rows: int = 10,
@@ -373,7 +374,7 @@ def component_panels(components: dict, pairs, imageset, out, svg=None, per_class
     axes[0, 1].text(0, 1.35, "NPFV Grad-CAM", transform=axes[0, 1].transAxes, fontsize=6)
     axes[0, 2].text(0, 1.35, "top images, Grad-CAM", transform=axes[0, 2].transAxes, fontsize=6)
     fig.tight_layout(pad=0.3)
-    _save(fig, out, svg)
+    save_figure(fig, out, svg)
 
 
 def spufix_figure(models, out, svg=None) -> None:
@@ -395,7 +396,7 @@ def spufix_figure(models, out, svg=None) -> None:
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Spurious score before and after SpuFix", fontsize=9)
     fig.tight_layout()
-    _save(fig, out, svg)
+    save_figure(fig, out, svg)
 
 
 def bam_summary_figure(summary: dict, out, svg=None) -> None:
