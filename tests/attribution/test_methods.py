@@ -66,6 +66,27 @@ def test_gradcam_applies_the_relu(am, batch):
     assert cam.shape[1] == 1 and float(cam.min()) >= 0
 
 
+def test_gradcam_layer_is_an_earlier_finer_map():
+    """At 16 px cbr_tiny's pre-pool map is 1x1 (a constant map); blocks.1 is 4x4 and localises."""
+    from captum.attr import LayerGradCam
+
+    torch.manual_seed(0)
+    am = AttributionModel(build_classifier("cbr_tiny", 3, S, {"width": 4}))
+    x, t = torch.rand(2, 3, S, S, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 1])
+    default = attribute(am, x, t, "gradcam", FAST)
+    finer = AttributionSettings(**{**FAST.record(), "gradcam_layer": "blocks.1"})
+    cam = attribute(am, x, t, "gradcam", finer)
+    assert cam.shape == default.shape and float(cam.min()) >= 0
+    assert torch.allclose(default, default[..., :1, :1].expand_as(default))  # 1x1, upsampled: flat
+    raw = LayerGradCam(am, am.clf.net.blocks[1]).attribute(x, target=t, relu_attributions=True)
+    assert raw.shape[-2:] == (4, 4)
+    assert torch.isfinite(cam).all()
+    assert not torch.allclose(cam, cam[..., :1, :1].expand_as(cam))  # it varies over the image
+    assert finer.record()["gradcam_layer"] == "blocks.1"
+    with pytest.raises(SpurlabError, match="gradcam_layer 'blocks.9'"):
+        attribute(am, x, t, "gradcam", AttributionSettings(gradcam_layer="blocks.9"))
+
+
 def test_guided_backprop_is_refused_on_non_relu_models(batch):
     x, t = batch
     torch.manual_seed(0)

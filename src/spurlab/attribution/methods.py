@@ -15,8 +15,9 @@ Method keys (the same everywhere: tables, config, summaries):
 - ``guided_backprop``: Guided Backprop (Springenberg et al. 2014). captum overrides the backward
   pass of `nn.ReLU` modules only: on models with other activations (GELU, SiLU ...) the result is
   meaningless, so it is refused.
-- ``gradcam``: Grad-CAM (Selvaraju et al. 2017, eqs. 1-2) on the pre-pool feature map, with the
-  ReLU of eq. 2 (`relu_attributions=True`; captum's default omits it), upsampled bilinearly.
+- ``gradcam``: Grad-CAM (Selvaraju et al. 2017, eqs. 1-2) on the pre-pool feature map (or the layer
+  `gradcam_layer` names), with the ReLU of eq. 2 (`relu_attributions=True`; captum's default omits
+  it), upsampled bilinearly.
 - ``guided_gradcam``: Guided Backprop times the upsampled Grad-CAM (captum `GuidedGradCam`).
 
 Every method is batched (`internal_batch_size`, `nt_samples_batch_size`). SmoothGrad noise is drawn
@@ -61,6 +62,9 @@ class AttributionSettings:
       does not give them; defaults as SmoothGrad and IG).
     - `batch_size`: images per captum call; gradients of noise samples / IG steps are taken
       `batch_size` at a time.
+    - `gradcam_layer`: Grad-CAM's (and Guided Grad-CAM's) layer, a module of the network
+      (`blocks.2`); None: the pre-pool map, Selvaraju et al.'s last convolutional layer. At 64 px that
+      map is 4x4 (a cell is a quarter of the image); the papers' ResNet-50 at 224 px has 7x7.
     """
 
     smoothgrad_samples: int = 25
@@ -70,6 +74,7 @@ class AttributionSettings:
     ig_sg_samples: int = 25
     ig_sg_steps: int = 50
     batch_size: int = 32
+    gradcam_layer: str | None = None
 
     def __post_init__(self):
         if self.ig_method not in IG_METHODS:
@@ -113,6 +118,15 @@ class AttributionModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.clf.net.forward_head(self.feature_map(x))
+
+    def layer(self, name: str | None) -> nn.Module:
+        """The network's module `name` (e.g. `blocks.2`); None: the pre-pool map."""
+        if name is None:
+            return self.feature_map
+        try:
+            return self.clf.net.get_submodule(name)
+        except AttributeError:
+            raise SpurlabError(f"gradcam_layer '{name}': not a module of the network") from None
 
     def only_relu(self) -> bool:
         return not any(type(m).__name__ in _NON_RELU for m in self.modules())
@@ -165,10 +179,10 @@ def attribute(am: AttributionModel, x: torch.Tensor, target: torch.Tensor, metho
     elif method == "guided_backprop":
         out = GuidedBackprop(am).attribute(x, target=target)
     elif method == "gradcam":
-        cam = LayerGradCam(am, am.feature_map).attribute(x, target=target, relu_attributions=True)
+        cam = LayerGradCam(am, am.layer(s.gradcam_layer)).attribute(x, target=target, relu_attributions=True)
         out = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
     elif method == "guided_gradcam":
-        out = GuidedGradCam(am, am.feature_map).attribute(x, target=target, interpolate_mode="bilinear")
+        out = GuidedGradCam(am, am.layer(s.gradcam_layer)).attribute(x, target=target, interpolate_mode="bilinear")
     else:
         raise SpurlabError(f"attribution method '{method}': expected one of {', '.join(METHODS)}")
     return out.detach()
