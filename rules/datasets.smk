@@ -1,5 +1,10 @@
 # Stage 1 (ARCHITECTURE): config -> image sets, contact sheets, summary.
-from spurlab.config import folder_options, folder_sets, generated_sets
+from spurlab.config import (
+    bam_source_inputs,
+    folder_options,
+    folder_sets,
+    generated_sets,
+)
 
 
 wildcard_constraints:
@@ -8,6 +13,9 @@ wildcard_constraints:
 
 rule image_set:
     """Render one image set of the planted-cue benchmark, BAM or contamination (SPEC 1.1-1.3)."""
+    input:
+        # bam.source coco: the COCO JSON, its image folder and the scene folder (else nothing)
+        lambda w: bam_source_inputs(config, w.set),
     output:
         "results/datasets/{set}.h5",
     log:

@@ -144,12 +144,17 @@ def check_semantics(cfg: dict) -> None:
     _check_shards(cfg)
 
     bam = cfg["bam"]
-    for i, o in enumerate(bam["objects"]):
-        if o not in SHAPE_NAMES:
-            raise SpurlabError(f"config key bam.objects[{i}]: unknown shape '{o}'")
-    for i, s in enumerate(bam["scenes"]):
-        if s not in SCENE_NAMES:
-            raise SpurlabError(f"config key bam.scenes[{i}]: unknown scene '{s}'")
+    if bam.get("source", "synthetic") == "coco":  # objects: COCO category names; scenes: sub-folders
+        for key in ("annotations", "images", "scenes_dir"):
+            if not (bam.get("coco") or {}).get(key):
+                raise SpurlabError(f"config key bam.coco.{key}: required when bam.source is coco")
+    else:
+        for i, o in enumerate(bam["objects"]):
+            if o not in SHAPE_NAMES:
+                raise SpurlabError(f"config key bam.objects[{i}]: unknown shape '{o}'")
+        for i, s in enumerate(bam["scenes"]):
+            if s not in SCENE_NAMES:
+                raise SpurlabError(f"config key bam.scenes[{i}]: unknown scene '{s}'")
     if bam["common_object"] not in bam["objects"]:
         raise SpurlabError(f"config key bam.common_object: '{bam['common_object']}' is not in bam.objects")
 
@@ -298,8 +303,10 @@ def section_for_set(cfg: dict, set_name: str) -> dict[str, Any]:
     if set_name in folder_sets(cfg):
         return {"folders": {set_name: cfg["folders"][set_name]}}
     if set_name.startswith("bam_"):
-        # the benchmark settings (models, attributions) do not change the images
-        return {"seed": cfg["seed"], "bam": {k: v for k, v in cfg["bam"].items() if k != "benchmark"}}
+        # the benchmark settings (models, attributions) do not change the images; nor do the COCO
+        # paths when the source is synthetic (so adding them left existing sets' hashes as they were)
+        skip = {"benchmark"} | ({"source", "coco"} if cfg["bam"].get("source", "synthetic") == "synthetic" else set())
+        return {"seed": cfg["seed"], "bam": {k: v for k, v in cfg["bam"].items() if k not in skip}}
     if set_name.startswith("lightweight_"):
         return {"seed": cfg["lightweight"]["seed"], "datasets": lightweight_datasets(cfg)}
     if set_name.startswith("contam_"):
@@ -318,6 +325,15 @@ def set_names(cfg: dict) -> list[str]:
 def folder_sets(cfg: dict) -> list[str]:
     """Index sets of real-data folders (`folders:`, rule `index_folder`), in config order."""
     return list(cfg.get("folders") or {})
+
+
+def bam_source_inputs(cfg: dict, set_name: str) -> list[str]:
+    """The files a generated set is read from (rule image_set's inputs): for a BAM set with
+    `bam.source: coco`, the COCO JSON, its image folder and the scene folder; otherwise none."""
+    if not set_name.startswith("bam_") or cfg["bam"].get("source", "synthetic") != "coco":
+        return []
+    c = cfg["bam"]["coco"]
+    return [c["annotations"], c["images"], c["scenes_dir"]]
 
 
 def folder_options(cfg: dict, name: str) -> str:

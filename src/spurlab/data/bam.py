@@ -39,6 +39,13 @@ SCALE_RULES = {
 }
 
 
+def side_fraction_range(scale_rule: str) -> tuple[float, float]:
+    """[lo, hi) of the object's larger side as a fraction of the image side under `scale_rule`:
+    what a real cut-out object is resized to (`spurlab.data.coco`), the same sizes as the shapes."""
+    lo, hi = SCALE_RULES[scale_rule]
+    return lo * _EXTENT, hi * _EXTENT
+
+
 def bam_world(cfg: dict) -> World:
     return World.plain(cfg["image_size"], cfg["objects"], cfg["scenes"], SCALE_RULES[cfg["scale_rule"]], cfg["pixel_noise"])
 
@@ -47,12 +54,14 @@ def cf_scene_count(k: float, n_scenes: int) -> int:
     return max(1, int(round(k * n_scenes)))
 
 
-def bam_plan(cfg: dict, seed: int, variant: str, split: str) -> SetPlan:
+def bam_grid(cfg: dict, seed: int, variant: str, split: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(object index, scene index) of every row of variant `variant` of `split`, and whether its
+    labels are scene labels (a kNNN set). Shared by the procedural and the COCO sources
+    (`spurlab.data.coco`), so both lay out the same balanced grid and commonality sets."""
     m = VARIANT.match(variant)
     if not m:
         raise SpurlabError(f"BAM variant '{variant}': expected os, 0s, og or kNNN (e.g. k050)")
-    world = bam_world(cfg)
-    n_obj, n_scn = len(world.classes), len(world.scenes)
+    n_obj, n_scn = len(cfg["objects"]), len(cfg["scenes"])
     per = int(cfg["n_per_pair"][split])
     n = per * n_obj * n_scn
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), STREAMS[split], 2**31 - 1]))
@@ -63,12 +72,19 @@ def bam_plan(cfg: dict, seed: int, variant: str, split: str) -> SetPlan:
         k = int(m.group(2)) / 100
         if not 0 < k <= 1:
             raise SpurlabError(f"BAM variant '{variant}': commonality must be in (0, 1]")
-        cf = world.classes.index(cfg["common_object"])
+        cf = list(cfg["objects"]).index(cfg["common_object"])
         in_cf = scn_all < cf_scene_count(k, n_scn)
         others = np.array([o for o in range(n_obj) if o != cf])
         # outside the CF scenes the common object never appears: remap it deterministically
         remapped = np.where(obj_all == cf, others[np.arange(n) % len(others)], obj_all)
         obj_all = np.where(in_cf, cf, remapped)
+    return obj_all, scn_all, bool(m.group(2))
+
+
+def bam_plan(cfg: dict, seed: int, variant: str, split: str) -> SetPlan:
+    obj_all, scn_all, scene_labels = bam_grid(cfg, seed, variant, split)
+    world = bam_world(cfg)
+    n = len(obj_all)
     scene_names = np.asarray(world.scenes, dtype=object)
 
     def chunk(c: int) -> dict:
@@ -79,7 +95,7 @@ def bam_plan(cfg: dict, seed: int, variant: str, split: str) -> SetPlan:
         scenes = np.full(len(obj), GRAY, dtype=object) if variant == "og" else scene_names[scn]
         flags = np.zeros((len(obj), 0), dtype=bool)
         out = render(world, np.asarray(world.classes, dtype=object)[obj], lat, flags, present, scenes)
-        labels = scn if m.group(2) else obj
+        labels = scn if scene_labels else obj
         rec = chunk_record(world, f"bam_{variant}_{split}", start, labels.astype(np.int64), lat, out, flags, present)
         rec["meta"]["object_label"] = obj.astype(np.int64)
         rec["meta"]["scene_label"] = scn.astype(np.int64)

@@ -30,7 +30,12 @@ def build_plan(cfg: dict, name: str) -> tuple[synth.SetPlan, dict]:
     if m := _BAM.match(name):
         variant, split = m.groups()
         b = cfg["bam"]
-        plan = bam.bam_plan(b, seed, variant, split)
+        if b.get("source", "synthetic") == "coco":  # real objects and scenes (spurlab.data.coco)
+            from .coco import coco_bam_plan
+
+            plan, source_attrs = coco_bam_plan(b, seed, variant, split)
+        else:
+            plan, source_attrs = bam.bam_plan(b, seed, variant, split), {}
         scene_labels = variant.startswith("k")
         attrs.update(
             class_names=list(b["scenes"] if scene_labels else b["objects"]),
@@ -41,6 +46,7 @@ def build_plan(cfg: dict, name: str) -> tuple[synth.SetPlan, dict]:
             cue_names=[],
             image_size=b["image_size"],
         )
+        attrs.update(source_attrs)
         return plan, attrs
     if m := _CONTAM.match(name):
         signal, split = m.groups()
