@@ -251,4 +251,3 @@ def summarize(table: pd.DataFrame) -> dict:
         e["gap_after_trials"] = after["gap"].tolist()
         out[method] = e
     return out
-    return out
