@@ -109,7 +109,7 @@ def main() -> None:
                 print("  " + "\n  ".join(problems[:5]))
         except Exception as e:  # a failed recovery is a result to count, not a crash of the bench
             print(f"  trial {i}: recovery failed: {str(e).splitlines()[0][:300]}")
-        logs = list((work / "logs/train").glob("*.log")) if (work / "logs/train").is_dir() else []
+        logs = list((work / "logs").rglob("train/*.log"))  # logs/train, logs/bam/train, logs/posthoc/train
         did_resume = any("resuming from epoch" in p.read_text() for p in logs)
         recovered, identical, resumed = recovered + ok, identical + same, resumed + did_resume
         print(f"trial {i}: kill at {at:.1f}s ({'killed' if was_killed else 'finished first'}), "
@@ -173,7 +173,7 @@ def chained(base: Path, clean: Path, targets, configs, clean_s: float, trials: i
             print("  " + p)
     except Exception as e:
         print(f"  final rerun failed: {str(e).splitlines()[0][:300]}")
-    logs = list((work / "logs/train").glob("*.log")) if (work / "logs/train").is_dir() else []
+    logs = list((work / "logs").rglob("train/*.log"))  # logs/train, logs/bam/train, logs/posthoc/train
     resumed = sum("resuming from epoch" in p.read_text() for p in logs)
     files = wf.files(work)
     print(f"final: completed, verified and nothing left to do: {final_ok}; whole results/ tree equals the clean "
