@@ -181,8 +181,8 @@ def build_study(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], tca
     from ..attribution import AttributionSettings
     from ..data.imagesets import open_imageset
     from ..io import atomic_path, write_json
-    from ..report.figures import save_figure
     from ..models import load_model
+    from ..report.figures import save_figure
     from ..report.tables import read_table
     from . import model_sets, spurious_model
     from .attribution_similarity import maps_for
