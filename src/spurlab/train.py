@@ -361,35 +361,49 @@ def fit_and_save(model, name: str, section: dict, settings: TrainSettings, seed:
     return meta
 
 
+def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, seed: int, arch: str, arch_args,
+                  train_set, val_set, out_dir, threads: int = 2, progress: bool = True, label_column: str | None = None,
+                  extra_meta: dict | None = None, extra_metrics=None) -> dict:  # fmt: skip
+    """What every trainer (suite, BAM, posthoc) does around `fit_and_save`: threads and device, the
+    train and validation image sets (same classes, labels from `label_column` or the sets' own),
+    their batch sources, and the model `arch` seeded by `seed`. `extra_metrics(model, val, device,
+    image_size)` adds to the final metrics. Returns the meta."""
+    from .data.imagesets import class_names_for, open_imageset
+    from .device import pick_device, prepare_model
+    from .models import build_classifier
+
+    torch.set_num_threads(threads)
+    device = pick_device(cfg["compute"]["device"])
+    with open_imageset(train_set) as tr, open_imageset(val_set) as va:
+        names = class_names_for(tr, label_column)
+        if names != class_names_for(va, label_column):
+            raise SpurlabError(f"{val_set}: classes differ from the training set {train_set}")
+        train = batch_source(tr, cfg["compute"]["workers"], label_column)
+        val = batch_source(va, cfg["compute"]["workers"], label_column)
+        torch.manual_seed(seed)
+        model = prepare_model(build_classifier(arch, len(names), tr.image_size, arch_args), device)
+        metrics = None if extra_metrics is None else (lambda m: extra_metrics(m, val, device, tr.image_size))
+        return fit_and_save(model, name, section, settings, seed, tr, va, train, val, Path(out_dir), device, names,
+                            progress, extra_meta=extra_meta, extra_metrics=metrics)  # fmt: skip
+
+
 def train_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2) -> dict:
     """The `train` stage: build model `name` of the config, train it on `train_set` (resuming
     from `out_dir/checkpoints`), save `model.safetensors` + `meta.json`; return the meta."""
     from .config import model_section
-    from .data.imagesets import open_imageset
-    from .device import pick_device, prepare_model
-    from .models import build_classifier
     from .models.robust import scale_eps
 
     if name not in cfg["models"] or "checkpoint" in cfg["models"][name]:
         raise SpurlabError(f"models.{name}: not a trained model of this config")
-    out_dir = Path(out_dir)
     section = model_section(cfg, name)
     entry = section["model"]
     settings = TrainSettings.from_config(section["train"], entry.get("robust"))
-    torch.set_num_threads(threads)
-    device = pick_device(cfg["compute"]["device"])
-    with open_imageset(train_set) as tr, open_imageset(val_set) as va:
-        if tr.class_names != va.class_names:
-            raise SpurlabError(f"{val_set}: classes differ from the training set {train_set}")
-        train, val = batch_source(tr, cfg["compute"]["workers"]), batch_source(va, cfg["compute"]["workers"])
-        torch.manual_seed(entry["seed"])
-        model = prepare_model(build_classifier(entry["arch"], len(tr.class_names), tr.image_size, entry.get("arch_args")), device)
 
-        def robust_metrics(model) -> dict:
-            if not settings.robust:
-                return {}
-            return {"val_adv_acc": adversarial_accuracy(model, val, device, settings, entry["seed"]),
-                    "eps": scale_eps(settings.eps_224, tr.image_size, tr.image_size)}  # fmt: skip
+    def robust_metrics(model, val, device, image_size) -> dict:
+        if not settings.robust:
+            return {}
+        return {"val_adv_acc": adversarial_accuracy(model, val, device, settings, entry["seed"]),
+                "eps": scale_eps(settings.eps_224, image_size, image_size)}  # fmt: skip
 
-        return fit_and_save(model, name, section, settings, entry["seed"], tr, va, train, val, out_dir, device,
-                            tr.class_names, extra_metrics=robust_metrics)  # fmt: skip
+    return train_on_sets(cfg, name, section, settings, entry["seed"], entry["arch"], entry.get("arch_args"), train_set,
+                         val_set, out_dir, threads, extra_metrics=robust_metrics)  # fmt: skip

@@ -10,8 +10,6 @@ small models train from scratch on the generated sets (no download).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -19,38 +17,18 @@ from ..errors import SpurlabError
 from . import bam_model_section, bam_models, model_sets
 
 
-def class_names_for(imageset, label_column: str | None) -> list[str]:
-    if label_column == "scene_label":
-        return list(imageset.attrs["scene_class_names"])
-    return imageset.class_names
-
-
 def train_bam_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2, progress: bool = True) -> dict:
     """Train BAM model `name` on `train_set` (validated on `val_set`) into `out_dir`; return its meta."""
-    from ..data.imagesets import open_imageset
-    from ..device import pick_device, prepare_model
-    from ..models import build_classifier
-    from ..train import TrainSettings, batch_source, fit_and_save
+    from ..train import TrainSettings, train_on_sets
 
     if name not in bam_models(cfg):
         raise SpurlabError(f"BAM model '{name}': not defined by this config (defined: {', '.join(bam_models(cfg))})")
     _, _, label_column = model_sets(name)
     section = bam_model_section(cfg, name)
-    settings = TrainSettings.from_config(section["train"], None)
-    out_dir = Path(out_dir)
-    torch.set_num_threads(threads)
-    device = pick_device(cfg["compute"]["device"])
-    with open_imageset(train_set) as tr, open_imageset(val_set) as va:
-        names = class_names_for(tr, label_column)
-        if names != class_names_for(va, label_column):
-            raise SpurlabError(f"{val_set}: classes differ from the training set {train_set}")
-        train = batch_source(tr, cfg["compute"]["workers"], label_column)
-        val = batch_source(va, cfg["compute"]["workers"], label_column)
-        torch.manual_seed(section["seed"])
-        b = cfg["bam"]["benchmark"]
-        model = prepare_model(build_classifier(b["arch"], len(names), tr.image_size, b["arch_args"]), device)
-        return fit_and_save(model, name, section, settings, section["seed"], tr, va, train, val, out_dir, device,
-                            names, progress, extra_meta={"label_column": label_column})  # fmt: skip
+    b = cfg["bam"]["benchmark"]
+    return train_on_sets(cfg, name, section, TrainSettings.from_config(section["train"], None), section["seed"],
+                         b["arch"], b["arch_args"], train_set, val_set, out_dir, threads, progress, label_column,
+                         extra_meta={"label_column": label_column})  # fmt: skip
 
 
 @torch.no_grad()

@@ -284,6 +284,14 @@ def _decode(path, size: int | None = None) -> np.ndarray:
         raise SpurlabError(f"{path}: cannot decode image ({e})") from e
 
 
+def class_names_for(imageset, label_column: str | None) -> list[str]:
+    """The class names of the labels a model trains on: the set's own, or its scene classes when
+    `label_column` is a BAM set's `scene_label`."""
+    if label_column == "scene_label":
+        return list(imageset.attrs["scene_class_names"])
+    return imageset.class_names
+
+
 def open_imageset(path: str | os.PathLike, expected_sha256: str | None = None) -> ImageSet:
     """Open an image set; if `expected_sha256` is given, fail clearly unless it matches."""
     s = ImageSet(path)

@@ -10,34 +10,17 @@ and dog photos; here small CNNs train from scratch on generated images (no downl
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
-
 from . import posthoc_model_section, posthoc_models
 
 
 def train_posthoc_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2, progress: bool = True) -> dict:
     """Train posthoc model `name` on `train_set` (validated on `val_set`) into `out_dir`; return its meta."""
-    from ..data.imagesets import open_imageset
-    from ..device import pick_device, prepare_model
     from ..errors import SpurlabError
-    from ..models import build_classifier
-    from ..train import TrainSettings, batch_source, fit_and_save
+    from ..train import TrainSettings, train_on_sets
 
     if name not in posthoc_models(cfg):
         raise SpurlabError(f"posthoc model '{name}': not defined by this config (defined: {', '.join(posthoc_models(cfg))})")
     section = posthoc_model_section(cfg, name)
-    settings = TrainSettings.from_config(section["train"], None)
-    out_dir = Path(out_dir)
-    torch.set_num_threads(threads)
-    device = pick_device(cfg["compute"]["device"])
-    with open_imageset(train_set) as tr, open_imageset(val_set) as va:
-        if tr.class_names != va.class_names:
-            raise SpurlabError(f"{val_set}: classes differ from the training set {train_set}")
-        train, val = batch_source(tr, cfg["compute"]["workers"]), batch_source(va, cfg["compute"]["workers"])
-        torch.manual_seed(section["seed"])
-        p = cfg["posthoc"]
-        model = prepare_model(build_classifier(p["arch"], len(tr.class_names), tr.image_size, p["arch_args"]), device)
-        return fit_and_save(model, name, section, settings, section["seed"], tr, va, train, val, out_dir, device,
-                            tr.class_names, progress)  # fmt: skip
+    p = cfg["posthoc"]
+    return train_on_sets(cfg, name, section, TrainSettings.from_config(section["train"], None), section["seed"],
+                         p["arch"], p["arch_args"], train_set, val_set, out_dir, threads, progress)  # fmt: skip
