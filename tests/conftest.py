@@ -25,6 +25,19 @@ def default_cfg() -> dict:
     return load_yaml("config.yaml")
 
 
+def render_sets(cfg: dict, names, d: Path) -> dict[str, str]:
+    """Render the generated image sets `names` of `cfg` into `d`: {name: path}."""
+    from spurlab.data.imagesets import write_imageset
+    from spurlab.data.sets import build_plan
+
+    sets = {}
+    for name in names:
+        plan, attrs = build_plan(cfg, name)
+        write_imageset(d / f"{name}.h5", plan.n, plan.chunks(), attrs)
+        sets[name] = str(d / f"{name}.h5")
+    return sets
+
+
 def small(cfg: dict, **n) -> dict:
     """The same config with fewer images."""
     cfg = copy.deepcopy(cfg)

@@ -14,12 +14,11 @@ from spurlab.bam.concepts import TCAV_SETS, run_tcav
 from spurlab.bam.metrics import mcs
 from spurlab.bam.summary import run_bam_summary
 from spurlab.bam.verify import run_verification
-from spurlab.data.imagesets import ImageSet, write_imageset
-from spurlab.data.sets import build_plan
+from spurlab.data.imagesets import ImageSet
 from spurlab.errors import SpurlabError
 from spurlab.models import build_classifier, save_model
 from spurlab.report.tables import read_table
-from tests.conftest import load_yaml
+from tests.conftest import load_yaml, render_sets
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +31,7 @@ def stage(tmp_path_factory):
     b["iir"].update(steps=3)
     b["tcav"].update(concept_images=6, random_sets=2, layers=["blocks.4"])
     names = sorted({s for m in bam_models(cfg) for s in model_sets(m)[:2]} | {"bam_0s_test", "bam_og_test", *TCAV_SETS})
-    sets = {}
-    for name in names:
-        plan, attrs = build_plan(cfg, name)
-        write_imageset(d / f"{name}.h5", plan.n, plan.chunks(), attrs)
-        sets[name] = str(d / f"{name}.h5")
+    sets = render_sets(cfg, names, d)
     dirs = {}
     for i, m in enumerate(bam_models(cfg)):
         with ImageSet(sets[model_sets(m)[0]]) as s:

@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from spurlab.data.imagesets import write_imageset
-from spurlab.data.sets import build_plan
 from spurlab.errors import SpurlabError
 from spurlab.posthoc import model_sets, posthoc_models, signals
 from spurlab.posthoc.attribution_similarity import run_signal
@@ -18,7 +16,7 @@ from spurlab.posthoc.study import analyse_responses_file, build_study
 from spurlab.posthoc.summary import run_summary
 from spurlab.posthoc.tcav_tests import run_tcav
 from spurlab.report.tables import read_table
-from tests.conftest import load_yaml
+from tests.conftest import load_yaml, render_sets
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +30,7 @@ def stage(tmp_path_factory):
     p["influence"].update(test_images=4, top_k=3)
     p["study"].update(participants_per_group=3, stimulus_images=1)
     names = sorted({model_sets(cfg, m)[0] for m in posthoc_models(cfg)} | {"contam_clean_test"} | {f"contam_{s}_test" for s in signals(cfg)})
-    sets = {}
-    for name in names:
-        plan, attrs = build_plan(cfg, name)
-        write_imageset(d / f"{name}.h5", plan.n, plan.chunks(), attrs)
-        sets[name] = str(d / f"{name}.h5")
+    sets = render_sets(cfg, names, d)
     dirs = {}
     for m in posthoc_models(cfg):
         tr, va = model_sets(cfg, m)
