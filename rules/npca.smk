@@ -5,6 +5,9 @@ NPCA = config["npca"]
 NPCA_MODEL = SAL["model"]
 NPCA_SUITE = list(config["models"])
 NPCA_POOL = NPCA["retrieval"]["pool_sets"]
+NPCA_VALIDATION = (
+    [NPCA["retrieval"]["validation_set"]] if NPCA["retrieval"]["validation_set"] else []
+)
 
 
 rule npca_bases:
@@ -150,18 +153,25 @@ rule npca_annotation_tasks:
 
 
 rule npca_retrieval:
-    """Out-of-class images ranked by a spurious component's alpha and predicted as the class."""
+    """Harmfulness check of the spurious components on a validation set, then out-of-class images
+    ranked by a harmful component's alpha and predicted as the class."""
     input:
         weights=f"{SAL_MODEL}/model.safetensors",
         bases="results/npca/bases.h5",
         pairs="results/npca/pairs.parquet",
         imagesets=expand("results/datasets/{s}.h5", s=NPCA_POOL),
         features=expand(f"results/features/{NPCA_MODEL}/{{s}}.h5", s=NPCA_POOL),
+        validation=expand("results/datasets/{s}.h5", s=NPCA_VALIDATION),
+        validation_features=expand(
+            f"results/features/{NPCA_MODEL}/{{s}}.h5", s=NPCA_VALIDATION
+        ),
         published=NPCA["published_components"] or [],
     output:
         imageset="results/npca/retrieved.h5",
         table="results/npca/retrieval.parquet",
         csv="results/npca/retrieval.csv",
+        harmful="results/npca/harmful.parquet",
+        harmful_csv="results/npca/harmful.csv",
     log:
         "logs/npca/retrieval.log",
     benchmark:
@@ -177,11 +187,17 @@ rule npca_retrieval:
         configs=CONFIGFILES,
         model_dir=lambda w: SAL_MODEL,
         pool=" ".join(NPCA_POOL),
+        validation=lambda w, input: (
+            f"--validation-imageset {input.validation} "
+            f"--validation-features {input.validation_features}"
+            if input.validation
+            else ""
+        ),
     shell:
         "spurlab npca-retrieval --config {params.configs} --model-dir {params.model_dir} "
         "--bases {input.bases} --pairs {input.pairs} --pool-sets {params.pool} "
-        "--pool-imagesets {input.imagesets} --pool-features {input.features} "
-        "--out-set {output.imageset} --out {output.table} > {log} 2>&1"
+        "--pool-imagesets {input.imagesets} --pool-features {input.features} {params.validation} "
+        "--out-set {output.imageset} --out {output.table} --out-harmful {output.harmful} > {log} 2>&1"
 
 
 rule npca_spufix:
@@ -198,7 +214,7 @@ rule npca_spufix:
         bases="results/npca/bases.h5",
         pairs="results/npca/pairs.parquet",
         retrieval="results/npca/retrieval.parquet",
-        published=NPCA["published_components"] or [],
+        harmful="results/npca/harmful.parquet",
     output:
         table="results/npca/spufix.parquet",
         csv="results/npca/spufix.csv",
@@ -215,13 +231,7 @@ rule npca_spufix:
         mem_mb=4000,
         runtime=30,
     params:
-        section={
-            k: NPCA[k]
-            for k in ("test_set", "cue_only_set", "retrieval", "published_components")
-        },
-        published=lambda w, input: (
-            f"--published {input.published}" if input.published else ""
-        ),
+        section={k: NPCA[k] for k in ("test_set", "cue_only_set")},
         robust=NPCA_MODEL,
         models=" ".join(NPCA_SUITE),
         model_dirs=" ".join(f"results/models/{m}" for m in NPCA_SUITE),
@@ -231,7 +241,7 @@ rule npca_spufix:
         "--model-dirs {params.model_dirs} --train-features {input.train} --test-features {input.test} "
         "--cue-only-features {input.cue_only} --pool-sets {params.pool} --pool-features {input.pool} "
         "--cue-only-set {input.cue_only_set} --bases {input.bases} --pairs {input.pairs} "
-        "--retrieval {input.retrieval} --out {output.table} --out-models {output.models} {params.published} "
+        "--retrieval {input.retrieval} --harmful {input.harmful} --out {output.table} --out-models {output.models} "
         "> {log} 2>&1"
 
 
@@ -240,6 +250,7 @@ rule npca_summary:
     input:
         pairs="results/npca/pairs.parquet",
         retrieval="results/npca/retrieval.parquet",
+        harmful="results/npca/harmful.parquet",
         spufix="results/npca/spufix.parquet",
         models="results/npca/spufix_models.parquet",
     output:
@@ -255,7 +266,7 @@ rule npca_summary:
         mem_mb=2000,
         runtime=10,
     shell:
-        "spurlab npca-summary --pairs {input.pairs} --retrieval {input.retrieval} "
+        "spurlab npca-summary --pairs {input.pairs} --retrieval {input.retrieval} --harmful {input.harmful} "
         "--spufix {input.spufix} --spufix-models {input.models} --out {output} > {log} 2>&1"
 
 

@@ -64,7 +64,9 @@ def stage(tmp_path_factory):
                                         "spurious", "core")  # fmt: skip
     write_table(pairs, d / "pairs.parquet", table_provenance(d / "pairs.parquet"))
     pool = {"test": (str(d / "test.h5"), str(d / "f.h5")), "cue_only": (str(d / "cue.h5"), str(d / "fc.h5"))}
-    info = run_retrieval(d / "model", d / "bases.h5", d / "pairs.parquet", pool, d / "ret.h5", d / "ret.parquet", 10)
+    # the harmfulness check with a threshold of 0: every annotated component is harmful, and rated
+    info = run_retrieval(d / "model", d / "bases.h5", d / "pairs.parquet", pool, d / "ret.h5", d / "ret.parquet", 10,
+                         validation=pool["test"], out_harmful=d / "harmful.parquet", harm_min_fraction=0.0)  # fmt: skip
     shutil.copytree(d / "model", d / "model2")  # the same network under a second name: a transfer to itself
     return d, cfg, s, info
 
@@ -117,6 +119,37 @@ def test_retrieved_set_is_out_of_class_and_predicted_as_the_class(stage):
             assert (np.diff(g["alpha"].to_numpy()) <= 0).all() and len(g) <= 10
 
 
+def test_harmfulness_table_rates_every_annotated_spurious_component(stage):
+    from spurlab.report.tables import read_table, table_provenance
+
+    d, _, _, info = stage
+    pairs, harmful = read_table(d / "pairs.parquet"), read_table(d / "harmful.parquet")
+    spurious = pairs[(pairs["kind"] == "component") & (pairs["label"] == "spurious")]
+    assert sorted(zip(harmful["class"], harmful["component"])) == sorted(zip(spurious["class"], spurious["feature"]))
+    assert harmful["harm_rate"].between(0, 1).all() and harmful["harmful"].all()  # threshold 0
+    assert info["harmful"] == info["components"] == len(harmful)
+    assert table_provenance(d / "harmful.parquet")["validation"]["top"] == 10
+
+
+def test_components_below_the_harm_threshold_are_not_retrieved(stage, tmp_path):
+    from spurlab.discover.retrieval import run_retrieval
+    from spurlab.report.tables import read_table
+
+    d = stage[0]
+    rates = read_table(d / "harmful.parquet")["harm_rate"]
+    pool = {"test": (str(d / "test.h5"), str(d / "f.h5")), "cue_only": (str(d / "cue.h5"), str(d / "fc.h5"))}
+    for cut in sorted(set(rates)) + [1.01]:
+        info = run_retrieval(d / "model", d / "bases.h5", d / "pairs.parquet", pool, tmp_path / "r.h5",
+                             tmp_path / "r.parquet", 10, validation=pool["test"], out_harmful=tmp_path / "h.parquet",
+                             harm_min_fraction=cut)  # fmt: skip
+        harmful, kept = read_table(tmp_path / "h.parquet"), read_table(tmp_path / "r.parquet")
+        assert (harmful["harmful"] == (harmful["harm_rate"] >= cut)).all()
+        assert info["harmful"] == int((rates >= cut).sum())
+        ok = set(zip(harmful.loc[harmful["harmful"], "class"], harmful.loc[harmful["harmful"], "component"]))
+        assert set(zip(kept["class"], kept["component"])) <= ok
+    assert info["harmful"] == 0 and info["images"] == 0  # above every rate: nothing is harmful
+
+
 def test_spufix_stage_and_summary(stage):
     from spurlab.measure.npca_summary import run_npca_summary
     from spurlab.mitigate.spufix import run_spufix
@@ -128,7 +161,7 @@ def test_spufix_stage_and_summary(stage):
                        "cue_only": str(d / "fc.h5")}
     models = {"m": entry("model"), "m2": entry("model2")}
     run_spufix("m", models, d / "bases.h5", d / "pairs.parquet", d / "cue.h5", d / "ret.parquet",
-               d / "spufix.parquet", d / "spufix_models.parquet")  # fmt: skip
+               d / "harmful.parquet", d / "spufix.parquet", d / "spufix_models.parquet")  # fmt: skip
     cls, mods = read_table(d / "spufix.parquet"), read_table(d / "spufix_models.parquet")
     assert mods.set_index("model").loc["m", "transfer_invariant_max_abs_err"] < 1e-5
     # the transfer to the same network reproduces the direct SpuFix: same scores after
@@ -137,7 +170,7 @@ def test_spufix_stage_and_summary(stage):
     untouched = cls[cls["spufix_components"] == 0]
     assert len(untouched) and np.allclose(untouched["spurious_auc_before"], untouched["spurious_auc_after"],
                                           equal_nan=True)  # fmt: skip
-    s = run_npca_summary(d / "pairs.parquet", d / "ret.parquet", d / "spufix.parquet",
+    s = run_npca_summary(d / "pairs.parquet", d / "ret.parquet", d / "harmful.parquet", d / "spufix.parquet",
                          d / "spufix_models.parquet", d / "summary.json")  # fmt: skip
     saved = json.loads((d / "summary.json").read_text())
     assert set(saved["planted_cues_recovered"]) == {"npca", "neurons_top5", "neurons_top10"}

@@ -455,9 +455,15 @@ def cmd_npca_retrieval(args) -> int:
     npca = load_config(args.config)["npca"]
     _aligned(args, "pool_sets", "pool_imagesets", "pool_features")
     pool = {n: (str(i), str(f)) for n, i, f in zip(args.pool_sets, args.pool_imagesets, args.pool_features)}
-    info = run_retrieval(args.model_dir, args.bases, args.pairs, pool, args.out_set, args.out,
-                         npca["retrieval"]["max_images"], npca["published_components"])  # fmt: skip
-    print(f"{args.out}: {info['images']} images for {info['classes']} classes, precision {info['precision']}")
+    if (args.validation_imageset is None) != (args.validation_features is None):
+        raise SpurlabError("--validation-imageset and --validation-features go together")
+    validation = None if args.validation_imageset is None else (str(args.validation_imageset), str(args.validation_features))
+    r = npca["retrieval"]
+    info = run_retrieval(args.model_dir, args.bases, args.pairs, pool, args.out_set, args.out, r["max_images"],
+                         npca["published_components"], validation, args.out_harmful, r["validation_top"],
+                         r["harmful_fraction"])  # fmt: skip
+    print(f"{args.out}: {info['harmful']} of {info['components']} spurious components harmful; "
+          f"{info['images']} images for {info['classes']} classes, precision {info['precision']}")
     return 0
 
 
@@ -474,8 +480,8 @@ def cmd_npca_spufix(args) -> int:
              "cue_only": str(args.cue_only_features[i])}  # fmt: skip
         e.update({s: str(args.pool_features[i * n_pool + j]) for j, s in enumerate(args.pool_sets)})
         models[m] = e
-    info = run_spufix(args.robust, models, args.bases, args.pairs, args.cue_only_set, args.retrieval, args.out,
-                      args.out_models, args.published)  # fmt: skip
+    info = run_spufix(args.robust, models, args.bases, args.pairs, args.cue_only_set, args.retrieval, args.harmful,
+                      args.out, args.out_models)  # fmt: skip
     print(f"{args.out}: SpuFix on {info['models']} models, {info['spurious_classes']} classes with spurious components")
     return 0
 
@@ -483,7 +489,7 @@ def cmd_npca_spufix(args) -> int:
 def cmd_npca_summary(args) -> int:
     from .measure.npca_summary import run_npca_summary
 
-    s = run_npca_summary(args.pairs, args.retrieval, args.spufix, args.spufix_models, args.out)
+    s = run_npca_summary(args.pairs, args.retrieval, args.harmful, args.spufix, args.spufix_models, args.out)
     print(f"{args.out}: planted cues recovered {s['planted_cues_recovered']}, retrieval precision {s['retrieval_precision']}")
     return 0
 
@@ -884,6 +890,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool-features", nargs="+", required=True, type=Path)
     p.add_argument("--out-set", required=True, type=Path, help="retrieved image set (HDF5)")
     p.add_argument("--out", required=True, type=Path, help="retrieval table (.parquet)")
+    p.add_argument("--validation-imageset", type=Path, help="image set of the harmfulness check (npca.retrieval.validation_set)")
+    p.add_argument("--validation-features", type=Path, help="the discovery model's feature cache of it")
+    p.add_argument("--out-harmful", required=True, type=Path, help="per-component harmfulness table (.parquet)")
     p.set_defaults(func=cmd_npca_retrieval)
 
     p = sub.add_parser("npca-spufix", help="spurious score and accuracy before/after SpuFix for every model (rule npca_spufix)")
@@ -899,14 +908,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bases", required=True, type=Path)
     p.add_argument("--pairs", required=True, type=Path)
     p.add_argument("--retrieval", required=True, type=Path)
+    p.add_argument("--harmful", required=True, type=Path, help="harmfulness table of npca-retrieval: the components SpuFix removes")
     p.add_argument("--out", required=True, type=Path, help="per-class table (.parquet)")
     p.add_argument("--out-models", required=True, type=Path, help="per-model table (.parquet)")
-    p.add_argument("--published", type=Path, help="a published component list, instead of the annotated ones")
     p.set_defaults(func=cmd_npca_spufix)
 
     p = sub.add_parser("npca-summary", help="write results/npca/summary.json (rule npca_summary)")
     p.add_argument("--pairs", required=True, type=Path)
     p.add_argument("--retrieval", required=True, type=Path)
+    p.add_argument("--harmful", required=True, type=Path)
     p.add_argument("--spufix", required=True, type=Path)
     p.add_argument("--spufix-models", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)

@@ -1,10 +1,21 @@
-"""Cue-only retrieval: the Spurious ImageNet construction (Neuhaus et al. 2023, sec. 6; SPEC 4.7, 5.5).
+"""Harmfulness validation and cue-only retrieval: the Spurious ImageNet construction (Neuhaus et
+al. 2023, secs. 4 and 6; SPEC 4.7, 5.5).
 
-For class k and each of its spurious neural PCA components l (annotated, or a published list):
-rank an out-of-class pool (images whose label is not k: other classes' images, cue-only images,
-any folder indexed as an image set) by alpha_l (eq. 5, from the robust model's cached features),
-keep those the model predicts as k, the first `max_images` (the paper keeps 75 per class after a
-human check). Images found for several components of a class are kept once (highest alpha).
+Harmful (sec. 3): a spurious feature is *harmful* when it alone triggers the class. The paper
+validates each annotated component with ten real images that show the feature but not the class,
+all classified as the class. Here, on a validation set kept apart from the retrieval pool and the
+measurement sets: of the `top` (10) images not labelled k with the highest alpha_l, the fraction
+the model predicts as k is the component's *harm rate*; it is harmful when that fraction reaches
+`min_fraction` (0.5, a majority of the ten: ours, the paper curates by hand). Only harmful
+components are retrieved for and removed by SpuFix: a component that is off the object but does
+not by itself move the decision (e.g. ordinary background variation of the class) is a feature
+SpuFix should leave alone. A published list is taken as validated already; its harm rates are
+still reported. Without a validation set every annotated spurious component counts as harmful.
+
+For class k and each of its harmful spurious neural PCA components l: rank an out-of-class pool
+(images whose label is not k: other classes' images, cue-only images, any folder indexed as an
+image set) by alpha_l (eq. 5, from the robust model's cached features), keep those the model
+predicts as k, the first `max_images` (the paper keeps 75 per class after a human check). Images found for several components of a class are kept once (highest alpha).
 
 On the planted-cue benchmark each kept image is checked against ground truth: it must show the
 class's planted cue (its `cue_<name>` flag) and not the class object (its label is not k); the
@@ -23,6 +34,9 @@ import pandas as pd
 from ..errors import SpurlabError
 
 MAX_IMAGES = 75  # paper: 75 images per class in Spurious ImageNet
+HARM_TOP = 10  # paper: ten images showing only the spurious feature, each classified as the class
+HARM_MIN_FRACTION = 0.5
+HARMFUL_COLUMNS = ("class", "class_name", "component", "source", "harm_rate", "harmful")
 TABLE_COLUMNS = ("class", "class_name", "component", "source_set", "source_row", "id", "alpha", "retrieval_rank",
                  "has_cue", "object_absent")  # fmt: skip
 
@@ -31,6 +45,21 @@ def retrieve(alpha: np.ndarray, labels: np.ndarray, preds: np.ndarray, k: int, m
     """Pool positions, by decreasing alpha, of images not labelled k that the model predicts as k."""
     ok = np.flatnonzero((np.asarray(labels) != k) & (np.asarray(preds) == k))
     return ok[np.argsort(-np.asarray(alpha)[ok], kind="stable")][:max_images]
+
+
+def harm_rate(alpha: np.ndarray, labels: np.ndarray, preds: np.ndarray, k: int, top: int = HARM_TOP) -> float:
+    """Of the `top` images not labelled k with the highest alpha, the fraction predicted as k (NaN if none)."""
+    out = np.flatnonzero(np.asarray(labels) != k)
+    if not len(out):
+        return float("nan")
+    best = out[np.argsort(-np.asarray(alpha)[out], kind="stable")[:top]]
+    return float((np.asarray(preds)[best] == k).mean())
+
+
+def harmful_components(table: pd.DataFrame) -> dict[int, list[int]]:
+    """{class: [harmful component indices]} from the harmfulness table of `run_retrieval`."""
+    sel = table[table["harmful"].astype(bool)]
+    return {int(k): sorted(int(x) for x in g["component"]) for k, g in sel.groupby("class")}
 
 
 def cue_truth(imageset, rows: np.ndarray, cues: list[str]) -> np.ndarray | None:
@@ -49,10 +78,12 @@ def spurious_components(pairs: pd.DataFrame) -> dict[int, list[int]]:
 
 
 def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, str]], out_set, out_table,
-                  max_images: int = MAX_IMAGES, published=None) -> dict:  # fmt: skip
+                  max_images: int = MAX_IMAGES, published=None, validation: tuple[str, str] | None = None,
+                  out_harmful=None, harm_top: int = HARM_TOP, harm_min_fraction: float = HARM_MIN_FRACTION) -> dict:  # fmt: skip
     """Stage `npca_retrieval`. `pool`: {set name: (image set path, the robust model's feature cache
     of it)}; `published`: optional path of a published component list (`components.read_component_lists`)
-    used instead of the annotated spurious components."""
+    used instead of the annotated spurious components; `validation`: (image set, feature cache) of
+    the harmfulness check, whose per-component table goes to `out_harmful` (module docstring)."""
     from .. import __version__
     from ..data.imagesets import ImageSet
     from ..features import model_checkpoint_sha256, open_features
@@ -80,7 +111,14 @@ def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, 
         if s.class_names != names or s.image_size != size:
             raise SpurlabError(f"{s.path}: pool set {name} has other classes or image size than {first.path}")
     planted = planted_cue_masks(first)
-    rows = []
+    val = None
+    if validation is not None:
+        val_set = ImageSet(validation[0])
+        if val_set.class_names != names:
+            raise SpurlabError(f"{val_set.path}: validation set has other classes than {first.path}")
+        with open_features(validation[1], model_dir=model_dir, imageset=val_set) as fc:
+            val = (fc["features"], fc["labels"], fc["preds"])
+    rows, harm_rows = [], []
     with NPCABases(bases_path, sha) as bases:
         for k, comps in sorted(spurious.items()):
             if k not in bases.classes:
@@ -88,6 +126,16 @@ def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, 
             mu, V, _ = bases.get(k)
             if comps and max(comps) >= len(V):
                 raise SpurlabError(f"{published or pairs_path}: class {k}: component {max(comps)} >= the {len(V)} kept")
+            rates = {l: float("nan") for l in comps}
+            if val is not None and comps:
+                al = alphas(weighted_features(val[0], W, k), mu.astype(np.float64), V[sorted(comps)].astype(np.float64))
+                rates = {l: harm_rate(al[:, i], val[1], val[2], k, harm_top) for i, l in enumerate(sorted(comps))}
+            for l in sorted(comps):
+                ok = published is not None or val is None or rates[l] >= harm_min_fraction
+                harm_rows.append({"class": k, "class_name": names[k], "component": l,
+                                  "source": "published" if published else "annotated", "harm_rate": rates[l],
+                                  "harmful": bool(ok)})  # fmt: skip
+            comps = [h["component"] for h in harm_rows if h["class"] == k and h["harmful"]]
             best = {}
             for l in comps:
                 cand = []
@@ -122,9 +170,16 @@ def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, 
     provenance = {"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path), "checkpoint_sha256": sha,
                   "pool": {n: s.sha256 for n, s in sets.items()}, "max_images": max_images,
                   "published_sha256": sha256_file(published) if published else None,
-                  "retrieved_set_sha256": ImageSet(out_set).sha256}  # fmt: skip
+                  "retrieved_set_sha256": ImageSet(out_set).sha256,
+                  "validation": None if val is None else {"set_sha256": val_set.sha256, "features_sha256": sha256_file(validation[1]),
+                                                          "top": harm_top, "min_fraction": harm_min_fraction}}  # fmt: skip
     write_table(table, out_table, provenance)
-    return {"images": len(table), "classes": int(table["class"].nunique()), "precision": retrieval_precision(table)}
+    harmful = pd.DataFrame(harm_rows, columns=list(HARMFUL_COLUMNS)).astype(
+        {"class": np.int64, "component": np.int64, "harm_rate": np.float64, "harmful": bool, "class_name": str, "source": str})
+    if out_harmful is not None:
+        write_table(harmful, out_harmful, provenance)
+    return {"images": len(table), "classes": int(table["class"].nunique()), "precision": retrieval_precision(table),
+            "components": len(harmful), "harmful": int(harmful["harmful"].sum())}  # fmt: skip
 
 
 def retrieval_precision(table: pd.DataFrame) -> float | None:

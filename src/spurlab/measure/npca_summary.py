@@ -5,6 +5,8 @@
   (`neurons_top5`, `neurons_top10`), all judged by the same annotator on the same images
   (`auto_annotate.score_against_truth`: some feature of the class annotated spurious localises the
   cue);
+- `harmfulness`: the components validated harmful (they alone trigger the class), which SpuFix
+  removes, their harm rates, and the fraction of them that localise a planted cue;
 - `retrieval_precision`: fraction of cue-only retrieved images that show the class's cue and not
   its object;
 - per model: spurious AUC / AP before and after SpuFix (on the `cue_only` split; the retrieved set
@@ -37,7 +39,28 @@ def recovery(pairs, planted: dict[str, list[str]]) -> dict:
     return out
 
 
-def npca_summary(pairs, provenance: dict, retrieval, models, classes) -> dict:
+def harmful_record(pairs, harmful) -> dict:
+    """The harmfulness check: components validated harmful, and how many of them localise a
+    planted cue (benchmark truth, `auto_annotate.localises_cue`)."""
+    from ..discover.auto_annotate import localises_cue
+
+    comps = pairs[pairs["kind"] == "component"]
+    has_truth = comps["area_cue"].notna().to_numpy()  # no cue masks (real data): no truth
+    truth = {(int(k), int(l)): (bool(t) if h else None)
+             for k, l, t, h in zip(comps["class"], comps["feature"], localises_cue(comps), has_truth)}
+    sel = harmful[harmful["harmful"].astype(bool)]
+    hits = [truth.get((int(k), int(l))) for k, l in zip(sel["class"], sel["component"])]
+    known = [h for h in hits if h is not None]
+    return {
+        "n_components_checked": int(len(harmful)),
+        "n_components_harmful": int(len(sel)),
+        "harmful_components": {f"{k}": sorted(int(x) for x in g["component"]) for k, g in sel.groupby("class")},
+        "harm_rate": {f"{c}/{l}": _f(r) for c, l, r in zip(harmful["class_name"], harmful["component"], harmful["harm_rate"])},
+        "harmful_precision": _f(np.mean(known)) if known else None,
+    }
+
+
+def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -> dict:
     from ..discover.retrieval import retrieval_precision
 
     rec = recovery(pairs, provenance.get("planted_cues", {}))
@@ -70,6 +93,7 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes) -> dict:
         "n_components_spurious": int((comps["label"] == "spurious").sum()),
         "spurious_components": {f"{k}": sorted(int(x) for x in g["feature"])
                                 for k, g in comps[comps["label"] == "spurious"].groupby("class")},  # fmt: skip
+        "harmfulness": harmful_record(pairs, harmful),
         "retrieval_precision": retrieval_precision(retrieval) if len(retrieval) else None,
         "retrieved_images": int(len(retrieval)),
         "models": per_model,
@@ -83,7 +107,7 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes) -> dict:
     }
 
 
-def run_npca_summary(pairs_path, retrieval_path, classes_path, models_path, out) -> dict:
+def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, models_path, out) -> dict:
     from ..io import sha256_file, write_json
     from ..report.tables import read_table, table_provenance
 
@@ -92,9 +116,12 @@ def run_npca_summary(pairs_path, retrieval_path, classes_path, models_path, out)
     pairs_sha = sha256_file(pairs_path)
     retrieval = read_table(retrieval_path, expect={"pairs_sha256": pairs_sha})
     classes = read_table(classes_path, expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path)})
-    models = read_table(models_path, expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path)})
-    summary = npca_summary(pairs, prov, retrieval, models, classes)
+    models = read_table(models_path, expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path),
+                                             "harmful_sha256": sha256_file(harmful_path)})
+    harmful = read_table(harmful_path, expect={"pairs_sha256": pairs_sha})
+    summary = npca_summary(pairs, prov, retrieval, models, classes, harmful)
     summary["inputs"] = {"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path),
+                         "harmful_sha256": sha256_file(harmful_path),
                          "spufix_classes_sha256": sha256_file(classes_path), "spufix_models_sha256": sha256_file(models_path)}  # fmt: skip
     write_json(out, json.loads(json.dumps(summary, default=_default)))
     return summary

@@ -190,13 +190,13 @@ def robust_train_alphas(phi_train, labels_train, W: np.ndarray, bases, spurious:
     return out
 
 
-def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, retrieval_path, out_classes,
-               out_models, published=None) -> dict:  # fmt: skip
+def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, retrieval_path, harmful_path,
+               out_classes, out_models) -> dict:  # fmt: skip
     """Stage `npca_spufix`: SpuFix on the robust model (eq. 8) and transferred to every other model
     (eqs. 9-11), from cached features only. `models`: {name: {"dir", "train", "test", "cue_only",
-    and one entry per retrieval pool set}} (feature caches). Spurious components: the pair
-    table's components labelled spurious, or a published list (`published`, read with the restricted
-    unpickler of `discover.components`). Writes per (model, class, negatives) the spurious AUC
+    and one entry per retrieval pool set}} (feature caches). Components removed: those the
+    harmfulness table of `npca_retrieval` (`harmful_path`) marks harmful, i.e. annotated spurious
+    (or published) and validated to trigger the class on their own. Writes per (model, class, negatives) the spurious AUC
     and AP before/after (`out_classes`), and per model the test accuracy before/after, the class
     means and, for the robust model, the transfer invariant (transfer to itself vs direct SpuFix,
     max |logit difference| on its test set) (`out_models`)."""
@@ -204,7 +204,7 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
 
     from ..data.imagesets import ImageSet
     from ..discover.npca import NPCABases
-    from ..discover.retrieval import spurious_components
+    from ..discover.retrieval import harmful_components
     from ..discover.subsets import planted_cue_masks
     from ..features import model_checkpoint_sha256, open_features
     from ..io import sha256_file
@@ -213,12 +213,10 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
     from ..report.tables import read_table, write_table
 
     bases_sha = sha256_file(bases_path)
-    pairs = read_table(pairs_path, expect={"bases_sha256": bases_sha})
+    read_table(pairs_path, expect={"bases_sha256": bases_sha})  # the pair table must come from these bases
     retrieved = read_table(retrieval_path, expect={"bases_sha256": bases_sha})
-    from ..discover.components import read_component_lists
-
-    listed = read_component_lists(published) if published else spurious_components(pairs)
-    spurious = {int(k): sorted(v) for k, v in listed.items() if v}
+    harmful = read_table(harmful_path, expect={"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path)})
+    spurious = {int(k): sorted(v) for k, v in harmful_components(harmful).items() if v}
     cue_set = ImageSet(cue_only_set)
     negatives = {"cue_only": cue_only_negatives(cue_set, planted_cue_masks(cue_set))}
 
@@ -286,8 +284,7 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
     classes = pd.concat(class_rows, ignore_index=True) if class_rows else pd.DataFrame()
     provenance = {"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path),
                   "retrieval_sha256": sha256_file(retrieval_path), "robust": robust,
-                  "published_sha256": sha256_file(published) if published else None,
-                  "spurious_components": {str(k): v for k, v in spurious.items()},
+                  "harmful_sha256": sha256_file(harmful_path), "spurious_components": {str(k): v for k, v in spurious.items()},
                   "features_sha256": {n: {k: sha256_file(p) for k, p in e.items() if k != "dir"} for n, e in models.items()}}  # fmt: skip
     write_table(classes, out_classes, provenance)
     write_table(pd.DataFrame(model_rows), out_models, provenance)

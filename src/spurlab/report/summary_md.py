@@ -89,6 +89,7 @@ def _spuriosity(s: dict) -> list[str]:
 def _npca(s: dict) -> list[str]:
     rec = s.get("planted_cues_recovered") or {}
     prec = s.get("annotator_precision") or {}
+    harm = s.get("harmfulness") or {}
     out = ["## Spurious ImageNet (Neuhaus et al. 2023)", "",
            f"- **{s.get('n_components_spurious')} of {s.get('n_components_annotated')} neural PCA components "
            "annotated spurious**: components whose NPFV and top-image Grad-CAM sit off the object.",
@@ -97,8 +98,11 @@ def _npca(s: dict) -> list[str]:
            "find planted cues at least as often as single neurons do.",
            f"- **Annotator precision: NPCA {_f(prec.get('npca'))}, neurons {_f(prec.get('neurons_top5'))}** "
            "against the planted masks.",
+           f"- **{harm.get('n_components_harmful')} of {harm.get('n_components_checked')} spurious components harmful** "
+           f"(precision {_f(harm.get('harmful_precision'))} against the planted masks): validated on held-out images, "
+           "the component alone drives a majority of its top out-of-class images into the class; SpuFix removes these.",
            f"- **Retrieval precision {_f(s.get('retrieval_precision'))}** over {s.get('retrieved_images')} "
-           "retrieved images: the share of images found by a spurious component's alpha that carry the cue "
+           "retrieved images: the share of images found by a harmful component's alpha that carry the cue "
            "without the object.",
            ""]  # fmt: skip
     rows = [[m, e.get("retrieved_auc_before"), e.get("retrieved_auc_after"), e.get("acc_before"), e.get("acc_after")]
