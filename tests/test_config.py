@@ -60,6 +60,10 @@ BAD = [
     (("features", "sets"), ["train", "holdout"], "config key features.sets[1]: 'holdout' is not an image set"),
     (("compute", "device"), "tpu", "config key compute.device: 'tpu' is not one of"),
     (("datasets", "object", "rotation"), 270, "config key datasets.object.rotation: 270 is greater than the maximum of 180"),
+    (("npca", "retrieval", "validation_set"), "test", "config key npca.retrieval.validation_set: must differ from npca.test_set"),
+    (("npca", "retrieval", "validation_set"), "holdout", "config key npca.retrieval.validation_set: 'holdout' is not a labelled image set"),
+    (("npca", "retrieval", "validation_set"), "cue_only", "config key npca.retrieval.validation_set: 'cue_only' is not a labelled image set"),
+    (("npca", "retrieval", "harmful_fraction"), 1.5, "config key npca.retrieval.harmful_fraction: 1.5 is greater than the maximum of 1"),
 ]  # fmt: skip
 
 

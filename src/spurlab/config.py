@@ -195,6 +195,7 @@ def check_semantics(cfg: dict) -> None:
             raise SpurlabError(f"config key features.sets[{i}]: '{name}' is not an image set of this config")
     _check_salient(cfg)
     _check_spuriosity(cfg)
+    _check_npca(cfg)
     if cfg["lightweight"]["enabled"]:
         _check_datasets(lightweight_datasets(cfg), "lightweight.datasets")
 
@@ -237,6 +238,19 @@ def _check_spuriosity(cfg: dict) -> None:
     for i, name in enumerate(sp["models"] or []):
         if name not in cfg["models"]:
             raise SpurlabError(f"config key spuriosity.models[{i}]: '{name}' is not a key of models")
+
+
+def _check_npca(cfg: dict) -> None:
+    npca = cfg["npca"]
+    ret = npca["retrieval"]
+    val = ret["validation_set"]
+    if val is None:
+        return
+    if val not in set_names(cfg) or val in ("cue_only", "counterfactual"):
+        raise SpurlabError(f"config key npca.retrieval.validation_set: '{val}' is not a labelled image set of this config")
+    if val == npca["test_set"] or val in ret["pool_sets"]:
+        raise SpurlabError("config key npca.retrieval.validation_set: must differ from npca.test_set and "
+                           "npca.retrieval.pool_sets (the harmfulness check is kept apart from what it selects)")  # fmt: skip
 
 
 def lightweight_datasets(cfg: dict) -> dict:
