@@ -130,12 +130,10 @@ def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, 
             if val is not None and comps:
                 al = alphas(weighted_features(val[0], W, k), mu.astype(np.float64), V[sorted(comps)].astype(np.float64))
                 rates = {l: harm_rate(al[:, i], val[1], val[2], k, harm_top) for i, l in enumerate(sorted(comps))}
-            for l in sorted(comps):
-                ok = published is not None or val is None or rates[l] >= harm_min_fraction
-                harm_rows.append({"class": k, "class_name": names[k], "component": l,
-                                  "source": "published" if published else "annotated", "harm_rate": rates[l],
-                                  "harmful": bool(ok)})  # fmt: skip
-            comps = [h["component"] for h in harm_rows if h["class"] == k and h["harmful"]]
+            ok = {l: published is not None or val is None or rates[l] >= harm_min_fraction for l in comps}
+            harm_rows += [{"class": k, "class_name": names[k], "component": l, "harm_rate": rates[l], "harmful": ok[l],
+                           "source": "published" if published else "annotated"} for l in sorted(comps)]  # fmt: skip
+            comps = [l for l in sorted(comps) if ok[l]]
             best = {}
             for l in comps:
                 cand = []
