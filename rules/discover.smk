@@ -266,6 +266,8 @@ if LW_MODEL:
             subsets="results/lightweight/subsets.h5",
             annotations="results/lightweight/annotations.parquet",
             meta=f"{LW}/meta.json",
+            imageset="results/datasets/lightweight_test.h5",
+            features=f"{LW_FEATURES}/lightweight_test.h5",
         output:
             "results/lightweight/summary.json",
         log:
@@ -282,4 +284,5 @@ if LW_MODEL:
             model_dir=lambda w: LW,
         shell:
             "spurlab lightweight-summary --subsets {input.subsets} --annotations {input.annotations} "
-            "--model-dir {params.model_dir} --out {output} > {log} 2>&1"
+            "--model-dir {params.model_dir} --imageset {input.imageset} --features {input.features} "
+            "--out {output} > {log} 2>&1"

@@ -70,6 +70,7 @@ rule salient_summary:
     """results/salient/summary.json: annotator precision/recall, cues recovered, core/spurious accuracy."""
     input:
         imageset=f"results/datasets/{SAL['subset_set']}.h5",
+        features=f"results/features/{SAL['model']}/{SAL['subset_set']}.h5",
         subsets="results/salient/subsets.h5",
         annotations="results/salient/annotations.parquet",
         noise=expand("results/salient/noise/{m}.parquet", m=NOISE_MODELS),
@@ -97,9 +98,11 @@ rule salient_summary:
         runtime=10,
     params:
         configs=CONFIGFILES,
+        model_dir=lambda w: SAL_MODEL,
     shell:
         "spurlab salient-summary --config {params.configs} --imageset {input.imageset} "
         "--subsets {input.subsets} --annotations {input.annotations} --noise {input.noise} "
+        "--model-dir {params.model_dir} --features {input.features} "
         "--out {output.summary} --figure {output.figure} --grid {output.grid} > {log} 2>&1"
 
 

@@ -92,6 +92,17 @@ def test_components_file_and_pair_table(stage):
         assert (labels[f["top_rows"][:].ravel()] == np.repeat(f["class"][:], 2)).all()
     manifest = pd.read_csv(d / "tasks" / "manifest.csv")
     assert len(manifest) == len(comps) and (d / "tasks" / "index.html").exists()
+    # the planted truth's second kind: each neuron's verdict is cue_switched_off on its own column
+    from spurlab.discover.auto_annotate import background_cues, cue_switched_off
+    from spurlab.features import open_features
+
+    flags, owners = background_cues(s)
+    assert list(flags) == ["water_bg"]
+    with open_features(d / "f.h5") as fc:
+        phi, y = fc["features"], fc["labels"]
+    want = cue_switched_off(neurons, {int(j): phi[:, int(j)] for j in neurons["feature"]}, y, flags, owners)
+    assert [q if isinstance(q, str) else None for q in neurons["switched_off"]] == want
+    assert set(pairs["switched_off"].dropna()) <= {"water_bg"}
 
 
 def test_retrieved_set_is_out_of_class_and_predicted_as_the_class(stage):

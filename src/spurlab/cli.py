@@ -269,7 +269,7 @@ def cmd_salient_summary(args) -> int:
     from .measure.salient_summary import run_salient_summary
 
     summary = run_salient_summary(load_config(args.config), args.imageset, args.subsets, args.annotations, args.noise,
-                                  args.out, args.figure, args.grid)  # fmt: skip
+                                  args.out, args.figure, args.grid, args.features, args.model_dir)  # fmt: skip
     print(f"{args.out}: {summary['n_spurious']} of {summary['n_pairs']} pairs spurious")
     return 0
 
@@ -321,7 +321,7 @@ def cmd_lightweight_summary(args) -> int:
     from .discover.auto_annotate import lightweight_summary
     from .io import write_json
 
-    summary = lightweight_summary(args.subsets, args.annotations, args.model_dir)
+    summary = lightweight_summary(args.subsets, args.annotations, args.model_dir, args.imageset, args.features)
     write_json(args.out, summary)
     print(f"{args.out}: precision {summary['auto_annotator_precision']}, recall {summary['auto_annotator_recall']}, "
           f"planted cues recovered {summary['planted_cues_recovered']}")  # fmt: skip
@@ -754,6 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imageset", required=True, type=Path, help="the image set of salient.subset_set")
     p.add_argument("--figure", required=True, type=Path, help="PNG: core/spurious accuracy vs sigma per model")
     p.add_argument("--grid", required=True, type=Path, help="PNG: top features per class as NAM heatmaps")
+    p.add_argument("--model-dir", required=True, type=Path, help="the discovery model (salient.model)")
+    p.add_argument("--features", required=True, type=Path, help="its feature cache of the image set (planted truth)")
     p.set_defaults(func=cmd_salient_summary)
 
     p = sub.add_parser("spuriosity-rankings", help="spuriosity and within-class rank of every image (rule spuriosity_rankings)")
@@ -791,6 +793,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subsets", required=True, type=Path)
     p.add_argument("--annotations", required=True, type=Path)
     p.add_argument("--model-dir", required=True, type=Path, help="the model with the fitted head")
+    p.add_argument("--imageset", required=True, type=Path, help="the new task's image set the subsets were built on")
+    p.add_argument("--features", required=True, type=Path, help="the model's feature cache of it (planted truth)")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_lightweight_summary)
 

@@ -5,7 +5,14 @@ import pandas as pd
 import pytest
 
 from spurlab.discover.annotate import ANNOTATION_COLUMNS
-from spurlab.discover.auto_annotate import auto_annotations, is_spurious_auto, localises_cue, score_against_truth
+from spurlab.discover.auto_annotate import (
+    auto_annotations,
+    background_cues,
+    cue_switched_off,
+    is_spurious_auto,
+    localises_cue,
+    score_against_truth,
+)
 from spurlab.discover.subsets import region_masses
 
 COLUMNS = ["class", "feature", "rank", "mass_object", "area_object", "hot_object", "mass_cue", "area_cue", "hot_cue",
@@ -78,3 +85,63 @@ def test_auto_annotation_needs_object_masks():
     p.loc[0, "mass_object"] = np.nan
     with pytest.raises(ValueError, match="object masks"):
         auto_annotations(p)
+
+
+def _switch_data(n=200, seed=0):
+    """Classes 0 (owns background cue q), 1 and 2; q drawn at random for 1 and 2 (as the generator does)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1, 2], n)
+    on = np.where(labels == 0, rng.random(len(labels)) < 0.9, rng.random(len(labels)) < 0.2)
+    base = rng.uniform(0.5, 1.5, len(labels))
+    columns = {
+        40: np.where(on, 0.02, 1.0) * base,  # detects the background q replaces: switched off
+        41: np.where(on, 0.5, 1.0) * base,  # a core feature dimmed by the cue's contrast: kept
+        42: np.where(on, 0.0, 1.0) * base,  # switched off, but ranked by q's own class
+        43: np.zeros(len(labels)),  # never active: nothing to switch off
+    }
+    pairs = pd.DataFrame({"class": [1, 1, 0, 2], "feature": [40, 41, 42, 43]})
+    return pairs, columns, labels, {"q": on}, {"q": {0}}
+
+
+def test_switched_off_features_are_found_by_the_randomised_cue():
+    pairs, columns, labels, flags, owners = _switch_data()
+    assert cue_switched_off(pairs, columns, labels, flags, owners) == ["q", None, None, None]
+    # the threshold is the ratio of the two means: 0.5 is switched off under a ratio of 0.6
+    assert cue_switched_off(pairs, columns, labels, flags, owners, ratio=0.6)[:2] == ["q", "q"]
+    # too few images with the cue among the other classes: no verdict
+    assert cue_switched_off(pairs, columns, labels, flags, owners, min_images=10_000) == [None] * 4
+
+
+def test_truth_counts_switched_off_features_and_reports_presence_alone():
+    p = _pairs()
+    table = auto_annotations(p)
+    planted = {"triangle": ["hospital_tag"], "disk": ["water_bg"]}
+    # (2,31): the control class's off-object feature is switched off by disk's water
+    off = [None] * 6 + ["water_bg"]
+    score = score_against_truth(table, p, planted, off)
+    assert (score["true_positives"], score["false_positives"], score["false_negatives"]) == (3, 1, 0)
+    assert score["precision"] == 0.75 and score["precision_presence_only"] == 0.5
+    assert score["n_cue_present"] == 2 and score["n_cue_switched_off"] == 1
+    assert score["switched_off_list"] == {"heart/31": "water_bg"}
+    assert score["truth"] == [True, False, False, True, False, False, True]
+    # NaN (a missing value read back from a table) is no cue
+    assert score_against_truth(table, p, planted, [np.nan] * 6 + ["water_bg"])["truth"] == score["truth"]
+    # recovering a planted cue still needs a feature that shows it
+    assert score["recovered"] == {"disk/water_bg": True, "triangle/hospital_tag": True}
+
+
+def test_background_cues_of_a_generated_set(tiny_cfg, tmp_path):
+    from spurlab.data.imagesets import ImageSet
+
+    from tests.conftest import render_sets, small
+
+    s = ImageSet(render_sets(small(tiny_cfg, test=60), ["test"], tmp_path)["test"])
+    flags, owners = background_cues(s)
+    cues = s.attrs["config"]["datasets"]["cues"]
+    want = sorted(q for q, spec in cues.items() if spec["type"] in ("background", "blur"))
+    assert sorted(flags) == want and want
+    meta = s.meta()
+    for q in want:
+        np.testing.assert_array_equal(flags[q], meta[f"cue_{q}"].to_numpy().astype(bool))
+        table = s.attrs["config"]["datasets"]["cue_table"]
+        assert owners[q] == {s.class_names.index(c) for c, row in table.items() if row["cue"] == q}

@@ -3,6 +3,7 @@ hashes, the D(i, j) selection rule, human and automatic annotation, noise tables
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -116,12 +117,25 @@ def test_noise_and_summary(stages, tmp_path):
     run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5", tmp_path / "m2.parquet", 0,
               [0, 0.5], [0.3, 0.6], "cpu", progress=False)  # fmt: skip
     assert read_table(tmp_path / "m2.parquet").equals(t)
-    summary = run_salient_summary(cfg, tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", [tmp_path / "m.parquet"],
-                                  tmp_path / "summary.json", tmp_path / "noise.png", tmp_path / "grid.png")  # fmt: skip
+    args = (cfg, tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", [tmp_path / "m.parquet"], tmp_path / "summary.json",
+            tmp_path / "noise.png", tmp_path / "grid.png")  # fmt: skip
+    # the planted truth is measured on the discovery model's features of this very image set
+    other = tmp_path / "other_model"
+    shutil.copytree(tmp / "model", other)
+    with open(other / "model.safetensors", "ab") as f:
+        f.write(b"\0")  # another checkpoint
+    with pytest.raises(SpurlabError, match="checkpoint"):
+        run_salient_summary(*args, tmp / "f.h5", other)
+    assert not (tmp_path / "summary.json").exists()
+    summary = run_salient_summary(*args, tmp / "f.h5", tmp / "model")
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["n_pairs"] == summary["n_pairs"] == len(read_table(tmp / "ann.parquet"))
-    for key in ("auto_annotator_precision", "auto_annotator_recall", "planted_cues_recovered"):
+    for key in ("auto_annotator_precision", "auto_annotator_recall", "planted_cues_recovered",
+                "auto_annotator_precision_presence_only", "auto_annotator_recall_presence_only"):  # fmt: skip
         assert on_disk[key] is None or 0 <= on_disk[key] <= 1 or np.isnan(on_disk[key])
+    auto = on_disk["auto_annotator"]
+    assert auto["n_truly_spurious"] == auto["n_cue_present"] + auto["n_cue_switched_off"]
+    assert auto["true_positives"] >= auto["precision_presence_only"] * (auto["true_positives"] + auto["false_positives"]) - 1e-9
     assert "m" in on_disk["noise"] and (tmp_path / "noise.png").stat().st_size > 1000
     assert (tmp_path / "grid.png").stat().st_size > 1000
 

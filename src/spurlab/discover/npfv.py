@@ -242,6 +242,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
     from ..models.factory import load_model
     from ..models.robust import scale_eps
     from ..report.tables import write_table
+    from .auto_annotate import background_cues, cue_switched_off
     from .importance import read_importance
     from .nam import neural_activation_maps
     from .npca import NPCABases, alphas, weighted_features
@@ -261,6 +262,16 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
     eps = scale_eps(npfv_settings["eps_224"], size, size)
     with open_features(features_path, model_dir=model_dir, imageset=imageset) as fc:
         phi, labels = fc["features"], fc["labels"]
+    flags, owners = background_cues(imageset)
+
+    def switched_off(k: int, ids, activation) -> list[str | None]:
+        """The planted truth's second kind (auto_annotate.cue_switched_off) for class k's features
+        `ids`; `activation(i)` is feature i's activation on every image of the set."""
+        if not flags:  # not a generated set with a background cue
+            return [None] * len(ids)
+        cols = {int(i): activation(int(i)) for i in ids}
+        return cue_switched_off(pd.DataFrame({"class": k, "feature": list(cols)}), cols, labels, flags, owners)
+
     rows_out, comp = [], {k: [] for k in ("class", "component", "rank", "prob", "npfv", "npfv_cam", "top_rows", "top_cam")}
     with NPCABases(bases_path, sha) as bases:
         mine = set(shard.classes(len(names)))
@@ -275,7 +286,10 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
             z, best, start = npfv(model, W, [k] * b, [mu] * b, V[:b], size, eps, npfv_settings["steps"], dev)
             probs = _softmax_prob(model, z, k)
             al = alphas(weighted_features(phi[rows], W, k), mu, V[:b])  # (n, b)
-            for rank, pos in enumerate(select_components(probs, npfv_settings["keep"]), 1):
+            kept = select_components(probs, npfv_settings["keep"])
+            # a component's activation is max(alpha, 0), what SpuFix removes (eq. 8)
+            off = switched_off(k, kept, lambda pos: np.maximum(alphas(weighted_features(phi, W, k), mu, V[pos : pos + 1])[:, 0], 0))
+            for rank, pos in enumerate(kept, 1):
                 top = rows[np.argsort(-al[:, pos], kind="stable")[:n_ann]]
                 _, x = _images(imageset, top)
                 score = component_score(model, W, [k] * len(top), [mu] * len(top), [V[pos]] * len(top), dev)
@@ -285,7 +299,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
                 cam_z = gradcam(component_score(model, W, [k], [mu], [V[pos]], dev), z[pos : pos + 1]).cpu().numpy()[0]
                 rows_out.append(dict(kind="component", **{"class": k}, class_name=names[k], feature=int(pos), rank=rank,
                                      score=float(ev[pos]), prob=float(probs[pos]), alpha_gray=float(start[pos]),
-                                     alpha_npfv=float(best[pos]), **stats))  # fmt: skip
+                                     alpha_npfv=float(best[pos]), switched_off=off[rank - 1], **stats))  # fmt: skip
                 t = np.full(top_images, -1, np.int64)
                 t[: min(top_images, len(top))] = top[:top_images]
                 tc = np.zeros((top_images, size, size), np.uint8)
@@ -296,6 +310,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
                     comp[key].append(v)  # fmt: skip
             # the neurons of #4 on the same images, for the same annotator (SPEC 4.1, 4.2)
             order = np.argsort(-imp["iv"][k], kind="stable")[:neurons_top]
+            off = switched_off(k, order, lambda j: phi[:, j])
             for rank, j in enumerate(order, 1):
                 top = rows[np.argsort(-phi[rows, j], kind="stable")[:n_ann]]
                 _, x = _images(imageset, top)
@@ -304,7 +319,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
                 stats = _region_stats(nams, _class_masks(imageset, top, planted.get(names[k], [])))
                 rows_out.append(dict(kind="neuron", **{"class": k}, class_name=names[k], feature=int(j), rank=rank,
                                      score=float(imp["iv"][k, j]), prob=np.nan, alpha_gray=np.nan, alpha_npfv=np.nan,
-                                     **stats))  # fmt: skip
+                                     switched_off=off[rank - 1], **stats))  # fmt: skip
         bases_sha = sha256_file(bases_path)
     pairs = pd.DataFrame(rows_out)
     pairs = annotate_pairs(pairs, annotation, names, has_masks="object" in imageset.mask_names)

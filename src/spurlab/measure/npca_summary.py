@@ -5,8 +5,10 @@
   (`neurons_top5`, `neurons_top10`), all judged by the same annotator on the same images
   (`auto_annotate.score_against_truth`: some feature of the class annotated spurious localises the
   cue);
+- `annotator_precision` per kind against the planted truth (a planted cue shown, or switched off
+  by a planted background cue), `annotator_precision_presence_only` against the first kind alone;
 - `harmfulness`: the components validated harmful (they alone trigger the class), which SpuFix
-  removes, their harm rates, and the fraction of them that localise a planted cue;
+  removes, their harm rates, and the fraction of them that are truly spurious;
 - `retrieval_precision`: fraction of cue-only retrieved images that show the class's cue and not
   its object;
 - per model: spurious AUC / AP before and after SpuFix (on the `cue_only` split; the retrieved set
@@ -35,19 +37,22 @@ def recovery(pairs, planted: dict[str, list[str]]) -> dict:
             out[key] = None
             continue
         ann = part.rename(columns={"class": "class_index", "feature": "feature_index"})[["class_index", "feature_index", "label"]]
-        out[key] = score_against_truth(ann, part.drop(columns=["label", "source"], errors="ignore"), planted)
+        off = part["switched_off"].tolist() if "switched_off" in part else None
+        out[key] = score_against_truth(ann, part.drop(columns=["label", "source"], errors="ignore"), planted, off)
     return out
 
 
 def harmful_record(pairs, harmful) -> dict:
-    """The harmfulness check: components validated harmful, and how many of them localise a
-    planted cue (benchmark truth, `auto_annotate.localises_cue`)."""
+    """The harmfulness check: components validated harmful, and how many of them are truly
+    spurious (benchmark truth: `auto_annotate.localises_cue`, or switched off by a planted
+    background cue, the pair table's `switched_off`)."""
     from ..discover.auto_annotate import localises_cue
 
     comps = pairs[pairs["kind"] == "component"]
     has_truth = comps["area_cue"].notna().to_numpy()  # no cue masks (real data): no truth
+    off = comps["switched_off"].notna().to_numpy() if "switched_off" in comps else np.zeros(len(comps), bool)
     truth = {(int(k), int(l)): (bool(t) if h else None)
-             for k, l, t, h in zip(comps["class"], comps["feature"], localises_cue(comps), has_truth)}
+             for k, l, t, h in zip(comps["class"], comps["feature"], localises_cue(comps) | off, has_truth)}
     sel = harmful[harmful["harmful"].astype(bool)]
     hits = [truth.get((int(k), int(l))) for k, l in zip(sel["class"], sel["component"])]
     known = [h for h in hits if h is not None]
@@ -89,6 +94,7 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
         "planted_cues_recovered": {k: (v["planted_cues_recovered"] if v else None) for k, v in rec.items()},
         "planted_cue_recovery": {k: (v["recovered"] if v else None) for k, v in rec.items()},
         "annotator_precision": {k: (_f(v["precision"]) if v else None) for k, v in rec.items()},
+        "annotator_precision_presence_only": {k: (_f(v["precision_presence_only"]) if v else None) for k, v in rec.items()},
         "n_components_annotated": int(len(comps)),
         "n_components_spurious": int((comps["label"] == "spurious").sum()),
         "spurious_components": {f"{k}": sorted(int(x) for x in g["feature"])

@@ -127,6 +127,8 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
         "annotation_source": str(annotations["source"].iloc[0]) if len(annotations) else None,
         "auto_annotator_precision": auto["precision"] if auto else None,
         "auto_annotator_recall": auto["recall"] if auto else None,
+        "auto_annotator_precision_presence_only": auto["precision_presence_only"] if auto else None,
+        "auto_annotator_recall_presence_only": auto["recall_presence_only"] if auto else None,
         "planted_cues_recovered": auto["planted_cues_recovered"] if auto else None,
         "planted_cue_recovery": auto["recovered"] if auto else None,
         "classes_with_both": [names[i] for i in both],
@@ -142,17 +144,19 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
         "erm_models": erm_models,
     }
     if auto:
-        summary["auto_annotator"] = {k: v for k, v in auto.items() if k != "recovered"}
+        summary["auto_annotator"] = {k: v for k, v in auto.items() if k not in ("recovered", "truth")}
     return summary
 
 
 def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path, noise_paths, out,
-                        figure, grid_figure) -> dict:  # fmt: skip
-    """Stage `salient_summary`: summary.json, the noise-curve figure and the feature grid."""
+                        figure, grid_figure, features_path, model_dir) -> dict:  # fmt: skip
+    """Stage `salient_summary`: summary.json, the noise-curve figure and the feature grid.
+    `features_path` is `model_dir`'s (salient.model's) feature cache of the image set: the planted
+    truth's second kind (`auto_annotate.cue_switched_off`) is measured on it."""
     from pathlib import Path
 
     from ..data.imagesets import ImageSet
-    from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth
+    from ..discover.auto_annotate import auto_annotations, score_against_truth, switched_off_truth
     from ..discover.nam import heatmap
     from ..discover.subsets import SalientSubsets
     from ..errors import SpurlabError
@@ -178,12 +182,14 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
         pairs, planted = subsets.pair_table(), subsets.planted_cues
         has_masks = bool(subsets.attrs["has_masks"])
         ann = cfg["salient"]["annotation"]
-        auto = None
+        auto, truth = None, [None] * len(pairs)
         if has_masks:
-            auto = score_against_truth(auto_annotations(pairs, ann["auto_criterion"], ann["auto_threshold"]), pairs, planted)
-            used = score_against_truth(annotations, pairs, planted)
+            off = switched_off_truth(pairs, imageset, features_path, model_dir)
+            auto_table = auto_annotations(pairs, ann["auto_criterion"], ann["auto_threshold"])
+            auto = score_against_truth(auto_table, pairs, planted, off)
+            used = score_against_truth(annotations, pairs, planted, off)
             auto["planted_cues_recovered"], auto["recovered"] = used["planted_cues_recovered"], used["recovered"]
-        truth = localises_cue(pairs) if has_masks else [None] * len(pairs)
+            truth = used["truth"]
         label_of = {(r.class_index, r.feature_index): r.label for r in annotations.itertuples()}
         grid = []
         for p, row in pairs.iterrows():
@@ -196,6 +202,7 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
                          "truth": None if truth[p] is None else bool(truth[p]), "heatmap": heatmap(img, m["nam"][0])})  # fmt: skip
     summary = salient_summary(pairs, annotations, noise, planted, auto, erm)
     summary["inputs"] = {"subsets_sha256": subsets_sha, "annotations_sha256": annotations_sha,
+                         "features_sha256": sha256_file(features_path),
                          "noise_sha256": {Path(p).name: sha256_file(p) for p in noise_paths}}  # fmt: skip
     names = dict(zip(pairs["class"], pairs["class_name"]))
     both = [i for i, n in names.items() if n in summary["classes_with_both"]]

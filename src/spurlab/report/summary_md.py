@@ -43,8 +43,9 @@ def _salient(s: dict) -> list[str]:
            f"- **Planted cues recovered: {_pct(s.get('planted_cues_recovered'))}**: the share of planted "
            "(class, cue) pairs for which some top feature was annotated spurious and localises the cue.",
            f"- **Automatic annotator precision {_f(s.get('auto_annotator_precision'))}, recall "
-           f"{_f(s.get('auto_annotator_recall'))}** against the planted masks: recall 1 means no truly spurious "
-           "feature was missed; precision below 1 means some features were flagged spurious without localising a cue.",
+           f"{_f(s.get('auto_annotator_recall'))}** against the planted truth (a feature that shows a planted cue, or "
+           "one that a planted background cue switches off): recall 1 means no truly spurious feature was missed; "
+           f"counting only features that show a cue, precision is {_f(s.get('auto_annotator_precision_presence_only'))}.",
            ""]  # fmt: skip
     rows = []
     for m, by_sigma in (s.get("drake") or {}).items():
@@ -97,9 +98,9 @@ def _npca(s: dict) -> list[str]:
            f"{_pct(rec.get('neurons_top5'))}, top-10 neurons {_pct(rec.get('neurons_top10'))}**: components "
            "find planted cues at least as often as single neurons do.",
            f"- **Annotator precision: NPCA {_f(prec.get('npca'))}, neurons {_f(prec.get('neurons_top5'))}** "
-           "against the planted masks.",
+           "against the planted truth (a planted cue shown, or switched off by a planted background cue).",
            f"- **{harm.get('n_components_harmful')} of {harm.get('n_components_checked')} spurious components harmful** "
-           f"(precision {_f(harm.get('harmful_precision'))} against the planted masks): validated on held-out images, "
+           f"(precision {_f(harm.get('harmful_precision'))} against the planted truth): validated on held-out images, "
            "the component alone drives a majority of its top out-of-class images into the class; SpuFix removes these.",
            f"- **Retrieval precision {_f(s.get('retrieval_precision'))}** over {s.get('retrieved_images')} "
            "retrieved images: the share of images found by a harmful component's alpha that carry the cue "
@@ -194,7 +195,8 @@ def _lightweight(s: dict) -> list[str]:
             "task is good enough to discover its spurious features.",
             f"- **Planted cues recovered: {_pct(s.get('planted_cues_recovered'))}; annotator precision "
             f"{_f(s.get('auto_annotator_precision'))}, recall {_f(s.get('auto_annotator_recall'))}**: "
-            "discovery on the new task against its planted cues.", ""]  # fmt: skip
+            "discovery on the new task against its planted cues (precision counting only features that show a cue: "
+            f"{_f(s.get('auto_annotator_precision_presence_only'))}).", ""]  # fmt: skip
 
 
 def _num(x) -> bool:
