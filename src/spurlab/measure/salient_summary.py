@@ -156,7 +156,7 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
     from pathlib import Path
 
     from ..data.imagesets import ImageSet
-    from ..discover.auto_annotate import auto_annotations, score_against_truth, switched_off_truth
+    from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth, switched_off_truth
     from ..discover.nam import heatmap
     from ..discover.subsets import SalientSubsets
     from ..errors import SpurlabError
@@ -189,7 +189,8 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
             auto = score_against_truth(auto_table, pairs, planted, off)
             used = score_against_truth(annotations, pairs, planted, off)
             auto["planted_cues_recovered"], auto["recovered"] = used["planted_cues_recovered"], used["recovered"]
-            truth = used["truth"]
+            truth = ["cue" if shown else (f"no {q}" if isinstance(q, str) else "")
+                     for shown, q in zip(localises_cue(pairs), off or [None] * len(pairs))]  # fmt: skip
         label_of = {(r.class_index, r.feature_index): r.label for r in annotations.itertuples()}
         grid = []
         for p, row in pairs.iterrows():
@@ -199,7 +200,7 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
             img = imageset.images(int(m["row"][0]))
             grid.append({"class_name": row["class_name"], "feature": int(row["feature"]), "rank": int(row["rank"]),
                          "label": label_of.get((row["class"], row["feature"]), "unannotated"),
-                         "truth": None if truth[p] is None else bool(truth[p]), "heatmap": heatmap(img, m["nam"][0])})  # fmt: skip
+                         "truth": truth[p], "heatmap": heatmap(img, m["nam"][0])})  # fmt: skip
     summary = salient_summary(pairs, annotations, noise, planted, auto, erm)
     summary["inputs"] = {"subsets_sha256": subsets_sha, "annotations_sha256": annotations_sha,
                          "features_sha256": sha256_file(features_path),

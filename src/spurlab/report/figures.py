@@ -117,8 +117,10 @@ def noise_curves(noise: dict, classes: list[int], names: dict, out: str | os.Pat
 
 def feature_grid(rows: list[dict], out: str | os.PathLike, zoom: int = 2) -> None:
     """One row per class, one column per top feature: its top image with the NAM heatmap; the title
-    gives the feature, its annotation and (when known) whether it truly localises a planted cue.
-    `rows`: dicts with class_name, feature, rank, label, truth (bool | None), heatmap (uint8 HxWx3)."""
+    gives the feature, its annotation and (when known) why it is truly spurious.
+    `rows`: dicts with class_name, feature, rank, label, heatmap (uint8 HxWx3) and truth: None
+    (unknown), "" (not spurious), "cue" (shows a planted cue) or "no <cue>" (a planted cue switches
+    it off)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +134,7 @@ def feature_grid(rows: list[dict], out: str | os.PathLike, zoom: int = 2) -> Non
     for r in rows:
         ax = axes[classes.index(r["class_name"]), r["rank"] - 1]
         ax.imshow(np.repeat(np.repeat(r["heatmap"], zoom, 0), zoom, 1), interpolation="nearest")
-        mark = "" if r["truth"] is None else (" cue" if r["truth"] else "")
+        mark = f" ({r['truth']})" if r["truth"] else ""
         colour = "tab:red" if r["label"] == "spurious" else "tab:green"
         ax.set_title(f"{r['class_name']} f{r['feature']}\n{r['label']}{mark}", fontsize=6, color=colour, pad=2)
     fig.suptitle("Top features per class: NAM heatmap on the top image (red: annotated spurious)", fontsize=8)
