@@ -100,15 +100,18 @@ def cue_switched_off(pairs: pd.DataFrame, columns: dict[int, np.ndarray], labels
     any_cue = np.zeros(len(labels), bool)
     for f in flags.values():
         any_cue |= f
+    # per cue, the two image groups it is judged on (the same for every pair)
+    groups = {}
+    for q, on in flags.items():
+        rows = (labels >= 0) & ~np.isin(labels, sorted(owners[q]))
+        with_cue, without = rows & on, rows & ~any_cue
+        if with_cue.sum() >= min_images and without.sum() >= min_images:
+            groups[q] = (with_cue, without)
     out: list[str | None] = []
     for k, j in zip(pairs["class"].astype(int), pairs["feature"].astype(int)):
         hit = None
-        for q, on in flags.items():
+        for q, (with_cue, without) in groups.items():
             if k in owners[q]:
-                continue
-            rows = (labels >= 0) & ~np.isin(labels, sorted(owners[q]))
-            with_cue, without = rows & on, rows & ~any_cue
-            if with_cue.sum() < min_images or without.sum() < min_images:
                 continue
             base = float(columns[j][without].mean())
             if base > 0 and float(columns[j][with_cue].mean()) < ratio * base:

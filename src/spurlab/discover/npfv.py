@@ -264,12 +264,14 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
         phi, labels = fc["features"], fc["labels"]
     flags, owners = background_cues(imageset)
 
-    def switched_off(k: int, ids, activation) -> list[str | None]:
+    def switched_off(k: int, ids, activations) -> list[str | None]:
         """The planted truth's second kind (auto_annotate.cue_switched_off) for class k's features
-        `ids`; `activation(i)` is feature i's activation on every image of the set."""
-        if not flags:  # not a generated set with a background cue
+        `ids`; `activations()` gives their activations on every image of the set, a column per id
+        (only called for a generated set with a background cue)."""
+        if not flags:
             return [None] * len(ids)
-        cols = {int(i): activation(int(i)) for i in ids}
+        a = activations()
+        cols = {int(i): a[:, c] for c, i in enumerate(ids)}
         return cue_switched_off(pd.DataFrame({"class": k, "feature": list(cols)}), cols, labels, flags, owners)
 
     rows_out, comp = [], {k: [] for k in ("class", "component", "rank", "prob", "npfv", "npfv_cam", "top_rows", "top_cam")}
@@ -288,7 +290,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
             al = alphas(weighted_features(phi[rows], W, k), mu, V[:b])  # (n, b)
             kept = select_components(probs, npfv_settings["keep"])
             # a component's activation is max(alpha, 0), what SpuFix removes (eq. 8)
-            off = switched_off(k, kept, lambda pos: np.maximum(alphas(weighted_features(phi, W, k), mu, V[pos : pos + 1])[:, 0], 0))
+            off = switched_off(k, kept, lambda: np.maximum(alphas(weighted_features(phi, W, k), mu, V[kept]), 0))
             for rank, pos in enumerate(kept, 1):
                 top = rows[np.argsort(-al[:, pos], kind="stable")[:n_ann]]
                 _, x = _images(imageset, top)
@@ -310,7 +312,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
                     comp[key].append(v)  # fmt: skip
             # the neurons of #4 on the same images, for the same annotator (SPEC 4.1, 4.2)
             order = np.argsort(-imp["iv"][k], kind="stable")[:neurons_top]
-            off = switched_off(k, order, lambda j: phi[:, j])
+            off = switched_off(k, order, lambda: phi[:, order])
             for rank, j in enumerate(order, 1):
                 top = rows[np.argsort(-phi[rows, j], kind="stable")[:n_ann]]
                 _, x = _images(imageset, top)
