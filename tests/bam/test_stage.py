@@ -105,3 +105,33 @@ def test_summary_refuses_tables_of_other_checkpoints(stage, tmp_path):
         run_bam_summary(cfg, tmp_path / "v.parquet", tmp_path / "c.parquet", {c: tmp_path / "c.parquet" for c in kseries_codes(cfg)},
                         tmp_path / "c.parquet", tmp_path / "c.parquet", tmp_path / "s.json", tmp_path / "f.png")  # fmt: skip
     assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.slow
+def test_contrast_rows_are_correct_for_both_models_and_without_the_object(stage, tmp_path, monkeypatch):
+    """X_corr of MCS and IDR: a row f_s gets wrong on X_0s is left out of every contrast table."""
+    import spurlab.bam.attributions as attributions
+    from spurlab.bam.models import labels_for
+    from spurlab.models import load_model
+
+    cfg, d, sets, dirs = stage
+    real = attributions.predict
+    with ImageSet(sets["bam_os_test"]) as s, ImageSet(sets["bam_0s_test"]) as z:
+        x_os, x0, y0 = s.images(), z.images(), labels_for(z, "scene_label")
+        both = (real(load_model(dirs["f_o"])[0], x_os) == labels_for(s, "object_label")) & (
+            real(load_model(dirs["f_s"])[0], x_os) == labels_for(s, "scene_label"))  # fmt: skip
+    candidates = np.flatnonzero(both)
+    assert len(candidates) >= 2
+    missed = candidates[: len(candidates) // 2]
+
+    def predict(model, x):  # f_s misses half of the candidates once their object is removed
+        out = real(model, x)
+        if x.shape == x0.shape and np.array_equal(x, x0):
+            out = out.copy()
+            out[missed] = (y0[missed] + 1) % int(y0.max() + 1)
+        return out
+
+    monkeypatch.setattr(attributions, "predict", predict)
+    run_part(cfg, "contrast", dirs, sets, tmp_path / "contrast.parquet", progress=False)
+    con = read_table(tmp_path / "contrast.parquet")
+    assert len(con) and con["correct"].all() and not con["row"].isin(missed).any()

@@ -2,8 +2,9 @@
 
 One job ("part") per model contrast, so the work spreads over Snakemake jobs:
 
-- ``contrast``: f_o and f_s on X_os (rows both classify correctly: X_corr of MCS), and f_s on the
-  same scenes without objects (X_0s, for IDR); regions: the object's mask and a random mask.
+- ``contrast``: f_o and f_s on X_os, and f_s on the same scenes without objects (X_0s, for IDR),
+  on rows all three classify correctly (X_corr of MCS and of IDR: the two metrics share rows, and
+  IDR gets full trials); regions: the object's mask and a random mask.
 - ``kNNN``: the k-series model f_kNNN on the images of the first scene class of X_os^k (the paper's
   "bamboo forest", which carries the common object for every k, so the images are identical across
   k and the MCS against k = 1.0 pairs rows one to one); regions: the common object and random.
@@ -95,7 +96,7 @@ def run_part(cfg: dict, part: str, model_dirs: dict[str, str], sets: dict[str, s
             ok_o = predict(models["f_o"], x_os) == y_o
             ok_s = predict(models["f_s"], x_os) == y_s
             ok_s0 = predict(models["f_s"], x_0s) == labels_for(zs, "scene_label")
-            rows = _pick(np.flatnonzero(ok_o & ok_s), limit, rng)
+            rows = _pick(np.flatnonzero(ok_o & ok_s & ok_s0), limit, rng)
             obj = os_.masks("object", rows) if len(rows) else np.zeros((0,) + x_os.shape[1:3], np.uint8)
             regions = {"object": obj, "random": random_masks(obj, rng)}
             for model, set_name, x, y, ok in (("f_o", "bam_os_test", x_os, y_o, ok_o), ("f_s", "bam_os_test", x_os, y_s, ok_s),
@@ -103,7 +104,7 @@ def run_part(cfg: dict, part: str, model_dirs: dict[str, str], sets: dict[str, s
                 t = region_table(models[model], x[rows], y[rows], regions, methods, settings, b["seed"], progress,
                                  f"{model} {set_name}")  # fmt: skip
                 frames.append(_finish(t, model, set_name, rows, ok[rows]))
-            info.update(candidates=int((ok_o & ok_s).sum()), rows=len(rows))
+            info.update(candidates=int((ok_o & ok_s & ok_s0).sum()), rows=len(rows))
         elif part in kseries_codes(cfg):
             name, set_name = f"f_{part}", f"bam_{part}_test"
             s = opened[set_name]
