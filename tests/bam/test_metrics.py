@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spurlab.attribution import region_means
-from spurlab.attribution.regions import random_masks
+from spurlab.attribution.regions import outside, random_masks
 from spurlab.bam.metrics import idr, iir, mcs, pearson, trial_sd
 
 
@@ -74,3 +74,21 @@ def test_pearson_is_undefined_for_constants_and_short_series():
     assert pearson([1, 2], [3, 4]) is None
     assert pearson([1, 2, 3], [5, 5, 5]) is None
     assert pearson([1, 2, 3, 4], [2, 4, 6, 8.5]) == pytest.approx(0.998, abs=0.002)
+
+
+def test_idr_baseline_regions_outside_the_object_are_a_coin_flip_where_overlapping_ones_are_not():
+    """Planted maps of f_s: the object's region is attributed less with the object than with the
+    scene it covers (IDR 1 on the object); elsewhere both inputs' maps are independent noise. Random
+    regions that overlap the object inherit part of its IDR; outside the object they give ~50%."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    obj = _disk_masks(rng, n)
+    e_cf = torch.from_numpy(rng.random((n, 24, 24)) * (1 - 0.9 * obj))
+    e_nocf = torch.from_numpy(rng.random((n, 24, 24)) * (1 - obj) + obj)
+    rand = random_masks(obj, rng)
+    away = outside(rand, obj)
+    assert not (away * obj).any() and ((away == 1) <= (rand == 1)).all()
+    assert idr(region_means(e_cf, obj), region_means(e_nocf, obj)) == 1.0
+    assert idr(region_means(e_cf, rand), region_means(e_nocf, rand)) > 0.6
+    # empty regions (the random one wholly inside the object) give NaN and are dropped
+    assert idr(region_means(e_cf, away), region_means(e_nocf, away)) == pytest.approx(0.5, abs=0.04)

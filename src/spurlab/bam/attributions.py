@@ -4,7 +4,8 @@ One job ("part") per model contrast, so the work spreads over Snakemake jobs:
 
 - ``contrast``: f_o and f_s on X_os, and f_s on the same scenes without objects (X_0s, for IDR),
   on rows all three classify correctly (X_corr of MCS and of IDR: the two metrics share rows, and
-  IDR gets full trials); regions: the object's mask and a random mask.
+  IDR gets full trials); regions: the object's mask, a random mask (another image's object region)
+  and that random mask outside this image's object (the IDR baseline, `regions.outside`).
 - ``kNNN``: the k-series model f_kNNN on the images of the first scene class of X_os^k (the paper's
   "bamboo forest", which carries the common object for every k, so the images are identical across
   k and the MCS against k = 1.0 pairs rows one to one); regions: the common object and random.
@@ -29,7 +30,7 @@ import torch
 
 from ..attribution import AttributionModel, AttributionSettings, attribute_batched, normalise, region_means
 from ..attribution.normalise import NORMALISERS
-from ..attribution.regions import random_masks
+from ..attribution.regions import outside, random_masks
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..features import model_checkpoint_sha256
@@ -98,7 +99,8 @@ def run_part(cfg: dict, part: str, model_dirs: dict[str, str], sets: dict[str, s
             ok_s0 = predict(models["f_s"], x_0s) == labels_for(zs, "scene_label")
             rows = _pick(np.flatnonzero(ok_o & ok_s & ok_s0), limit, rng)
             obj = os_.masks("object", rows) if len(rows) else np.zeros((0,) + x_os.shape[1:3], np.uint8)
-            regions = {"object": obj, "random": random_masks(obj, rng)}
+            rand = random_masks(obj, rng)
+            regions = {"object": obj, "random": rand, "random_outside": outside(rand, obj)}
             for model, set_name, x, y, ok in (("f_o", "bam_os_test", x_os, y_o, ok_o), ("f_s", "bam_os_test", x_os, y_s, ok_s),
                                               ("f_s", "bam_0s_test", x_0s, y_s, ok_s0)):  # fmt: skip
                 t = region_table(models[model], x[rows], y[rows], regions, methods, settings, b["seed"], progress,
