@@ -38,7 +38,7 @@ def outside(regions: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
     A random region that overlaps the common feature inherits the feature's IDR instead of
     measuring chance: BAM objects under the reference code's scale rule cover the image centre, so
-    another image's object region is about half this image's object (Yang & Kim's smaller
+    about half of another image's object region lies on this image's object (Yang & Kim's smaller
     objects overlap far less). An image whose region lies wholly inside its object gets an empty
     region, hence a NaN region mean, which the metrics drop.
     """

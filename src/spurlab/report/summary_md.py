@@ -128,9 +128,10 @@ def _bam(s: dict) -> list[str]:
              e.get("rho_k_series")] for m, e in methods.items()]  # fmt: skip
     if rows:
         out += ["Per method: MCS (f_o vs f_s on object regions, with the random-region baseline), IDR (share of "
-                "images where f_s attributes the object's region less than the scene it covers; the baseline, "
-                "random regions outside the object, should be about 50%), IIR (share where an output-preserving input change leaves attributions unchanged) and "
-                "rho (MCS vs accuracy drop over the k-series). Higher is better for all.", ""]
+                "images where f_s attributes the object's region less than the scene it covers; its baseline, "
+                "random regions outside the object, should be about 50%), IIR (share where an output-preserving "
+                "input change leaves attributions unchanged) and rho (MCS vs accuracy drop over the k-series). "
+                "Higher is better for all.", ""]
         out += _table(["method", "MCS", "MCS random", "IDR", "IDR random", "IIR", "rho k-series"], rows)
     return out
 
