@@ -42,4 +42,5 @@ def outside(regions: np.ndarray, masks: np.ndarray) -> np.ndarray:
     objects overlap far less). An image whose region lies wholly inside its object gets an empty
     region, hence a NaN region mean, which the metrics drop.
     """
-    return (np.asarray(regions) * (1 - np.asarray(masks))).astype(np.asarray(regions).dtype)
+    regions = np.asarray(regions)
+    return np.where(np.asarray(masks) > 0, 0, regions).astype(regions.dtype)
