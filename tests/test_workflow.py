@@ -85,10 +85,11 @@ def test_bad_config_fails_before_any_job(tmp_path, venv_env):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("config", ["config.yaml", "tiny.yaml"])
-def test_dry_run(tmp_path, venv_env, config):
-    r = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(ROOT / "config" / config), env=venv_env)
-    n_sets = len(set_names(load_config(ROOT / "config" / config)))
+@pytest.mark.parametrize("configs", [["config.yaml"], ["tiny.yaml"], ["config.yaml", "collision.yaml"]])
+def test_dry_run(tmp_path, venv_env, configs):
+    paths = [ROOT / "config" / c for c in configs]
+    r = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", *map(str, paths), env=venv_env)
+    n_sets = len(set_names(load_config(paths)))
     import re
 
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout, flags=re.M))
