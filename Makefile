@@ -7,6 +7,9 @@ STAMP  := $(VENV)/.spurlab-installed
 CORES  ?= all
 CONFIG ?= config/config.yaml
 PROFILE ?= workflow/profiles/default
+# pytest workers for `make test`, one test file each (module fixtures build once): on 2 cores the
+# suite took 13.6 min with 2 workers against 21.6 min in one process
+TEST_WORKERS ?= 2
 # Rules call `spurlab` and `snakemake` by name: put the venv first on PATH for every recipe.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -28,7 +31,7 @@ dry-run: setup
 	$(BIN)/snakemake -n --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/snakemake --lint --configfile $(CONFIG)
