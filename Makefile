@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/feature_cache.py
 	$(BIN)/python bench/npca.py
+	$(BIN)/python bench/memory_format.py
 
 clean:
 	rm -rf results logs benchmarks .snakemake

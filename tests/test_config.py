@@ -22,7 +22,7 @@ def test_collision_overlay_changes_only_what_it_documents():
     cfg = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "collision.yaml"])
     assert cfg["datasets"]["cue_table"]["hexagon"] == {"cue": "water_bg", "p_in_class": 0.5, "p_elsewhere": 0.04}
     assert cfg["datasets"]["cues"]["feeder"]["size"] == 0.3
-    assert cfg["train"]["epochs"] == 15 and cfg["models"]["robust_resnet10"]["train"] == {"epochs": 6}
+    assert cfg["train"]["epochs"] == 10 and cfg["models"]["robust_resnet10"]["train"] == {"epochs": 6}
     del cfg["datasets"]["cue_table"]["hexagon"], cfg["models"]["robust_resnet10"]["train"]
     for c in (cfg, base):
         c["datasets"]["cues"]["feeder"]["size"] = c["train"]["epochs"] = None

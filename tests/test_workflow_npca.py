@@ -84,7 +84,9 @@ def test_components_file_and_pair_table(stage):
     for _, g in comps.groupby("class"):
         assert (np.diff(g.sort_values("rank")["prob"].to_numpy()) <= 1e-12).all()
     assert (comps["alpha_npfv"] >= comps["alpha_gray"] - 1e-6).all()
-    assert comps[["hot_object", "hot_cue", "hot_rest"]].notna().all().all()
+    assert comps[["hot_object", "cue_share"]].notna().all().all()
+    # the cue's statistics exist where the component's top images show the cue
+    assert (comps["hot_cue"].notna() == (comps["cue_share"] > 0)).all()
     with h5py.File(d / "comp.h5") as f:
         assert f["npfv"].shape == (len(comps), 32, 32, 3) and f["npfv"].dtype == np.uint8
         assert f["top_rows"].shape == (len(comps), 2) and f.attrs["imageset_sha256"] == s.sha256

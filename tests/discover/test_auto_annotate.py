@@ -13,7 +13,7 @@ from spurlab.discover.auto_annotate import (
     localises_cue,
     score_against_truth,
 )
-from spurlab.discover.subsets import region_masses
+from spurlab.discover.subsets import STAT_COLUMNS, pair_region_stats, region_masses
 
 COLUMNS = ["class", "feature", "rank", "mass_object", "area_object", "hot_object", "mass_cue", "area_cue", "hot_cue",
            "mass_rest", "area_rest", "hot_rest"]  # fmt: skip
@@ -31,6 +31,9 @@ def _pairs():
         (2, 31, 2, 0.02, 0.1, 0.00, 0.00, 0.0, 0.00, 0.98, 0.9, 1.00),  # control class, off-object, no cue
     ]
     df = pd.DataFrame(rows, columns=COLUMNS)
+    # every image of classes 0 and 1 shows its cue (so the object's hot share is the same on them); class 2 has none
+    df["cue_share"] = np.where(df["class"] < 2, 1.0, 0.0)
+    df["hot_object_cued"] = np.where(df["class"] < 2, df["hot_object"], np.nan)
     df.insert(1, "class_name", df["class"].map({0: "triangle", 1: "disk", 2: "heart"}))
     return df
 
@@ -59,6 +62,29 @@ def test_hot_and_mass_criteria():
 
 def test_truth_needs_the_cue_to_hold_the_hot_region():
     np.testing.assert_array_equal(localises_cue(_pairs()), [True, False, False, True, False, False, False])
+
+
+def test_cue_statistics_are_taken_on_the_images_that_show_the_cue():
+    """A class showing its (background) cue on 3 of 5 images: a map on the cue wherever it is shown
+    localises it, however rare the cue is on the other images; shown on 2 of 5 it is not the pair's."""
+    n, size = 5, 4
+    obj = np.zeros((n, size, size), bool)
+    obj[:, :2, :2] = True
+    shown = np.array([True, True, True, False, False])
+    cue = ~obj & shown[:, None, None]  # background cue: every non-object pixel where shown
+    nam = np.where(cue, 1.0, 0.0) + np.where(obj & ~shown[:, None, None], 1.0, 0.0)  # on the object where no cue
+    stats = pair_region_stats(nam, {"object": obj, "cue": cue, "rest": ~(obj | cue)})
+    assert set(stats) == set(STAT_COLUMNS)
+    assert stats["cue_share"] == pytest.approx(0.6)
+    assert stats["hot_cue"] == 1.0 and stats["hot_object_cued"] == 0.0  # not diluted to 0.6
+    assert stats["hot_object"] == pytest.approx(0.4)  # the annotator's statistic stays over all images
+    assert stats["area_rest"] == 0.0
+    assert localises_cue(pd.DataFrame([stats])).tolist() == [True]
+    rare = ~obj & np.array([True, True, False, False, False])[:, None, None]
+    stats = pair_region_stats(np.where(rare, 1.0, 0.0), {"object": obj, "cue": rare, "rest": ~(obj | rare)})
+    assert stats["cue_share"] == pytest.approx(0.4) and localises_cue(pd.DataFrame([stats])).tolist() == [False]
+    # no masks: nothing measured
+    assert all(np.isnan(v) for v in pair_region_stats(nam, None).values())
 
 
 def test_auto_table_has_the_human_table_columns_and_scores():
@@ -92,24 +118,44 @@ def _switch_data(n=200, seed=0):
     rng = np.random.default_rng(seed)
     labels = np.repeat([0, 1, 2], n)
     on = np.where(labels == 0, rng.random(len(labels)) < 0.9, rng.random(len(labels)) < 0.2)
-    base = rng.uniform(0.5, 1.5, len(labels))
+    base = rng.lognormal(0.0, 0.5, len(labels))  # activations spread over images, as real ones do
     columns = {
         40: np.where(on, 0.02, 1.0) * base,  # detects the background q replaces: switched off
-        41: np.where(on, 0.5, 1.0) * base,  # a core feature dimmed by the cue's contrast: kept
-        42: np.where(on, 0.0, 1.0) * base,  # switched off, but ranked by q's own class
+        41: np.where(on, 0.7, 1.0) * base,  # a core feature dimmed by the cue's contrast: kept
+        42: np.where(on, 0.0, 1.0) * base,  # switched off, ranked by q's own class
         43: np.zeros(len(labels)),  # never active: nothing to switch off
+        # switched off, except on 5% of the cued images, which are three times as active as usual
+        44: np.where(on, np.where(rng.random(len(labels)) < 0.05, 3.0, 0.02), 1.0) * base,
     }
-    pairs = pd.DataFrame({"class": [1, 1, 0, 2], "feature": [40, 41, 42, 43]})
+    pairs = pd.DataFrame({"class": [1, 1, 0, 2, 2], "feature": [40, 41, 42, 43, 44]})
     return pairs, columns, labels, {"q": on}, {"q": {0}}
 
 
 def test_switched_off_features_are_found_by_the_randomised_cue():
     pairs, columns, labels, flags, owners = _switch_data()
-    assert cue_switched_off(pairs, columns, labels, flags, owners) == ["q", None, None, None]
-    # the threshold is the ratio of the two means: 0.5 is switched off under a ratio of 0.6
-    assert cue_switched_off(pairs, columns, labels, flags, owners, ratio=0.6)[:2] == ["q", "q"]
+    # a class that shows q itself (42) can rank a feature q switches off: truly spurious too
+    assert cue_switched_off(pairs, columns, labels, flags, owners) == ["q", None, "q", None, "q"]
+    # the verdict is the ROC AUC of cue-free against cued images: the dimmed core feature ranks
+    # them apart in about 2 of 3 pairs of images, so a threshold of 0.6 calls it switched off
+    assert cue_switched_off(pairs, columns, labels, flags, owners, min_auc=0.6)[:2] == ["q", "q"]
     # too few images with the cue among the other classes: no verdict
-    assert cue_switched_off(pairs, columns, labels, flags, owners, min_images=10_000) == [None] * 4
+    assert cue_switched_off(pairs, columns, labels, flags, owners, min_images=10_000) == [None] * 5
+
+
+def test_switch_off_is_judged_by_rank_not_by_means():
+    """A few very active images must not decide: feature 44 is off on 95% of the cued images, but
+    the other 5% lift the mean with the cue to over 10% of the mean without; the AUC sees ranks."""
+    from sklearn.metrics import roc_auc_score
+
+    pairs, columns, labels, flags, owners = _switch_data()
+    rows = labels != 0
+    with_q, without = columns[44][rows & flags["q"]], columns[44][rows & ~flags["q"]]
+    auc = roc_auc_score(np.r_[np.zeros(len(with_q)), np.ones(len(without))], np.r_[with_q, without])
+    assert auc >= 0.9 and with_q.mean() / without.mean() > 0.1
+    assert cue_switched_off(pairs.iloc[[4]], columns, labels, flags, owners) == ["q"]
+    # the verdict depends on the feature only: the same feature ranked by two classes gets one verdict
+    twice = pd.DataFrame({"class": [1, 2], "feature": [44, 44]})
+    assert cue_switched_off(twice, columns, labels, flags, owners) == ["q", "q"]
 
 
 def test_truth_counts_switched_off_features_and_reports_presence_alone():

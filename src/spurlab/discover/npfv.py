@@ -179,16 +179,6 @@ def _softmax_prob(model, images: torch.Tensor, k: int) -> np.ndarray:
         return torch.softmax(model.logits(images), 1)[:, k].cpu().numpy()
 
 
-def _region_stats(maps: np.ndarray, masks: dict | None) -> dict:
-    from .subsets import REGIONS, region_masses
-
-    out = {f"{q}_{r}": np.nan for q in ("mass", "area", "hot") for r in REGIONS}
-    if masks and len(maps):
-        for reg, (m, a, h) in region_masses(maps, masks).items():
-            out[f"mass_{reg}"], out[f"area_{reg}"], out[f"hot_{reg}"] = m, a, h
-    return out
-
-
 def _class_masks(imageset, rows: np.ndarray, cues: list[str]) -> dict | None:
     if "object" not in imageset.mask_names or not len(rows):
         return None
@@ -246,7 +236,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
     from .importance import read_importance
     from .nam import neural_activation_maps
     from .npca import NPCABases, alphas, weighted_features
-    from .subsets import planted_cue_masks, subset_size
+    from .subsets import pair_region_stats, planted_cue_masks, subset_size
 
     dev = pick_device(device)
     model, _ = load_model(model_dir, dev)
@@ -297,7 +287,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
                 score = component_score(model, W, [k] * len(top), [mu] * len(top), [V[pos]] * len(top), dev)
                 cams = np.concatenate([gradcam(score, x[s : s + batch_size].to(dev)).cpu().numpy()
                                        for s in range(0, len(top), batch_size)])  # fmt: skip
-                stats = _region_stats(cams, _class_masks(imageset, top, planted.get(names[k], [])))
+                stats = pair_region_stats(cams, _class_masks(imageset, top, planted.get(names[k], [])))
                 cam_z = gradcam(component_score(model, W, [k], [mu], [V[pos]], dev), z[pos : pos + 1]).cpu().numpy()[0]
                 rows_out.append(dict(kind="component", **{"class": k}, class_name=names[k], feature=int(pos), rank=rank,
                                      score=float(ev[pos]), prob=float(probs[pos]), alpha_gray=float(start[pos]),
@@ -318,7 +308,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
                 _, x = _images(imageset, top)
                 nams = np.concatenate([neural_activation_maps(model, x[s : s + batch_size].to(dev), [int(j)] * len(x[s : s + batch_size])).cpu().numpy()
                                        for s in range(0, len(top), batch_size)])  # fmt: skip
-                stats = _region_stats(nams, _class_masks(imageset, top, planted.get(names[k], [])))
+                stats = pair_region_stats(nams, _class_masks(imageset, top, planted.get(names[k], [])))
                 rows_out.append(dict(kind="neuron", **{"class": k}, class_name=names[k], feature=int(j), rank=rank,
                                      score=float(imp["iv"][k, j]), prob=np.nan, alpha_gray=np.nan, alpha_npfv=np.nan,
                                      switched_off=off[rank - 1], **stats))  # fmt: skip

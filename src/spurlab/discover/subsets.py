@@ -15,11 +15,11 @@ File layout (one HDF5, written class by class, then renamed)::
                                                           (1 = most important, as in the published CSV)
     pairs/importance                         float64 (P,) IV[i, j]
     pairs/start, pairs/count                 int64 (P,)   the pair's slice of members/*
-    pairs/mass_<r>, area_<r>, hot_<r>        float64 (P,) r in object, cue, rest: means over the
-                                                          members of the NAM mass fraction on r, of
-                                                          r's area fraction and of the fraction of the
-                                                          NAM's hot region (>= 0.5) on r (NaN without
-                                                          masks)
+    pairs/<statistic>                        float64 (P,) STAT_COLUMNS (`pair_region_stats`): where
+                                                          the members' NAMs lie, on the object (all
+                                                          members) and on the class's planted cue and
+                                                          the rest (members showing the cue); NaN
+                                                          without masks
     members/row                              int64 (M,)   image-set row, by decreasing phi_j
     members/activation                       float32 (M,) phi_j(x)
     members/nam                              uint8 (M, H, W) NAM * 255, rounded
@@ -49,7 +49,9 @@ from .attack import AttackSettings, feature_attack
 from .nam import neural_activation_maps
 
 FORMAT = "spurlab.salient_subsets"
-REGIONS = ("object", "cue", "rest")
+# pair_region_stats' columns: the first three read by the automatic annotator, the rest by the planted truth
+STAT_COLUMNS = ("mass_object", "area_object", "hot_object", "cue_share", "mass_cue", "area_cue", "hot_cue",
+                "mass_rest", "area_rest", "hot_rest", "hot_object_cued")  # fmt: skip
 
 
 def subset_size(n_class: int, fraction: float, min_images: int, max_images: int) -> int:
@@ -86,6 +88,32 @@ def region_masses(nams: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str,
         frac = np.divide(on, total, out=np.zeros_like(on, dtype=np.float64), where=total > 0)
         hot_frac = np.divide((hot & m).sum(1), n_hot, out=np.zeros(n), where=n_hot > 0)
         out[name] = (float(frac.mean()), float(m.mean(1).mean()), float(hot_frac.mean()))
+    return out
+
+
+def pair_region_stats(nams: np.ndarray, masks: dict[str, np.ndarray] | None) -> dict[str, float]:
+    """STAT_COLUMNS for one pair (or component) from its maps `nams` (n, H, W) and per-image region
+    masks {"object", "cue", "rest"} (None: no masks, all NaN).
+
+    `mass_/area_/hot_object` are `region_masses` over all n maps: what the automatic annotator
+    reads. `cue_share` is the fraction of images that show the class's planted cue; the cue's and
+    the rest's statistics and `hot_object_cued` (the object's hot share) are taken over those
+    images only: whether a map lies on a cue can only be asked where the cue is, and a class that
+    shows its cue part of the time (the collision variant's hexagon, on water in half of its
+    images) would otherwise have it diluted by the images without it.
+    """
+    out = dict.fromkeys(STAT_COLUMNS, np.nan)
+    if masks is None or not len(nams):
+        return out
+    obj = region_masses(nams, {"object": masks["object"]})["object"]
+    out["mass_object"], out["area_object"], out["hot_object"] = obj
+    shown = masks["cue"].reshape(len(nams), -1).any(1)
+    out["cue_share"] = float(shown.mean())
+    if shown.any():
+        stats = region_masses(nams[shown], {r: m[shown] for r, m in masks.items()})
+        for r in ("cue", "rest"):
+            out[f"mass_{r}"], out[f"area_{r}"], out[f"hot_{r}"] = stats[r]
+        out["hot_object_cued"] = stats["object"][2]
     return out
 
 
@@ -146,7 +174,7 @@ def build_salient_subsets(
     with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
         cols = {c: np.zeros(n_pairs, dtype=np.int64) for c in ("class", "feature", "rank", "start", "count")}
         imp = np.zeros(n_pairs)
-        loc = {f"{q}_{r}": np.full(n_pairs, np.nan) for q in ("mass", "area", "hot") for r in REGIONS}
+        loc = {c: np.full(n_pairs, np.nan) for c in STAT_COLUMNS}
         m_row = _ensure(f, "members/row", (n_members,), "int64")
         m_act = _ensure(f, "members/activation", (n_members,), "float32")
         m_nam = _ensure(f, "members/nam", (n_members, size, size), "uint8", (1, size, size), "gzip")
@@ -184,8 +212,8 @@ def build_salient_subsets(
                 m_nam[pos : pos + len(sel)] = np.round(nams * 255).astype(np.uint8)
                 pos += len(sel)
                 if masks:
-                    for reg, stats in region_masses(nams, {q: v[sel] for q, v in masks.items()}).items():
-                        loc[f"mass_{reg}"][p], loc[f"area_{reg}"][p], loc[f"hot_{reg}"][p] = stats
+                    for c, v in pair_region_stats(nams, {q: m[sel] for q, m in masks.items()}).items():
+                        loc[c][p] = v
                 if len(sel):
                     first = images[sel[:t]].to(device)
                     attacked = feature_attack(model, first, [int(j)] * len(first), attack)

@@ -49,7 +49,7 @@ def harmful_record(pairs, harmful) -> dict:
     from ..discover.auto_annotate import localises_cue
 
     comps = pairs[pairs["kind"] == "component"]
-    has_truth = comps["area_cue"].notna().to_numpy()  # no cue masks (real data): no truth
+    has_truth = comps["hot_object"].notna().to_numpy()  # no masks (real data): no truth
     off = comps["switched_off"].notna().to_numpy() if "switched_off" in comps else np.zeros(len(comps), bool)
     truth = {(int(k), int(l)): (bool(t) if h else None)
              for k, l, t, h in zip(comps["class"], comps["feature"], localises_cue(comps) | off, has_truth)}
