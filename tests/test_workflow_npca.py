@@ -10,8 +10,10 @@ import subprocess
 import h5py
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
+from spurlab.errors import SpurlabError
 from tests.conftest import AUTO_ANNOTATION, ROOT, load_yaml
 
 pytestmark = pytest.mark.slow
@@ -192,6 +194,13 @@ def test_spufix_stage_and_summary(stage):
                 "acc_before", "acc_after"} <= set(saved["models"][m])  # fmt: skip
     assert "transfer_invariant_max_abs_err" in saved and "retrieval_precision" in saved
     assert s["models"]["m"]["acc_before"] == saved["models"]["m"]["acc_before"]
+    # a pair table from before a statistic existed: one line naming the file and the column
+    stale = d / "stale_pairs.parquet"
+    pq.write_table(pq.read_table(d / "pairs.parquet").drop_columns(["cue_share"]), stale)
+    with pytest.raises(SpurlabError, match=r"stale_pairs\.parquet: column 'cue_share' missing"):
+        run_npca_summary(stale, d / "ret.parquet", d / "harmful.parquet", d / "spufix.parquet",
+                         d / "spufix_models.parquet", d / "stale.json")  # fmt: skip
+    assert not (d / "stale.json").exists()
 
 
 def test_npca_target_builds_its_dag(tmp_path, venv_env):

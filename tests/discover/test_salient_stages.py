@@ -150,6 +150,21 @@ def test_noise_refuses_annotations_of_other_subsets(stages, tmp_path):
     assert not (tmp_path / "n.parquet").exists()
 
 
+def test_subsets_file_without_a_statistic_is_refused(stages, tmp_path):
+    import h5py
+
+    tmp, *_ = stages
+    stale = tmp_path / "sub.h5"
+    stale.write_bytes((tmp / "sub.h5").read_bytes())
+    with h5py.File(stale, "a") as f:
+        del f["pairs/cue_share"]  # as written before the planted truth needed it
+    with pytest.raises(SpurlabError, match=r"sub\.h5: dataset pairs/cue_share missing"):
+        run_annotations(stale, tmp_path / "ann.parquet", {"source": "auto", "auto_criterion": "hot", "auto_threshold": 0.5})
+    assert not (tmp_path / "ann.parquet").exists()
+    with SalientSubsets(stale) as sub, SalientSubsets(tmp / "sub.h5") as fresh:  # readers needing no statistics
+        assert len(sub.pair_table()) == len(fresh.pair_table())
+
+
 def test_consolidated_masks_file_is_eq2_of_the_annotated_features(stages):
     from spurlab.discover.subsets import ConsolidatedMasks
     from spurlab.io import sha256_file

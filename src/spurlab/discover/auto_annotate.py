@@ -225,10 +225,10 @@ def run_annotations(subsets_path, out, settings: dict, human_csv=None) -> dict:
     from ..io import sha256_file
     from ..report.tables import write_table
     from .annotate import majority_annotations, read_mturk_csv
-    from .subsets import SalientSubsets
+    from .subsets import STAT_COLUMNS, SalientSubsets
 
     with SalientSubsets(subsets_path) as subsets:
-        pairs, names = subsets.pair_table(), subsets.class_names
+        pairs, names = subsets.pair_table(require=STAT_COLUMNS), subsets.class_names
         has_masks = bool(subsets.attrs["has_masks"])
     provenance = {"subsets_sha256": sha256_file(subsets_path), "source": settings["source"]}
     if settings["source"] == "human":
@@ -261,7 +261,7 @@ def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path
     from ..features import model_checkpoint_sha256
     from ..io import sha256_file
     from ..report.tables import read_table
-    from .subsets import SalientSubsets
+    from .subsets import STAT_COLUMNS, SalientSubsets
 
     annotations = read_table(annotations_path, expect={"subsets_sha256": sha256_file(subsets_path)})
     with SalientSubsets(subsets_path) as subsets:
@@ -269,7 +269,7 @@ def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path
             raise SpurlabError(f"{subsets_path}: no object masks, so nothing to score against")
         if subsets.attrs["checkpoint_sha256"] != model_checkpoint_sha256(model_dir):
             raise SpurlabError(f"{subsets_path}: built with another model than {model_dir}; rebuild it")
-        pairs, planted = subsets.pair_table(), subsets.planted_cues
+        pairs, planted = subsets.pair_table(require=STAT_COLUMNS), subsets.planted_cues
         imageset = ImageSet(imageset_path)
         if subsets.attrs["imageset_sha256"] != imageset.sha256:
             raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")

@@ -276,9 +276,15 @@ class SalientSubsets:
     def __len__(self) -> int:
         return len(self.pairs["class"])
 
-    def pair_table(self):
+    def pair_table(self, require=()):
+        """One row per pair; `require`: pair datasets the caller reads (e.g. STAT_COLUMNS), refused
+        by name when the file predates them."""
         import pandas as pd
 
+        missing = [c for c in require if c not in self.pairs]
+        if missing:
+            raise SpurlabError(f"{self.path}: dataset pairs/{missing[0]} missing (written by an older spurlab); "
+                               "rerun the subsets stage")  # fmt: skip
         df = pd.DataFrame(self.pairs)
         df.insert(1, "class_name", [self.class_names[c] for c in df["class"]])
         return df

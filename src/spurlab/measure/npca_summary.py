@@ -114,10 +114,11 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
 
 
 def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, models_path, out) -> dict:
+    from ..discover.subsets import STAT_COLUMNS
     from ..io import sha256_file, write_json
     from ..report.tables import read_table, table_provenance
 
-    pairs = read_table(pairs_path)
+    pairs = read_table(pairs_path, columns=list(STAT_COLUMNS))
     prov = table_provenance(pairs_path)
     pairs_sha = sha256_file(pairs_path)
     retrieval = read_table(retrieval_path, expect={"pairs_sha256": pairs_sha})

@@ -158,7 +158,7 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
     from ..data.imagesets import ImageSet
     from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth, switched_off_truth
     from ..discover.nam import heatmap
-    from ..discover.subsets import SalientSubsets
+    from ..discover.subsets import STAT_COLUMNS, SalientSubsets
     from ..errors import SpurlabError
     from ..io import sha256_file, write_json
     from ..report.figures import feature_grid, noise_curves
@@ -179,7 +179,7 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
     with SalientSubsets(subsets_path) as subsets:
         if subsets.attrs["imageset_sha256"] != imageset.sha256:
             raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
-        pairs, planted = subsets.pair_table(), subsets.planted_cues
+        pairs, planted = subsets.pair_table(require=STAT_COLUMNS), subsets.planted_cues
         has_masks = bool(subsets.attrs["has_masks"])
         ann = cfg["salient"]["annotation"]
         auto, truth = None, [None] * len(pairs)

@@ -69,7 +69,8 @@ def read_table(path: str | os.PathLike, expect: dict | None = None, columns: lis
     if columns:
         missing = [c for c in columns if c not in df.columns]
         if missing:
-            raise SpurlabError(f"{path}: column '{missing[0]}' missing")
+            raise SpurlabError(f"{path}: column '{missing[0]}' missing (an older spurlab or another stage wrote it); "
+                               "rebuild the table")  # fmt: skip
     return df
 
 
