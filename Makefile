@@ -40,6 +40,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/feature_cache.py
+	$(BIN)/python bench/caching_jobs.py
 	$(BIN)/python bench/npca.py
 	$(BIN)/python bench/memory_format.py
 
