@@ -36,8 +36,8 @@ collision variant a "not water" neuron kept 10.3% of its plain mean, 8.2% trimme
 other top neurons outside cross keep at least 29%); a rank statistic (ROC AUC) would not do,
 because neural PCA components are clipped at 0 and mostly inactive, and the ties at 0 pull it
 towards 0.5 for components water never turns on. On the default benchmark the 12 "not water"
-neurons keep 0.2-4.4% (trimmed), every other top neuron outside cross at least 17.6%. The truth is the
-union of both kinds; the first kind alone is reported beside it (`precision_presence_only`).
+neurons keep 0.2-4.4% (trimmed), every other top neuron outside cross at least 17.6%. The truth
+is the union of both kinds; the first kind alone is reported beside it (`precision_presence_only`).
 Classes without a cue of their own can thus have truly spurious features only of the second kind.
 """
 
