@@ -10,6 +10,7 @@ rule train:
     input:
         train=lambda w: f"results/datasets/{config['models'][w.model]['train_set']}.h5",
         val=lambda w: f"results/datasets/{config['models'][w.model].get('val_set', 'val')}.h5",
+        init=lambda w: config["models"][w.model].get("init_checkpoint") or [],
     output:
         weights="results/models/{model}/model.safetensors",
         meta="results/models/{model}/meta.json",

@@ -174,10 +174,18 @@ def check_semantics(cfg: dict) -> None:
                 "give the folder set another name"
             )
     sets = set_names(cfg)
+    arch_args = {f"models.{n}": m.get("arch_args") for n, m in cfg["models"].items()}
+    arch_args |= {"bam.benchmark": cfg["bam"].get("benchmark", {}).get("arch_args"),
+                  "posthoc": cfg.get("posthoc", {}).get("arch_args")}  # fmt: skip
+    for key, args in arch_args.items():
+        if args and "checkpoint_path" in args:
+            raise SpurlabError(f"config key {key}.arch_args.checkpoint_path: not an architecture argument (arch_args "
+                               "are applied again at every load); a suite model starts from a file with "
+                               "models.<name>.init_checkpoint")  # fmt: skip
     for name, m in cfg["models"].items():
         key = f"models.{name}"
         if "checkpoint" in m:
-            extra = [k for k in ("train_set", "val_set", "seed", "robust", "train") if k in m]
+            extra = [k for k in ("train_set", "val_set", "seed", "robust", "train", "init_checkpoint") if k in m]
             if extra:
                 raise SpurlabError(f"config key {key}.{extra[0]}: an imported model (checkpoint) is not trained")
             if m.get("arch_args"):

@@ -332,15 +332,18 @@ def _labels(imageset, label_column: str | None) -> torch.Tensor:
 def fit_and_save(model, name: str, section: dict, settings: TrainSettings, seed: int, tr, va, train, val, out_dir,
                  device, class_names: list[str], progress: bool = True, extra_meta: dict | None = None,
                  extra_metrics=None) -> dict:  # fmt: skip
-    """Train `model` with `fit` (resuming from `out_dir/checkpoints` when config section, data and
-    device match) and save `model.safetensors` + `meta.json` (the training record); return the
-    meta. `tr`/`va`: the image sets, `train`/`val`: their batch sources; `extra_metrics(model)`
-    adds to the final metrics (the robust model's adversarial accuracy)."""
+    """Train `model` with `fit` (resuming from `out_dir/checkpoints` when config section, data,
+    device and warm-start file match) and save `model.safetensors` + `meta.json` (the training
+    record); return the meta. `tr`/`va`: the image sets, `train`/`val`: their batch sources;
+    `extra_metrics(model)` adds to the final metrics (the robust model's adversarial accuracy)."""
     from .io import sha256_json
     from .models import save_model
 
     t = time.perf_counter()
-    fingerprint = sha256_json({"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type})
+    made_from = {"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type}
+    if (extra_meta or {}).get("init_checkpoint"):
+        made_from["init"] = extra_meta["init_checkpoint"]["sha256"]
+    fingerprint = sha256_json(made_from)
     history = fit(model, train, val, settings, seed, Path(out_dir) / "checkpoints", device, progress=progress,
                   fingerprint=fingerprint)  # fmt: skip
     metrics = {"val_acc": history[-1]["val_acc"], "train_acc": history[-1]["train_acc"]}
@@ -363,14 +366,16 @@ def fit_and_save(model, name: str, section: dict, settings: TrainSettings, seed:
 
 def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, seed: int, arch: str, arch_args,
                   train_set, val_set, out_dir, threads: int = 2, progress: bool = True, label_column: str | None = None,
-                  extra_meta: dict | None = None, extra_metrics=None) -> dict:  # fmt: skip
+                  extra_meta: dict | None = None, extra_metrics=None, init_checkpoint=None) -> dict:  # fmt: skip
     """What every trainer (suite, BAM, posthoc) does around `fit_and_save`: threads and device, the
     train and validation image sets (same classes, labels from `label_column` or the sets' own),
-    their batch sources, and the model `arch` seeded by `seed`. `extra_metrics(model, val, device,
-    image_size)` adds to the final metrics. Returns the meta."""
+    their batch sources, and the model `arch` seeded by `seed`, warm-started from the local file
+    `init_checkpoint` if given (`init_from_checkpoint`; its path and sha256 go into the meta).
+    `extra_metrics(model, val, device, image_size)` adds to the final metrics. Returns the meta."""
     from .data.imagesets import class_names_for, open_imageset
     from .device import pick_device, prepare_model
     from .models import build_classifier
+    from .models.checkpoints import init_from_checkpoint
 
     torch.set_num_threads(threads)
     device = pick_device(cfg["compute"]["device"])
@@ -381,7 +386,10 @@ def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, 
         train = batch_source(tr, cfg["compute"]["workers"], label_column)
         val = batch_source(va, cfg["compute"]["workers"], label_column)
         torch.manual_seed(seed)
-        model = prepare_model(build_classifier(arch, len(names), tr.image_size, arch_args), device)
+        model = build_classifier(arch, len(names), tr.image_size, arch_args)
+        if init_checkpoint:
+            extra_meta = {**(extra_meta or {}), "init_checkpoint": init_from_checkpoint(model, init_checkpoint)}
+        model = prepare_model(model, device)
         metrics = None if extra_metrics is None else (lambda m: extra_metrics(m, val, device, tr.image_size))
         return fit_and_save(model, name, section, settings, seed, tr, va, train, val, Path(out_dir), device, names,
                             progress, extra_meta=extra_meta, extra_metrics=metrics)  # fmt: skip
@@ -406,4 +414,5 @@ def train_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int 
                 "eps": scale_eps(settings.eps_224, image_size, image_size)}  # fmt: skip
 
     return train_on_sets(cfg, name, section, settings, entry["seed"], entry["arch"], entry.get("arch_args"), train_set,
-                         val_set, out_dir, threads, extra_metrics=robust_metrics)  # fmt: skip
+                         val_set, out_dir, threads, extra_metrics=robust_metrics,
+                         init_checkpoint=entry.get("init_checkpoint"))  # fmt: skip

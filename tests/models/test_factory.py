@@ -166,7 +166,7 @@ def test_bad_arch_and_args_fail_clearly():
     for arch in LOCAL_ARCHS:  # a misspelt argument is an error, not silently ignored
         with pytest.raises(SpurlabError, match=f"model arch '{arch}': bad arch_args"):
             create_model(arch, 3, widht=8)
-    with pytest.raises(SpurlabError, match="no_such.pth: checkpoint_path not found"):
+    with pytest.raises(SpurlabError, match="arch_args.checkpoint_path is not an architecture argument"):
         create_model("cbr_tiny", 3, checkpoint_path="no_such.pth")
     with pytest.raises(SpurlabError, match=r"std \[0.5, 0.0, 0.5\] must be 3 values > 0"):
         build_classifier("cbr_tiny", 3, 32, {"width": 4}, std=(0.5, 0.0, 0.5))

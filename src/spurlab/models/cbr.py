@@ -74,5 +74,5 @@ class CBR(nn.Module):
 @register_model
 def cbr_tiny(pretrained: bool = False, **kwargs) -> CBR:
     if pretrained:
-        raise SpurlabError("cbr_tiny: no pretrained weights exist (train it, or load a checkpoint_path)")
+        raise SpurlabError("cbr_tiny: no pretrained weights exist (train it, or start from a local init_checkpoint)")
     return CBR(**timm_model_kwargs(kwargs))

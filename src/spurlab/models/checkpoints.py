@@ -40,6 +40,25 @@ def _unwrap(obj, path) -> dict:
     return obj
 
 
+def _load_weights_only(path: Path):
+    if not path.is_file():
+        raise SpurlabError(f"{path}: checkpoint not found (weights are never downloaded; give a local file)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe pickles
+        raise SpurlabError(
+            f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _strip_prefix(state: dict, prefix: str) -> tuple[dict, str]:
+    """`state` without `prefix` when every key carries it (DataParallel's `module.`), and the prefix
+    that was stripped ("" if none)."""
+    if not (state and all(isinstance(k, str) and k.startswith(prefix) for k in state)):
+        return state, ""
+    return {k[len(prefix) :]: v for k, v in state.items()}, prefix
+
+
 def _is_madry(state: dict) -> bool:
     """The robustness library's AttackerModel: `model.*` beside `normalizer.*` or `attacker.*`."""
     return any(k.startswith("model.") for k in state) and any(k.startswith(("normalizer.", "attacker.")) for k in state)
@@ -63,18 +82,8 @@ def import_checkpoint(path: str | os.PathLike, arch: str = "resnet50", num_class
     path = Path(path)
     if kind not in KINDS:
         raise SpurlabError(f"checkpoint layout '{kind}': expected one of {', '.join(KINDS)}")
-    if not path.is_file():
-        raise SpurlabError(f"{path}: checkpoint not found (weights are never downloaded; give a local checkpoint_path)")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or unsafe pickles
-        raise SpurlabError(
-            f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e})"
-        ) from e
-    state = _unwrap(raw, path)
-    # DataParallel's prefix, stripped only when every key carries it
-    prefix = "module." if state and all(isinstance(k, str) and k.startswith("module.") for k in state) else ""
-    state = {k[len(prefix) :]: v for k, v in state.items()}
+    raw = _load_weights_only(path)
+    state, prefix = _strip_prefix(_unwrap(raw, path), "module.")
     if kind == "auto":
         kind = "madry" if _is_madry(state) else "state_dict"
     norm_mean, norm_std, source = IMAGENET_MEAN, IMAGENET_STD, "imagenet_default"
@@ -110,3 +119,45 @@ def import_checkpoint(path: str | os.PathLike, arch: str = "resnet50", num_class
     if isinstance(epoch, (int, float)) or (isinstance(epoch, torch.Tensor) and epoch.numel() == 1):
         info["epoch"] = int(epoch)
     return model, info
+
+
+def read_network_state(path: str | os.PathLike) -> dict:
+    """A network's tensors from a local file: a spurlab `model.safetensors` (the Classifier's
+    `net.*` tensors; its mean/std are left out) or a plain state dict (`.safetensors`, or a torch
+    file read weights-only, optionally nested under "state_dict"/"model" and prefixed `module.`)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise SpurlabError(f"{path}: checkpoint not found (weights are never downloaded; give a local file)")
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as e:
+            raise SpurlabError(f"{path}: unreadable safetensors file ({e})") from e
+        if {"mean", "std"} <= state.keys():  # a spurlab Classifier: the network is under net.*
+            state = {k: v for k, v in state.items() if k not in ("mean", "std")}
+            state, prefix = _strip_prefix(state, "net.")
+            if not prefix:
+                raise SpurlabError(f"{path}: has mean/std but tensors outside net.*; not a spurlab model")
+        return state
+    return _strip_prefix(_unwrap(_load_weights_only(path), path), "module.")[0]
+
+
+def init_from_checkpoint(model: Classifier, path: str | os.PathLike) -> dict:
+    """Warm start: copy the network weights of a local checkpoint (`read_network_state`) into
+    `model` before training. Every tensor must match by name and shape, except the classification
+    head: one made for another number of classes is left at its (seeded) initialisation, as when
+    fine-tuning to a new task. Returns the provenance recorded in the trained model's meta: path,
+    sha256, and whether the head was "loaded" or "reinitialised"."""
+    path = Path(path)
+    state = read_network_state(path)
+    own = model.net.state_dict()
+    head_params = {id(p) for p in model.net.get_classifier().parameters()}
+    head = {n for n, p in model.net.named_parameters() if id(p) in head_params}
+    mismatched_head = {k for k in head if k in state and tuple(state[k].shape) != tuple(own[k].shape)}
+    if mismatched_head:
+        state = {k: v for k, v in state.items() if k not in mismatched_head} | {k: own[k] for k in mismatched_head}
+    load_state_strict(model.net, state, path)
+    return {"path": str(path), "sha256": sha256_file(path), "head": "reinitialised" if mismatched_head else "loaded"}

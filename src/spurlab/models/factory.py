@@ -23,16 +23,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def create_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
-    """Any timm architecture, never with downloaded weights (`checkpoint_path` import only)."""
+    """Any timm architecture, randomly initialised: never with downloaded weights. Weights come
+    from training, a warm start (`models.<name>.init_checkpoint`) or an import (`checkpoint`).
+    timm's own `checkpoint_path` is refused: architecture arguments are recorded in meta.json and
+    applied again at every load, so a trained model would depend on, and be overwritten by, its
+    initialisation file."""
     if not isinstance(arch, str) or not timm.is_model(arch):
         raise SpurlabError(f"model arch '{arch}': not a timm or spurlab architecture")
     if kwargs.pop("pretrained", False):
         raise SpurlabError(
-            f"model arch '{arch}': pretrained weights are never downloaded; give a local checkpoint_path"
+            f"model arch '{arch}': pretrained weights are never downloaded; give a local init_checkpoint or checkpoint"
         )
-    ckpt = kwargs.get("checkpoint_path")
-    if ckpt is not None and not Path(ckpt).is_file():
-        raise SpurlabError(f"{ckpt}: checkpoint_path not found (weights are never downloaded)")
+    if "checkpoint_path" in kwargs:
+        raise SpurlabError(
+            f"model arch '{arch}': arch_args.checkpoint_path is not an architecture argument; "
+            "start training from a local file with models.<name>.init_checkpoint"
+        )
     try:
         return timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
     except TypeError as e:

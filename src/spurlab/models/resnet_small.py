@@ -23,7 +23,7 @@ from .cbr import timm_model_kwargs
 def _small_resnet(name, layers, pretrained=False, num_classes=10, in_chans=3, width=32, stem_stride=1, drop_rate=0.0,
                   **kwargs) -> ResNet:  # fmt: skip
     if pretrained:
-        raise SpurlabError(f"{name}: no pretrained weights exist (train it, or load a checkpoint_path)")
+        raise SpurlabError(f"{name}: no pretrained weights exist (train it, or start from a local init_checkpoint)")
     if int(width) < 2 or width % 2:
         raise SpurlabError(f"arch_args.width: {width} must be even (and >= 2) for the small ResNets")
     if stem_stride not in (1, 2):
