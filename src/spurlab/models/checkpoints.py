@@ -40,9 +40,14 @@ def _unwrap(obj, path) -> dict:
     return obj
 
 
-def _load_weights_only(path: Path):
+def _local_file(path: Path) -> Path:
     if not path.is_file():
         raise SpurlabError(f"{path}: checkpoint not found (weights are never downloaded; give a local file)")
+    return path
+
+
+def _load_weights_only(path: Path):
+    _local_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe pickles
@@ -130,10 +135,8 @@ def read_network_state(path: str | os.PathLike) -> dict:
 
     path = Path(path)
     if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise SpurlabError(f"{path}: checkpoint not found (weights are never downloaded; give a local file)")
         try:
-            state = load_file(str(path))
+            state = load_file(str(_local_file(path)))
         except (SafetensorError, OSError) as e:
             raise SpurlabError(f"{path}: unreadable safetensors file ({e})") from e
         if {"mean", "std"} <= state.keys():  # a spurlab Classifier: the network is under net.*
@@ -157,7 +160,5 @@ def init_from_checkpoint(model: Classifier, path: str | os.PathLike) -> dict:
     head_params = {id(p) for p in model.net.get_classifier().parameters()}
     head = {n for n, p in model.net.named_parameters() if id(p) in head_params}
     mismatched_head = {k for k in head if k in state and tuple(state[k].shape) != tuple(own[k].shape)}
-    if mismatched_head:
-        state = {k: v for k, v in state.items() if k not in mismatched_head} | {k: own[k] for k in mismatched_head}
-    load_state_strict(model.net, state, path)
+    load_state_strict(model.net, state | {k: own[k] for k in mismatched_head}, path)
     return {"path": str(path), "sha256": sha256_file(path), "head": "reinitialised" if mismatched_head else "loaded"}
