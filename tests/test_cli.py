@@ -2,6 +2,7 @@
 
 import subprocess
 
+import numpy as np
 import pytest
 
 from spurlab.cli import build_parser
@@ -33,6 +34,10 @@ def test_make_set_inspect_and_contact_sheet(tmp_path):
     png = tmp_path / "sheet.png"
     subprocess.run([spurlab_exe(), "contact-sheet", str(out), "--out", str(png), "-n", "8"], check=True)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    assert (pixels < 240).any(axis=2).mean() > 0.2  # the 8 images are drawn, not only titles and a legend
     r = subprocess.run([spurlab_exe(), "make-set", "-c", cfg, "--set", "bam_k050_train", "--out", str(out)],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and "image set 'bam_k050_train': not defined by this config" in r.stderr

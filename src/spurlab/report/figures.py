@@ -20,7 +20,10 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 def contact_sheet(imageset, out: str | os.PathLike, n: int = 48, cols: int = 8, zoom: int = 3) -> None:
     """A grid of the first `n` images of an image set, with the object mask outlined in white and
-    each cue mask in its own colour (legend below); titles name the class and the cues present."""
+    each cue mask in its own colour (legend below); titles name the class and the cues present.
+
+    The grid is one mosaic image in one axes: 48 separate axes with a tight layout cost 5 of the
+    7.7 s a contact-sheet job took (23 jobs per configuration)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,11 +39,11 @@ def contact_sheet(imageset, out: str | os.PathLike, n: int = 48, cols: int = 8, 
     present = {m: imageset.masks(m, slice(0, n)).astype(bool) for m in cue_masks}
     obj = imageset.masks("object", slice(0, n)).astype(bool) if "object" in imageset.mask_names else None
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.35, rows * 1.5 + 0.6), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
+    h, w = imgs.shape[1] * zoom, imgs.shape[2] * zoom
+    top, side = round(0.3 * h), round(0.05 * w)  # room for a two-line title above each tile
+    mosaic = np.ones((rows * (h + top), cols * (w + side), 3), np.float32)
+    fig, ax = plt.subplots(figsize=(cols * 1.35, rows * 1.5 + 0.6))
+    for i in range(n):
         img = np.repeat(np.repeat(imgs[i], zoom, axis=0), zoom, axis=1)
         shown = []
         layers = ([("object", obj[i], np.ones(3))] if obj is not None else []) + [
@@ -53,13 +56,17 @@ def contact_sheet(imageset, out: str | os.PathLike, n: int = 48, cols: int = 8, 
             img[_outline(big)] = colour
             if name != "object":
                 shown.append(name)
-        ax.imshow(img, interpolation="nearest")
+        y, x = (i // cols) * (h + top) + top, (i % cols) * (w + side) + side // 2
+        mosaic[y : y + h, x : x + w] = img
         title = names[labels[i]] if labels[i] >= 0 else "(no object)"
-        ax.set_title(title + ("\n" + ",".join(shown) if shown else "\n"), fontsize=6, pad=2)
+        ax.text(x + w / 2, y - 2, title + ("\n" + ",".join(shown) if shown else ""), ha="center", va="bottom",
+                fontsize=6)  # fmt: skip
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.axis("off")
     handles = [Patch(color="white", ec="k", label="object")] + [Patch(color=colours[m], label=m) for m in cue_masks]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7, frameon=False)
     fig.suptitle(f"{imageset.attrs.get('set_name', imageset.path.stem)}: first {n} of {len(imageset)} images", fontsize=9)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.06, top=0.95)
     save_figure(fig, out)
 
 
