@@ -11,10 +11,9 @@ from spurlab.bam import (
     set_paths,
 )
 
-BAM_ON = config["bam"]["enabled"]
-BAM_MODELS = bam_models(config) if BAM_ON else []
-BAM_PARTS = attribution_parts(config) if BAM_ON else []
-BAM_CODES = kseries_codes(config) if BAM_ON else []
+BAM_MODELS = bam_models(config)
+BAM_PARTS = attribution_parts(config)
+BAM_CODES = kseries_codes(config)
 BAM_VERIFY_SETS = [f"bam_{v}_test" for v in ["os", "0s", "og"] + BAM_CODES]
 BAM_TCAV_SETS = ["bam_os_train", "bam_0s_train", "bam_os_test", "bam_k100_test"]
 
@@ -187,4 +186,5 @@ rule bam_summary:
 rule bam:
     """Target: Yang & Kim's benchmark (models, verification, attributions, metrics, TCAV)."""
     input:
-        ["results/bam/summary.json", "results/bam/mcs.png"] if BAM_ON else [],
+        "results/bam/summary.json",
+        "results/bam/mcs.png",

@@ -1,4 +1,5 @@
 # Stage 4 (ARCHITECTURE): discovery on the robust model - Salient ImageNet (Singla & Feizi 2022).
+from pathlib import Path
 
 SAL = config["salient"]
 SAL_MODEL = f"results/models/{SAL['model']}"
@@ -139,6 +140,32 @@ rule annotations:
     shell:
         "spurlab annotate --config {params.configs} --subsets {input.subsets} {params.human} "
         "--out {output.table} > {log} 2>&1"
+
+
+# The human round trip: with no answers file yet, the file is this rule's output, so every target
+# that needs the annotations builds the task pages first and then stops naming the file to provide.
+if (
+    SAL["annotation"]["source"] == "human"
+    and not Path(SAL["annotation"]["human_csv"]).exists()
+):
+
+    rule await_salient_answers:
+        """Stop with one line: the task pages are ready, their answers file is not (SPEC 4.7)."""
+        input:
+            "results/salient/tasks/index.html",
+        output:
+            SAL["annotation"]["human_csv"],
+        log:
+            "logs/salient/await_answers.log",
+        benchmark:
+            "benchmarks/salient/await_answers.tsv"
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=1,
+        shell:
+            "spurlab await-answers --tasks {input} --answers {output} "
+            "--key salient.annotation.human_csv 2>&1 | tee {log}"
 
 
 rule salient_masks:

@@ -64,8 +64,8 @@ rule npca_bases_merge:
 
 rule npca_components:
     """NPFVs of the top-B components, the most confident kept, top images with Grad-CAM, and the
-    neurons of Salient ImageNet beside them, all annotated by the same annotator (SPEC 4.6-4.7);
-    one class shard per job, npca_components_merge joins them.
+    neurons of Salient ImageNet beside them with their maps' statistics (SPEC 4.6-4.7); one class
+    shard per job, npca_components_merge joins them, npca_annotations labels them.
     """
     input:
         weights=f"{SAL_MODEL}/model.safetensors",
@@ -73,7 +73,6 @@ rule npca_components:
         imageset=f"results/datasets/{SAL['subset_set']}.h5",
         features=f"results/features/{SAL['model']}/{SAL['subset_set']}.h5",
         importance="results/salient/importance.h5",
-        human=NPCA["human_csv"] or [],
     output:
         h5=temp("results/npca/shards/components.{shard}.h5"),
         table=temp("results/npca/shards/pairs.{shard}.parquet"),
@@ -89,7 +88,7 @@ rule npca_components:
         mem_mb=4000,
         runtime=120,
     params:
-        section={k: NPCA[k] for k in ("npfv", "top_images", "neurons_top", "human_csv")},
+        section={k: NPCA[k] for k in ("npfv", "top_images", "neurons_top")},
         salient={k: SAL[k] for k in ("subset", "annotation")},
         configs=CONFIGFILES,
         model_dir=lambda w: SAL_MODEL,
@@ -112,8 +111,8 @@ rule npca_components_merge:
         tables=expand("results/npca/shards/pairs.{shard}.parquet", shard=SHARDS),
     output:
         h5="results/npca/components.h5",
-        table="results/npca/pairs.parquet",
-        csv="results/npca/pairs.csv",
+        table="results/npca/pair_stats.parquet",
+        csv="results/npca/pair_stats.csv",
     log:
         "logs/npca/components_merge.log",
     benchmark:
@@ -150,6 +149,61 @@ rule npca_annotation_tasks:
     shell:
         "spurlab npca-tasks --components {input.components} --imageset {input.imageset} "
         "--out-dir results/npca/tasks > {log} 2>&1"
+
+
+rule npca_annotations:
+    """The labelled pair table: components by the human answers or a published list when given,
+    otherwise (and neurons always) by the automatic annotator on object masks (SPEC 4.7).
+    """
+    input:
+        pairs="results/npca/pair_stats.parquet",
+        human=NPCA["human_csv"] or [],
+        published=NPCA["published_components"] or [],
+    output:
+        table="results/npca/pairs.parquet",
+        csv="results/npca/pairs.csv",
+    log:
+        "logs/npca/annotations.log",
+    benchmark:
+        "benchmarks/npca/annotations.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        section={k: NPCA[k] for k in ("human_csv", "published_components")},
+        configs=CONFIGFILES,
+        sources=lambda w, input: " ".join(
+            f"--{k.replace('_', '-')} {input[k]}"
+            for k in ("human", "published")
+            if input[k]
+        ),
+    shell:
+        "spurlab npca-annotate --config {params.configs} --pairs {input.pairs} {params.sources} "
+        "--out {output.table} > {log} 2>&1"
+
+
+if NPCA["human_csv"] and not Path(NPCA["human_csv"]).exists():
+
+    rule await_npca_answers:
+        """Stop with one line: the component task pages are ready, their answers file is not."""
+        input:
+            "results/npca/tasks/index.html",
+        output:
+            NPCA["human_csv"],
+        log:
+            "logs/npca/await_answers.log",
+        benchmark:
+            "benchmarks/npca/await_answers.tsv"
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=1,
+        shell:
+            "spurlab await-answers --tasks {input} --answers {output} "
+            "--key npca.human_csv 2>&1 | tee {log}"
 
 
 rule npca_retrieval:

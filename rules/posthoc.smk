@@ -10,10 +10,9 @@ from spurlab.posthoc import (
     test_sets as posthoc_test_sets,
 )
 
-PH_ON = config["posthoc"]["enabled"]
-PH_MODELS = posthoc_models(config) if PH_ON else []
-PH_SIGNALS = posthoc_signals(config) if PH_ON else []
-PH_TEST_SETS = posthoc_test_sets(config) if PH_ON else []
+PH_MODELS = posthoc_models(config)
+PH_SIGNALS = posthoc_signals(config)
+PH_TEST_SETS = posthoc_test_sets(config)
 PH_TRAIN_SETS = [posthoc_model_sets(config, m)[0] for m in PH_MODELS]
 PH_WEIGHTS = expand("results/posthoc/models/{m}/model.safetensors", m=PH_MODELS)
 
@@ -268,10 +267,6 @@ rule posthoc_summary:
 rule posthoc:
     """Target: Adebayo et al.'s measures (models, scores, Tables 1-3, panels, study kit)."""
     input:
-        (
-            ["results/posthoc/summary.json"]
-            + expand("results/figures/posthoc_attributions_{s}.png", s=PH_SIGNALS)
-            + ["results/posthoc/study/questionnaire_blinded.html"]
-        )
-        if PH_ON
-        else [],
+        "results/posthoc/summary.json",
+        expand("results/figures/posthoc_attributions_{s}.png", s=PH_SIGNALS),
+        "results/posthoc/study/questionnaire_blinded.html",

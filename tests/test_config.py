@@ -1,6 +1,7 @@
 """Config validation: unknown keys, bad types and cross-key errors name the key path."""
 
 import copy
+import re
 import subprocess
 
 import pytest
@@ -129,3 +130,56 @@ def test_cli_rejects_bad_config_with_one_line_and_writes_nothing(tmp_path, defau
     bad.write_text("datasets: [unclosed")
     r = subprocess.run([spurlab_exe(), "validate-config", "-c", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "bad.yaml: not valid YAML" in r.stderr and r.stderr.count("\n") == 1
+
+
+# ------------------------------------------------------------------ real-data configs (no benchmark)
+
+
+@pytest.fixture
+def folders_cfg():
+    return load_config(ROOT / "config" / "folders.yaml")
+
+
+def test_real_data_configs_are_valid_and_generate_nothing(folders_cfg):
+    from spurlab.config import generated_sets, set_names, trained_models
+
+    imagenet = load_config([ROOT / "config" / "folders.yaml", ROOT / "config" / "imagenet.yaml"])
+    for cfg in (folders_cfg, imagenet):
+        assert generated_sets(cfg) == [] and trained_models(cfg) == []
+        assert set_names(cfg) == ["images_train", "images_val", "images_cue_only"]
+        assert not {"datasets", "bam", "contamination", "posthoc", "lightweight", "train"} & set(cfg)
+    assert imagenet["compute"]["class_shards"] == 50 and imagenet["salient"]["annotation"]["min_coverage"] == 0.5
+
+
+REAL_BAD = [
+    (("npca", "cue_only_set"), "cue_only", "npca.cue_only_set: 'cue_only' is not an image set"),
+    (("npca", "test_set"), "test", "npca.test_set: 'test' is not an image set"),
+    (("npca", "retrieval", "pool_sets"), ["images_val", "val"], "npca.retrieval.pool_sets[1]: 'val'"),
+    (("spuriosity", "sets"), ["images_train", "train"], "spuriosity.sets[1]: 'train' is not in features.sets"),
+    (("salient", "subset_set"), "test", "salient.subset_set: 'test' is not in features.sets"),
+    (("salient", "annotation", "source"), "auto", "salient.annotation.source: 'auto' scores feature maps"),
+    (("npca", "human_csv"), "data/answers/salient.csv", "npca.human_csv: the same file"),
+    (("posthoc",), "as in config.yaml", "posthoc.enabled: the posthoc stage runs on the planted-cue benchmark"),
+    (("contamination",), "as in config.yaml", "contamination.enabled: the contamination stage runs on"),
+    (("models", "mine"), {"arch": "resnet18", "train_set": "images_train", "seed": 0}, "train: required for the trained model"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", REAL_BAD, ids=[".".join(c[0]) for c in REAL_BAD])
+def test_real_data_config_refuses_what_it_does_not_define(folders_cfg, path, value, message):
+    cfg = copy.deepcopy(folders_cfg)
+    if value == "as in config.yaml":  # a whole benchmark section, switched on
+        value = load_config(ROOT / "config" / "config.yaml")[path[0]]
+    _set(cfg, path, value)
+    with pytest.raises(SpurlabError, match="config key " + re.escape(message.split(":")[0])) as e:
+        validate_config(cfg)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_npca_on_folders_needs_human_answers_or_a_published_list(folders_cfg):
+    cfg = copy.deepcopy(folders_cfg)
+    cfg["npca"]["human_csv"] = None
+    with pytest.raises(SpurlabError, match=r"config key npca\.human_csv: components of a folder set"):
+        validate_config(cfg)
+    cfg["npca"]["published_components"] = "data/spurious_components.npy"
+    validate_config(cfg)

@@ -1,7 +1,7 @@
-"""The real-data path (issue #4): an ImageNet-style folder and an imported checkpoint run the same
-Salient ImageNet rules, with human annotation in the published MTurk layout."""
+"""The real-data path at ImageNet's size: 1000 classes in ImageNet's layouts through
+config/folders.yaml + config/imagenet.yaml (the end-to-end run on photographs is
+tests/test_workflow_folders.py)."""
 
-import csv
 import json
 import re
 
@@ -14,160 +14,6 @@ from tests.conftest import ROOT
 from tests.test_workflow import snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
-
-WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
-TOP_K = 2
-WORKERS = 5
-
-
-def fake_imagenet(root, n_per_class: int, seed: int) -> None:
-    """`root/<wnid>/<wnid>_NN.png`: 32x32 random rectangles and disks of random colours on a
-    background whose tint depends on the class (so the classes differ)."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    for c, wnid in enumerate(WNIDS):
-        (root / wnid).mkdir(parents=True)
-        for k in range(n_per_class):
-            bg = np.clip(np.array([40, 90, 140, 190])[c] + rng.integers(-20, 20, 3), 0, 255)
-            im = Image.new("RGB", (32, 32), tuple(int(v) for v in bg))
-            d = ImageDraw.Draw(im)
-            for _ in range(2):
-                x0, y0 = rng.integers(0, 22, 2)
-                w, h = rng.integers(6, 12, 2)
-                box = [int(x0), int(y0), int(x0 + w), int(y0 + h)]
-                colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-                (d.ellipse if rng.random() < 0.5 else d.rectangle)(box, fill=colour)
-            im.save(root / wnid / f"{wnid}_{k:02d}.png")
-
-
-def real_config(tmp, answers, source: str) -> dict:
-    """A standalone config: tiny.yaml with the imported model as the only model (merging an override
-    file into tiny.yaml would keep tiny's trained models), two folder sets and human annotation."""
-    cfg = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
-    cfg["folders"] = {
-        "real_train": {"root": str(tmp / "imagenet" / "train"), "image_size": 32},
-        "real_test": {"root": str(tmp / "imagenet" / "val"), "image_size": 32},
-    }
-    cfg["models"] = {
-        "imported": {
-            "arch": "resnet10_small",
-            "checkpoint": {"path": str(tmp / "ckpt.pt"), "layout": "state_dict", "num_classes": 4, "input_size": 32},
-        }
-    }
-    cfg["features"]["sets"] = ["real_train", "real_test"]
-    sal = cfg["salient"]
-    sal.update(model="imported", importance_set="real_train", subset_set="real_test", grouping="label", top_k=TOP_K)
-    sal["annotation"].update(source=source, human_csv=str(answers) if source == "human" else None)
-    sal["noise"].update(models=None, sigmas=[0, 0.25], l2_match_sigmas=[0.3, 0.45])
-    cfg["spuriosity"].update(sets=["real_train", "real_test"], stats_set="real_train", gap_set="real_test",
-                             heldout_set=None, k=3)  # fmt: skip
-    cfg["lightweight"]["enabled"] = False
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    import os
-    import sys
-    from pathlib import Path
-
-    import timm
-    import torch
-
-    import spurlab.models  # noqa: F401  (registers resnet10_small with timm)
-
-    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    tmp = tmp_path_factory.mktemp("real")
-    fake_imagenet(tmp / "imagenet" / "train", 10, seed=0)
-    fake_imagenet(tmp / "imagenet" / "val", 10, seed=1)
-    torch.manual_seed(0)
-    torch.save(timm.create_model("resnet10_small", num_classes=4).state_dict(), tmp / "ckpt.pt")
-    answers = tmp / "answers.csv"
-    human = tmp / "human.yaml"
-    human.write_text(yaml.safe_dump(real_config(tmp, answers, "human")))
-    work = tmp / "work"
-    profile = str(ROOT / "workflow" / "profiles" / "default")
-    # step 1: discovery up to the task pages; the pairs to annotate are known only now
-    snakemake(work, "results/salient/tasks/manifest.csv", "results/datasets/real_test.png", "--cores", "2",
-              "--configfile", str(human), "--workflow-profile", profile, env=env)  # fmt: skip
-    with open(work / "results/salient/tasks/manifest.csv", newline="") as f:
-        manifest = list(csv.DictReader(f))
-    # step 2: answers in the published MTurk layout; rank-1 features: 3 of 5 workers say background
-    cols = ["WorkerId", "Input.wordnet_id", "Input.class_index", "Input.feature_index", "Input.feature_rank",
-            "Answer.main", "Answer.confidence", "Answer.reasons"]  # fmt: skip
-    with open(answers, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for row in manifest:
-            for k in range(WORKERS):
-                spurious = row["feature_rank"] == "1" and k < 3
-                w.writerow([f"W{k}", row["wordnet_id"], row["class_index"], row["feature_index"], row["feature_rank"],
-                            "background" if spurious else "main_object", "4.0", "the highlighted region"])  # fmt: skip
-    snakemake(work, "salient", "--cores", "2", "--configfile", str(human), "--workflow-profile", profile, env=env)
-    return tmp, work, human, manifest, env
-
-
-def test_index_sets_and_task_manifest(real_run):
-    tmp, work, _, manifest, _ = real_run
-    for name in ("real_train", "real_test"):
-        with ImageSet(work / f"results/datasets/{name}.h5") as s:
-            assert s.kind == "index" and len(s) == 40 and s.class_names == WNIDS and s.image_size == 32
-        assert (work / f"logs/index_folder/{name}.log").exists() and (work / f"benchmarks/index_folder/{name}.tsv").exists()
-    assert (work / "results/datasets/real_test.png").stat().st_size > 1000  # contact sheet of an index set
-    meta = json.loads((work / "results/models/imported/meta.json").read_text())
-    assert meta["input_size"] == 32 and meta["imported"]["layout"] == "state_dict"
-    assert len(manifest) == len(WNIDS) * TOP_K
-    assert {r["wordnet_id"] for r in manifest} == set(WNIDS)
-    assert sorted(r["feature_rank"] for r in manifest) == sorted(["1", "2"] * len(WNIDS))
-    for r in manifest:
-        assert (work / "results/salient/tasks" / r["page"]).is_file()
-
-
-def test_salient_on_real_data_with_human_answers(real_run):
-    _, work, _, manifest, _ = real_run
-    summary = json.loads((work / "results/salient/summary.json").read_text())
-    assert summary["annotation_source"] == "human"
-    assert summary["n_pairs"] == len(manifest)
-    assert summary["n_spurious"] == sum(r["feature_rank"] == "1" for r in manifest) == len(WNIDS)
-    assert summary["auto_annotator_precision"] is None and summary["planted_cues_recovered"] is None
-    assert set(summary["noise"]) == {"imported"} and summary["noise"]["imported"]
-    assert (work / "results/salient/noise/imported.parquet").exists()
-    assert (work / "results/salient/noise.png").stat().st_size > 1000
-
-
-def test_auto_annotation_on_real_data_fails_clearly(real_run):
-    tmp, work, human, _, env = real_run
-    # the same config path (rules take it as a param: another path would rerun every salient stage)
-    kept = human.read_text()
-    human.write_text(yaml.safe_dump(real_config(tmp, None, "auto")))
-    try:
-        r = snakemake(work, "results/salient/annotations.parquet", "--cores", "1", "--configfile", str(human),
-                      "--forcerun", "annotations", env=env, check=False)  # fmt: skip
-    finally:
-        human.write_text(kept)
-    assert r.returncode != 0
-    assert "Finished job" not in r.stdout + r.stderr  # annotate was the only job, and it failed
-    log = (work / "logs/salient/annotations.log").read_text().strip().splitlines()
-    assert len(log) == 1 and log[0].startswith("spurlab: error: ")
-    assert "automatic annotation needs object masks" in log[0] and "salient.annotation.source: human" in log[0]
-
-
-def test_spuriosity_on_real_data_with_human_answers(real_run):
-    """The same Spuriosity Rankings rules on index sets, an imported model and human annotations:
-    no planted truth, one model (no effective robustness or gap correlation), no held-out set."""
-    _, work, human, _, env = real_run
-    snakemake(work, "spuriosity", "--cores", "2", "--configfile", str(human), env=env)
-    s = json.loads((work / "results/spuriosity/summary.json").read_text())
-    assert s["gap_set"] == "real_test" and s["k"] == 3 and s["spuriosity_auc_mean"] is None
-    assert set(s["models"]) == {"imported"} and s["models"]["imported"]["effective_robustness"] is None
-    assert s["gap_correlation_mean"] is None and "gap_vs_counterfactual_r" not in s
-    assert sorted(s["ranked_classes"]) == sorted(WNIDS)  # every class has its rank-1 feature annotated spurious
-    assert set(s["tuning"]["imported"]) == {"low_spuriosity", "random", "misclassified"}
-    assert "test_gap_after" not in s["tuning"]["imported"]["random"]
-
-
-# ------------------------------------------------------------------ ImageNet-sized (issue #10)
 
 N_WNIDS = 1000
 SHARDS = 4  # class shards of the per-class stages in the 1000-class run
@@ -210,7 +56,7 @@ def madry_checkpoint(path, arch: str, num_classes: int, seed: int = 0) -> None:
 
 
 def test_fake_imagenet_1000_classes(tmp_path, venv_env):
-    """config/config.yaml + config/imagenet.yaml + a small override (paths, 32 px, a small arch in
+    """config/folders.yaml + config/imagenet.yaml + a small override (paths, 32 px, a small arch in
     the Madry layout): ImageNet's layouts with 1000 made-up wnids - a train tree with a corrupt file
     (skipped and listed), a flat val folder labelled by LOC_val_solution.csv, LOC_synset_mapping.txt
     as the wnid -> index map - run index -> features -> importance -> NPCA through Snakemake, then
@@ -229,41 +75,46 @@ def test_fake_imagenet_1000_classes(tmp_path, venv_env):
     synsets.write_text("".join(f"{w} class {c}, made up\n" for c, w in enumerate(wnids)))
     madry_checkpoint(tmp_path / "ckpt.pt", "resnet10_small", N_WNIDS)
     answers = tmp_path / "answers.csv"
+    published = tmp_path / "spurious_components.npy"
     folder = {"image_size": 32, "synsets": str(synsets)}
     override = {
-        "folders": {"imagenet_train": {**folder, "root": str(data / "train"), "skip_bad_images": True},
-                    "imagenet_val": {**folder, "root": str(data / "val"), "val_labels": str(data / "LOC_val_solution.csv")}},
+        "folders": {"images_train": {**folder, "root": str(data / "train"), "skip_bad_images": True},
+                    "images_val": {**folder, "root": str(data / "val"), "val_labels": str(data / "LOC_val_solution.csv")},
+                    "images_cue_only": {**folder, "root": str(data / "train")}},
         "compute": {"device": "cpu", "eval_batch_size": 500, "workers": 0, "class_shards": SHARDS},
-        "models": {"robust_resnet50": {"arch": "resnet10_small",
+        "models": {"discovery": {"arch": "resnet10_small",
                                        "checkpoint": {"path": str(tmp_path / "ckpt.pt"), "class_names": str(synsets),
                                                       "input_size": 32}}},
         "salient": {"top_k": 1, "grouping": "label", "subset": {"min_images": 1, "max_images": 2, "top_images": 1},
                     "annotation": {"human_csv": str(answers)}},
         "spuriosity": {"k": 1},
+        "npca": {"published_components": str(published)},
     }  # fmt: skip
     (tmp_path / "override.yaml").write_text(yaml.safe_dump(override))
     dry_override = {k: v for k, v in override.items() if k != "compute"}
     (tmp_path / "override_dry.yaml").write_text(yaml.safe_dump(dry_override))
-    configs = [str(ROOT / "config/config.yaml"), str(ROOT / "config/imagenet.yaml"), str(tmp_path / "override.yaml")]
+    configs = [str(ROOT / "config/folders.yaml"), str(ROOT / "config/imagenet.yaml"), str(tmp_path / "override.yaml")]
     work = tmp_path / "work"
     # imagenet.yaml's own sharding: 50 jobs per per-class stage keep the 1000-class DAG small
-    answers.touch()  # the dry run plans the annotations rule, which reads the answers
+    answers.touch()  # the dry run plans the annotation rules, which read the answers and the list
+    published.touch()
     dry = snakemake(work, "salient", "npca", "spuriosity", "-n", "--cores", "2", "--configfile", *configs[:2],
                     str(tmp_path / "override_dry.yaml"), env=venv_env)  # fmt: skip
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout + dry.stderr, re.M))
     assert all(stats[r] == "50" for r in ("npca_bases", "salient_subsets", "npca_components", "noise"))
     assert int(stats["total"]) < 400
     answers.unlink()
+    published.unlink()
     args = ("--cores", "2", "--configfile", *configs, "--workflow-profile", str(ROOT / "workflow/profiles/default"))
-    snakemake(work, "results/salient/importance.parquet", "results/features/robust_resnet50/imagenet_val.h5",
+    snakemake(work, "results/salient/importance.parquet", "results/features/discovery/images_val.h5",
               "results/npca/bases.h5", *args, env=venv_env)  # fmt: skip
 
-    with ImageSet(work / "results/datasets/imagenet_train.h5") as s:
+    with ImageSet(work / "results/datasets/images_train.h5") as s:
         assert len(s) == 3 * N_WNIDS and s.attrs["wnids"] == wnids and s.class_names[17] == "class 17, made up"
         assert s.attrs["skipped"] == [f"{wnids[17]}/{wnids[17]}_bad.JPEG"]
         assert s.labels.tolist() == np.repeat(np.arange(N_WNIDS), 3).tolist()
         assert s.images(5).shape == (32, 32, 3)
-    meta = json.loads((work / "results/models/robust_resnet50/meta.json").read_text())
+    meta = json.loads((work / "results/models/discovery/meta.json").read_text())
     assert meta["imported"]["layout"] == "madry" and meta["num_classes"] == N_WNIDS
 
     # Spuriosity through the same CLI the rules call, on an annotations table written here: the
@@ -288,15 +139,15 @@ def test_fake_imagenet_1000_classes(tmp_path, venv_env):
                         "mean_confidence": 4.0, "source": "human"})  # fmt: skip
     write_table(ann[list(ANNOTATION_COLUMNS)], tmp_path / "annotations.parquet", {"test": True})
     cli = str(Path(venv_env["PATH"].split(os.pathsep)[0]) / "spurlab")
-    feats = [str(work / f"results/features/robust_resnet50/imagenet_{s}.h5") for s in ("train", "val")]
-    model_dir = str(work / "results/models/robust_resnet50")
+    feats = [str(work / f"results/features/discovery/images_{s}.h5") for s in ("train", "val")]
+    model_dir = str(work / "results/models/discovery")
     subprocess.run([cli, "spuriosity-rankings", "--annotations", str(tmp_path / "annotations.parquet"),
-                    "--model-dir", model_dir, "--sets", "imagenet_train", "imagenet_val", "--features", *feats,
-                    "--imagesets", *(str(work / f"results/datasets/imagenet_{s}.h5") for s in ("train", "val")),
-                    "--stats-set", "imagenet_train", "--out", str(tmp_path / "rankings.parquet")],
+                    "--model-dir", model_dir, "--sets", "images_train", "images_val", "--features", *feats,
+                    "--imagesets", *(str(work / f"results/datasets/images_{s}.h5") for s in ("train", "val")),
+                    "--stats-set", "images_train", "--out", str(tmp_path / "rankings.parquet")],
                    check=True, env=venv_env, capture_output=True)  # fmt: skip
-    subprocess.run([cli, "spurious-gaps", "--rankings", str(tmp_path / "rankings.parquet"), "--gap-set", "imagenet_val",
-                    "--k", "1", "--models", "robust_resnet50", "--model-dirs", model_dir, "--features", feats[1],
+    subprocess.run([cli, "spurious-gaps", "--rankings", str(tmp_path / "rankings.parquet"), "--gap-set", "images_val",
+                    "--k", "1", "--models", "discovery", "--model-dirs", model_dir, "--features", feats[1],
                     "--out", str(tmp_path / "gaps.parquet"), "--out-models", str(tmp_path / "gap_models.parquet"),
                     "--out-correlations", str(tmp_path / "gap_corr.parquet")], check=True, env=venv_env,
                    capture_output=True)  # fmt: skip
@@ -306,21 +157,21 @@ def test_fake_imagenet_1000_classes(tmp_path, venv_env):
     from spurlab.discover.npca import NPCABases
     from spurlab.report.tables import read_table
 
-    with ImageSet(work / "results/datasets/imagenet_val.h5") as s:
+    with ImageSet(work / "results/datasets/images_val.h5") as s:
         assert len(s) == 2 * N_WNIDS and s.attrs["wnids"] == wnids and s.attrs["skipped"] == []
         assert np.bincount(s.labels).tolist() == [2] * N_WNIDS  # every flat file found its class
         row = [p.decode() for p in s.f["paths"][:]].index(str(data / "val" / "ILSVRC2012_val_00000001.JPEG"))
         assert wnids[s.labels[row]] == truth[0].split(",")[1].split()[0]
 
     rank = read_table(tmp_path / "rankings.parquet")
-    assert len(rank) == 5 * N_WNIDS and set(rank["set"]) == {"imagenet_train", "imagenet_val"}
+    assert len(rank) == 5 * N_WNIDS and set(rank["set"]) == {"images_train", "images_val"}
     ranked = rank[rank["spuriosity"].notna()]
     assert set(ranked["class_index"]) == set(range(0, N_WNIDS, 2))  # exactly the classes answered spurious
     assert (ranked.groupby(["set", "class_index"])["rank"].max() == ranked.groupby(["set", "class_index"]).size() - 1).all()
     j = int(top.loc[top["class_index"] == 998, "feature_index"].iloc[0])  # a z-score by hand, class 998
     with h5py.File(feats[0], "r") as f:
         r = f["features"][np.flatnonzero(f["labels"][:] == 998), j].astype(np.float64)
-    got = rank[(rank["set"] == "imagenet_train") & (rank["class_index"] == 998)].sort_values("row")["spuriosity"]
+    got = rank[(rank["set"] == "images_train") & (rank["class_index"] == 998)].sort_values("row")["spuriosity"]
     np.testing.assert_allclose(got, (r - r.mean()) / (r.std() if r.std() > 0 else 1.0), atol=1e-9)
     gaps = read_table(tmp_path / "gaps.parquet")
     assert len(gaps) == N_WNIDS // 2 and gaps["gap"].between(-1, 1).all() and (gaps["k"] == 1).all()

@@ -99,7 +99,8 @@ def cmd_datasets_summary(args) -> int:
     cfg = load_config(args.config)
     summary = datasets_summary(cfg, args.sets, threads=args.threads)
     write_json(args.out, summary)
-    print(f"{args.out}: {len(summary['sets'])} sets, generator {summary['images_per_second']:.0f} img/s")
+    speed = f", generator {summary['images_per_second']:.0f} img/s" if "images_per_second" in summary else ""
+    print(f"{args.out}: {len(summary['sets'])} sets{speed}")
     return 0
 
 
@@ -230,7 +231,25 @@ def cmd_annotate(args) -> int:
     if args.source:
         ann = dict(ann, source=args.source)
     info = run_annotations(args.subsets, args.out, ann, human_csv=args.human_csv)
-    print(f"{args.out}: {info['spurious']} of {info['pairs']} pairs spurious ({info['source']})")
+    extra = ""
+    if "coverage" in info:  # human answers: say what was left open and how much was answered
+        extra = (f", {info['undecided']} undecided, {info['unannotated']} unannotated; "
+                 f"{info['coverage']['coverage']:.0%} of pairs answered")  # fmt: skip
+    print(f"{args.out}: {info['spurious']} of {info['pairs']} pairs spurious ({info['source']}{extra})")
+    return 0
+
+
+def cmd_import_annotations(args) -> int:
+    from .discover.annotate import run_import_annotations
+
+    info = run_import_annotations(args.csv, args.out, args.subsets, args.summary, args.min_spurious_votes)
+    line = (f"{args.out}: {info['spurious']} of {info['pairs']} pairs spurious, {info['core']} core, "
+            f"{info['undecided']} undecided, {info['unannotated']} unannotated")  # fmt: skip
+    if "coverage" in info:
+        cov = info["coverage"]
+        line += (f"; {cov['answered_and_exported']} of {cov['exported']} exported pairs answered, "
+                 f"{cov['answered_not_exported']} answered pairs not exported")  # fmt: skip
+    print(line)
     return 0
 
 
@@ -240,6 +259,17 @@ def cmd_annotation_tasks(args) -> int:
     n = run_annotation_tasks(args.subsets, args.imageset, args.out_dir)
     print(f"{args.out_dir}: {n} task pages, index.html, manifest.csv")
     return 0
+
+
+def cmd_await_answers(args) -> int:
+    """The stop of the human round trip: the task pages exist, the answers file does not yet."""
+    if not args.tasks.is_file():
+        raise SpurlabError(f"{args.tasks}: no task pages; run the annotation tasks rule first")
+    n = max(0, sum(1 for _ in open(args.tasks.with_name("manifest.csv"), encoding="utf-8")) - 1)
+    raise SpurlabError(f"human answers needed: annotate the {n} task pages of {args.tasks} and save the answers "
+                       f"(MTurk layout: WorkerId, Input.wordnet_id, Input.class_index, Input.feature_index, "
+                       f"Input.feature_rank, Answer.main, Answer.confidence, Answer.reasons) as {args.answers} "
+                       f"(config key {args.key}), then run the same command again")  # fmt: skip
 
 
 def cmd_salient_masks(args) -> int:
@@ -423,12 +453,24 @@ def cmd_npca_components(args) -> int:
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     npca, sal = cfg["npca"], cfg["salient"]
-    annotation = dict(sal["annotation"], human_csv=npca["human_csv"], source="human" if npca["human_csv"] else "auto")
+    # human answers and published lists are applied by `npca-annotate`, after the task pages exist
+    annotation = dict(sal["annotation"], human_csv=None, source="auto")
     info = run_npca_components(args.model_dir, args.bases, args.imageset, args.features, args.importance, args.out,
                                args.table, npca["npfv"], sal["subset"], annotation, npca["top_images"],
                                npca["neurons_top"], args.device, args.batch_size, progress=not args.quiet,
                                shard=args.shard)  # fmt: skip
     print(f"{args.out}: {info['components']} components ({info['spurious']} spurious), {info['neurons']} neurons")
+    return 0
+
+
+def cmd_npca_annotate(args) -> int:
+    from .config import load_config
+    from .discover.npfv import run_component_annotations
+
+    annotation = load_config(args.config)["salient"]["annotation"]
+    info = run_component_annotations(args.pairs, args.out, annotation, args.human_csv, args.published)
+    print(f"{args.out}: {info['spurious']} of {info['components']} components spurious, "
+          f"{info['annotated']} annotated ({info['source']})")
     return 0
 
 
@@ -723,6 +765,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, type=Path)
     p.set_defaults(func=cmd_annotation_tasks)
 
+    p = sub.add_parser("await-answers", help="stop with one line naming the answers file the task pages need (rules await_*_answers)")
+    p.add_argument("--tasks", required=True, type=Path, help="the task pages' index.html")
+    p.add_argument("--answers", required=True, type=Path, help="the answers file to provide")
+    p.add_argument("--key", required=True, help="the config key naming the answers file")
+    p.set_defaults(func=cmd_await_answers)
+
     p = sub.add_parser("annotate", help="the annotations table: automatic, or human answers in the MTurk CSV layout (rule annotations)")
     _config_arg(p)
     p.add_argument("--subsets", required=True, type=Path)
@@ -730,6 +778,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=["auto", "human"], help="override salient.annotation.source")
     p.add_argument("--out", required=True, type=Path, help="annotations table (.parquet; a .csv twin is written)")
     p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser("import-annotations", help="annotations table from MTurk-layout answers, published or partial")
+    p.add_argument("--csv", required=True, type=Path, help="answers in the Salient ImageNet MTurk layout (, ; or tab)")
+    p.add_argument("--out", required=True, type=Path, help="annotations table (.parquet; a .csv twin is written)")
+    p.add_argument("--subsets", type=Path, help="salient subsets file: its pairs are the exported ones (coverage)")
+    p.add_argument("--summary", type=Path, help="JSON: label counts, with --subsets the coverage")
+    p.add_argument("--min-spurious-votes", type=int, default=3, help="k: spurious or core needs k answers (paper 3)")
+    p.set_defaults(func=cmd_import_annotations)
 
     p = sub.add_parser("salient-masks", help="consolidated core and spurious masks per image, eq. 2 (rule salient_masks)")
     p.add_argument("--subsets", required=True, type=Path)
@@ -857,6 +913,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _shard_arg(p)
     p.set_defaults(func=cmd_npca)
+
+    p = sub.add_parser("npca-annotate", help="label neural PCA components: human answers, a published list, or the automatic labels (rule npca_annotations)")
+    _config_arg(p)
+    p.add_argument("--pairs", required=True, type=Path, help="results/npca/pair_stats.parquet")
+    p.add_argument("--human-csv", type=Path, help="answers to the component task pages (MTurk layout)")
+    p.add_argument("--published", type=Path, help="a published {class: [components]} .npy list")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_npca_annotate)
 
     p = sub.add_parser("npca-components", help="NPFVs, top images, Grad-CAMs and annotation of neural PCA components (rule npca_components)")
     _config_arg(p)

@@ -136,14 +136,68 @@ def _check_datasets(ds: dict, where: str) -> None:
         raise SpurlabError(f"config key {where}.object.scale: minimum is larger than maximum")
 
 
+def enabled(cfg: dict, name: str) -> bool:
+    """Whether an optional section is on: present, not null, and not `enabled: false`. The
+    benchmark's sections (datasets, bam, contamination, posthoc, lightweight) are optional, so a
+    real-data config simply leaves them out."""
+    section = cfg.get(name)
+    return bool(section) and bool(section.get("enabled", True))
+
+
+def benchmark_on(cfg: dict) -> bool:
+    """Whether the config has the planted-cue benchmark (a `datasets` section)."""
+    return enabled(cfg, "datasets")
+
+
+BENCHMARK_SECTIONS = ("bam", "contamination", "posthoc", "lightweight")
+
+
 def check_semantics(cfg: dict) -> None:
     """Cross-key checks the schema cannot express. Raises `SpurlabError` with the key path."""
-    ds = cfg["datasets"]
-    classes, scenes = ds["classes"], ds["scenes"]
-    _check_datasets(ds, "datasets")
+    if benchmark_on(cfg):
+        _check_datasets(cfg["datasets"], "datasets")
+    else:
+        for name in BENCHMARK_SECTIONS:
+            if enabled(cfg, name) and name != "bam":
+                raise SpurlabError(f"config key {name}.enabled: the {name} stage runs on the planted-cue "
+                                   "benchmark, which this config has no `datasets` section for")  # fmt: skip
     _check_shards(cfg)
 
-    bam = cfg["bam"]
+    bam = cfg.get("bam")
+    if bam:
+        _check_bam(bam)
+        if bam["enabled"] and not cfg.get("train"):
+            raise SpurlabError("config key train: required by the BAM stage (bam.benchmark.train overrides it)")
+    con = cfg.get("contamination")
+    if con and benchmark_on(cfg):
+        classes, scenes = cfg["datasets"]["classes"], cfg["datasets"]["scenes"]
+        if con["aligned_class"] not in classes:
+            raise SpurlabError(f"config key contamination.aligned_class: '{con['aligned_class']}' is not in datasets.classes")
+        for name, sig in con["signals"].items():
+            if sig["type"] == "background":
+                raise SpurlabError(f"config key contamination.signals.{name}.type: a background cannot be applied to an image")
+        _check_cues(con["signals"], classes, scenes, "contamination.signals")
+
+    generated = set(generated_sets(cfg))
+    for name in folder_sets(cfg):
+        if name in generated:
+            raise SpurlabError(
+                f"config key folders.{name}: '{name}' is already a generated image set of this config; "
+                "give the folder set another name"
+            )
+    _check_models(cfg)
+    sets = set_names(cfg)
+    for i, name in enumerate(cfg["features"]["sets"]):
+        if name not in sets:
+            raise SpurlabError(f"config key features.sets[{i}]: '{name}' is not an image set of this config")
+    _check_salient(cfg)
+    _check_spuriosity(cfg)
+    _check_npca(cfg)
+    if enabled(cfg, "lightweight"):
+        _check_datasets(lightweight_datasets(cfg), "lightweight.datasets")
+
+
+def _check_bam(bam: dict) -> None:
     if bam.get("source", "synthetic") == "coco":  # objects: COCO category names; scenes: sub-folders
         for key in ("annotations", "images", "scenes_dir"):
             if not (bam.get("coco") or {}).get(key):
@@ -158,25 +212,12 @@ def check_semantics(cfg: dict) -> None:
     if bam["common_object"] not in bam["objects"]:
         raise SpurlabError(f"config key bam.common_object: '{bam['common_object']}' is not in bam.objects")
 
-    con = cfg["contamination"]
-    if con["aligned_class"] not in classes:
-        raise SpurlabError(f"config key contamination.aligned_class: '{con['aligned_class']}' is not in datasets.classes")
-    for name, sig in con["signals"].items():
-        if sig["type"] == "background":
-            raise SpurlabError(f"config key contamination.signals.{name}.type: a background cannot be applied to an image")
-    _check_cues(con["signals"], classes, scenes, "contamination.signals")
 
-    generated = set(generated_sets(cfg))
-    for name in folder_sets(cfg):
-        if name in generated:
-            raise SpurlabError(
-                f"config key folders.{name}: '{name}' is already a generated image set of this config; "
-                "give the folder set another name"
-            )
-    sets = set_names(cfg)
+def _check_models(cfg: dict) -> None:
+    sets, labelled = set_names(cfg), labelled_sets(cfg)
     arch_args = {f"models.{n}": m.get("arch_args") for n, m in cfg["models"].items()}
-    arch_args |= {"bam.benchmark": cfg["bam"].get("benchmark", {}).get("arch_args"),
-                  "posthoc": cfg.get("posthoc", {}).get("arch_args")}  # fmt: skip
+    arch_args |= {"bam.benchmark": (cfg.get("bam") or {}).get("benchmark", {}).get("arch_args"),
+                  "posthoc": (cfg.get("posthoc") or {}).get("arch_args")}  # fmt: skip
     for key, args in arch_args.items():
         if args and "checkpoint_path" in args:
             raise SpurlabError(f"config key {key}.arch_args.checkpoint_path: not an architecture argument (arch_args "
@@ -195,17 +236,13 @@ def check_semantics(cfg: dict) -> None:
         for k in ("train_set", "seed"):
             if k not in m:
                 raise SpurlabError(f"config key {key}: '{k}' is required for a trained model")
+        if not cfg.get("train"):
+            raise SpurlabError(f"config key train: required for the trained model {key} (or give it a checkpoint)")
+        if "val_set" not in m and "val" not in sets:
+            raise SpurlabError(f"config key {key}.val_set: required (this config has no benchmark 'val' set)")
         for k in ("train_set", "val_set"):
-            if k in m and (m[k] not in sets or m[k] in ("cue_only", "counterfactual")):
+            if k in m and m[k] not in labelled:
                 raise SpurlabError(f"config key {key}.{k}: '{m[k]}' is not a labelled image set of this config")
-    for i, name in enumerate(cfg["features"]["sets"]):
-        if name not in sets:
-            raise SpurlabError(f"config key features.sets[{i}]: '{name}' is not an image set of this config")
-    _check_salient(cfg)
-    _check_spuriosity(cfg)
-    _check_npca(cfg)
-    if cfg["lightweight"]["enabled"]:
-        _check_datasets(lightweight_datasets(cfg), "lightweight.datasets")
 
 
 def _check_salient(cfg: dict) -> None:
@@ -215,7 +252,7 @@ def _check_salient(cfg: dict) -> None:
     for key in ("importance_set", "subset_set"):
         if sal[key] not in cached:
             raise SpurlabError(f"config key salient.{key}: '{sal[key]}' is not in features.sets (its features must be cached)")
-    if sal["subset_set"] in ("cue_only", "counterfactual"):
+    if sal["subset_set"] not in labelled_sets(cfg):
         raise SpurlabError(f"config key salient.subset_set: '{sal['subset_set']}' is not a labelled image set")
     sub = sal["subset"]
     if sub["min_images"] > sub["max_images"]:
@@ -223,6 +260,10 @@ def _check_salient(cfg: dict) -> None:
     ann = sal["annotation"]
     if ann["source"] == "human" and not ann["human_csv"]:
         raise SpurlabError("config key salient.annotation.human_csv: required when salient.annotation.source is human")
+    if ann["source"] == "auto" and sal["subset_set"] in folder_sets(cfg):
+        raise SpurlabError(f"config key salient.annotation.source: 'auto' scores feature maps against object masks, "
+                           f"which the folder set '{sal['subset_set']}' has none of; use 'human' with "
+                           "salient.annotation.human_csv")  # fmt: skip
     noise = sal["noise"]
     for i, m in enumerate(noise["models"] or []):
         if m not in models:
@@ -236,7 +277,7 @@ def _check_spuriosity(cfg: dict) -> None:
     for i, name in enumerate(sp["sets"]):
         if name not in cached:
             raise SpurlabError(f"config key spuriosity.sets[{i}]: '{name}' is not in features.sets (its features must be cached)")
-        if name in ("cue_only", "counterfactual"):
+        if name not in labelled_sets(cfg):
             raise SpurlabError(f"config key spuriosity.sets[{i}]: '{name}' is not a labelled image set")
     for key in ("stats_set", "gap_set", "heldout_set"):
         if sp[key] is not None and sp[key] not in sp["sets"]:
@@ -249,12 +290,27 @@ def _check_spuriosity(cfg: dict) -> None:
 
 
 def _check_npca(cfg: dict) -> None:
-    npca = cfg["npca"]
+    npca, sets = cfg["npca"], set_names(cfg)
     ret = npca["retrieval"]
+    refs = {"npca.test_set": npca["test_set"], "npca.cue_only_set": npca["cue_only_set"]}
+    refs |= {f"npca.retrieval.pool_sets[{i}]": s for i, s in enumerate(ret["pool_sets"])}
+    for key, name in refs.items():
+        if name not in sets:
+            raise SpurlabError(f"config key {key}: '{name}' is not an image set of this config")
+    if npca["test_set"] not in labelled_sets(cfg):
+        raise SpurlabError(f"config key npca.test_set: '{npca['test_set']}' is not a labelled image set")
+    if npca["human_csv"] and npca["human_csv"] == cfg["salient"]["annotation"]["human_csv"]:
+        raise SpurlabError("config key npca.human_csv: the same file as salient.annotation.human_csv; components "
+                           "and neurons are answered in separate files (their task pages differ)")  # fmt: skip
+    no_masks = cfg["salient"]["subset_set"] in folder_sets(cfg)
+    if no_masks and not (npca["human_csv"] or npca["published_components"]):
+        raise SpurlabError("config key npca.human_csv: components of a folder set cannot be annotated automatically "
+                           "(no object masks); give npca.human_csv (answers to results/npca/tasks/) or "
+                           "npca.published_components")  # fmt: skip
     val = ret["validation_set"]
     if val is None:
         return
-    if val not in set_names(cfg) or val in ("cue_only", "counterfactual"):
+    if val not in labelled_sets(cfg):
         raise SpurlabError(f"config key npca.retrieval.validation_set: '{val}' is not a labelled image set of this config")
     if val == npca["test_set"] or val in ret["pool_sets"]:
         raise SpurlabError("config key npca.retrieval.validation_set: must differ from npca.test_set and "
@@ -275,7 +331,7 @@ LIGHTWEIGHT_SPLITS = ("train", "test")
 
 def lightweight_model(cfg: dict) -> list[str]:
     """[name] of the discovery model's backbone with a head fit on the second task, or []."""
-    return [f"{cfg['salient']['model']}_lightweight"] if cfg["lightweight"]["enabled"] else []
+    return [f"{cfg['salient']['model']}_lightweight"] if enabled(cfg, "lightweight") else []
 
 
 def spuriosity_models(cfg: dict) -> list[str]:
@@ -311,9 +367,9 @@ def _check_shards(cfg: dict) -> None:
     (a folder set's classes are known once indexed; `spurlab.shards` checks them there)."""
     n = cfg["compute"]["class_shards"]
     counts = {}
-    if cfg["salient"]["subset_set"] not in folder_sets(cfg):
+    if benchmark_on(cfg) and cfg["salient"]["subset_set"] not in folder_sets(cfg):
         counts["datasets.classes"] = len(cfg["datasets"]["classes"])
-    if cfg["lightweight"]["enabled"]:
+    if enabled(cfg, "lightweight"):
         counts["lightweight.datasets.classes"] = len(lightweight_datasets(cfg)["classes"])
     for key, c in counts.items():
         if n > c:
@@ -344,6 +400,12 @@ def set_names(cfg: dict) -> list[str]:
     return generated_sets(cfg) + folder_sets(cfg)
 
 
+def labelled_sets(cfg: dict) -> list[str]:
+    """Image sets whose labels are the classes shown (not the benchmark's cue_only and
+    counterfactual sets)."""
+    return [s for s in set_names(cfg) if s not in ("cue_only", "counterfactual")]
+
+
 def folder_sets(cfg: dict) -> list[str]:
     """Index sets of real-data folders (`folders:`, rule `index_folder`), in config order."""
     return list(cfg.get("folders") or {})
@@ -352,7 +414,7 @@ def folder_sets(cfg: dict) -> list[str]:
 def bam_source_inputs(cfg: dict, set_name: str) -> list[str]:
     """The files a generated set is read from (rule image_set's inputs): for a BAM set with
     `bam.source: coco`, the COCO JSON, its image folder and the scene folder; otherwise none."""
-    if not set_name.startswith("bam_") or cfg["bam"].get("source", "synthetic") != "coco":
+    if not set_name.startswith("bam_") or not enabled(cfg, "bam") or cfg["bam"].get("source", "synthetic") != "coco":
         return []
     c = cfg["bam"]["coco"]
     return [c["annotations"], c["images"], c["scenes_dir"]]
@@ -372,14 +434,14 @@ def folder_options(cfg: dict, name: str) -> str:
 
 def generated_sets(cfg: dict) -> list[str]:
     """Sets rendered by the generators (rule `image_set`): planted-cue benchmark, BAM, contamination."""
-    names = list(CORE_SETS)
-    if cfg["bam"]["enabled"]:
+    names = list(CORE_SETS) if benchmark_on(cfg) else []
+    if enabled(cfg, "bam"):
         variants = ["os", "0s", "og"] + [f"k{round(k * 100):03d}" for k in sorted(cfg["bam"]["commonality"])]
         names += [f"bam_{v}_{s}" for v in variants for s in ("train", "test")]
-    if cfg["contamination"]["enabled"]:
+    if enabled(cfg, "contamination"):
         signals = ["clean"] + list(cfg["contamination"]["signals"])
         names += [f"contam_{g}_{s}" for g in signals for s in ("train", "test")]
-    if cfg["lightweight"]["enabled"]:
+    if enabled(cfg, "lightweight"):
         names += [f"lightweight_{s}" for s in LIGHTWEIGHT_SPLITS]
     return names
 

@@ -231,10 +231,11 @@ def test_imagenet_example_config_validates():
     from spurlab.config import folder_sets, load_config
     from tests.conftest import ROOT
 
-    cfg = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "imagenet.yaml"])
-    assert folder_sets(cfg) == ["imagenet_train", "imagenet_val"]
-    assert cfg["salient"]["model"] == "robust_resnet50" and cfg["salient"]["annotation"]["source"] == "human"
-    assert cfg["models"]["robust_resnet50"]["checkpoint"]["layout"] == "madry"
+    cfg = load_config([ROOT / "config" / "folders.yaml", ROOT / "config" / "imagenet.yaml"])
+    assert folder_sets(cfg) == ["images_train", "images_val", "images_cue_only"]
+    assert cfg["folders"]["images_val"]["val_labels"] == "data/imagenet/LOC_val_solution.csv"
+    assert cfg["salient"]["model"] == "discovery" and cfg["salient"]["annotation"]["source"] == "human"
+    assert cfg["models"]["discovery"]["checkpoint"]["layout"] == "madry"
 
 
 def test_contact_sheet_and_summary_of_an_index_set(folder, tmp_path, tiny_cfg):

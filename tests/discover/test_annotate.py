@@ -271,3 +271,17 @@ def test_round_trip_manifest_to_annotations(tmp_path):
     cols = ["class_index", "class_name", "feature_index", "feature_rank", "label", "kind"]
     pd.testing.assert_frame_equal(ann[cols], want[cols])
     assert (ann["mean_confidence"] == 3.0).all()
+
+
+def test_majority_rule_on_fewer_answers_leaves_ties_undecided(tmp_path):
+    """Five answers decide every pair; four split 2 against 2 reach neither threshold (3)."""
+    recs = records()
+    head, body = recs[0], recs[1:]
+    ci, fi = head.index("Input.class_index"), head.index("Input.feature_index")
+    # (1, 21) answered BBMMM: its first four answers, BBMM, are 2 against 2
+    body = [r for r in body if (r[ci], r[fi]) != ("1", "21")] + [r for r in body if (r[ci], r[fi]) == ("1", "21")][:4]
+    ann = majority_annotations(read_mturk_csv(write_records(tmp_path / "four.csv", [head] + body), NAMES))
+    lab = {(r.class_index, r.feature_index): (r.label, r.kind, r.n_votes) for r in ann.itertuples()}
+    assert lab[(1, 21)] == ("undecided", "undecided", 4)
+    assert lab[(1, 20)] == ("spurious", "ambiguous", 5)
+    assert list(ann.columns) == list(ANNOTATION_COLUMNS)

@@ -21,6 +21,13 @@ answers are `separate_object` or `background`, core otherwise. Spurious pairs ar
 `background` when background answers alone reach the threshold, else `separate_object` when
 separate-object answers alone do, else `ambiguous` (the reference checks in that order). On the
 published 25,000-row file this gives 630 spurious / 4370 core pairs, sub-lists 231 / 296 / 103.
+
+Any number of answers (`human_annotations`): with threshold k (3), spurious when separate-object +
+background answers >= k, core when main-object answers >= k, otherwise `undecided`; a pair with
+fewer than 2k - 1 answers (5), the count at which one side must reach k, is flagged `few_answers`.
+On 5 answers per pair and k = 3 this is the rule above. Exported pairs nobody answered stay in the
+table as `unannotated`; answers to pairs that were not exported (the published file covers all
+1000 classes, a class shard or a partial copy of ImageNet only some) are counted, not used.
 """
 
 from __future__ import annotations
@@ -60,6 +67,11 @@ ANNOTATION_COLUMNS = (
     "class_index", "class_name", "feature_index", "feature_rank", "label", "kind",
     "votes_main", "votes_separate", "votes_background", "n_votes", "mean_confidence", "source",
 )
+# the human table adds a flag: fewer answers than the 2k - 1 a k-of-(2k - 1) majority needs
+HUMAN_COLUMNS = ANNOTATION_COLUMNS + ("few_answers",)
+HUMAN_LABELS = ("spurious", "core", "undecided", "unannotated")
+EXPORTED_COLUMNS = ("class_index", "class_name", "feature_index", "feature_rank")
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 MANIFEST_COLUMNS = ("wordnet_id", "class_index", "class_name", "feature_index", "feature_rank", "page")
 MIN_DISPLAY_PX = 128
 
@@ -81,32 +93,67 @@ def _as_int(text: str) -> int | None:
     return int(x) if math.isfinite(x) and x.is_integer() else None
 
 
+def _delimiter(path: Path) -> str:
+    """The answers file's delimiter, from its header: the one of comma, semicolon and tab whose split
+    names the most required columns (a spreadsheet saves with semicolons in comma-decimal locales)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            first = fh.readline()
+    except UnicodeDecodeError as e:
+        raise SpurlabError(f"{path}: not a readable CSV ({e})") from None
+    if not first.strip():
+        raise SpurlabError(f"{path}: empty file, expected the MTurk answers layout")
+    hits = {}
+    for d in DELIMITERS:
+        fields = {f.strip() for f in next(csv.reader([first], delimiter=d), [])}
+        hits[d] = sum(c in fields for c in CSV_COLUMNS)
+    best = max(hits, key=lambda d: hits[d])  # ties: the first, comma
+    if hits[best] == 0:
+        try:
+            found = csv.Sniffer().sniff(first, delimiters=",;\t|").delimiter
+            found = f"delimiter {DELIMITERS.get(found, repr(found))}"
+        except csv.Error:
+            found = "no delimiter"
+        line = first.strip()
+        raise SpurlabError(
+            f"{path}: header has none of the required columns ({', '.join(CSV_COLUMNS)}); found {found} in the "
+            f"first line '{line[:80]}{'...' if len(line) > 80 else ''}'"
+        )
+    return best
+
+
 def read_mturk_csv(
-    path: str | os.PathLike, class_names: Sequence[str], pairs: set[tuple[int, int]] | None = None
+    path: str | os.PathLike, class_names: Sequence[str] | None = None, pairs: set[tuple[int, int]] | None = None
 ) -> pd.DataFrame:
     """Validated answers, one row per answer, columns `VOTE_COLUMNS`.
 
-    `row` is the row a spreadsheet shows (header = row 1); `class_name` is `class_names[class_index]`.
-    With `pairs` (the exported (class_index, feature_index) set) an answer to any other pair is an
-    error. `Input.wordnet_id` is kept as given (our benchmark has names, not WordNet ids); extra
-    columns are ignored.
+    `row` is the row a spreadsheet shows (header = row 1). With `class_names` (the model's classes)
+    `class_name` is `class_names[class_index]` and a class index beyond them is an error; without
+    (a standalone import) any class index >= 0 is taken and named by its `Input.wordnet_id`, else
+    by the index as text. With `pairs` (a (class_index, feature_index) set) an answer to any other
+    pair is an error; the annotation stages pass none and count such answers instead
+    (`human_annotations`). The delimiter (comma, semicolon or tab) is taken from the header;
+    `Input.wordnet_id` is kept as given (our benchmark has names, not WordNet ids); extra columns
+    are ignored.
     """
     path = Path(path)
     if not path.is_file():
         raise SpurlabError(f"{path}: no such answers file")
+    sep = _delimiter(path)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise SpurlabError(f"{path}: empty file, expected the MTurk answers layout") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise SpurlabError(f"{path}: not a readable CSV ({e})") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
     for col in CSV_COLUMNS:
         if col not in raw.columns:
             raise SpurlabError(f"{path}: required column '{col}' missing")
     if raw.empty:
         raise SpurlabError(f"{path}: no answer rows")
 
-    n_classes = len(class_names)
+    n_classes = None if class_names is None else len(class_names)
     out: dict[str, list] = {c: [] for c in VOTE_COLUMNS}
     seen: dict[tuple[str, int, int], int] = {}
     rank_of: dict[tuple[int, int], tuple[int, int]] = {}
@@ -118,7 +165,10 @@ def read_mturk_csv(
         if not worker:
             raise SpurlabError(f"{where}: empty WorkerId")
         c = _as_int(c_txt)
-        if c is None or not 0 <= c < n_classes:
+        if n_classes is None:
+            if c is None or c < 0:
+                raise SpurlabError(f"{where}: Input.class_index '{c_txt}' is not a non-negative integer")
+        elif c is None or not 0 <= c < n_classes:
             raise SpurlabError(f"{where}: Input.class_index '{c_txt}' is not a class index in 0..{n_classes - 1}")
         f = _as_int(f_txt)
         if f is None or f < 0:
@@ -142,9 +192,10 @@ def read_mturk_csv(
         prev = seen.setdefault((worker, c, f), row)
         if prev != row:
             raise SpurlabError(f"{where}: worker '{worker}' already answered class {c} feature {f} in row {prev}")
+        name = class_names[c] if class_names is not None else (wnid.strip() or str(c))
         for key, value in (
             ("row", row), ("worker_id", worker), ("wordnet_id", wnid.strip()), ("class_index", c),
-            ("class_name", class_names[c]), ("feature_index", f), ("feature_rank", r), ("answer", answer),
+            ("class_name", name), ("feature_index", f), ("feature_rank", r), ("answer", answer),
             ("confidence", conf), ("reasons", reasons),
         ):
             out[key].append(value)
@@ -154,18 +205,51 @@ def read_mturk_csv(
     return df
 
 
-def majority_annotations(votes: pd.DataFrame, min_spurious_votes: int = 3) -> pd.DataFrame:
-    """The annotations table (`ANNOTATION_COLUMNS`, source "human"): one row per (class, feature).
-
-    `votes` is `read_mturk_csv`'s frame (needs class_index, class_name, feature_index, feature_rank,
-    answer, confidence). Spurious when separate_object + background answers >= `min_spurious_votes`
-    (paper: 3 of 5); kind "background" / "separate_object" when that answer alone reaches the
-    threshold (background checked first, as in the reference), else "ambiguous"; core pairs have
-    kind "main_object". Sorted by class_index, feature_rank.
-    """
+def _threshold(min_spurious_votes) -> int:
     if isinstance(min_spurious_votes, bool) or not isinstance(min_spurious_votes, (int, np.integer)) \
             or min_spurious_votes < 1:
         raise SpurlabError(f"min_spurious_votes: {min_spurious_votes!r} is not a positive integer")
+    return int(min_spurious_votes)
+
+
+def exported_pairs(pair_table: pd.DataFrame) -> pd.DataFrame:
+    """The exported pairs (`EXPORTED_COLUMNS`) of a subsets file's or NPCA pair table (columns
+    class, class_name, feature, rank)."""
+    return pd.DataFrame({
+        "class_index": pair_table["class"].astype("int64").to_numpy(),
+        "class_name": pair_table["class_name"].astype(str).to_numpy(),
+        "feature_index": pair_table["feature"].astype("int64").to_numpy(),
+        "feature_rank": pair_table["rank"].astype("int64").to_numpy(),
+    })  # fmt: skip
+
+
+def _pair_list(keys) -> list[str]:
+    return [f"{c}/{f}" for c, f in sorted(keys)]
+
+
+def human_annotations(
+    votes: pd.DataFrame, exported: pd.DataFrame | None = None, min_spurious_votes: int = 3
+) -> tuple[pd.DataFrame, dict]:
+    """The human annotations table (`HUMAN_COLUMNS`, source "human") and its coverage: the one
+    majority rule of every human-annotation path (Singla & Feizi 2022, sec. 3.3).
+
+    `votes`: `read_mturk_csv`'s frame (needs class_index, class_name, feature_index, feature_rank,
+    answer, confidence; `row` names where unexported answers start). `exported`: the exported pairs
+    (`EXPORTED_COLUMNS`, e.g. `exported_pairs(subsets.pair_table())`), or None for a standalone
+    import, where every answered pair counts. With k = `min_spurious_votes` (paper 3): spurious when
+    separate_object + background answers >= k (kind "background" / "separate_object" when that
+    answer alone reaches k, background checked first, else "ambiguous"); core (kind "main_object")
+    when main_object answers >= k; otherwise label and kind "undecided". `few_answers`: answered
+    with fewer than 2k - 1 answers (every undecided pair is). Exported pairs without answers are
+    kept with label and kind "unannotated", no votes; answered pairs that were not exported are
+    left out of the table. Sorted by class_index, feature_rank, feature_index.
+
+    Coverage (JSON-ready): exported, answered, answered_and_exported, exported_unanswered (+
+    `_pairs`, "class_index/feature_index"), answered_not_exported (+ `_pairs`, `_first_row`, and
+    `answers_not_exported`, their answer rows), few_answers (pairs), answers, coverage (the
+    fraction of exported pairs answered).
+    """
+    k = _threshold(min_spurious_votes)
     need = ("class_index", "class_name", "feature_index", "feature_rank", "answer", "confidence")
     for col in need:
         if col not in votes.columns:
@@ -178,6 +262,7 @@ def majority_annotations(votes: pd.DataFrame, min_spurious_votes: int = 3) -> pd
         _s=(votes["answer"] == "separate_object").astype("int64"),
         _b=(votes["answer"] == "background").astype("int64"),
         _c=votes["confidence"].astype("float64"),
+        _r=votes["row"].astype("int64") if "row" in votes.columns else np.int64(-1),
     )
     agg = v.groupby(["class_index", "feature_index"], as_index=False, sort=True).agg(
         class_name=("class_name", "first"),
@@ -187,22 +272,147 @@ def majority_annotations(votes: pd.DataFrame, min_spurious_votes: int = 3) -> pd
         votes_background=("_b", "sum"),
         n_votes=("answer", "size"),
         mean_confidence=("_c", "mean"),
+        first_row=("_r", "min"),
     )
-    k = int(min_spurious_votes)
+    agg["class_index"] = agg["class_index"].astype("int64")
+    agg["feature_index"] = agg["feature_index"].astype("int64")
     spurious = (agg["votes_separate"] + agg["votes_background"]) >= k
-    agg["label"] = np.where(spurious, "spurious", "core")
+    core = ~spurious & (agg["votes_main"] >= k)
+    agg["label"] = np.select([spurious, core], ["spurious", "core"], default="undecided")
     agg["kind"] = np.select(
-        [agg["votes_background"] >= k, agg["votes_separate"] >= k, spurious],
-        ["background", "separate_object", "ambiguous"],
-        default="main_object",
+        [agg["votes_background"] >= k, agg["votes_separate"] >= k, spurious, core],
+        ["background", "separate_object", "ambiguous", "main_object"],
+        default="undecided",
     )
-    agg["source"] = "human"
+    agg["few_answers"] = agg["n_votes"] < 2 * k - 1
+    answered = set(zip(agg["class_index"].tolist(), agg["feature_index"].tolist()))
+
+    if exported is None:
+        table, exp_keys = agg, answered
+    else:
+        for col in EXPORTED_COLUMNS:
+            if col not in exported.columns:
+                raise SpurlabError(f"exported pairs: column '{col}' missing")
+        exp = pd.DataFrame({
+            "class_index": exported["class_index"].astype("int64").to_numpy(),
+            "class_name": exported["class_name"].astype(str).to_numpy(),
+            "feature_index": exported["feature_index"].astype("int64").to_numpy(),
+            "feature_rank": exported["feature_rank"].astype("int64").to_numpy(),
+        })  # fmt: skip
+        dup = exp.duplicated(["class_index", "feature_index"])
+        if dup.any():
+            d = exp[dup].iloc[0]
+            raise SpurlabError(f"exported pairs: class {d['class_index']} feature {d['feature_index']} listed twice")
+        exp_keys = set(zip(exp["class_index"].tolist(), exp["feature_index"].tolist()))
+        # the exported pair's name and rank are the ones this model and image set have
+        table = exp.merge(agg.drop(columns=["class_name", "feature_rank"]), on=["class_index", "feature_index"],
+                          how="left", validate="one_to_one")  # fmt: skip
+        none = table["n_votes"].isna()
+        for col in ("votes_main", "votes_separate", "votes_background", "n_votes"):
+            table[col] = table[col].fillna(0)
+        table.loc[none, ["label", "kind"]] = "unannotated"
+        table["few_answers"] = table["few_answers"].eq(True)  # unanswered: NaN after the merge
     for col in ("class_index", "feature_index", "feature_rank", "votes_main", "votes_separate",
                 "votes_background", "n_votes"):
-        agg[col] = agg[col].astype("int64")
-    agg["mean_confidence"] = agg["mean_confidence"].astype("float64")
-    agg = agg.sort_values(["class_index", "feature_rank", "feature_index"], kind="stable")
-    return agg[list(ANNOTATION_COLUMNS)].reset_index(drop=True)
+        table[col] = table[col].astype("int64")
+    table["mean_confidence"] = table["mean_confidence"].astype("float64")
+    table["source"] = "human"
+    table = table.sort_values(["class_index", "feature_rank", "feature_index"], kind="stable")
+    table = table[list(HUMAN_COLUMNS)].reset_index(drop=True)
+
+    outside = agg[[key not in exp_keys for key in zip(agg["class_index"], agg["feature_index"])]]
+    both = answered & exp_keys
+    coverage = {
+        "exported": len(exp_keys),
+        "answered": len(answered),
+        "answered_and_exported": len(both),
+        "exported_unanswered": len(exp_keys - answered),
+        "exported_unanswered_pairs": _pair_list(exp_keys - answered),
+        "answered_not_exported": len(outside),
+        "answered_not_exported_pairs": _pair_list(zip(outside["class_index"], outside["feature_index"])),
+        "answered_not_exported_first_row": int(outside["first_row"].min()) if len(outside) and "row" in votes.columns else None,
+        "answers": int(len(votes)),
+        "answers_not_exported": int(outside["n_votes"].sum()),
+        "few_answers": _pair_list(zip(table.loc[table["few_answers"], "class_index"],
+                                      table.loc[table["few_answers"], "feature_index"])),  # fmt: skip
+        "coverage": len(both) / len(exp_keys) if exp_keys else 0.0,
+    }
+    return table, coverage
+
+
+def check_coverage(coverage: dict, min_coverage: float, answers, key: str = "salient.annotation.min_coverage") -> None:
+    """Refuse, naming config `key`, the counts and the answers file, when fewer than `min_coverage`
+    of the exported pairs have answers."""
+    if coverage["coverage"] + 1e-12 >= float(min_coverage):
+        return
+    msg = (f"config key {key}: {coverage['answered_and_exported']} of {coverage['exported']} exported pairs "
+           f"({coverage['coverage']:.1%}) have answers in {answers}, below {float(min_coverage):g}")  # fmt: skip
+    if coverage["exported_unanswered_pairs"]:
+        msg += f"; first unanswered class/feature {coverage['exported_unanswered_pairs'][0]}"
+    if coverage["answered_not_exported"]:
+        # answers to other pairs usually mean the file was made for another model or top-k
+        msg += f"; {coverage['answered_not_exported']} answered pair(s) were not exported"
+        if coverage["answered_not_exported_first_row"] is not None:
+            msg += f", the first at {answers}: row {coverage['answered_not_exported_first_row']}"
+    raise SpurlabError(msg)
+
+
+def majority_annotations(votes: pd.DataFrame, min_spurious_votes: int = 3) -> pd.DataFrame:
+    """The annotations table (`ANNOTATION_COLUMNS`, source "human") of every answered pair: the
+    rule of `human_annotations` without exported pairs (on 5 answers per pair and the paper's
+    k = 3: spurious when separate_object + background answers >= k, core otherwise; kind
+    "background" / "separate_object" when that answer alone reaches k, background checked first as
+    in the reference, else "ambiguous"; core pairs have kind "main_object"). Sorted by
+    class_index, feature_rank.
+    """
+    table, _ = human_annotations(votes, None, min_spurious_votes)
+    return table[list(ANNOTATION_COLUMNS)]
+
+
+def annotation_counts(table: pd.DataFrame) -> dict:
+    """Pairs per label of an annotations table, and how many classes have a spurious pair."""
+    label = table["label"]
+    out = {"pairs": int(len(table))}
+    out.update({lab: int((label == lab).sum()) for lab in HUMAN_LABELS})
+    out["classes_with_spurious"] = int(table.loc[label == "spurious", "class_index"].nunique())
+    return out
+
+
+def run_import_annotations(csv_path, out, subsets_path=None, summary_path=None, min_spurious_votes: int = 3) -> dict:
+    """`spurlab import-annotations`: an annotations table from answers in the MTurk layout (the
+    published Salient ImageNet file or a partial one), standalone or against a subsets file's
+    exported pairs (`subsets_path`: its pairs, class names and hash, so the table can stand in for
+    the `annotations` rule's), with an optional JSON summary (label counts; coverage with subsets).
+    """
+    from ..io import sha256_file, write_json
+    from ..report.tables import write_table
+
+    names, exported = None, None
+    provenance = {"source": "human", "min_spurious_votes": min_spurious_votes}
+    if subsets_path is not None:
+        from .subsets import SalientSubsets
+
+        with SalientSubsets(subsets_path) as subsets:
+            names, exported = subsets.class_names, exported_pairs(subsets.pair_table())
+        provenance["subsets_sha256"] = sha256_file(subsets_path)
+    votes = read_mturk_csv(csv_path, names)
+    table, coverage = human_annotations(votes, exported, min_spurious_votes)
+    provenance["human_csv_sha256"] = sha256_file(csv_path)
+    if exported is not None:
+        provenance["coverage"] = coverage
+    write_table(table, out, provenance)
+    info = annotation_counts(table)
+    info["few_answers"] = len(coverage["few_answers"])
+    info["answers"] = coverage["answers"]
+    info["kinds"] = {str(k): int(n) for k, n in table.loc[table["label"] == "spurious", "kind"].value_counts().items()}
+    info["min_spurious_votes"] = min_spurious_votes
+    info["inputs"] = {"human_csv_sha256": provenance["human_csv_sha256"], "annotations_sha256": sha256_file(out)}
+    if exported is not None:
+        info["coverage"] = coverage
+        info["inputs"]["subsets_sha256"] = provenance["subsets_sha256"]
+    if summary_path is not None:
+        write_json(summary_path, info)
+    return info
 
 
 # ----------------------------------------------------------------------------------------- export

@@ -219,12 +219,15 @@ def run_annotations(subsets_path, out, settings: dict, human_csv=None) -> dict:
     """Stage `annotations`: the one annotations table every later stage reads (.parquet + .csv).
 
     `settings` is the config's `salient.annotation`; `human_csv` (answers in the Salient ImageNet
-    MTurk layout) is required when its source is "human".
+    MTurk layout) is required when its source is "human". Human answers go through
+    `annotate.human_annotations` against the subsets' pairs: unanswered pairs stay as
+    "unannotated", answers to other pairs are counted in the coverage block of the table's
+    provenance, and fewer than `min_coverage` of the pairs answered is an error.
     """
     from ..errors import SpurlabError
     from ..io import sha256_file
     from ..report.tables import write_table
-    from .annotate import majority_annotations, read_mturk_csv
+    from .annotate import annotation_counts, check_coverage, exported_pairs, human_annotations, read_mturk_csv
     from .subsets import STAT_COLUMNS, SalientSubsets
 
     with SalientSubsets(subsets_path) as subsets:
@@ -234,9 +237,12 @@ def run_annotations(subsets_path, out, settings: dict, human_csv=None) -> dict:
     if settings["source"] == "human":
         if human_csv is None:
             raise SpurlabError("config key salient.annotation.human_csv: required when the source is human")
-        votes = read_mturk_csv(human_csv, names, set(zip(pairs["class"].tolist(), pairs["feature"].tolist())))
-        table = majority_annotations(votes, settings["min_spurious_votes"])
-        provenance["human_csv_sha256"] = sha256_file(human_csv)
+        table, coverage = human_annotations(read_mturk_csv(human_csv, names), exported_pairs(pairs),
+                                            settings["min_spurious_votes"])  # fmt: skip
+        # settings built in code (tests, older callers) may lack the key: every pair must be answered
+        check_coverage(coverage, settings.get("min_coverage", 1.0), human_csv)
+        provenance.update(human_csv_sha256=sha256_file(human_csv), min_spurious_votes=settings["min_spurious_votes"],
+                          coverage=coverage)  # fmt: skip
     else:
         if not has_masks:
             raise SpurlabError(
@@ -246,7 +252,10 @@ def run_annotations(subsets_path, out, settings: dict, human_csv=None) -> dict:
         table = auto_annotations(pairs, settings["auto_criterion"], settings["auto_threshold"])
         provenance.update(criterion=settings["auto_criterion"], threshold=settings["auto_threshold"])
     write_table(table, out, provenance)
-    return {"pairs": len(table), "spurious": int((table["label"] == "spurious").sum()), "source": settings["source"]}
+    info = annotation_counts(table) | {"source": settings["source"]}
+    if "coverage" in provenance:
+        info["coverage"] = provenance["coverage"]
+    return info
 
 
 def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path, features_path) -> dict:

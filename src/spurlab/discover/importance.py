@@ -6,6 +6,11 @@ with G_k the images the model *predicts* as class k (the paper's default, `group
 or the images *labelled* k (`grouping="label"`; Spuriosity Rankings additionally keeps only the
 correctly classified ones, `grouping="correct"`). The top-k features of class k by IV (paper:
 k = 5; Spuriosity Rankings inspects 15) are the candidates for annotation.
+
+A class whose group is empty (no image predicted as it, say) has IV = 0 everywhere: its "top
+features" would be arbitrary. Such a class gets none: its row of `top` is -1, it is listed in
+`empty_classes`, left out of the top-feature table (and so of D(i, j), annotation and the task
+pages), and named in a warning on stderr. A set in which every class's group is empty is an error.
 """
 
 from __future__ import annotations
@@ -61,15 +66,23 @@ def top_features(iv: np.ndarray, k: int) -> np.ndarray:
 
 
 FORMAT = "spurlab.importance"
+GROUP_WORDS = {"prediction": "predicted as", "label": "labelled", "correct": "correctly classified as"}
+
+
+def empty_classes(counts: np.ndarray) -> np.ndarray:
+    """Indices (int64, ascending) of the classes whose group is empty: they get no top features."""
+    return np.flatnonzero(np.asarray(counts) == 0).astype(np.int64)
 
 
 def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = "prediction", top_k: int = 5) -> dict:
     """Stage `importance`: IV from a cached feature file of the model in `model_dir` (its head W).
 
-    Writes `out_h5` (iv (C, D), counts (C,), top (C, k); attrs: the cache's checkpoint and image-set
-    hashes) and `out_table` (.parquet + .csv: one row per class and rank, rank 1 the most important).
+    Writes `out_h5` (iv (C, D), counts (C,), top (C, k), empty_classes (E,); attrs: the cache's
+    checkpoint and image-set hashes) and `out_table` (.parquet + .csv: one row per class with top
+    features and rank, rank 1 the most important; provenance `empty_classes`, the indices left out).
     """
     import json
+    import sys
 
     import h5py
     import pandas as pd
@@ -93,28 +106,45 @@ def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = 
         means, counts = class_feature_means(blocks, num_classes, grouping)
         attrs = {k: fc.attrs[k] for k in ("checkpoint_sha256", "imageset", "imageset_sha256")}
         names = fc.class_names
+    empty = empty_classes(counts)
+    what = GROUP_WORDS[grouping]
+    if len(empty) == num_classes:
+        raise SpurlabError(f"{features_path}: no image is {what} any of the {num_classes} classes "
+                           f"(salient.grouping: {grouping}); no class has top features")  # fmt: skip
+    if len(empty):
+        listed = ", ".join(names[i] for i in empty[:20]) + (f" and {len(empty) - 20} more" if len(empty) > 20 else "")
+        print(f"warning: {features_path}: {len(empty)} of {num_classes} classes get no top features, no image is "
+              f"{what} them (salient.grouping: {grouping}): {listed}", file=sys.stderr)  # fmt: skip
     iv = feature_importance(means, weight)
     top = top_features(iv, top_k)
+    top[empty] = -1
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w", track_order=True) as f:
-        for name, arr in (("iv", iv), ("counts", counts), ("top", top)):
+        for name, arr in (("iv", iv), ("counts", counts), ("top", top), ("empty_classes", empty)):
             f.create_dataset(name, data=arr, track_times=False)
         f.attrs.update(format=FORMAT, grouping=grouping, top_k=top_k, class_names=json.dumps(names), **attrs)
+    skip = set(empty.tolist())
     rows = [
         {"class_index": i, "class_name": names[i], "rank": r + 1, "feature_index": int(j),
          "importance": float(iv[i, j]), "group_size": int(counts[i])}
-        for i in range(num_classes) for r, j in enumerate(top[i])
+        for i in range(num_classes) if i not in skip for r, j in enumerate(top[i])
     ]  # fmt: skip
-    write_table(pd.DataFrame(rows), out_table, {"importance_sha256": sha256_file(out_h5), **attrs})
-    return {"classes": num_classes, "empty_groups": int((counts == 0).sum())}
+    table = pd.DataFrame(rows, columns=["class_index", "class_name", "rank", "feature_index", "importance", "group_size"])
+    write_table(table, out_table, {"importance_sha256": sha256_file(out_h5), **attrs,
+                                   "empty_classes": [int(i) for i in empty]})  # fmt: skip
+    return {"classes": num_classes - len(empty), "empty_groups": len(empty),
+            "empty_classes": [names[i] for i in empty]}  # fmt: skip
 
 
 def read_importance(path, expect_checkpoint_sha256: str | None = None) -> dict:
-    """iv, counts, top and attrs of an importance file; checks the model it was computed for."""
+    """iv, counts, top, empty_classes and attrs of an importance file; checks the model it was
+    computed for. `top` rows of the classes in `empty_classes` are -1 (no top features)."""
     from ..errors import SpurlabError
     from ..io import open_h5
 
     with open_h5(path, FORMAT, "importance file") as f:
         out = {name: f[name][:] for name in ("iv", "counts", "top")}
+        # a file from before `empty_classes` gave every class top features
+        out["empty_classes"] = f["empty_classes"][:] if "empty_classes" in f else np.zeros(0, np.int64)
         out["attrs"] = dict(f.attrs)
     if expect_checkpoint_sha256 and out["attrs"]["checkpoint_sha256"] != expect_checkpoint_sha256:
         raise SpurlabError(f"{path}: computed for another checkpoint than the one given; recompute it")

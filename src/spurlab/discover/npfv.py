@@ -336,22 +336,26 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
             "neurons": int((pairs["kind"] == "neuron").sum())}  # fmt: skip
 
 
-def annotate_pairs(pairs, annotation: dict, class_names: list[str], has_masks: bool):
-    """Add the annotator's `label` (spurious / core) and `source` to a pair table, per kind:
-    automatic (SPEC 4.7, `auto_annotate.auto_annotations` on the maps' statistics) or, for
-    components, human answers in the MTurk CSV layout (`Input.feature_index` = component index)."""
+def annotate_pairs(pairs, annotation: dict, class_names: list[str], has_masks: bool, coverage: dict | None = None):
+    """Add the annotator's `label` and `source` to a pair table, per kind: automatic (spurious /
+    core; `auto_annotate.auto_annotations` on the maps' statistics) or, for components, human
+    answers in the MTurk CSV layout (`Input.feature_index` = component index) through
+    `annotate.human_annotations` (Singla & Feizi 2022's majority rule): spurious, core, undecided,
+    or unannotated for a component nobody answered. The answers file may cover other shards'
+    components; those answers are counted in `coverage` (a dict, filled when given), not used."""
     import pandas as pd
 
-    from .annotate import majority_annotations, read_mturk_csv
+    from .annotate import exported_pairs, human_annotations, read_mturk_csv
     from .auto_annotate import auto_annotations
 
     out = []
     for kind, part in pairs.groupby("kind", sort=False):
         part = part.reset_index(drop=True)
         if annotation["source"] == "human" and kind == "component" and annotation.get("human_csv"):
-            keys = set(zip(part["class"].tolist(), part["feature"].tolist()))
-            votes = read_mturk_csv(annotation["human_csv"], class_names, keys)
-            table = majority_annotations(votes, annotation["min_spurious_votes"])
+            votes = read_mturk_csv(annotation["human_csv"], class_names)
+            table, cov = human_annotations(votes, exported_pairs(part), annotation["min_spurious_votes"])
+            if coverage is not None:
+                coverage.update(cov)
         elif has_masks:
             table = auto_annotations(part, annotation["auto_criterion"], annotation["auto_threshold"])
         else:  # real data without masks: annotate by hand (npca.human_csv) or give published lists
@@ -363,6 +367,44 @@ def annotate_pairs(pairs, annotation: dict, class_names: list[str], has_masks: b
         part["label"] = part["label"].fillna("unannotated")
         out.append(part)
     return pd.concat(out, ignore_index=True)
+
+
+def run_component_annotations(pairs_path, out, annotation: dict, human_csv=None, published=None) -> dict:
+    """Stage `npca_annotations`: the labelled pair table from `npca_components`' statistics.
+    Components take the human answers (`annotate_pairs`, coverage-checked like the `annotations`
+    stage) or a published `{class: [components]}` list (listed: spurious, the class's other
+    selected components: core), else keep the automatic labels they were written with; neurons
+    keep theirs. Provenance: the statistics table's, its hash, and the annotation's source."""
+    from ..errors import SpurlabError
+    from ..io import sha256_file
+    from ..report.tables import read_table, table_provenance, write_table
+    from .annotate import check_coverage
+    from .components import read_component_lists
+
+    if human_csv and published:
+        raise SpurlabError("npca: give human answers or a published component list, not both")
+    pairs = read_table(pairs_path, columns=["kind", "class", "class_name", "feature", "rank", "label", "source"])
+    prov = dict(table_provenance(pairs_path), pair_stats_sha256=sha256_file(pairs_path))
+    comp = (pairs["kind"] == "component").to_numpy()
+    if human_csv:
+        part = pairs[comp].drop(columns=["label", "source"])
+        coverage: dict = {}
+        labelled = annotate_pairs(part, dict(annotation, source="human", human_csv=human_csv), None, False, coverage)
+        check_coverage(coverage, annotation["min_coverage"], human_csv)
+        pairs.loc[comp, ["label", "source"]] = labelled[["label", "source"]].to_numpy()
+        prov |= {"human_csv_sha256": sha256_file(human_csv), "coverage": coverage, "component_source": "human"}
+    elif published:
+        lists = read_component_lists(published)
+        listed = [int(f) in lists.get(int(k), ()) for k, f in zip(pairs["class"], pairs["feature"])]
+        pairs.loc[comp, "label"] = np.where(np.asarray(listed)[comp], "spurious", "core")
+        pairs.loc[comp, "source"] = "published"
+        prov |= {"published_sha256": sha256_file(published), "component_source": "published"}
+    else:
+        prov |= {"component_source": "auto"}
+    write_table(pairs, out, prov)
+    c = pairs[comp]
+    return {"components": int(comp.sum()), "spurious": int((c["label"] == "spurious").sum()),
+            "annotated": int(c["label"].isin(("spurious", "core")).sum()), "source": prov["component_source"]}
 
 
 def run_component_tasks(components_path, imageset_path, out_dir) -> int:

@@ -67,6 +67,17 @@ def planted_cue_masks(imageset: ImageSet) -> dict[str, list[str]]:
     return {c: [row["cue"]] for c, row in table.items() if row.get("cue") in masks}
 
 
+def has_planted_truth(imageset: ImageSet) -> bool:
+    """Whether `imageset` carries planted ground truth: a generated set whose generator recorded a
+    cue table (the planted-cue benchmark), not an index of real image folders. Read from the set
+    itself, never from the run's config; a benchmark whose cue table plants nothing still has truth
+    (every class is a control)."""
+    if imageset.kind == "index":
+        return False
+    cfg = imageset.attrs.get("config") or {}
+    return isinstance(cfg, dict) and isinstance((cfg.get("datasets") or {}).get("cue_table"), dict)
+
+
 HOT = 0.5  # a NAM's "hot" region: where it reaches half its maximum (what a heatmap shows in red)
 
 
@@ -128,6 +139,8 @@ class SubsetSettings:
 
 
 def _ensure(f: h5py.File, name: str, shape, dtype, chunks=None, compression=None):
+    if not shape[0]:  # no rows (a shard whose classes have no top features): h5py refuses chunks here
+        chunks = compression = None
     return f.create_dataset(name, shape, dtype=dtype, chunks=chunks, compression=compression, track_times=False)
 
 
@@ -150,7 +163,8 @@ def build_salient_subsets(
 
     `activations` (N, D) are the model's cached phi on `imageset` (row order = the set's order),
     `labels` (N,) its labels, `top` (C, k) the selected features, `importance` (C, D) the IV table.
-    Returns counts for logging.
+    A class whose row of `top` is -1 has no top features (`importance.empty_classes`): it gets no
+    pair and is listed in the attr `classes_without_features`. Returns counts for logging.
     """
     from tqdm import tqdm
 
@@ -161,13 +175,15 @@ def build_salient_subsets(
     names = imageset.class_names
     attack = AttackSettings.for_image_size(settings.attack, size, size)
     class_rows = [np.flatnonzero(labels == i) for i in range(num_classes)]
-    short = [i for i, r in enumerate(class_rows) if len(r) < settings.min_images]
+    featured = np.asarray(top).min(axis=1) >= 0 if k else np.ones(num_classes, bool)
+    without = [i for i in range(num_classes) if not featured[i]]
+    short = [i for i, r in enumerate(class_rows) if featured[i] and len(r) < settings.min_images]
     if short:  # D(i, j) would silently shrink below the configured k
         i = short[0]
         raise SpurlabError(f"{imageset.path}: class '{names[i]}' has {len(class_rows[i])} images, fewer than "
                            f"salient.subset.min_images = {settings.min_images}")  # fmt: skip
     sizes = [subset_size(len(r), settings.fraction, settings.min_images, settings.max_images) for r in class_rows]
-    classes = shard.classes(num_classes)
+    classes = [i for i in shard.classes(num_classes) if featured[i]]
     n_pairs, n_members = len(classes) * k, sum(sizes[i] for i in classes) * k
     t = settings.top_images
     model.eval()
@@ -180,7 +196,7 @@ def build_salient_subsets(
         m_nam = _ensure(f, "members/nam", (n_members, size, size), "uint8", (1, size, size), "gzip")
         tops = _ensure(f, "top/attack", (n_pairs, t, size, size, 3), "uint8", (1, t, size, size, 3), "gzip")
         pos = 0
-        for i in tqdm(classes, desc="salient subsets", unit="class", disable=not progress):
+        for done, i in enumerate(tqdm(classes, desc="salient subsets", unit="class", disable=not progress)):
             rows, n = class_rows[i], sizes[i]
             members = []  # per rank: rows by decreasing phi_j
             for r, j in enumerate(top[i]):
@@ -197,7 +213,7 @@ def build_salient_subsets(
                     cue |= imageset.masks(m, union).astype(bool)
                 masks = {"object": obj, "cue": cue, "rest": ~(obj | cue)}
             for r, j in enumerate(top[i]):
-                p = (i - classes.start) * k + r
+                p = done * k + r  # the kept classes before i, k pairs each
                 sel = [where[row] for row in members[r]]
                 nams = []
                 for s in range(0, len(sel), settings.batch_size):
@@ -241,10 +257,12 @@ def build_salient_subsets(
             top_images=t,
             attack=json.dumps({"preset": settings.attack, **attack.as_dict()}),
             has_masks=has_masks,
+            classes_without_features=json.dumps(without),
             code_version=__version__,
             **shard_attrs(shard),
         )
-    return {"pairs": n_pairs, "members": n_members, "has_masks": has_masks}
+    return {"pairs": n_pairs, "members": n_members, "has_masks": has_masks,
+            "classes_without_features": [names[i] for i in without]}
 
 
 class SalientSubsets:
@@ -335,6 +353,7 @@ def run_subsets(model_dir, imageset_path, features_path, importance_path, out, s
     # features would not fit
     classes = shard.classes(len(imp["top"]))
     cols = np.unique(imp["top"][classes.start : classes.stop])
+    cols = cols[cols >= 0]  # -1: a class without top features (importance.empty_classes)
     with open_features(features_path, model_dir=model_dir, imageset=imageset) as fc:
         labels = fc["labels"]
         mine = (labels >= classes.start) & (labels < classes.stop)

@@ -12,7 +12,17 @@
 - `retrieval_precision`: fraction of cue-only retrieved images that show the class's cue and not
   its object;
 - per model: spurious AUC / AP before and after SpuFix (on the `cue_only` split; the retrieved set
-  under `retrieved_*`), test accuracy before and after; `transfer_invariant_max_abs_err`.
+  under `retrieved_*`), test accuracy before and after; `transfer_invariant_max_abs_err`;
+  `cue_only_negatives` says where the cue-only negatives came from (`planted_cues`: the generated
+  set's cue flags; `folder_labels`: a cue-only folder set's labels);
+- `n_components` (all selected), `n_components_annotated` (labelled spurious or core: not
+  `unannotated` nor `undecided`), `component_labels` (count per label).
+
+Data without planted truth (real images: no masks, so the pair table's region statistics are NaN)
+gives null for every field scored against it (recovery, annotator precision, the harmful
+components' precision, retrieval precision, the recovery acceptance), and `not_computed` maps
+each such field to a one-line reason. With planted truth `not_computed` lists only the fields that
+are null for another reason.
 """
 
 from __future__ import annotations
@@ -22,8 +32,18 @@ import json
 import numpy as np
 
 
+NO_TRUTH = "the image set has no planted cues or object masks (real data)"
+ANNOTATED = ("spurious", "core")  # labels that count as annotated; not `unannotated`, `undecided`
+
+
 def _f(x):
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+
+def has_planted_truth(pairs) -> bool:
+    """Whether the pair table was measured against planted truth: its region statistics exist
+    only where the image set has object and cue masks (the benchmark), NaN on real data."""
+    return bool(len(pairs)) and bool(pairs["mass_object"].notna().any())
 
 
 def recovery(pairs, planted: dict[str, list[str]]) -> dict:
@@ -68,8 +88,10 @@ def harmful_record(pairs, harmful) -> dict:
 def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -> dict:
     from ..discover.retrieval import retrieval_precision
 
-    rec = recovery(pairs, provenance.get("planted_cues", {}))
+    truth = has_planted_truth(pairs)
+    rec = recovery(pairs, provenance.get("planted_cues", {})) if truth else None
     comps = pairs[pairs["kind"] == "component"]
+    labels = comps["label"].fillna("unannotated").astype(str)
     per_model = {}
     for r in models.to_dict("records"):
         m = {
@@ -88,28 +110,51 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
         per_model[r["model"]] = m
     robust = models[~models["transferred"].astype(bool)]
     err = robust["transfer_invariant_max_abs_err"].iloc[0] if len(robust) and "transfer_invariant_max_abs_err" in robust else None
-    auc_up = {n: (m["spurious_auc_after"] or 0) > (m["spurious_auc_before"] or 0) for n, m in per_model.items()}
+    # the cue-only score exists where the cue-only set gave some class negatives (either kind of set)
+    scored = {n: None not in (m["spurious_auc_before"], m["spurious_auc_after"]) for n, m in per_model.items()}
+    auc_up = {n: m["spurious_auc_after"] > m["spurious_auc_before"] if scored[n] else None
+              for n, m in per_model.items()}  # fmt: skip
     acc_loss = {n: (m["acc_before"] - m["acc_after"]) * 100 for n, m in per_model.items()}
+    harm = harmful_record(pairs, harmful)
+    ret_precision = retrieval_precision(retrieval) if len(retrieval) else None
+    not_computed = {}
+    if not truth:
+        for key in ("planted_cues_recovered", "planted_cue_recovery", "annotator_precision",
+                    "annotator_precision_presence_only", "acceptance/npca_recovery_at_least_0.9"):
+            not_computed[key] = NO_TRUTH
+    if harm["harmful_precision"] is None:
+        not_computed["harmfulness/harmful_precision"] = NO_TRUTH if not truth else "no component was validated harmful"
+    if ret_precision is None:
+        not_computed["retrieval_precision"] = NO_TRUTH if not truth and len(retrieval) else "no image was retrieved"
+    if per_model and not any(scored.values()):
+        not_computed["models/*/spurious_auc_*, spurious_ap_*"] = "no class had both test images and cue-only negatives"
+    def per_kind(value):
+        """{kind: value(score) or None} of the recovery scores; None without planted truth."""
+        return {k: (value(v) if v else None) for k, v in rec.items()} if rec else None
+
     return {
-        "planted_cues_recovered": {k: (v["planted_cues_recovered"] if v else None) for k, v in rec.items()},
-        "planted_cue_recovery": {k: (v["recovered"] if v else None) for k, v in rec.items()},
-        "annotator_precision": {k: (_f(v["precision"]) if v else None) for k, v in rec.items()},
-        "annotator_precision_presence_only": {k: (_f(v["precision_presence_only"]) if v else None) for k, v in rec.items()},
-        "n_components_annotated": int(len(comps)),
-        "n_components_spurious": int((comps["label"] == "spurious").sum()),
+        "planted_cues_recovered": per_kind(lambda v: v["planted_cues_recovered"]),
+        "planted_cue_recovery": per_kind(lambda v: v["recovered"]),
+        "annotator_precision": per_kind(lambda v: _f(v["precision"])),
+        "annotator_precision_presence_only": per_kind(lambda v: _f(v["precision_presence_only"])),
+        "n_components": int(len(comps)),
+        "n_components_annotated": int(labels.isin(ANNOTATED).sum()),
+        "n_components_spurious": int((labels == "spurious").sum()),
+        "component_labels": {str(k): int(v) for k, v in labels.value_counts().sort_index().items()},
         "spurious_components": {f"{k}": sorted(int(x) for x in g["feature"])
-                                for k, g in comps[comps["label"] == "spurious"].groupby("class")},  # fmt: skip
-        "harmfulness": harmful_record(pairs, harmful),
-        "retrieval_precision": retrieval_precision(retrieval) if len(retrieval) else None,
+                                for k, g in comps[labels == "spurious"].groupby("class")},  # fmt: skip
+        "harmfulness": harm,
+        "retrieval_precision": ret_precision,
         "retrieved_images": int(len(retrieval)),
         "models": per_model,
         "transfer_invariant_max_abs_err": _f(err),
         "acceptance": {
             "spufix_raises_mean_spurious_auc": auc_up,
             "test_accuracy_loss_points": acc_loss,
-            "npca_recovery_at_least_0.9": (rec["npca"] or {}).get("planted_cues_recovered", 0) >= 0.9,
+            "npca_recovery_at_least_0.9": (rec["npca"] or {}).get("planted_cues_recovered", 0) >= 0.9 if rec else None,
         },
         "per_class": classes.replace({np.nan: None}).to_dict("records"),
+        "not_computed": not_computed,
     }
 
 
@@ -127,6 +172,7 @@ def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, mod
                                              "harmful_sha256": sha256_file(harmful_path)})
     harmful = read_table(harmful_path, expect={"pairs_sha256": pairs_sha})
     summary = npca_summary(pairs, prov, retrieval, models, classes, harmful)
+    summary["cue_only_negatives"] = table_provenance(models_path).get("cue_only_negatives")
     summary["inputs"] = {"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path),
                          "harmful_sha256": sha256_file(harmful_path),
                          "spufix_classes_sha256": sha256_file(classes_path), "spufix_models_sha256": sha256_file(models_path)}  # fmt: skip

@@ -1,15 +1,24 @@
 """The `salient` target's headline numbers (Singla & Feizi 2022 on the planted-cue benchmark).
 
 - annotation: pairs, spurious pairs, the automatic annotator's precision/recall against planted
-  truth and the fraction of planted (class, cue) pairs recovered (SPEC 4.7);
+  truth and the fraction of planted (class, cue) pairs recovered (SPEC 4.7); for human answers
+  also the pairs left unannotated or undecided and how far the answers file covers the exported
+  pairs (the annotations table's provenance, `discover.annotate.human_annotations`);
 - noise: per model and sigma, core and spurious accuracy over the classes that have both spurious
   and core features (the paper's acc(C) averages over classes with a spurious feature; averaging
   both over the same classes keeps the two comparable);
-- the "drake" comparison per model: on cue classes, the accuracy drop from noise on spurious
-  regions against the drop from noise on core regions, at each sigma;
+- the "drake" comparison per model: on cue classes (without planted truth: on every class with
+  both kinds of feature, as the paper), the accuracy drop from noise on spurious regions against
+  the drop from noise on core regions, at each sigma;
 - l2-matched drops (appendix L): for each spurious/core feature pair of a class, the feature whose
   noise has the smaller mean L2 norm at sigma 0.25 gets the smallest sigma in 0.30..0.60 whose
   L2 norm reaches the other's; the drops are compared at those sigmas.
+
+Data without planted truth (real images: an index of image folders, no masks) has no annotator
+score, no planted cue to recover and no cue classes: those fields (the `auto_annotator*`
+scores, `planted_cues_recovered`, `planted_cue_recovery`, `cue_classes_with_both`) are
+null and `not_computed` maps each to a one-line reason. `n_annotated` counts the pairs labelled
+spurious or core.
 """
 
 from __future__ import annotations
@@ -18,6 +27,9 @@ import numpy as np
 import pandas as pd
 
 HEADLINE_SIGMA = 0.25
+ANNOTATED = ("spurious", "core")
+NO_TRUTH = "the image set has no planted cues (real data)"
+NO_MASKS = "the image set has no object or cue masks to score against (real data)"
 
 
 def _overall(noise: pd.DataFrame, classes) -> dict:
@@ -113,7 +125,13 @@ def classes_with_large_gap(noise: pd.DataFrame, sigma: float = HEADLINE_SIGMA, g
 
 
 def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[str, pd.DataFrame],
-                    planted: dict[str, list[str]], auto: dict | None, erm_models: list[str]) -> dict:  # fmt: skip
+                    planted: dict[str, list[str]], auto: dict | None, erm_models: list[str],
+                    planted_truth: bool | None = None) -> dict:  # fmt: skip
+    """The summary (module docstring). `auto`: the automatic annotator scored against the planted
+    truth (None without masks); `planted_truth`: whether the image set has planted cues
+    (`subsets.has_planted_truth`; default: `planted` is not empty). Fields that need what is
+    missing are null and named, with a one-line reason, in `not_computed`."""
+    truth = bool(planted) if planted_truth is None else bool(planted_truth)
     names = dict(zip(pairs["class"], pairs["class_name"]))
     swept = sorted({float(x) for t in noise.values() for x in t.loc[t["measure"] != "feature", "sigma"]} - {0.0})
     sigma = HEADLINE_SIGMA if HEADLINE_SIGMA in swept or not swept else swept[0]
@@ -123,6 +141,9 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
     summary = {
         "n_pairs": int(len(annotations)),
         "n_spurious": int((annotations["label"] == "spurious").sum()),
+        # human answers only: pairs nobody answered, pairs whose answers reach no majority
+        "n_unannotated": int((annotations["label"] == "unannotated").sum()),
+        "n_undecided": int((annotations["label"] == "undecided").sum()),
         "n_classes_with_spurious": int(annotations.loc[annotations["label"] == "spurious", "class_index"].nunique()),
         "annotation_source": str(annotations["source"].iloc[0]) if len(annotations) else None,
         "auto_annotator_precision": auto["precision"] if auto else None,
@@ -132,9 +153,11 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
         "planted_cues_recovered": auto["planted_cues_recovered"] if auto else None,
         "planted_cue_recovery": auto["recovered"] if auto else None,
         "classes_with_both": [names[i] for i in both],
-        "cue_classes_with_both": [names[i] for i in cue_classes],
+        "cue_classes_with_both": [names[i] for i in cue_classes] if truth else None,
         "noise": {m: _overall(t, both) for m, t in noise.items()},
-        "drake": {m: drake_comparison(t, cue_classes) for m, t in noise.items()},
+        # on the benchmark its cue classes; without planted cues every class with both kinds (the paper's)
+        "drake": {m: drake_comparison(t, cue_classes if truth else both) for m, t in noise.items()},
+        "drake_classes": "cue classes with both" if truth else "classes with both",
         "headline_sigma": sigma,
         "l2_matched": {m: l2_matched(t, sigma) for m, t in noise.items()},
         "classes_spurious_drop_20pt_above_core": {
@@ -145,6 +168,17 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
     }
     if auto:
         summary["auto_annotator"] = {k: v for k, v in auto.items() if k not in ("recovered", "truth")}
+    # counted as annotated: spurious or core (not unannotated, undecided)
+    summary["n_annotated"] = int(annotations["label"].isin(ANNOTATED).sum())
+    not_computed = {}
+    if not auto:
+        for key in ("auto_annotator_precision", "auto_annotator_recall", "auto_annotator_precision_presence_only",
+                    "auto_annotator_recall_presence_only", "planted_cues_recovered", "planted_cue_recovery",
+                    "auto_annotator"):  # fmt: skip
+            not_computed[key] = NO_MASKS
+    if not truth:
+        not_computed["cue_classes_with_both"] = NO_TRUTH
+    summary["not_computed"] = not_computed
     return summary
 
 
@@ -158,7 +192,7 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
     from ..data.imagesets import ImageSet
     from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth, switched_off_truth
     from ..discover.nam import heatmap
-    from ..discover.subsets import STAT_COLUMNS, SalientSubsets
+    from ..discover.subsets import STAT_COLUMNS, SalientSubsets, has_planted_truth
     from ..errors import SpurlabError
     from ..io import sha256_file, write_json
     from ..report.figures import feature_grid, noise_curves
@@ -201,7 +235,9 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
             grid.append({"class_name": row["class_name"], "feature": int(row["feature"]), "rank": int(row["rank"]),
                          "label": label_of.get((row["class"], row["feature"]), "unannotated"),
                          "truth": truth[p], "heatmap": heatmap(img, m["nam"][0])})  # fmt: skip
-    summary = salient_summary(pairs, annotations, noise, planted, auto, erm)
+    summary = salient_summary(pairs, annotations, noise, planted, auto, erm, has_planted_truth(imageset))
+    if summary["annotation_source"] == "human":
+        summary["coverage"] = table_provenance(annotations_path).get("coverage")
     summary["inputs"] = {"subsets_sha256": subsets_sha, "annotations_sha256": annotations_sha,
                          "features_sha256": sha256_file(features_path),
                          "noise_sha256": {Path(p).name: sha256_file(p) for p in noise_paths}}  # fmt: skip

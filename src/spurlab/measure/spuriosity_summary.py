@@ -13,12 +13,22 @@
 - head tuning per model and method: gap and accuracy before and after (validation, and the
   held-out set when configured), averaged over trials;
 - label-noise candidates of negative-gap classes and what core cropping did to them.
+
+An image set without planted truth (real images: an index of image folders) has no cue, control
+or collision classes, no planted cue to score the ranking against and no counterfactual twins:
+those fields (`class_roles`, `spuriosity_auc`, `spuriosity_auc_mean`, the per-model
+`cue_class_mean_gap`, `control_class_mean_gap`, `collision_class_gap`) are null, and
+`not_computed` maps each to a one-line reason (also the counterfactual correlation, absent without
+the models stage's summary, and the label-noise candidates' cue statistics).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+
+NO_TRUTH = "the image set has no planted cues (real data)"
 
 
 def _mean(values) -> float | None:
@@ -72,11 +82,15 @@ def corruption_summary(tables: dict[str, pd.DataFrame], correlations: pd.DataFra
 
 def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.DataFrame, correlations: pd.DataFrame,
                        planted: dict[str, list[str]], class_names: list[str], gap_set: str,
-                       counterfactual: dict[str, dict[str, float]] | None = None) -> dict:  # fmt: skip
-    """The summary's ranking and gap sections (see the module docstring)."""
+                       counterfactual: dict[str, dict[str, float]] | None = None,
+                       planted_truth: bool | None = None) -> dict:  # fmt: skip
+    """The summary's ranking and gap sections (see the module docstring). `planted_truth`: whether
+    the gap set carries planted truth (`subsets.has_planted_truth`; default: `planted` is not
+    empty); without it the fields scored against planted cues are null and named in `not_computed`."""
     from .spuriosity import spuriosity_auc
 
-    roles = class_roles(planted, class_names)
+    truth = bool(planted) if planted_truth is None else bool(planted_truth)
+    roles = class_roles(planted, class_names) if truth else {"cue": [], "control": [], "collision": []}
     auc = {}
     for set_name, r in rankings.groupby("set", sort=False):
         known = r[r["cue_present"].notna()]
@@ -92,9 +106,9 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
         models[model] = {
             "acc": float(row["acc"]), "acc_high": float(row["acc_high"]), "acc_low": float(row["acc_low"]),
             "mean_gap": float(row["mean_gap"]),
-            "cue_class_mean_gap": _mean(by_name.get(c) for c in roles["cue"]),
-            "control_class_mean_gap": _mean(by_name.get(c) for c in roles["control"]),
-            "collision_class_gap": {c: by_name[c] for c in roles["collision"] if c in by_name},
+            "cue_class_mean_gap": _mean(by_name.get(c) for c in roles["cue"]) if truth else None,
+            "control_class_mean_gap": _mean(by_name.get(c) for c in roles["control"]) if truth else None,
+            "collision_class_gap": {c: by_name[c] for c in roles["collision"] if c in by_name} if truth else None,
             "effective_robustness": None if np.isnan(row["effective_robustness"]) else float(row["effective_robustness"]),
             "class_gap": by_name,
         }  # fmt: skip
@@ -103,18 +117,27 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
         "gap_set": gap_set,
         "k": int(gaps["k"].max()) if len(gaps) else None,
         "ranked_classes": sorted(gaps["class_name"].unique().tolist()),
-        "class_roles": roles,
-        "spuriosity_auc": auc,
-        "spuriosity_auc_mean": _mean(auc.get(gap_set, {}).get(c) for c in roles["cue"]),
+        "class_roles": roles if truth else None,
+        "spuriosity_auc": auc if truth else None,
+        "spuriosity_auc_mean": _mean(auc.get(gap_set, {}).get(c) for c in roles["cue"]) if truth else None,
         "models": models,
         "gap_correlation_mean": _mean(correlations["pearson_r"]) if len(correlations) else None,
         "gap_correlations": correlations.to_dict(orient="records"),
         "negative_gap_classes": sorted(negative[negative < 0].index.tolist()),
     }
+    not_computed = {}
+    if not truth:
+        for key in ("class_roles", "spuriosity_auc", "spuriosity_auc_mean", "models/*/cue_class_mean_gap",
+                    "models/*/control_class_mean_gap", "models/*/collision_class_gap"):
+            not_computed[key] = NO_TRUTH
     if counterfactual:
         r = gap_truth_correlation(gaps, counterfactual)
         summary["gap_vs_counterfactual_r"] = r
         summary["gap_vs_counterfactual_r_mean"] = _mean(r.values())
+    else:
+        not_computed["gap_vs_counterfactual_r"] = (
+            NO_TRUTH if not truth else "no counterfactual gaps given (the models stage's summary)")
+    summary["not_computed"] = not_computed
     return summary
 
 
@@ -126,7 +149,7 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
     from pathlib import Path
 
     from ..data.imagesets import ImageSet
-    from ..discover.subsets import planted_cue_masks
+    from ..discover.subsets import has_planted_truth, planted_cue_masks
     from ..errors import SpurlabError
     from ..io import sha256_file, write_json
     from ..report import figures
@@ -145,7 +168,8 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
         ms = json.loads(Path(models_summary_path).read_text())
         counterfactual = {m: e["counterfactual_gap"] for m, e in ms["models"].items()}
     gap_set = table_provenance(gaps_path)["gap_set"]
-    summary = spuriosity_summary(rankings, gaps, suite, corr, planted, names, gap_set, counterfactual)
+    truth = has_planted_truth(imageset)
+    summary = spuriosity_summary(rankings, gaps, suite, corr, planted, names, gap_set, counterfactual, truth)
     corruption = {}
     same_annotations = {"annotations_sha256": table_provenance(rankings_path)["annotations_sha256"]}
     for p in corruption_paths:
@@ -161,6 +185,8 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
     summary["tuning"] = tuning_summary(tuning)
     noise = read_table(label_noise_path, expect=expect)
     summary["label_noise"] = label_noise_summary(noise, list(summary["models"]), names)
+    if not truth and summary["label_noise"]:
+        summary["not_computed"]["label_noise/*/cue_present, cue_removed_by_crop"] = NO_TRUTH
     if lightweight_path:
         summary["lightweight"] = json.loads(Path(lightweight_path).read_text())
     summary["inputs"] = {Path(p).name: sha256_file(p) for p in

@@ -2,7 +2,8 @@
 
 Per class k: positives are the test images of class k, negatives the images that show class k's
 spurious cue but no class-k object (Spurious ImageNet; here the benchmark's `cue_only` images with
-the class's planted cue, or the images retrieved for k by `discover.retrieval`); the score of an
+the class's planted cue, a cue-only folder set in the Spurious ImageNet layout, or the images
+retrieved for k by `discover.retrieval`); the score of an
 image is the model's predicted probability of k. The paper's text reports the ROC-AUC
 (`spurious_auc`); its reference code computes the average precision (`spurious_ap`): both are
 reported, per class and as the mean over classes (scikit-learn's `roc_auc_score`,
@@ -55,7 +56,16 @@ def mean_scores(table: pd.DataFrame) -> dict:
 
 
 def cue_only_negatives(imageset, planted: dict[str, list[str]]) -> dict[int, np.ndarray]:
-    """{class k: rows of a cue_only set that show one of k's planted cues} (ground truth flags)."""
+    """{class k: rows of a cue-only set that show k's spurious feature without class k}.
+
+    A folder set (ImageSet kind "index", Spurious ImageNet layout `cue_only/<class folder>/*.jpg`,
+    indexed with the model's class-name/synset file): the images in class k's folder show k's
+    spurious feature but not k, so k's negatives are the rows labelled k (`planted` is not used).
+    The generated set: the rows whose planted `cue_*` flag of one of k's cues is set and whose
+    label is not k (ground truth flags)."""
+    if imageset.kind == "index":
+        labels = np.asarray(imageset.labels)
+        return {int(k): np.flatnonzero(labels == k) for k in np.unique(labels[labels >= 0])}
     names = imageset.class_names
     out = {}
     for cname, cues in planted.items():

@@ -199,7 +199,13 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
     (or published) and validated to trigger the class on their own. Writes per (model, class, negatives) the spurious AUC
     and AP before/after (`out_classes`), and per model the test accuracy before/after, the class
     means and, for the robust model, the transfer invariant (transfer to itself vs direct SpuFix,
-    max |logit difference| on its test set) (`out_models`)."""
+    max |logit difference| on its test set) (`out_models`).
+
+    `cue_only_set`: the generated `cue_only` set (class k's negatives: the rows with k's planted cue
+    flag) or a cue-only folder set in the Spurious ImageNet layout, indexed with the model's class
+    names (kind "index"; class k's negatives: the rows labelled k, whose folder shows k's spurious
+    feature without k). The tables' provenance `cue_only_negatives` says which (`planted_cues`,
+    `folder_labels`)."""
     import pandas as pd
 
     from ..data.imagesets import ImageSet
@@ -218,12 +224,15 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
     harmful = read_table(harmful_path, expect={"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path)})
     spurious = {int(k): sorted(v) for k, v in harmful_components(harmful).items() if v}
     cue_set = ImageSet(cue_only_set)
+    # a folder set (kind "index"): class k's negatives are its rows labelled k; the generated set:
+    # the rows with k's planted cue flag (`cue_only_negatives`)
     negatives = {"cue_only": cue_only_negatives(cue_set, planted_cue_masks(cue_set))}
+    cue_source = "folder_labels" if cue_set.kind == "index" else "planted_cues"
 
     def load(name, key, entry, imageset=None):
         with open_features(entry[key], model_dir=entry["dir"], imageset=imageset) as fc:
             return {"phi": fc["features"], "logits": fc["logits"], "labels": fc["labels"],
-                    "imageset_sha256": fc.attrs["imageset_sha256"]}  # fmt: skip
+                    "imageset_sha256": fc.attrs["imageset_sha256"], "class_names": fc.class_names}  # fmt: skip
 
     r_entry = models[robust]
     r_sha = model_checkpoint_sha256(r_entry["dir"])
@@ -249,6 +258,9 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
             return spufix_transfer_logits(data["logits"], data["phi"], W, dirs)
 
         test = load(name, "test", entry)
+        if cue_source == "folder_labels" and test["class_names"] != cue_set.class_names:
+            raise SpurlabError(f"{cue_only_set}: class names differ from those of {entry['test']}; index the "
+                               "cue-only folder with the model's class-name/synset file so that class indices agree")
         after = {"test": fixed(test)}
         row = {"model": name, "transferred": name != robust, "acc_before": float((test["logits"].argmax(1) == test["labels"]).mean()),
                "acc_after": float((after["test"].argmax(1) == test["labels"]).mean())}  # fmt: skip
@@ -283,7 +295,7 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
         model_rows.append(row)
     classes = pd.concat(class_rows, ignore_index=True) if class_rows else pd.DataFrame()
     provenance = {"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path),
-                  "retrieval_sha256": sha256_file(retrieval_path), "robust": robust,
+                  "retrieval_sha256": sha256_file(retrieval_path), "robust": robust, "cue_only_negatives": cue_source,
                   "harmful_sha256": sha256_file(harmful_path), "spurious_components": {str(k): v for k, v in spurious.items()},
                   "features_sha256": {n: {k: sha256_file(p) for k, p in e.items() if k != "dir"} for n, e in models.items()}}  # fmt: skip
     write_table(classes, out_classes, provenance)

@@ -47,6 +47,11 @@ def _salient(s: dict) -> list[str]:
            "one that a planted background cue switches off): recall 1 means no truly spurious feature was missed; "
            f"counting only features that show a cue, precision is {_f(s.get('auto_annotator_precision_presence_only'))}.",
            ""]  # fmt: skip
+    cov = s.get("coverage")
+    if cov:
+        out.insert(3, f"- **Human answers cover {cov['answered_and_exported']} of {cov['exported']} exported pairs**: "
+                      f"{s.get('n_unannotated')} unannotated, {s.get('n_undecided')} without a majority; answers to "
+                      f"{cov['answered_not_exported']} pairs that were not exported were not used.")
     rows = []
     for m, by_sigma in (s.get("drake") or {}).items():
         e = by_sigma.get(str(sig)) or by_sigma.get(f"{sig:g}" if isinstance(sig, float) else str(sig)) or {}
@@ -234,15 +239,31 @@ WRITERS = {"salient": _salient, "spuriosity": _spuriosity, "npca": _npca, "bam":
            "posthoc": _posthoc}
 
 
+def _without_truth(section: list[str], not_computed: dict) -> list[str]:
+    """A stage's lines on data without planted truth: its sentences about the planted cues go, one
+    line says which numbers were not computed and why."""
+    reasons: dict[str, list[str]] = {}
+    for key, why in not_computed.items():
+        reasons.setdefault(why, []).append(f"`{key}`")
+    kept = [line for line in section if "planted" not in line.lower() and "counterfactual" not in line.lower()]
+    note = "- **Not computed**: " + "; ".join(f"{', '.join(keys)}: {why}" for why, keys in reasons.items())
+    return kept[:2] + [note] + kept[2:]
+
+
 def summary_markdown(summaries: dict[str, dict], counts: dict | None = None) -> str:
+    truth = not any(s.get("not_computed") for s in summaries.values())
+    intro = ("Headline numbers of each paper's analogue on the planted-cue benchmark, and how well each method "
+             "recovers the cues we planted." if truth else
+             "Headline numbers of each paper's method on this data; it has no planted truth, so each stage says "
+             "which scores against it were not computed.")  # fmt: skip
     lines = ["# spurlab results", "",
-             "Headline numbers of each paper's analogue on the planted-cue benchmark, and how well each method "
-             "recovers the cues we planted. Every number is also in `results/tables/metrics.csv` (one row per "
+             f"{intro} Every number is also in `results/tables/metrics.csv` (one row per "
              "model / class / feature / method / setting, with n and SEM).", ""]  # fmt: skip
     if counts:
         lines += [", ".join(f"{k}: {v}" for k, v in counts.items()), ""]
     for stage, s in summaries.items():
-        lines += WRITERS.get(stage, lambda x, st=stage: _generic(st, x))(s)
+        section = WRITERS.get(stage, lambda x, st=stage: _generic(st, x))(s)
+        lines += _without_truth(section, s["not_computed"]) if s.get("not_computed") else section
     return "\n".join(lines).rstrip() + "\n"
 
 
