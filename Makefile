@@ -23,11 +23,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+# validate-config first: Snakemake reads --configfile files itself, before the Snakefile, and
+# answers a file that is not UTF-8 with a traceback; spurlab says so in one line naming the file
 run: setup
+	$(BIN)/spurlab validate-config --config $(CONFIG)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)
 	$(BIN)/snakemake --report results/report.html --configfile $(CONFIG) --workflow-profile $(PROFILE)
 
 dry-run: setup
+	$(BIN)/spurlab validate-config --config $(CONFIG)
 	$(BIN)/snakemake -n --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)
 
 test: setup

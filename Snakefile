@@ -11,14 +11,15 @@ if shutil.which("spurlab") is None:
         "(source .venv/bin/activate, after `make setup`) or run through make (make run)"
     )
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from spurlab.config import (
     benchmark_on,
-    check_semantics,
+    check_paths,
     enabled,
     imported_models,
     lightweight_model,
+    load_config,
     model_section,
     noise_models,
     one_of,
@@ -26,7 +27,9 @@ from spurlab.config import (
     set_names,
     spuriosity_models,
     trained_models,
+    validate_config,
 )
+from spurlab.errors import SpurlabError
 
 min_version("9.0")
 
@@ -46,10 +49,18 @@ if workflow.config_settings.config:
         "file and add it after the base config: --configfile config/config.yaml my_overrides.yaml"
     )
 
-# Schema first (unknown keys, types), then cross-key rules: a bad config fails here, before
-# any job writes under results/.
-validate(config, "workflow/schemas/config.schema.yaml")
-check_semantics(config)
+# Schema first (finite numbers, unknown keys, types), then cross-key rules: a bad config fails
+# here, before any job writes under results/. The files are read again through spurlab's loader,
+# which Snakemake's does not replace: UTF-8 only, a key given twice is an error (Snakemake's loader
+# keeps the last value). Each failure is one line naming the file or key.
+try:
+    load_config(workflow.configfiles)
+    validate_config(config)
+    # the input folders and files it names (image folder roots, synset maps, checkpoints; not the
+    # human answer files, whose absence is a normal state): a missing one fails here too
+    check_paths(config)
+except SpurlabError as e:
+    raise WorkflowError(f"spurlab: error: {e}") from None
 
 CONFIGFILES = " ".join(map(str, workflow.configfiles))
 SETS = set_names(config)

@@ -101,7 +101,7 @@ def _finish_cache(path: Path, model: str, model_dir: Path, imageset: Path, rng, 
 
     from spurlab import __version__
     from spurlab.data.imagesets import ImageSet
-    from spurlab.features import FORMAT, model_checkpoint_sha256
+    from spurlab.features import FORMAT, column_sha256, model_checkpoint_sha256
 
     s = ImageSet(imageset)
     with h5py.File(path, "r+") as f:
@@ -122,7 +122,8 @@ def _finish_cache(path: Path, model: str, model_dir: Path, imageset: Path, rng, 
         f["index"] = s.ids
         f.attrs.update(format=FORMAT, model=model, arch="resnet50", checkpoint_sha256=model_checkpoint_sha256(model_dir),
                        imageset=s.attrs["set_name"], imageset_sha256=s.sha256, class_names=json.dumps(s.class_names),
-                       n_rows=n, num_features=d, num_classes=c, feature_dtype="float16", code_version=__version__)  # fmt: skip
+                       n_rows=n, num_features=d, num_classes=c, feature_dtype="float16", code_version=__version__,
+                       labels_sha256=column_sha256(labels), index_sha256=column_sha256(s.ids))  # fmt: skip
 
 
 def make_data(work: Path, rows: int, classes: int, dim: int, n_models: int, val_per_class: int, seed: int = 0,

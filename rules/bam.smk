@@ -1,4 +1,5 @@
-# BAM (Yang & Kim 2019; SPEC 1.2, 5.6, 5.7): models with known relative feature importance,
+# BAM (Yang & Kim 2019; docs/methods.md#bam-compositing, #attribution-methods, #bam-metrics): models with
+# known relative feature importance,
 # attribution region means, MCS / IDR / IIR, TCAV. Target `bam`.
 from spurlab.bam import (
     attribution_parts,

@@ -1,4 +1,4 @@
-# Stage 1 (ARCHITECTURE): config -> image sets, contact sheets, summary.
+# Stage 1 (docs/architecture.md): config -> image sets, contact sheets, summary.
 from spurlab.config import (
     bam_source_inputs,
     folder_options,
@@ -12,7 +12,9 @@ wildcard_constraints:
 
 
 rule image_set:
-    """Render one image set of the planted-cue benchmark, BAM or contamination (SPEC 1.1-1.3)."""
+    """Render one image set of the planted-cue benchmark, BAM or contamination
+    (docs/methods.md#planted-cue-benchmark, #bam-compositing, #spurious-contamination).
+    """
     input:
         # bam.source coco: the COCO JSON, its image folder and the scene folder (else nothing)
         lambda w: bam_source_inputs(config, w.set),
@@ -40,7 +42,7 @@ rule image_set:
 
 
 rule index_folder:
-    """Index an ImageNet-style folder (`folders:` in the config) as an image set (SPEC 1.4).
+    """Index an ImageNet-style folder (`folders:` in the config) as an image set (docs/methods.md#real-data-adapters).
     Reads every file once (hash and decode check); rerun with -R index_folder after the folder changes.
     """
     output:

@@ -1,4 +1,4 @@
-# Stage 4 (ARCHITECTURE): discovery on the robust model - Salient ImageNet (Singla & Feizi 2022).
+# Stage 4 (docs/architecture.md): discovery on the robust model - Salient ImageNet (Singla & Feizi 2022).
 from pathlib import Path
 
 SAL = config["salient"]
@@ -6,7 +6,7 @@ SAL_MODEL = f"results/models/{SAL['model']}"
 
 
 rule importance:
-    """Neural feature importance IV and the top-k features per class (SPEC 4.1)."""
+    """Neural feature importance IV and the top-k features per class (docs/methods.md#neural-feature-importance)."""
     input:
         weights=f"{SAL_MODEL}/model.safetensors",
         features=f"results/features/{SAL['model']}/{SAL['importance_set']}.h5",
@@ -34,7 +34,8 @@ rule importance:
 
 
 rule salient_subsets:
-    """D(i,j) per class and top feature: NAM soft masks, feature attacks, mask localisation (SPEC 4.2-4.4),
+    """D(i,j) per class and top feature: NAM soft masks, feature attacks, mask localisation
+    (docs/methods.md#neural-activation-maps, #feature-attack, #class-feature-subsets),
     for one class shard (compute.class_shards); salient_subsets_merge joins the shards.
     """
     input:
@@ -89,7 +90,7 @@ rule salient_subsets_merge:
 
 
 rule annotation_tasks:
-    """One HTML task page per class-feature pair and a CSV manifest, for human annotators (SPEC 4.7)."""
+    """One HTML task page per class-feature pair and a CSV manifest, for human annotators (docs/methods.md#annotation)."""
     input:
         subsets="results/salient/subsets.h5",
         imageset=f"results/datasets/{SAL['subset_set']}.h5",
@@ -112,7 +113,7 @@ rule annotation_tasks:
 
 
 rule annotations:
-    """The annotations table: automatic (NAM mass vs object mask) or human MTurk answers (SPEC 4.7)."""
+    """The annotations table: automatic (NAM mass vs object mask) or human MTurk answers (docs/methods.md#annotation)."""
     input:
         subsets="results/salient/subsets.h5",
         human=SAL["annotation"]["human_csv"] or [],
@@ -150,7 +151,7 @@ if (
 ):
 
     rule await_salient_answers:
-        """Stop with one line: the task pages are ready, their answers file is not (SPEC 4.7)."""
+        """Stop with one line: the task pages are ready, their answers file is not (docs/methods.md#annotation)."""
         input:
             "results/salient/tasks/index.html",
         output:
@@ -159,6 +160,8 @@ if (
             "logs/salient/await_answers.log",
         benchmark:
             "benchmarks/salient/await_answers.tsv"
+        conda:
+            "../envs/data.yaml"
         threads: 1
         resources:
             mem_mb=500,
@@ -190,14 +193,14 @@ rule salient_masks:
         "--out {output} > {log} 2>&1"
 
 
-# Lightweight discovery on new data (Moayeri et al. 2023 sec. 3.2; SPEC 6.3): a head fit on the
+# Lightweight discovery on new data (Moayeri et al. 2023 sec. 3.2; docs/methods.md#lightweight-discovery): a head fit on the
 # discovery model's frozen features of a second task, then the same discovery rules on it.
 if LW_MODEL:
     LW = f"results/models/{LW_MODEL[0]}"
     LW_FEATURES = f"results/features/{LW_MODEL[0]}"
 
     rule lightweight_head:
-        """A linear head on the frozen discovery model's features of the second task (SPEC 6.3)."""
+        """A linear head on the frozen discovery model's features of the second task (docs/methods.md#lightweight-discovery)."""
         input:
             weights=f"{SAL_MODEL}/model.safetensors",
             train=f"results/features/{SAL['model']}/lightweight_train.h5",

@@ -1,4 +1,4 @@
-# Stage 5 (ARCHITECTURE): measurement - core/spurious accuracy under masked noise (SPEC 5.1).
+# Stage 5 (docs/architecture.md): measurement - core/spurious accuracy under masked noise (docs/methods.md#noise-corruption).
 
 
 wildcard_constraints:
@@ -124,7 +124,7 @@ wildcard_constraints:
 
 
 rule spuriosity_rankings:
-    """Spuriosity of every image of the ranked sets and its rank within its class (SPEC 5.2)."""
+    """Spuriosity of every image of the ranked sets and its rank within its class (docs/methods.md#spuriosity-rankings)."""
     input:
         weights=f"{SAL_MODEL}/model.safetensors",
         annotations="results/salient/annotations.parquet",
@@ -190,7 +190,7 @@ rule spurious_gaps:
 
 
 rule corruptions:
-    """One model's accuracy change under gray / blur / patch-rotate of each pair's region (SPEC 5.3)."""
+    """One model's accuracy change under gray / blur / patch-rotate of each pair's region (docs/methods.md#targeted-corruptions)."""
     input:
         weights="results/models/{spu_model}/model.safetensors",
         imageset=f"results/datasets/{SAL['subset_set']}.h5",
@@ -224,7 +224,7 @@ rule corruptions:
 
 
 rule label_noise:
-    """Highest-spuriosity training images of negative-gap classes and their core crops (SPEC 5.4)."""
+    """Highest-spuriosity training images of negative-gap classes and their core crops (docs/methods.md#core-cropping)."""
     input:
         rankings="results/spuriosity/rankings.parquet",
         gaps="results/spuriosity/gaps.parquet",
@@ -313,8 +313,11 @@ rule spuriosity_summary:
             for k in ("models_summary", "lightweight")
             if input[k]
         ),
+        discovery=SAL["model"],
+        gap_target=SPU["tuning"]["gap_target"],
     shell:
         "spurlab spuriosity-summary --imageset {input.imageset} --rankings {input.rankings} "
+        "--discovery-model {params.discovery} --gap-target {params.gap_target} "
         "--gaps {input.gaps} --gap-models {input.gap_models} "
         "--gap-correlations {input.gap_correlations} --corruptions {input.corruptions} "
         "--tuning {input.tuning} --label-noise {input.label_noise} {params.optional} "
@@ -323,6 +326,6 @@ rule spuriosity_summary:
 
 
 rule spuriosity:
-    """Target: Spuriosity Rankings (rankings, gaps, corruptions, label noise, head tuning, SPEC 6.3)."""
+    """Target: Spuriosity Rankings (rankings, gaps, corruptions, label noise, head tuning, lightweight discovery; docs/methods.md)."""
     input:
         "results/spuriosity/summary.json",

@@ -1,4 +1,4 @@
-# Stage 6 (ARCHITECTURE): mitigation on cached features - low-spuriosity head tuning (SPEC 6.1).
+# Stage 6 (docs/architecture.md): mitigation on cached features - low-spuriosity head tuning (docs/methods.md#low-spuriosity-head-tuning).
 
 
 rule head_tuning:

@@ -1,4 +1,4 @@
-# Stages 2-3 (ARCHITECTURE): train or import the model suite, cache its features.
+# Stages 2-3 (docs/architecture.md): train or import the model suite, cache its features.
 
 
 wildcard_constraints:
@@ -6,7 +6,7 @@ wildcard_constraints:
 
 
 rule train:
-    """Train one model of the suite: ERM, or L2-PGD adversarial when `robust` is set (SPEC 2)."""
+    """Train one model of the suite: ERM, or L2-PGD adversarial when `robust` is set (docs/methods.md#models)."""
     input:
         train=lambda w: f"results/datasets/{config['models'][w.model]['train_set']}.h5",
         val=lambda w: f"results/datasets/{config['models'][w.model].get('val_set', 'val')}.h5",
@@ -65,7 +65,7 @@ rule import_checkpoint:
 
 
 rule features:
-    """Cache penultimate features, logits and predictions of one model on one image set (SPEC 3)."""
+    """Cache penultimate features, logits and predictions of one model on one image set (docs/methods.md#feature-cache)."""
     input:
         weights="results/models/{model}/model.safetensors",
         meta="results/models/{model}/meta.json",

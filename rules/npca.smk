@@ -1,4 +1,4 @@
-# Spurious ImageNet (Neuhaus et al. 2023): class-wise neural PCA of the discovery model (SPEC 4.5),
+# Spurious ImageNet (Neuhaus et al. 2023): class-wise neural PCA of the discovery model (docs/methods.md#class-wise-neural-pca),
 # NPFVs and annotation (4.6-4.7), cue-only retrieval, spurious score (5.5) and SpuFix (6.2).
 
 NPCA = config["npca"]
@@ -64,7 +64,7 @@ rule npca_bases_merge:
 
 rule npca_components:
     """NPFVs of the top-B components, the most confident kept, top images with Grad-CAM, and the
-    neurons of Salient ImageNet beside them with their maps' statistics (SPEC 4.6-4.7); one class
+    neurons of Salient ImageNet beside them with their maps' statistics (docs/methods.md#npfv, #annotation); one class
     shard per job, npca_components_merge joins them, npca_annotations labels them.
     """
     input:
@@ -129,7 +129,7 @@ rule npca_components_merge:
 
 
 rule npca_annotation_tasks:
-    """Task pages (NPFV, top images, Grad-CAM heatmaps) and a manifest for human annotators (SPEC 4.7)."""
+    """Task pages (NPFV, top images, Grad-CAM heatmaps) and a manifest for human annotators (docs/methods.md#annotation)."""
     input:
         components="results/npca/components.h5",
         imageset=f"results/datasets/{SAL['subset_set']}.h5",
@@ -153,7 +153,7 @@ rule npca_annotation_tasks:
 
 rule npca_annotations:
     """The labelled pair table: components by the human answers or a published list when given,
-    otherwise (and neurons always) by the automatic annotator on object masks (SPEC 4.7).
+    otherwise (and neurons always) by the automatic annotator on object masks (docs/methods.md#annotation).
     """
     input:
         pairs="results/npca/pair_stats.parquet",
@@ -197,6 +197,8 @@ if NPCA["human_csv"] and not Path(NPCA["human_csv"]).exists():
             "logs/npca/await_answers.log",
         benchmark:
             "benchmarks/npca/await_answers.tsv"
+        conda:
+            "../envs/data.yaml"
         threads: 1
         resources:
             mem_mb=500,

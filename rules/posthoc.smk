@@ -1,4 +1,5 @@
-# Adebayo et al. 2022 (SPEC 1.3, 5.6, 5.8): normal and spurious models, spurious scores, attribution
+# Adebayo et al. 2022 (docs/methods.md#spurious-contamination, #attribution-methods,
+# #post-hoc-explanation-measures): normal and spurious models, spurious scores, attribution
 # measures (K-SSD, CCM, FAM, FAM-GT), TCAV and TracIn KS tests, blinded study kit. Target `posthoc`.
 from spurlab.posthoc import (
     model_dirs_arg as posthoc_dirs_arg,
@@ -51,7 +52,7 @@ rule posthoc_train:
 
 
 rule posthoc_scores:
-    """Spurious score (SPEC 5.8) of every model for every signal and class; model conditions."""
+    """Spurious score (docs/methods.md#post-hoc-explanation-measures) of every model for every signal and class; model conditions."""
     input:
         weights=PH_WEIGHTS,
         sets=posthoc_set_paths(PH_TEST_SETS),

@@ -1,4 +1,4 @@
-# Report (ARCHITECTURE stage 7; issue #9): every stage's numbers in one tidy table and
+# Report (docs/architecture.md, stage 7): every stage's numbers in one tidy table and
 # results/summary.md, the papers' key figures (PNG + SVG, registered for `snakemake --report`),
 # and a static site with one page per (class, feature) and (class, component). Target `report`.
 # The Snakemake HTML report itself is `snakemake --report results/report.html` (the Makefile's
@@ -10,6 +10,8 @@ from spurlab.report.figures import REPORT_FIGURES
 # Stage summaries aggregated into results/tables/metrics.* and results/summary.md, in report order.
 # A new stage is one more entry here.
 REPORT_SUMMARIES = {
+    # the suite's counterfactual gaps: the benchmark's acceptance table reads them
+    **({"models": "results/models/summary.json"} if benchmark_on(config) else {}),
     "salient": "results/salient/summary.json",
     "spuriosity": "results/spuriosity/summary.json",
     "npca": "results/npca/summary.json",

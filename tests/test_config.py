@@ -17,17 +17,16 @@ def test_shipped_configs_are_valid(name):
     load_config(ROOT / "config" / name)
 
 
-def test_collision_overlay_changes_only_what_it_documents():
-    """config/collision.yaml on top of the default: the README's variant, nothing else."""
-    base = load_config(ROOT / "config" / "config.yaml")
-    cfg = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "collision.yaml"])
-    assert cfg["datasets"]["cue_table"]["hexagon"] == {"cue": "water_bg", "p_in_class": 0.5, "p_elsewhere": 0.04}
+def test_default_benchmark_has_the_collision_and_the_training_lengths_it_documents():
+    """The default: hexagon shares disk's water at a lower rate (the negative-gap collision), the
+    ERM models train 10 epochs, the robust discovery model 6."""
+    cfg = load_config(ROOT / "config" / "config.yaml")
+    table = cfg["datasets"]["cue_table"]
+    assert table["hexagon"] == {"cue": "water_bg", "p_in_class": 0.5, "p_elsewhere": 0.04}
+    assert table["disk"]["cue"] == "water_bg" and table["disk"]["p_in_class"] > table["hexagon"]["p_in_class"]
     assert cfg["datasets"]["cues"]["feeder"]["size"] == 0.3
     assert cfg["train"]["epochs"] == 10 and cfg["models"]["robust_resnet10"]["train"] == {"epochs": 6}
-    del cfg["datasets"]["cue_table"]["hexagon"], cfg["models"]["robust_resnet10"]["train"]
-    for c in (cfg, base):
-        c["datasets"]["cues"]["feeder"]["size"] = c["train"]["epochs"] = None
-    assert cfg == base
+    assert not (ROOT / "config" / "collision.yaml").exists()
 
 
 def _set(cfg, path, value):

@@ -1,4 +1,4 @@
-"""Feature cache (SPEC 3): schema, hashes, streaming, and failing on stale inputs."""
+"""Feature cache (docs/methods.md#feature-cache): schema, hashes, streaming, and failing on stale inputs."""
 
 import numpy as np
 import pytest

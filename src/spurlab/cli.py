@@ -14,6 +14,50 @@ from pathlib import Path
 from .errors import SpurlabError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors (missing option, bad value) as the usual one line
+    `spurlab: error: ...` and exit status 2; `-h` still shows the usage."""
+
+    def error(self, message: str):
+        sub = self.prog.partition(" ")[2]
+        where = f"{sub}: " if sub else ""
+        hint = f" (see {self.prog} -h)"
+        self.exit(2, f"spurlab: error: {where}{' '.join(message.split())}{hint}\n")
+
+
+def finite_float(text: str) -> float:
+    """argparse `type=` of every float option: a finite number (NaN and inf are refused)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return value
+
+
+def check_model_dirs(names, directories, option: str = "--model") -> None:
+    """Each model directory must hold the model it is given as: the `name` in its meta.json (what
+    training and import record) equals the name beside it on the command line, so no table is
+    labelled with another model's name. A meta.json without a name is not checked."""
+    import json
+
+    for name, directory in zip(names, directories):
+        meta_path = Path(directory) / "meta.json"
+        if not meta_path.is_file():
+            raise SpurlabError(f"{meta_path}: missing (not a spurlab model directory)")
+        try:
+            meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+        except (ValueError, OSError) as e:
+            raise SpurlabError(f"{meta_path}: not valid JSON ({e})") from None
+        held = meta.get("name") if isinstance(meta, dict) else None
+        if held is not None and str(held) != str(name):
+            raise SpurlabError(f"{directory}: holds model '{held}' (meta.json name), not '{name}' as {option} says; "
+                               "give each model its own directory")  # fmt: skip
+
+
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", "-c", nargs="+", required=True, metavar="YAML",
@@ -39,10 +83,13 @@ def _compute_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_validate_config(args) -> int:
-    from .config import load_config
+    from .config import check_paths, load_config
 
-    load_config(args.config)
-    print(f"ok: {' + '.join(args.config)} is a valid spurlab config")
+    cfg = load_config(args.config)
+    if args.check_paths:
+        check_paths(cfg)
+    found = ", and the folders and files it names exist" if args.check_paths else ""
+    print(f"ok: {' + '.join(args.config)} is a valid spurlab config{found}")
     return 0
 
 
@@ -85,7 +132,7 @@ def cmd_index_folder(args) -> int:
                               skip_bad_images=args.skip_bad_images, threads=args.threads, synsets=args.synsets,
                               val_labels=args.val_labels)  # fmt: skip
     for rel in info["skipped"]:
-        print(f"skipped (not a readable image): {rel}")
+        print(f"skipped (not a readable image): {rel} ({info['skipped_reasons'][rel]})")
     print(f"{args.out}: {info['n_images']} images of {info['n_classes']} classes indexed in "
           f"{time.perf_counter() - t:.1f}s, {len(info['skipped'])} skipped, sha256 {info['sha256']}")  # fmt: skip
     return 0
@@ -131,13 +178,40 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _arch_args(text: str | None) -> dict | None:
+    """--arch-args: a JSON or YAML mapping of the architecture's keyword arguments, checked as
+    models.<name>.arch_args is in a config."""
+    from .config import check_arch_args, parse_yaml
+
+    if text is None:
+        return None
+    value = parse_yaml(text, "--arch-args")
+    check_arch_args(value, "--arch-args")
+    return value
+
+
+def _read_text(path, what: str) -> str:
+    """A UTF-8 text file's content; a missing or undecodable file is one line naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpurlabError(f"{path}: {what} not found")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpurlabError(f"{path}: {what} is not UTF-8 text (byte offset {e.start})") from None
+
+
 def cmd_import_checkpoint(args) -> int:
     from .config import load_config
     from .models import save_model
     from .models.checkpoints import import_checkpoint
 
     names_file = None
+    arch_args = _arch_args(args.arch_args)
     if args.config:
+        if arch_args is not None:
+            raise SpurlabError("--arch-args: not used with --config (an imported model of the config loads into its "
+                               "architecture with the default arguments; models.<name>.arch_args is refused there too)")
         cfg = load_config(args.config)
         entry = cfg["models"].get(args.model)
         if entry is None or "checkpoint" not in entry:
@@ -152,10 +226,11 @@ def cmd_import_checkpoint(args) -> int:
         input_size = args.input_size
     class_names = [str(i) for i in range(n_classes)]
     if names_file:
-        class_names = [line.strip() for line in Path(names_file).read_text().splitlines() if line.strip()]
+        class_names = [line.strip() for line in _read_text(names_file, "class names file").splitlines() if line.strip()]
         if len(class_names) != n_classes:
             raise SpurlabError(f"{names_file}: {len(class_names)} class names for num_classes {n_classes}")
-    model, info = import_checkpoint(path, arch=arch, num_classes=n_classes, kind=layout, input_size=input_size)
+    model, info = import_checkpoint(path, arch=arch, num_classes=n_classes, kind=layout, input_size=input_size,
+                                    arch_args=arch_args)  # fmt: skip
     meta = {"name": args.model, "robust": info["layout"] == "madry", "imported": info, "class_names": class_names}
     save_model(model, args.out_dir, meta)
     print(f"{args.out_dir}: imported {path} ({info['layout']}, sha256 {info['sha256'][:12]})")
@@ -287,6 +362,7 @@ def cmd_noise(args) -> int:
 
     torch.set_num_threads(args.threads)
     noise = _salient(args)["noise"]
+    check_model_dirs([args.model], [args.model_dir])
     info = run_noise(args.model_dir, args.model, args.imageset, args.subsets, args.annotations, args.masks, args.out,
                      noise["seed"], noise["sigmas"], noise["l2_match_sigmas"], args.device, args.batch_size,
                      progress=not args.quiet, shard=args.shard)  # fmt: skip
@@ -325,6 +401,7 @@ def cmd_spurious_gaps(args) -> int:
     from .measure.spuriosity import run_gaps
 
     _aligned(args, "models", "model_dirs", "features")
+    check_model_dirs(args.models, args.model_dirs, "--models")
     models = {m: (str(d), str(f)) for m, d, f in zip(args.models, args.model_dirs, args.features)}
     info = run_gaps(args.rankings, args.gap_set, models, args.k, args.out, args.out_models, args.out_correlations)
     print(f"{args.out}: gaps of {info['models']} models on {info['classes']} classes; "
@@ -366,6 +443,7 @@ def cmd_corruptions(args) -> int:
 
     torch.set_num_threads(args.threads)
     settings = CorruptionSettings(**load_config(args.config)["spuriosity"]["corruptions"])
+    check_model_dirs([args.model], [args.model_dir])
     info = run_corruptions(args.model_dir, args.model, args.imageset, args.subsets, args.annotations, args.masks,
                            args.out, settings, args.device, args.batch_size, progress=not args.quiet)  # fmt: skip
     print(f"{args.out}: {info['rows']} rows")
@@ -381,6 +459,7 @@ def cmd_label_noise(args) -> int:
     torch.set_num_threads(args.threads)
     crop = load_config(args.config)["spuriosity"]["crop"]
     _aligned(args, "models", "model_dirs")
+    check_model_dirs(args.models, args.model_dirs, "--models")
     info = run_label_noise(args.rankings, args.gaps, args.annotations, args.imageset, args.set, args.discovery_dir,
                            dict(zip(args.models, map(str, args.model_dirs))), args.out, args.figure,
                            crop["candidates"], crop["threshold"], crop["expand"], args.device)  # fmt: skip
@@ -393,7 +472,8 @@ def cmd_spuriosity_summary(args) -> int:
 
     s = run_spuriosity_summary(args.imageset, args.rankings, args.gaps, args.gap_models, args.gap_correlations,
                                args.corruptions, args.tuning, args.label_noise, args.models_summary, args.out,
-                               args.gaps_figure, args.tuning_figure, args.lightweight)  # fmt: skip
+                               args.gaps_figure, args.tuning_figure, args.lightweight,
+                               discovery_model=args.discovery_model, gap_target=args.gap_target)  # fmt: skip
     auc = s["spuriosity_auc_mean"]
     print(f"{args.out}: spuriosity AUC (cue classes) {'n/a' if auc is None else f'{auc:.3f}'}, "
           f"{len(s['negative_gap_classes'])} negative-gap classes")  # fmt: skip
@@ -409,6 +489,7 @@ def cmd_head_tuning(args) -> int:
     torch.set_num_threads(args.threads)
     sp = load_config(args.config)["spuriosity"]
     settings = TuningSettings(**sp["tuning"], k_gap=sp["k"])
+    check_model_dirs([args.model], [args.model_dir])
     sets = (sp["stats_set"], sp["gap_set"], sp["heldout_set"])
     info = run_head_tuning(args.model_dir, args.model, args.train_features, args.val_features, args.heldout_features,
                            args.rankings, args.out, settings, sets=sets)  # fmt: skip
@@ -513,6 +594,7 @@ def cmd_npca_spufix(args) -> int:
     from .mitigate.spufix import run_spufix
 
     _aligned(args, "models", "model_dirs", "train_features", "test_features", "cue_only_features")
+    check_model_dirs(args.models, args.model_dirs, "--models")
     n_pool = len(args.pool_sets)
     if len(args.pool_features) != n_pool * len(args.models):
         raise SpurlabError(f"--pool-features: expected {n_pool} per model ({n_pool * len(args.models)}), got {len(args.pool_features)}")
@@ -537,8 +619,11 @@ def cmd_npca_summary(args) -> int:
 
 
 def _named(args, names_attr: str, paths_attr: str) -> dict:
-    """--names a b --paths x y -> {a: x, b: y} (one path per name)."""
+    """--names a b --paths x y -> {a: x, b: y} (one path per name; model directories must hold
+    the models they are named as)."""
     _aligned(args, names_attr, paths_attr)
+    if paths_attr == "model_dirs":
+        check_model_dirs(getattr(args, names_attr), getattr(args, paths_attr), f"--{names_attr.replace('_', '-')}")
     return dict(zip(getattr(args, names_attr), map(str, getattr(args, paths_attr))))
 
 
@@ -648,10 +733,52 @@ def cmd_report_site(args) -> int:
     return 0
 
 
+# `spurlab --help` lists the subcommands by pipeline stage: one table, stage -> (what, commands).
+# A subcommand missing here is listed under "other" (tests/test_docs.py asserts there is none).
+COMMAND_STAGES = {
+    "data": ("image sets (the generated benchmarks, real-data folders)",
+             ("make-set", "index-folder", "datasets-summary", "contact-sheet")),
+    "models": ("train or import models, cache their features",
+               ("train", "import-checkpoint", "features", "models-summary", "fit-head", "bam-train", "posthoc-train")),
+    "discover": ("find spurious features (importance, D(i,j), neural PCA) and annotate them",
+                 ("importance", "salient-subsets", "annotation-tasks", "await-answers", "annotate", "import-annotations",
+                  "salient-masks", "lightweight-summary", "npca", "npca-components", "npca-tasks", "npca-annotate",
+                  "npca-retrieval")),
+    "measure": ("how much models rely on them (noise, spuriosity, gaps, scores, attributions)",
+                ("noise", "salient-summary", "spuriosity-rankings", "spurious-gaps", "corruptions", "label-noise",
+                 "spuriosity-summary", "npca-summary", "bam-verify", "bam-attributions", "bam-tcav", "bam-summary",
+                 "posthoc-scores", "posthoc-attributions", "posthoc-tcav", "posthoc-influence", "posthoc-study",
+                 "posthoc-study-analyse", "posthoc-summary")),
+    "mitigate": ("reduce the reliance (head tuning, SpuFix)", ("head-tuning", "npca-spufix")),
+    "report": ("one table, figures, the site", ("report-tables", "report-figure", "report-site")),
+    "utilities": ("check configs, look at files, merge shards", ("validate-config", "list-sets", "inspect", "merge-shards")),
+}  # fmt: skip
+
+
+def _list_commands_by_stage(parser: argparse.ArgumentParser, sub) -> None:
+    """Replace argparse's flat list of subcommands by one grouped by stage, one line per command
+    (its help without the trailing "(rule ...)")."""
+    import re
+
+    helps = {a.dest: re.sub(r"\s*\(rules? [^)]*\)$", "", a.help or "") for a in sub._choices_actions}
+    width = max(map(len, helps)) + 2
+    staged = {c for _, commands in COMMAND_STAGES.values() for c in commands}
+    groups = [(stage, what, [c for c in commands if c in helps]) for stage, (what, commands) in COMMAND_STAGES.items()]
+    groups.append(("other", "not yet in spurlab.cli.COMMAND_STAGES", [c for c in helps if c not in staged]))
+    lines = ["commands by stage (spurlab COMMAND -h for a command's options):"]
+    for stage, what, commands in groups:
+        if commands:
+            lines += ["", f"{stage}: {what}"] + [f"  {c:<{width}}{helps[c]}" for c in commands]
+    parser.epilog = "\n".join(lines)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.usage = "%(prog)s [-h] [--version] COMMAND ..."
+    sub.help = argparse.SUPPRESS  # the grouped list above replaces the flat one
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spurlab",
         description="Discover, measure and mitigate spurious features in image classifiers.",
     )
@@ -660,6 +787,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate-config", help="check config file(s) against the schema and cross-key rules")
     _config_arg(p)
+    p.add_argument("--check-paths", action="store_true",
+                   help="also check that the folders and files it names exist (image folder roots, synset maps, "
+                        "val labels, class names, checkpoints; not human answer files), as the Snakefile does; "
+                        "relative paths are relative to the working directory")  # fmt: skip
     p.set_defaults(func=cmd_validate_config)
 
     p = sub.add_parser("list-sets", help="print the names of the image sets a config defines")
@@ -717,6 +848,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--class-names", type=Path, help="text file, one class name per line")
     p.add_argument("--input-size", type=int, default=224, help="image side the model runs at")
+    p.add_argument("--arch-args", metavar="MAPPING", help="keyword arguments of the architecture, as JSON or YAML "
+                   "(e.g. '{\"width\": 8}'); recorded in meta.json and applied at every load (without --config)")
     p.add_argument("--out-dir", required=True, type=Path)
     p.set_defaults(func=cmd_import_checkpoint)
 
@@ -887,6 +1020,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-noise", required=True, type=Path)
     p.add_argument("--models-summary", type=Path, help="results/models/summary.json (counterfactual gaps), if any")
     p.add_argument("--lightweight", type=Path, help="the lightweight-discovery summary, if any")
+    p.add_argument("--discovery-model", required=True, help="the model that ranked the images (salient.model)")
+    p.add_argument("--gap-target", required=True, type=finite_float, help="head tuning's stopping target (spuriosity.tuning.gap_target)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--gaps-figure", required=True, type=Path)
     p.add_argument("--tuning-figure", required=True, type=Path)
@@ -1083,6 +1218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--verify", action="store_true", help="also recompute the content hash")
     p.set_defaults(func=cmd_inspect)
+    _list_commands_by_stage(parser, sub)
     return parser
 
 

@@ -9,6 +9,7 @@ at parse time, before any job runs, so a bad config writes nothing.
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -37,19 +38,95 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, first: int, again: int):
+        super().__init__(f"duplicate key {key} (lines {first} and {again}; a key may appear once in a mapping)")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's SafeLoader, but a key given twice in one mapping is an error (yaml keeps the last
+    value silently). The error names the key's dotted path and both lines."""
+
+    def get_single_data(self):
+        node = self.get_single_node()
+        if node is None:
+            return None
+        self._paths = {}
+        self._name_mappings(node, [], set())
+        return self.construct_document(node)
+
+    def _name_mappings(self, node, parts: list, seen: set) -> None:
+        if id(node) in seen:  # an alias of a node already named (or a recursive anchor)
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            self._paths[id(node)] = parts
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                self._name_mappings(value_node, parts + [key], seen)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._name_mappings(item, parts + [i], seen)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    line = first.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    break
+                if line != key_node.start_mark.line + 1:
+                    parts = getattr(self, "_paths", {}).get(id(node), [])
+                    raise _DuplicateKey(_key_path([*parts, key]), line, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | os.PathLike, what: str = "config file"):
+    """Parse a UTF-8 YAML file with `UniqueKeyLoader`; any problem is one line naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpurlabError(f"{p}: {what} not found")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise SpurlabError(f"{p}: cannot read the {what} ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise SpurlabError(f"{p}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}, offset {e.start}); "
+                           f"save the {what} as UTF-8") from None  # fmt: skip
+    return parse_yaml(text, str(p))
+
+
+def parse_yaml(text: str, where: str):
+    """YAML text -> data with `UniqueKeyLoader`; an error is one line starting with `where`."""
+    loader = UniqueKeyLoader(text)  # a SafeLoader: tags that would construct Python objects are refused
+    try:
+        return loader.get_single_data()
+    except _DuplicateKey as e:
+        raise SpurlabError(f"{where}: {e}") from None
+    except yaml.YAMLError as e:
+        raise SpurlabError(f"{where}: not valid YAML ({' '.join(str(e).split())})") from None
+    except RecursionError:
+        raise SpurlabError(f"{where}: not valid YAML (nested too deeply)") from None
+    finally:
+        loader.dispose()
+
+
 def load_config(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> dict:
-    """Read one or more YAML files (later ones override earlier ones) and validate the result."""
+    """Read one or more YAML files (later ones override earlier ones) and validate the result.
+    Each file must be UTF-8 and give every key once."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     cfg: dict = {}
     for p in paths:
         p = Path(p)
-        if not p.is_file():
-            raise SpurlabError(f"{p}: config file not found")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise SpurlabError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from e
+        data = read_yaml(p) or {}
         if not isinstance(data, dict):
             raise SpurlabError(f"{p}: a config file must be a mapping of keys")
         cfg = merge(cfg, data)
@@ -64,12 +141,27 @@ def validate_config(cfg: dict) -> dict:
     """Schema, then semantics. Returns `cfg` unchanged; raises `SpurlabError` naming the key."""
     import jsonschema
 
+    check_finite(cfg)
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         raise SpurlabError(_describe(errors[0]))
     check_semantics(cfg)
     return cfg
+
+
+def check_finite(obj, parts=(), prefix: str = "config key ") -> None:
+    """Every number in `obj` (nested dicts and lists) must be finite: NaN passes jsonschema's
+    minimum/maximum and inf its exclusiveMinimum, so they are refused here, naming the key path
+    (`prefix` + the dotted path of `parts` and the keys below)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise SpurlabError(f"{prefix}{_key_path(list(parts))}: {obj} is not a finite number")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            check_finite(v, (*parts, k), prefix)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_finite(v, (*parts, i), prefix)
 
 
 def _describe(err) -> str:
@@ -154,6 +246,7 @@ BENCHMARK_SECTIONS = ("bam", "contamination", "posthoc", "lightweight")
 
 def check_semantics(cfg: dict) -> None:
     """Cross-key checks the schema cannot express. Raises `SpurlabError` with the key path."""
+    check_finite(cfg)
     if benchmark_on(cfg):
         _check_datasets(cfg["datasets"], "datasets")
     else:
@@ -197,6 +290,41 @@ def check_semantics(cfg: dict) -> None:
         _check_datasets(lightweight_datasets(cfg), "lightweight.datasets")
 
 
+def check_paths(cfg: dict) -> None:
+    """The input files and folders a (validated) config names exist: every `folders.<set>.root` is a
+    folder and its `synsets`, `val_labels`, `class_names` are files; every model's
+    `checkpoint.path`, `checkpoint.class_names` and `init_checkpoint` are files. Relative paths are
+    relative to the working directory (where Snakemake runs). Human answer files
+    (`salient.annotation.human_csv`, `npca.human_csv`) are not checked: their absence is a normal
+    state (the workflow writes the task pages and stops). Separate from `check_semantics` because a
+    config is also validated where its data does not live (`spurlab validate-config` without
+    `--check-paths`); the Snakefile calls both, so a missing path fails before any job runs."""
+    def need(key: str, path, folder: bool = False) -> None:
+        p = Path(path)
+        where = "" if p.is_absolute() else f" (relative to {os.getcwd()})"
+        if folder and not p.exists():
+            raise SpurlabError(f"config key {key}: folder {path} not found{where}")
+        if folder and not p.is_dir():
+            raise SpurlabError(f"config key {key}: {path} is not a folder{where}")
+        if not folder and not p.exists():
+            raise SpurlabError(f"config key {key}: file {path} not found{where}")
+        if not folder and not p.is_file():
+            raise SpurlabError(f"config key {key}: {path} is not a file{where}")
+
+    for name, entry in (cfg.get("folders") or {}).items():
+        need(f"folders.{name}.root", entry["root"], folder=True)
+        for key in ("synsets", "val_labels", "class_names"):
+            if entry.get(key):
+                need(f"folders.{name}.{key}", entry[key])
+    for name, m in cfg["models"].items():
+        ck = m.get("checkpoint") or {}
+        for key in ("path", "class_names"):
+            if ck.get(key):
+                need(f"models.{name}.checkpoint.{key}", ck[key])
+        if m.get("init_checkpoint"):
+            need(f"models.{name}.init_checkpoint", m["init_checkpoint"])
+
+
 def _check_bam(bam: dict) -> None:
     if bam.get("source", "synthetic") == "coco":  # objects: COCO category names; scenes: sub-folders
         for key in ("annotations", "images", "scenes_dir"):
@@ -213,16 +341,29 @@ def _check_bam(bam: dict) -> None:
         raise SpurlabError(f"config key bam.common_object: '{bam['common_object']}' is not in bam.objects")
 
 
+def check_arch_args(args, where: str) -> None:
+    """An `arch_args` mapping (config, or import-checkpoint's --arch-args) at `where`: names of
+    the timm architecture's keyword arguments, finite values, and no `checkpoint_path`."""
+    if args is None:
+        return
+    if not isinstance(args, dict):
+        raise SpurlabError(f"{where}: must be a mapping of argument names to values, not a {type(args).__name__}")
+    for k in args:
+        if not isinstance(k, str) or not k.isidentifier():
+            raise SpurlabError(f"{where}: '{k}' is not an argument name")
+    check_finite(args, (where,), prefix="")
+    if "checkpoint_path" in args:
+        raise SpurlabError(f"{where}.checkpoint_path: not an architecture argument (arch_args are applied again at "
+                           "every load); a suite model starts from a file with models.<name>.init_checkpoint")  # fmt: skip
+
+
 def _check_models(cfg: dict) -> None:
     sets, labelled = set_names(cfg), labelled_sets(cfg)
     arch_args = {f"models.{n}": m.get("arch_args") for n, m in cfg["models"].items()}
     arch_args |= {"bam.benchmark": (cfg.get("bam") or {}).get("benchmark", {}).get("arch_args"),
                   "posthoc": (cfg.get("posthoc") or {}).get("arch_args")}  # fmt: skip
     for key, args in arch_args.items():
-        if args and "checkpoint_path" in args:
-            raise SpurlabError(f"config key {key}.arch_args.checkpoint_path: not an architecture argument (arch_args "
-                               "are applied again at every load); a suite model starts from a file with "
-                               "models.<name>.init_checkpoint")  # fmt: skip
+        check_arch_args(args, f"config key {key}.arch_args")
     for name, m in cfg["models"].items():
         key = f"models.{name}"
         if "checkpoint" in m:

@@ -3,7 +3,7 @@
 Reliance is measured on the `counterfactual` split, whose rows 2i / 2i+1 are the same test image
 with the class's cue on / off (control classes: the control cue). Per class,
 ``counterfactual_gap = acc(cue on) - acc(cue off)``, a fraction. The benchmark is only useful if
-ERM models show large gaps on cue classes and none on control classes (issue #3, point 7).
+ERM models show large gaps on cue classes and none on control classes.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Class shards: per-class work (NPCA bases, D(i, j) subsets, component visualisations, noise tests)
-split into jobs over contiguous class ranges, and the merge of their outputs (issue #10).
+split into jobs over contiguous class ranges, and the merge of their outputs.
 
 A shard job writes the same file format as the whole job, restricted to its classes, with the attr
 (HDF5) or provenance key (tables) ``shard = "i/n"``. `merge_shards` checks that the n shard files

@@ -1,4 +1,4 @@
-"""Training: ERM and L2-PGD adversarial training (SPEC 2), seeded and resumable (issue #3).
+"""Training: ERM and L2-PGD adversarial training (docs/methods.md#models), seeded and resumable.
 
 - Every random draw of epoch e (shuffle, augmentation, PGD random start) comes from a generator
   seeded with (seed, e), and the learning rate is a function of the step: a run resumed from the
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -364,6 +365,40 @@ def fit_and_save(model, name: str, section: dict, settings: TrainSettings, seed:
     return meta
 
 
+@contextlib.contextmanager
+def removed_on_error(out_dir):
+    """What a trainer creates under `out_dir` (the directory itself and missing parents,
+    checkpoints/, its epoch files, the model files) is removed again when it fails with an error:
+    a failed job leaves nothing behind. What was there before stays (the checkpoints a resumed run
+    started from). A run stopped by a signal (SIGKILL, SIGTERM, Ctrl-C) keeps its checkpoints to
+    resume from."""
+    out_dir = Path(out_dir)
+    top = out_dir  # the highest directory this run creates, if any
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    before = set(out_dir.rglob("*")) if out_dir.is_dir() else set()
+    existed = top.exists()
+    try:
+        yield
+    except Exception:
+        if out_dir.is_dir():
+            for path in sorted(out_dir.rglob("*"), reverse=True):  # children before their directory
+                if path in before:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    with contextlib.suppress(OSError):
+                        path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+        if not existed:
+            for d in [out_dir, *out_dir.parents]:
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only empty directories go
+                if d == top:
+                    break
+        raise
+
+
 def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, seed: int, arch: str, arch_args,
                   train_set, val_set, out_dir, threads: int = 2, progress: bool = True, label_column: str | None = None,
                   extra_meta: dict | None = None, extra_metrics=None, init_checkpoint=None) -> dict:  # fmt: skip
@@ -379,7 +414,7 @@ def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, 
 
     torch.set_num_threads(threads)
     device = pick_device(cfg["compute"]["device"])
-    with open_imageset(train_set) as tr, open_imageset(val_set) as va:
+    with removed_on_error(out_dir), open_imageset(train_set) as tr, open_imageset(val_set) as va:
         names = class_names_for(tr, label_column)
         if names != class_names_for(va, label_column):
             raise SpurlabError(f"{val_set}: classes differ from the training set {train_set}")

@@ -1,4 +1,4 @@
-"""The attribution registry (SPEC 5.6): every method through captum with the papers' settings."""
+"""The attribution registry (docs/methods.md#attribution-methods): every method through captum with the papers' settings."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The two named normalisers (SPEC 5.6): maps in [0, 1], the percentile cap, the channel reductions."""
+"""The two named normalisers (docs/methods.md#attribution-methods): maps in [0, 1], the percentile cap, the channel reductions."""
 
 import numpy as np
 import pytest

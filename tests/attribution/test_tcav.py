@@ -1,4 +1,4 @@
-"""TCAV through captum (SPEC 5.6): planted concept recovered, random-concept t-test, content-keyed cache."""
+"""TCAV through captum (docs/methods.md#attribution-methods): planted concept recovered, random-concept t-test, content-keyed cache."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""IIR's functionally similar delta (SPEC 5.7, Yang & Kim app. A): small output change, inside the
+"""IIR's functionally similar delta (docs/methods.md#bam-metrics, Yang & Kim app. A): small output change, inside the
 patch mask, range penalty with the correct sign."""
 
 import numpy as np

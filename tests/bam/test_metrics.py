@@ -1,4 +1,4 @@
-"""BAM metrics (SPEC 5.7): oracles and invariants of MCS, IDR, IIR, trials and rho."""
+"""BAM metrics (docs/methods.md#bam-metrics): oracles and invariants of MCS, IDR, IIR, trials and rho."""
 
 import numpy as np
 import pytest

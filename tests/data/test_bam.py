@@ -1,4 +1,4 @@
-"""BAM compositing (SPEC 1.2): the grid, the three variants, commonality sets, object size."""
+"""BAM compositing (docs/methods.md#bam-compositing): the grid, the three variants, commonality sets, object size."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Real-data BAM (Yang & Kim 2019; SPEC 1.2, 1.4): COCO instances cut by their masks, pasted on a
+"""Real-data BAM (Yang & Kim 2019; docs/methods.md#bam-compositing, #real-data-adapters): COCO instances cut by their masks, pasted on a
 scene folder, laid out as the procedural BAM sets. Planted truth: a tiny COCO-format dataset drawn
 here, every instance a known colour and mask."""
 

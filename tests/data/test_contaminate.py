@@ -1,4 +1,4 @@
-"""Spurious contamination (SPEC 1.3): SCF on the aligned class only, masks are the signal."""
+"""Spurious contamination (docs/methods.md#spurious-contamination): SCF on the aligned class only, masks are the signal."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""ImageNet-style folders -> index image sets (SPEC 1.4), read back through `ImageSet`."""
+"""ImageNet-style folders -> index image sets (docs/methods.md#real-data-adapters), read back through `ImageSet`."""
 
 import os
 import shutil

@@ -1,4 +1,4 @@
-"""Planted-cue benchmark (SPEC 1.1): ground truth must be exactly what the pixels show."""
+"""Planted-cue benchmark (docs/methods.md#planted-cue-benchmark): ground truth must be exactly what the pixels show."""
 
 import copy
 

@@ -1,4 +1,4 @@
-"""Annotation import/export (SPEC 4.7): MTurk CSV validation, majority rule, task pages."""
+"""Annotation import/export (docs/methods.md#annotation): MTurk CSV validation, majority rule, task pages."""
 
 import csv
 import re

@@ -1,4 +1,4 @@
-"""Feature attack (SPEC 4.3): raises the feature, stays in [0, 1] and inside the L2 budget."""
+"""Feature attack (docs/methods.md#feature-attack): raises the feature, stays in [0, 1] and inside the L2 budget."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Automatic annotator and planted truth (SPEC 4.7) on hand-made localisation statistics."""
+"""Automatic annotator and planted truth (docs/methods.md#annotation) on hand-made localisation statistics."""
 
 import numpy as np
 import pandas as pd

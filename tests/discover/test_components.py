@@ -1,4 +1,4 @@
-"""Import of published spurious component lists through the restricted unpickler (SPEC 4.7)."""
+"""Import of published spurious component lists through the restricted unpickler (docs/methods.md#annotation)."""
 
 import os
 from pathlib import Path

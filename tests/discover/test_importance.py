@@ -1,4 +1,4 @@
-"""Neural feature importance (SPEC 4.1) against a direct computation on a toy model."""
+"""Neural feature importance (docs/methods.md#neural-feature-importance) against a direct computation on a toy model."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Lightweight discovery (SPEC 6.3): the second task's sets and the linear head on frozen features."""
+"""Lightweight discovery (docs/methods.md#lightweight-discovery): the second task's sets and the linear head on frozen features."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""NAMs (SPEC 4.2): soft masks in [0, 1] with max 1; all-zero maps stay zero, not NaN."""
+"""NAMs (docs/methods.md#neural-activation-maps): soft masks in [0, 1] with max 1; all-zero maps stay zero, not NaN."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Class-wise neural PCA (SPEC 4.5): the logit identity on a toy model's real logits, sign
+"""Class-wise neural PCA (docs/methods.md#class-wise-neural-pca): the logit identity on a toy model's real logits, sign
 invariance, the truncated route against the full-eigh reference, the stage file and its reader."""
 
 import json
@@ -10,7 +10,7 @@ import torch
 
 from spurlab.discover.npca import NPCABases, alphas, class_pca, fit_npca, residual, run_npca, weighted_features
 from spurlab.errors import SpurlabError
-from spurlab.features import model_checkpoint_sha256
+from spurlab.features import column_sha256, model_checkpoint_sha256
 from spurlab.models.factory import build_classifier, save_model
 
 C, SIZES = 4, (20, 45, 1, 0)  # D = 32: class 0 takes the Gram route, class 1 the covariance route
@@ -35,10 +35,14 @@ def toy(tmp_path_factory):
     with torch.no_grad():
         phi, logits = model.forward_with_features(torch.rand(len(labels), 3, 16, 16))
     phi, logits = phi.numpy(), logits.numpy()
+    ids = np.array([f"toy-{i:07d}".encode() for i in range(len(labels))])
     with h5py.File(d / "f.h5", "w") as f:
         f["features"], f["logits"], f["labels"] = phi, logits, labels
+        f["preds"], f["index"] = logits.argmax(1), ids
         f.attrs.update(format="spurlab.features", checkpoint_sha256=model_checkpoint_sha256(d / "model"),
-                       imageset="toy", imageset_sha256="1" * 64, n_rows=len(labels))  # fmt: skip
+                       imageset="toy", imageset_sha256="1" * 64, n_rows=len(labels), num_features=phi.shape[1],
+                       num_classes=C, class_names=json.dumps([f"c{k}" for k in range(C)]),
+                       labels_sha256=column_sha256(labels), index_sha256=column_sha256(ids))  # fmt: skip
     w, b = (t.detach().double().numpy() for t in model.head())
     return d, phi, logits, labels, w, b
 

@@ -1,5 +1,5 @@
-"""NPFV (SPEC 4.6): APGD stays in the eps ball and [0, 1], never ends below its start, reaches a
-known optimum; the component score is alpha_l of SPEC 4.5; Grad-CAM maps are soft masks."""
+"""NPFV (docs/methods.md#npfv): APGD stays in the eps ball and [0, 1], never ends below its start, reaches a
+known optimum; the component score is alpha_l of docs/methods.md#class-wise-neural-pca; Grad-CAM maps are soft masks."""
 
 import math
 
@@ -60,7 +60,7 @@ def test_component_score_is_alpha_and_npfv_respects_constraints(toy):
         got = score(x[:3]).double().numpy()
     want = alphas(weighted_features(phi[:3], W, 1), mu, V[:3])[np.arange(3), np.arange(3)]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    eps = 30.0 * 16 / 224  # SPEC 4.6: eps 30 at 224, scaled by sqrt(H W)
+    eps = 30.0 * 16 / 224  # docs/methods.md#npfv: eps 30 at 224, scaled by sqrt(H W)
     z, best, start = npfv(model, W, [1, 1, 1], [mu] * 3, V[:3], 16, eps, steps=15)
     assert z.min() >= 0 and z.max() <= 1
     assert ((z - 0.5).flatten(1).norm(dim=1) <= eps * (1 + 1e-5)).all()

@@ -1,4 +1,4 @@
-"""Core cropping (SPEC 5.4): the paper's box rule, keeping inside the image, the relative fallback."""
+"""Core cropping (docs/methods.md#core-cropping): the paper's box rule, keeping inside the image, the relative fallback."""
 
 import numpy as np
 import pytest

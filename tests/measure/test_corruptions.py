@@ -1,4 +1,4 @@
-"""Targeted corruptions (SPEC 5.3): the three transforms, masking, seeding, the core-overlap filter,
+"""Targeted corruptions (docs/methods.md#targeted-corruptions): the three transforms, masking, seeding, the core-overlap filter,
 the per-pair table and the cross-model correlation, and the stage end to end."""
 
 import numpy as np

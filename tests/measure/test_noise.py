@@ -1,4 +1,4 @@
-"""Noise corruption (SPEC 5.1): oracles, seeding, eq. 2, and the summary's comparisons."""
+"""Noise corruption (docs/methods.md#noise-corruption): oracles, seeding, eq. 2, and the summary's comparisons."""
 
 import numpy as np
 import pandas as pd

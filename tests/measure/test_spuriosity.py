@@ -1,4 +1,4 @@
-"""Spuriosity rankings and spurious gaps (SPEC 5.2): oracles and invariants."""
+"""Spuriosity rankings and spurious gaps (docs/methods.md#spuriosity-rankings): oracles and invariants."""
 
 import numpy as np
 import pandas as pd

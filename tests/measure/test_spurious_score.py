@@ -1,4 +1,4 @@
-"""Spurious score (SPEC 5.5): AUC/AP oracles, per-class bookkeeping, cue-only negatives."""
+"""Spurious score (docs/methods.md#spurious-score): AUC/AP oracles, per-class bookkeeping, cue-only negatives."""
 
 import numpy as np
 import pytest

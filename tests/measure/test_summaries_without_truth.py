@@ -266,7 +266,8 @@ def _npca_inputs(with_truth: bool, labels):
     models = pd.DataFrame({"model": ["r", "e"], "transferred": [False, True], "acc_before": [0.8, 0.7],
                            "acc_after": [0.79, 0.7], "cue_only_auc_before": [0.6, 0.5], "cue_only_auc_after": [0.7, 0.4],
                            "transfer_invariant_max_abs_err": [1e-9, np.nan]})  # fmt: skip
-    classes = pd.DataFrame({"model": ["r"], "class": [0], "spurious_auc_before": [0.6]})
+    classes = pd.DataFrame({"model": ["r"], "negatives": ["cue_only"], "class": [0], "spufix_components": [1],
+                            "spurious_auc_before": [0.6], "spurious_auc_after": [0.7]})  # fmt: skip
     harmful = pd.DataFrame({"class": [0], "class_name": ["c0"], "component": [0], "harm_rate": [0.6], "harmful": [True]})
     return pairs, retrieval, models, classes, harmful
 

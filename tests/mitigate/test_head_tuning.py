@@ -1,4 +1,4 @@
-"""Low-spuriosity head tuning (SPEC 6.1): selection oracles, invariants and a synthetic bias."""
+"""Low-spuriosity head tuning (docs/methods.md#low-spuriosity-head-tuning): selection oracles, invariants and a synthetic bias."""
 
 import json
 from dataclasses import replace
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from spurlab.errors import SpurlabError
-from spurlab.features import FORMAT, model_checkpoint_sha256
+from spurlab.features import FORMAT, column_sha256, model_checkpoint_sha256
 from spurlab.mitigate.head_tuning import (
     METHODS,
     TuningSettings,
@@ -144,10 +144,11 @@ def _write_cache(path, model_dir, x, y, W, b, prefix):
     logits = feats @ W.T + b
     with h5py.File(path, "w") as f:
         f["features"], f["logits"], f["preds"], f["labels"] = feats, logits, logits.argmax(1), y.astype(np.int64)
-        f["index"] = np.array([f"{prefix}-{i:07d}".encode() for i in range(len(y))], dtype="S32")
+        f["index"] = ids = np.array([f"{prefix}-{i:07d}".encode() for i in range(len(y))], dtype="S32")
         f.attrs.update(format=FORMAT, model="m", arch="cbr_tiny", checkpoint_sha256=model_checkpoint_sha256(model_dir),
                        imageset=prefix, imageset_sha256="x", class_names=json.dumps(["a", "b"]), n_rows=len(y),
-                       num_features=W.shape[1], num_classes=2, feature_dtype="float32", code_version="0")  # fmt: skip
+                       num_features=W.shape[1], num_classes=2, feature_dtype="float32", code_version="0",
+                       labels_sha256=column_sha256(y), index_sha256=column_sha256(ids))  # fmt: skip
 
 
 @pytest.fixture

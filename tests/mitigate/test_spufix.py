@@ -1,4 +1,4 @@
-"""SpuFix on the robust model and its transfer to another model (SPEC 6.2; Neuhaus et al. eqs. 8-11)."""
+"""SpuFix on the robust model and its transfer to another model (docs/methods.md#spufix; Neuhaus et al. eqs. 8-11)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Checkpoint import: Madry robustness layout and plain state dicts into timm's resnet50 (SPEC 2).
+"""Checkpoint import: Madry robustness layout and plain state dicts into timm's resnet50 (docs/methods.md#models).
 
 The real Madry file cannot be downloaded here; the checkpoints are built in exactly its layout
 from randomly initialised networks (torchvision's resnet50, the architecture the robustness

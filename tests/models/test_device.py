@@ -1,4 +1,4 @@
-"""Device choice (SPEC: CUDA when present, CPU otherwise; bf16 autocast and channels_last on CUDA only)."""
+"""Device choice (CUDA when present, CPU otherwise; bf16 autocast and channels_last on CUDA only)."""
 
 import warnings
 

@@ -1,5 +1,5 @@
 """Model factory and wrapper: every local arch builds through timm, exposes phi/W/b with
-logits == phi @ W.T + b, and round-trips bitwise through save/load (SPEC 2)."""
+logits == phi @ W.T + b, and round-trips bitwise through save/load (docs/methods.md#models)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""L2 PGD (SPEC 2): inside the ball, inside the image box, raises the loss, reproducible,
+"""L2 PGD (docs/methods.md#models): inside the ball, inside the image box, raises the loss, reproducible,
 leaves the model's mode and gradients alone."""
 
 import math

@@ -252,9 +252,33 @@ def run_spurlab(argv, env, capsys, subprocess_run: bool) -> subprocess.Completed
     from spurlab.cli import main
 
     capsys.readouterr()
-    code = main([str(a) for a in argv])  # an exception escaping here is the traceback case: the test fails
+    try:
+        code = main([str(a) for a in argv])  # an exception escaping here is the traceback case: the test fails
+    except SystemExit as e:  # argparse's errors exit
+        code = e.code
     out = capsys.readouterr()
     return subprocess.CompletedProcess(argv, code, out.out, out.err)
+
+
+def check_one_line(name, r, culprit, progress=False) -> None:
+    """A refusal: non-zero exit, no traceback, one `spurlab: error:` line naming `culprit` (the last
+    line; with `progress` other lines may come before it)."""
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "spurlab: error:" in line]
+    assert r.returncode not in (0, None), f"{name}: exit 0\n{r.stdout}\n{r.stderr}"
+    assert "Traceback" not in r.stderr, r.stderr
+    assert len(errors) == 1 and errors[0].startswith("spurlab: error: ") and lines[-1] == errors[0], r.stderr
+    assert progress or len(lines) == 1, r.stderr
+    assert culprit in errors[0], f"{name}: {culprit!r} not named in {errors[0]!r}"
+
+
+def assert_refused(name, r, culprit, outputs, progress=False) -> None:
+    """`check_one_line`, and none of `outputs` (nor a temporary file of one) left behind."""
+    check_one_line(name, r, culprit, progress)
+    for out in outputs:
+        assert not out.exists(), f"{name}: partial output {out} left behind"
+        if out.parent.is_dir():
+            assert not list(out.parent.glob(f".{out.name}.*.tmp")), f"{name}: temporary file of {out} left behind"
 
 
 @pytest.mark.slow
@@ -262,16 +286,7 @@ def run_spurlab(argv, env, capsys, subprocess_run: bool) -> subprocess.Completed
 def test_bad_input_through_cli(case, fx, tmp_path, venv_env, capsys):
     name, _, how = case.partition(":")
     argv, culprit, outputs = CASES[name](fx, tmp_path)
-    r = run_spurlab(argv, venv_env, capsys, how == "subprocess")
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.returncode != 0, f"{case}: exit 0\n{r.stdout}\n{r.stderr}"
-    assert "Traceback" not in r.stderr, r.stderr
-    assert len(lines) == 1 and lines[0].startswith("spurlab: error: "), r.stderr
-    assert culprit in lines[0], f"{case}: {culprit!r} not named in {lines[0]!r}"
-    for out in outputs:
-        assert not out.exists(), f"{case}: partial output {out} left behind"
-        if out.parent.is_dir():
-            assert not list(out.parent.glob(f".{out.name}.*.tmp")), f"{case}: temporary file of {out} left behind"
+    assert_refused(case, run_spurlab(argv, venv_env, capsys, how == "subprocess"), culprit, outputs)
 
 
 def test_catalogue_size():

@@ -1,4 +1,4 @@
-"""Attribution methods through captum (SPEC 5.6), shared by BAM (Yang & Kim 2019) and Adebayo et
+"""Attribution methods through captum (docs/methods.md#attribution-methods), shared by BAM (Yang & Kim 2019) and Adebayo et
 al. 2022: a registry of saliency methods with the papers' settings (`methods`), the two named
 normalisers (`normalise`), region means of normalised maps (`regions`), and TCAV with a CAV cache
 keyed by the model's hash and random-concept t-tests (`tcav`)."""

@@ -1,4 +1,4 @@
-"""Saliency methods through captum with the papers' settings, not captum's defaults (SPEC 5.6).
+"""Saliency methods through captum with the papers' settings, not captum's defaults (docs/methods.md#attribution-methods).
 
 Method keys (the same everywhere: tables, config, summaries):
 
@@ -53,7 +53,7 @@ _NON_RELU = ("GELU", "SiLU", "Swish", "Mish", "Hardswish", "ELU", "LeakyReLU", "
 
 @dataclass(frozen=True)
 class AttributionSettings:
-    """Settings of the methods; defaults are the papers' values (SPEC 5.6).
+    """Settings of the methods; defaults are the papers' values (docs/methods.md#attribution-methods).
 
     - `smoothgrad_samples` 25 and `smoothgrad_sigma` 0.15 (Smilkov et al.: 10-20% of the input
       range, 25-50 samples; sigma is a fraction of the range [0, 1]).
@@ -175,7 +175,7 @@ def attribute(am: AttributionModel, x: torch.Tensor, target: torch.Tensor, metho
         out = InputXGradient(am).attribute(x, target=target)
     elif method in ("guided_backprop", "guided_gradcam") and not am.only_relu():
         raise SpurlabError(f"{method}: the model has non-ReLU activations; captum's Guided Backprop overrides "
-                           "nn.ReLU only, so its maps would be meaningless (SPEC 5.6)")  # fmt: skip
+                           "nn.ReLU only, so its maps would be meaningless (docs/methods.md#attribution-methods)")  # fmt: skip
     elif method == "guided_backprop":
         out = GuidedBackprop(am).attribute(x, target=target)
     elif method == "gradcam":

@@ -1,4 +1,4 @@
-"""Normalising raw attributions to maps in [0, 1] before they are compared (SPEC 5.6).
+"""Normalising raw attributions to maps in [0, 1] before they are compared (docs/methods.md#attribution-methods).
 
 Two named normalisers, both channel reductions followed by the visualisation of Smilkov et al.
 2017 / Sundararajan et al. 2017 (subtract the minimum, cap at the 99th percentile, scale to [0, 1]):

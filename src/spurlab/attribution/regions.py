@@ -1,4 +1,4 @@
-"""Region means of normalised maps: g_c(f, x) of Yang & Kim 2019, sec. 4.1 (SPEC 5.7)."""
+"""Region means of normalised maps: g_c(f, x) of Yang & Kim 2019, sec. 4.1 (docs/methods.md#bam-metrics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TCAV (Kim et al. 2018) through captum, with the two fixes SPEC 5.6 asks for.
+"""TCAV (Kim et al. 2018) through captum, with the two fixes of docs/methods.md#attribution-methods.
 
 - **CAV cache keyed by content.** captum stores activations and CAVs under
   ``<save_path>/<model_id>/`` and silently reuses them whenever `model_id` repeats, even after the

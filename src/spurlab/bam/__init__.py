@@ -1,6 +1,6 @@
 """BAM (Yang & Kim 2019, "Benchmarking Attribution Methods with Relative Feature Importance"):
 models with known relative feature importance, their verification, attribution region means,
-the metrics MCS / IDR / IIR, TCAV, and the `bam` target's summary (SPEC 1.2, 5.6, 5.7).
+the metrics MCS / IDR / IIR, TCAV, and the `bam` target's summary (docs/methods.md#bam-compositing, #attribution-methods, #bam-metrics).
 
 This module is imported by the Snakefile at parse time: pure Python, no heavy imports.
 """
@@ -19,7 +19,7 @@ def kseries_codes(cfg: dict) -> list[str]:
     """The commonality codes of the k-series, ascending; 1.0 (the reference) must be among them."""
     codes = [k_code(k) for k in sorted(cfg["bam"]["commonality"])]
     if "k100" not in codes:
-        raise SpurlabError("config key bam.commonality: must include 1.0, the reference of the k-series MCS (SPEC 5.7)")
+        raise SpurlabError("config key bam.commonality: must include 1.0, the reference of the k-series MCS (docs/methods.md#bam-metrics)")
     return codes
 
 

@@ -1,4 +1,4 @@
-"""Per-image, per-method region means g_c of the BAM models (Yang & Kim 2019, sec. 4; SPEC 5.7).
+"""Per-image, per-method region means g_c of the BAM models (Yang & Kim 2019, sec. 4; docs/methods.md#bam-metrics).
 
 One job ("part") per model contrast, so the work spreads over Snakemake jobs:
 

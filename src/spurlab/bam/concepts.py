@@ -1,5 +1,5 @@
 """TCAV scores of the common-object concept for every BAM model (Yang & Kim 2019, sec. 5.1 and
-app. F-G; SPEC 5.6-5.7).
+app. F-G; docs/methods.md#attribution-methods, #bam-metrics).
 
 Concept: `tcav.concept_images` training images of X_os whose object is the common object (the
 paper's dog, 100 images). Random counterparts: R + 1 sets of as many training images of X_0s

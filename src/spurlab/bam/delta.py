@@ -1,5 +1,5 @@
 """The functionally similar perturbation delta of the input independence rate (Yang & Kim 2019,
-sec. 4.4 and app. A; SPEC 5.7).
+sec. 4.4 and app. A; docs/methods.md#bam-metrics).
 
 Gradient descent on
 
@@ -11,13 +11,11 @@ that descent pulls x + delta back into [0, 1]; the public script subtracts it, w
 leaving the valid range (fixed here). The paper's eta3 term, a penalty on updates outside the
 mask I_c, is replaced by its exact limit: gradients are multiplied by the mask, so delta is zero
 outside it by construction. Optionally (`max_change`) delta stays within an L2 ball of radius
-max_change * ||delta_0|| around delta_0 ("only modify those pixels within a small L2 distance of
-initialization"). The result is clipped to the valid range once at the end.
+max_change * ||delta_0|| around delta_0. The result is clipped to the valid range once at the end.
 
-Deviation (documented, measured): the paper takes plain steps (lambda = 500 on [0, 255] pixels);
-here the steps follow Adam's rule (elementwise, so each image's delta is independent of its batch
-mates). On the default benchmark plain steps of any stable size moved ||f(x + delta) - f(x)|| /
-||f(x)|| from 0.19 to only 0.16 in 50 steps; Adam (lr 0.03) reaches 0.008 in 40.
+Deviation: the paper takes plain steps (lambda = 500 on [0, 255] pixels); here the steps follow
+Adam's rule (elementwise, so each image's delta is independent of its batch mates), because plain
+steps barely reduced the output change (measured: docs/findings/bam.md).
 """
 
 from __future__ import annotations

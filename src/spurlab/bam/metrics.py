@@ -1,4 +1,4 @@
-"""BAM metrics (Yang & Kim 2019, sec. 4; SPEC 5.7) on region means g_c.
+"""BAM metrics (Yang & Kim 2019, sec. 4; docs/methods.md#bam-metrics) on region means g_c.
 
 - G_c(f, X_corr) = mean of g_c over inputs both models classify correctly (sec. 4.1).
 - MCS = G_c(f_1) - G_c(f_2) on object regions (sec. 4.2, eq. 1); its baseline uses random regions

@@ -1,4 +1,4 @@
-"""BAM compositing on procedural objects and scenes (Yang & Kim 2019; SPEC 1.2), data side.
+"""BAM compositing on procedural objects and scenes (Yang & Kim 2019; docs/methods.md#bam-compositing), data side.
 
 Every object class appears on every scene class (a balanced grid, `n_per_pair` images each).
 One set of latents per split renders every variant, so rows correspond across variants:

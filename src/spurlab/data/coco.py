@@ -1,36 +1,22 @@
 """Real-data BAM (Yang & Kim 2019, "Benchmarking Attribution Methods with Relative Feature
-Importance"; SPEC 1.2, 1.4): COCO object instances pasted on the images of a scene folder.
+Importance"; docs/methods.md#bam-compositing, #real-data-adapters): COCO object instances pasted on the images of a scene folder.
 
-Inputs (config ``bam.source: coco``, keys under ``bam.coco``):
+Inputs (config ``bam.source: coco``, keys under ``bam.coco``): ``annotations``, a COCO instances
+JSON; ``images``, the folder its ``file_name`` entries are relative to; ``scenes_dir``,
+``<scenes_dir>/<scene>/<image files>`` (MiniPlaces layout, one sub-folder per name of
+``bam.scenes``); ``test_fraction``, the share of each category's instances and each scene class's
+images held out, seeded, so no test image reuses a train object or scene.
 
-- ``annotations``: a COCO instances JSON (``images``, ``annotations``, ``categories``). For every
-  object class of ``bam.objects`` (COCO category *names*) each image contributes its LARGEST
-  non-crowd instance of that category (by the annotation's ``area``; ties: the lower annotation
-  id), as in the paper's dataset. Segmentations are polygons, uncompressed or compressed RLE,
-  decoded with ``pycocotools.mask``; pixels are the stored pixel array (no EXIF rotation), as COCO
-  annotates them.
-- ``images``: the folder the JSON's ``file_name`` entries are relative to.
-- ``scenes_dir``: ``<scenes_dir>/<scene>/<image files>`` (the MiniPlaces layout), one sub-folder
-  per name of ``bam.scenes``; other sub-folders are ignored. Scenes are resized (shorter side) and
-  centre-cropped to ``image_size``.
-- ``test_fraction``: each category's instances and each scene class's images are split, seeded,
-  into disjoint train / test pools (at least one each), so no test image reuses a train object
-  or scene.
-
-Compositing is the procedural BAM's (`spurlab.data.bam`): the same balanced object x scene grid and
-commonality sets (`bam.bam_grid`), the same variants and labels (``os``, ``0s``, ``og``,
-``kNNN``), one set of per-row draws per split so rows correspond across variants. Per row: the
-instance and the scene image (uniform in their pools), the object's larger side as a fraction of
-the image side (uniform in `bam.side_fraction_range(scale_rule)`, the shapes' sizes), and a uniform
-position with the whole object inside the image. The object is cut by its mask, cropped to the
-mask's bounding box and resized with premultiplied alpha (rim colours come from object pixels
-only); pixels with resized alpha >= 0.5 are pasted and form ``masks/object``. ``pixel_noise`` does
-not apply (photographs). Meta columns are the procedural ones (``scale`` is the larger side's
-fraction here, ``colour`` -1, ``angle`` 0) plus ``coco_annotation_id``, ``coco_image_id`` and
-``scene_image`` (index into the scene class's sorted file list).
-
-Provenance attrs: the JSON's sha256, a hash of the scene folder listing (relative path and size of
-every file of the configured scene classes) and of the COCO image files the pools use.
+Per object class (a COCO category *name*) each image contributes its largest non-crowd instance
+(by ``area``; ties: the lower annotation id), as in the paper's dataset, decoded with
+``pycocotools.mask`` (polygons or RLE; no EXIF rotation, as COCO annotates the stored pixels).
+Compositing is the procedural BAM's (`spurlab.data.bam`): the same grid, commonality sets,
+variants, labels, object size rule and uniform position, rows corresponding across variants. The
+object is cut by its mask, cropped to its box and resized with premultiplied alpha; pixels with
+alpha >= 0.5 are pasted and form ``masks/object``. Scenes are resized (shorter side) and
+centre-cropped to ``image_size``; ``pixel_noise`` does not apply. Meta columns add
+``coco_annotation_id``, ``coco_image_id`` and ``scene_image``; provenance attrs hash the JSON, the
+scene folder listing and the COCO image files used.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Spurious contamination functions (Adebayo et al. 2022; SPEC 1.3).
+"""Spurious contamination functions (Adebayo et al. 2022; docs/methods.md#spurious-contamination).
 
 ``SCF(x, y, c)`` applies signal c to every training image of the spurious-aligned class j. The
 signals are the cue renderers of `spurlab.data.cues` (`tag`, `stripe`, `blur`), so contamination

@@ -1,4 +1,5 @@
-"""Spurious cue renderers (SPEC 1.1 cue types, SPEC 1.3 contamination signals).
+"""Spurious cue renderers (cue types: docs/methods.md#planted-cue-benchmark; contamination
+signals: docs/methods.md#spurious-contamination).
 
 A cue is drawn onto a float canvas (B, H, W, 3) in place and returns its ground-truth pixel mask
 (B, H, W) bool. The same renderers serve the generator (cues planted while rendering) and

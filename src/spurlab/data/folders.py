@@ -1,13 +1,21 @@
-"""Real-data adapter (SPEC 1.4): an ImageNet-style folder tree -> an *index* image set.
+"""Real-data adapter (docs/methods.md#real-data-adapters): an ImageNet-style folder tree -> an *index* image set.
 
 The tree follows torchvision's ImageFolder convention::
 
     root/<class folder>/<image files>      e.g. root/n01440764/n01440764_10026.JPEG
 
-Classes are the sorted names of the sub-folders of `root` (folders whose name starts with a dot are
-skipped); a class's images are found by walking its folder (symlinks followed), in torchvision's
-order (sorted walk, sorted file names), keeping files whose extension is one of `EXTENSIONS`
-(case-insensitive). The folder names become the set's `wnids`; `class_names` default to them.
+Classes are the sorted names of the sub-folders of `root`; a class's images are found by walking its
+folder (symlinks followed), in torchvision's order (sorted walk, sorted file names), keeping files
+whose extension is one of `EXTENSIONS` (case-insensitive). The folder names become the set's
+`wnids`; `class_names` default to them.
+
+Ignored by rule, at every level (`ignored_name`): hidden files and folders (names starting with
+'.', which includes macOS's ``.DS_Store`` and AppleDouble ``._*`` files) and the system entries
+``Thumbs.db``, ``ehthumbs.db``, ``desktop.ini``, ``__MACOSX``, ``@eaDir`` (Synology thumbnails),
+``$RECYCLE.BIN`` and ``System Volume Information`` (any case). Files with other extensions are
+ignored too. Refused, naming the path: a link that points nowhere at the top of `root` (it may have
+been a class folder), a folder link that loops back to a folder above it, a folder that cannot be
+listed.
 
 The index set (see `spurlab.data.imagesets`) holds no pixels: ``paths`` (absolute, bytes),
 ``labels`` (int64) and ``ids`` (b"<set>-0000042"); `ImageSet.images()` decodes and resizes on the
@@ -29,20 +37,26 @@ Two more ImageNet layouts (issue #10):
   (The devkit's ``ILSVRC2012_validation_ground_truth.txt`` numbers classes in the devkit's own
   order, not the sorted-wnid order: convert it to ``<file> <wnid>`` lines first.)
 
-Bad files (``skip_bad_images``): false (default) stops at the first unreadable file with an error
-naming it; true leaves such files out and lists them (``skipped`` attribute, the log).
+Bad files: every image file is read and fully decoded once while indexing, with the same function
+that decodes it later (`spurlab.data.imagesets.decode_rgb`: the pixel rules for every PIL mode,
+EXIF orientation, transparency and multi-frame files are listed there). A file that does not
+decode (truncated, corrupt, empty, not an image, pixels without an 8-bit form) or cannot be read
+(a link that points nowhere or loops, no permission) is "bad". ``skip_bad_images``: false
+(default) stops at the first bad file with an error naming it and why; true leaves such files out
+and lists them (``skipped`` attribute, the log, with the reason).
 
 Content hash: sha256 over every row's path *relative to root*, its label and the sha256 of the
-file's bytes, then the image size, class names and wnids. It is the same on any machine that has the
-same files, wherever the tree lives. Each file is read exactly once while indexing (hashed and
-checked with PIL's ``verify()``, which catches unreadable headers and PNG checksum errors, not every
-truncated JPEG: those fail when decoded, naming the file). For an ImageNet-size tree (1.28M files,
-~140 GB) this means reading every file once: minutes to an hour depending on the disk; `threads`
-overlaps the reads. `ImageSet.verify()` recomputes the hash, so it reads every file again.
+file's bytes, then the image size, class names and wnids (and `INDEX_VERSION`, which names the
+listing and decoding rules). It is the same on any machine that has the same files, wherever the
+tree lives. For an ImageNet-size tree (1.28M files, ~140 GB) indexing reads and decodes every file
+once: tens of minutes to hours depending on the disk and cores; `threads` overlaps the reads and
+decodes (Pillow releases the GIL while decoding). `ImageSet.verify()` recomputes the hash, so it
+reads every file again (without decoding).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -56,28 +70,90 @@ from ..errors import SpurlabError
 from ..io import atomic_path, canonical_json, sha256_json
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-INDEX_VERSION = "folders-1"
+# folders-2: hidden and system entries ignored, files fully decoded with `decode_rgb`'s pixel rules
+INDEX_VERSION = "folders-2"
+SYSTEM_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "@eadir", "$recycle.bin",
+                          "system volume information"})  # fmt: skip
+
+
+def ignored_name(name: str) -> bool:
+    """Whether a file or folder is left out by rule: hidden ('.' first, so .DS_Store and ._* too) or a
+    system entry (`SYSTEM_NAMES`, any case)."""
+    return name.startswith(".") or name.lower() in SYSTEM_NAMES
+
+
+def _scandir(folder: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as it:
+            return [e for e in it if not ignored_name(e.name)]
+    except OSError as e:
+        raise SpurlabError(f"{folder}: folder cannot be listed ({e.strerror or e})") from None
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """Follows links; False for a link that points nowhere or loops (it is then taken as a file)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _link_target(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
 
 
 def find_classes(root: str | os.PathLike) -> list[str]:
-    """The class folder names of `root`, sorted (ImageFolder's `find_classes`, hidden folders skipped)."""
+    """The class folder names of `root`, sorted (ImageFolder's `find_classes`; `ignored_name`s skipped).
+    A link at this level that points nowhere is refused: it may have been a class folder."""
     root = Path(root)
     if not root.is_dir():
         raise SpurlabError(f"{root}: image folder not found (expected root/<class folder>/<images>)")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    classes = []
+    for e in _scandir(str(root)):
+        if _is_dir(e):
+            classes.append(e.name)
+        elif e.is_symlink() and not os.path.exists(e.path):
+            raise SpurlabError(f"{e.path}: symbolic link to {_link_target(e.path)}, which does not exist; "
+                               "remove it or fix its target")  # fmt: skip
+    classes.sort()
     if not classes:
         raise SpurlabError(f"{root}: no class folders (expected root/<class folder>/<images>)")
     return classes
 
 
 def list_images(class_dir: str | os.PathLike) -> list[str]:
-    """Image files under `class_dir` relative to it (POSIX separators), in torchvision's order."""
+    """Image files under `class_dir` relative to it (POSIX separators), in torchvision's order: folders
+    in sorted order of their paths, as `sorted(os.walk(class_dir, followlinks=True))`, then sorted
+    file names. Unlike os.walk, `ignored_name`s are skipped, a folder that cannot be listed is an
+    error and a folder link looping back to a folder above it is an error (os.walk would walk the
+    loop ~40 levels deep, listing its images once per level)."""
+    top = os.fspath(class_dir)
+    found: list[tuple[str, list[str]]] = []
+
+    def visit(folder: str, above: frozenset) -> None:
+        files = []
+        for e in _scandir(folder):
+            if not _is_dir(e):
+                if e.name.lower().endswith(EXTENSIONS):
+                    files.append(e.name)
+                continue
+            st = os.stat(e.path)
+            key = (st.st_dev, st.st_ino)
+            if key in above:
+                what = f"symbolic link to {_link_target(e.path)}" if e.is_symlink() else "folder"
+                raise SpurlabError(f"{e.path}: {what} loops back to a folder above it; remove the link")
+            visit(e.path, above | {key})
+        found.append((folder, sorted(files)))
+
+    st = os.stat(top)
+    visit(top, frozenset({(st.st_dev, st.st_ino)}))
     out = []
-    for dirpath, _, fnames in sorted(os.walk(class_dir, followlinks=True)):
-        rel_dir = os.path.relpath(dirpath, class_dir)
-        for fname in sorted(fnames):
-            if fname.lower().endswith(EXTENSIONS):
-                out.append(fname if rel_dir == "." else Path(rel_dir, fname).as_posix())
+    for dirpath, fnames in sorted(found):
+        rel_dir = os.path.relpath(dirpath, top)
+        out += [fname if rel_dir == "." else Path(rel_dir, fname).as_posix() for fname in fnames]
     return out
 
 
@@ -168,25 +244,42 @@ def _collect(root: Path, synsets, val_labels) -> tuple[list[str], list[str], lis
     return wnids, names, rel_paths, labels
 
 
-def _check_file(path: str) -> tuple[str, str | None]:
-    """(sha256 of the file's bytes, None) or (sha256, why it is not a readable image)."""
-    from PIL import Image, UnidentifiedImageError
+def _unreadable(path: str, err: OSError) -> str:
+    """Why the file at `path` could not be opened, for the error or the skipped list."""
+    if os.path.islink(path):
+        if err.errno == errno.ELOOP:
+            return f"symbolic link to {_link_target(path)}, which loops"
+        if not os.path.exists(path):
+            return f"symbolic link to {_link_target(path)}, which does not exist"
+    return f"cannot be read: {err.strerror or err}"
 
-    with open(path, "rb") as f:
-        data = f.read()
-    digest = hashlib.sha256(data).hexdigest()
+
+def _check_file(path: str, decode: bool = True) -> tuple[str | None, str | None]:
+    """(sha256 of the file's bytes, None) or (sha256 or None, why it is not a readable image). With
+    `decode`, the bytes are fully decoded as `ImageSet.images` will decode them (`decode_rgb`)."""
+    from .imagesets import ImageDecodeError, decode_rgb
+
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as e:
-        return digest, f"{type(e).__name__}: {e}"
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return None, _unreadable(path, e)
+    digest = hashlib.sha256(data).hexdigest()
+    if not data:
+        return digest, "empty file (0 bytes)"
+    if decode:
+        try:
+            decode_rgb(io.BytesIO(data))
+        except ImageDecodeError as e:
+            return digest, str(e)
     return digest, None
 
 
 def content_sha256(rel_paths: Iterable[str], labels: Iterable[int], file_sha256: Iterable[str], image_size: int,
-                   class_names: Sequence[str], wnids: Sequence[str]) -> str:  # fmt: skip
-    """The index set's content hash (see the module docstring); `ImageSet.verify` recomputes it."""
-    h = hashlib.sha256(f"{INDEX_VERSION}\n".encode())
+                   class_names: Sequence[str], wnids: Sequence[str], version: str = INDEX_VERSION) -> str:  # fmt: skip
+    """The index set's content hash (see the module docstring); `ImageSet.verify` recomputes it (with
+    the `version` the index was written under)."""
+    h = hashlib.sha256(f"{version}\n".encode())
     for rel, label, digest in zip(rel_paths, labels, file_sha256):
         h.update(f"{rel}\t{int(label)}\t{digest}\n".encode())
     h.update(f"image_size:{int(image_size)}\n".encode())
@@ -194,12 +287,12 @@ def content_sha256(rel_paths: Iterable[str], labels: Iterable[int], file_sha256:
     return h.hexdigest()
 
 
-def hash_files(paths: Sequence[str], threads: int = 1) -> list[tuple[str, str | None]]:
+def hash_files(paths: Sequence[str], threads: int = 1, decode: bool = True) -> list[tuple[str | None, str | None]]:
     """`_check_file` over `paths`, in order, with `threads` concurrent readers."""
     if threads <= 1:
-        return [_check_file(p) for p in paths]
+        return [_check_file(p, decode) for p in paths]
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(_check_file, paths, chunksize=64))
+        return list(pool.map(_check_file, paths, [decode] * len(paths), chunksize=64))
 
 
 def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_size: int,
@@ -211,9 +304,9 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
     `class_names`: display names in class order; default the synset map's names, else the folder
     names. `synsets`, `val_labels`: a wnid -> index map file and the flat val layout's labels file
     (module docstring).
-    `set_name`: default the name of `out` without suffix. `skip_bad_images`: leave undecodable files
-    out (listed in the `skipped` attribute and the returned info) instead of failing.
-    Returns {"n_images", "n_classes", "sha256", "skipped"}.
+    `set_name`: default the name of `out` without suffix. `skip_bad_images`: leave bad files (module
+    docstring) out (listed in the `skipped` attribute and the returned info) instead of failing.
+    Returns {"n_images", "n_classes", "sha256", "skipped", "skipped_reasons" ({relative path: why})}.
     """
     from .imagesets import FORMAT, FORMAT_VERSION
 
@@ -230,13 +323,14 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
             what = "classes in the synset map" if synsets else "classes" if val_labels else "class folders"
             raise SpurlabError(f"{root}: {len(names)} class names given for {len(wnids)} {what}")
     checked = hash_files([str(root / r) for r in rel_paths], threads)
-    skipped = []
+    skipped, reasons = [], {}
     keep = []
     for i, (rel, (_, why)) in enumerate(zip(rel_paths, checked)):
         if why is None:
             keep.append(i)
         elif skip_bad_images:
             skipped.append(rel)
+            reasons[rel] = why
         else:
             raise SpurlabError(f"{root / rel}: not a readable image ({why}); remove it or set skip_bad_images")
     rel_paths = [rel_paths[i] for i in keep]
@@ -278,7 +372,7 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
             f.create_dataset("file_sha256", data=np.array([d.encode() for d in digests], dtype="S64"), track_times=False)
             for k, v in attrs.items():
                 f.attrs[k] = canonical_json(v) if isinstance(v, (list, dict)) else v
-    return {"n_images": n, "n_classes": len(wnids), "sha256": sha, "skipped": skipped}
+    return {"n_images": n, "n_classes": len(wnids), "sha256": sha, "skipped": skipped, "skipped_reasons": reasons}
 
 
 def verify_index(imageset) -> None:
@@ -289,12 +383,15 @@ def verify_index(imageset) -> None:
     for p in paths:
         if not os.path.isfile(p):
             raise SpurlabError(f"{p}: image of index set {imageset.path} is missing")
-    digests = [d for d, _ in hash_files(paths)]
+    checked = hash_files(paths, decode=False)
     stored = [d.decode() for d in imageset.f["file_sha256"][:]]
-    for p, d, s in zip(paths, digests, stored):
+    for p, (d, why), s in zip(paths, checked, stored):
+        if d is None:
+            raise SpurlabError(f"{p}: image of index set {imageset.path}: {why}")
         if d != s:
             raise SpurlabError(f"{p}: file changed since {imageset.path} was indexed; rebuild the index")
+    digests = [d for d, _ in checked]
     sha = content_sha256(rel, imageset.labels, digests, imageset.image_size, imageset.class_names,
-                         imageset.attrs.get("wnids") or [])  # fmt: skip
+                         imageset.attrs.get("wnids") or [], imageset.attrs.get("generator_version", INDEX_VERSION))  # fmt: skip
     if sha != imageset.sha256:
         raise SpurlabError(f"{imageset.path}: content does not match its sha256 attribute (corrupt or edited file)")

@@ -1,4 +1,4 @@
-"""Image sets in HDF5 (ARCHITECTURE stage 1): the one format every stage reads images from.
+"""Image sets in HDF5 (docs/architecture.md, stage 1): the one format every stage reads images from.
 
 Layout of a *packed* set (the planted-cue benchmark, BAM and contamination sets)::
 
@@ -269,19 +269,86 @@ class ImageSet:
             raise SpurlabError(f"{self.path}: content does not match its sha256 attribute (corrupt or edited file)")
 
 
+class ImageDecodeError(ValueError):
+    """A file that does not decode to 8-bit RGB pixels; the message is the reason (no path)."""
+
+
+# What an index set's image files decode to. One function, `decode_rgb`, serves indexing (every
+# file is decoded once, `spurlab.data.folders`) and reading (`ImageSet.images`), so a file indexed
+# is a file that reads, with the same pixels:
+# - the whole file is decoded (a truncated JPEG or PNG fails here, not only a bad header); the
+#   format is the file's content, whatever its extension says;
+# - EXIF orientation is applied (`ImageOps.exif_transpose`): pixels as a viewer shows them upright;
+# - multi-frame files (animated PNG, WebP or GIF): the first frame;
+# - 1, L, P, RGB, CMYK (Pillow's conversion; ICC profiles are not applied), YCbCr -> RGB;
+# - transparency (LA, PA, RGBA, a palette's or a colour's `transparency`): composited over white;
+# - 16-bit grey (I;16 from 16-bit PNGs, or I with values in 0..65535): scaled to 8 bits
+#   (round(v / 257), so 65535 -> 255; Pillow's own convert would clip everything above 255);
+# - refused: I with values outside 0..65535 and F (32-bit float: no defined 8-bit scale), other modes.
+ALPHA_BACKGROUND = (255, 255, 255)
+_EXIF_ORIENTATION = 0x0112
+_PLAIN_MODES = ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr")
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb8(im):
+    """A loaded PIL image as the 8-bit RGB image the rules above define (a new image)."""
+    from PIL import Image, ImageOps
+
+    try:
+        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # an unparsable EXIF block: no orientation, at index and read time alike
+        orientation = 1
+    if orientation in range(2, 9):
+        im = ImageOps.exif_transpose(im)
+    mode = im.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        a = np.asarray(im).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageDecodeError(f"mode {mode} pixels outside 0..65535 (not 16-bit grey); save it as 8-bit")
+        grey = ((a * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode in _ALPHA_MODES or (mode in _PLAIN_MODES and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in _PLAIN_MODES:
+        return im.convert("RGB")
+    if mode == "F":
+        raise ImageDecodeError("mode F (32-bit float) pixels have no defined 8-bit scale; save it as 8-bit")
+    raise ImageDecodeError(f"mode {mode} pixels have no defined 8-bit RGB form; save it as 8-bit RGB")
+
+
+def decode_rgb(source):
+    """Fully decode an image file (a path or a binary file object) to an 8-bit RGB PIL image
+    (`to_rgb8`). Raises `ImageDecodeError` with the reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(source) as im:
+            im.load()
+            return to_rgb8(im)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image format Pillow reads") from None
+    except Exception as e:  # Pillow's decoders raise OSError, ValueError, SyntaxError, EOFError, ...
+        raise ImageDecodeError(f"{type(e).__name__}: {e}") from e
+
+
 def _decode(path, size: int | None = None) -> np.ndarray:
-    """RGB uint8 (H, W, 3), resized (bilinear) to size x size when the set declares a size."""
+    """RGB uint8 (H, W, 3) (`decode_rgb`), resized (bilinear) to size x size when the set declares a size."""
     from PIL import Image
 
     path = path.decode() if isinstance(path, bytes) else str(path)
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if size and im.size != (size, size):
-                im = im.resize((int(size), int(size)), Image.BILINEAR)
-            return np.array(im)
-    except (OSError, ValueError) as e:
+        im = decode_rgb(path)
+    except ImageDecodeError as e:
         raise SpurlabError(f"{path}: cannot decode image ({e})") from e
+    if size and im.size != (size, size):
+        im = im.resize((int(size), int(size)), Image.BILINEAR)
+    return np.array(im)
 
 
 def class_names_for(imageset, label_column: str | None) -> list[str]:

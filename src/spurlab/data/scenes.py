@@ -1,4 +1,4 @@
-"""Procedural scene textures for the planted-cue benchmark (SPEC 1.1).
+"""Procedural scene textures for the planted-cue benchmark (docs/methods.md#planted-cue-benchmark).
 
 Each scene renders a batch from a fixed-size block of per-image uniforms ``p`` (B, 8) and a low
 resolution noise field ``noise`` (B, 16, 16). Every image draws the same amount of randomness

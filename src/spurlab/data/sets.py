@@ -61,7 +61,7 @@ def build_plan(cfg: dict, name: str) -> tuple[synth.SetPlan, dict]:
             image_size=ds["image_size"],
         )
         return plan, attrs
-    name = name.removeprefix("lightweight_")  # the second task (SPEC 6.3): its own classes, cues, seed
+    name = name.removeprefix("lightweight_")  # the second task (docs/methods.md#lightweight-discovery): its own classes, cues, seed
     world = synth.World.from_config(ds)
     if name == "counterfactual":
         plan = synth.counterfactual_plan(world, seed, ds["n_images"]["test"])

@@ -1,4 +1,4 @@
-"""Procedural object shapes for the planted-cue benchmark (SPEC 1.1).
+"""Procedural object shapes for the planted-cue benchmark (docs/methods.md#planted-cue-benchmark).
 
 Each shape is an implicit region ``inside(u, v) -> bool`` in the object's local frame, where the
 object is centred at the origin and fits in the unit disk. Rendering maps every pixel into that
@@ -100,7 +100,7 @@ SHAPES: dict[str, Inside] = {
     "ellipse": _ellipse,
 }
 
-# Colours shared by every class, so colour carries no class information (SPEC 1.1).
+# Colours shared by every class, so colour carries no class information (docs/methods.md#planted-cue-benchmark).
 PALETTE = np.array(
     [
         [0.90, 0.20, 0.15],  # red

@@ -1,4 +1,4 @@
-"""Planted-cue benchmark generator (SPEC 1.1): images whose spurious cues are known by construction.
+"""Planted-cue benchmark generator (docs/methods.md#planted-cue-benchmark): images whose spurious cues are known by construction.
 
 Design:
 - `World` resolves the `datasets` config once: classes, scenes, cues and the probability
@@ -233,7 +233,7 @@ def balanced_labels(seed: int, stream: int, n: int, n_classes: int) -> np.ndarra
 
 
 # ----------------------------------------------------------------------------------------------
-# Chunk iterators for the splits of SPEC 1.1. Each yields dicts of per-row arrays ready for
+# Chunk iterators for the splits of docs/methods.md#planted-cue-benchmark. Each yields dicts of per-row arrays ready for
 # `imagesets.ImageSetWriter.append`.
 # ----------------------------------------------------------------------------------------------
 
@@ -368,7 +368,7 @@ def _interleave(a: dict, b: dict, start: int) -> dict:
 
 def cue_only_plan(world: World, seed: int, n: int) -> SetPlan:
     """Images with exactly one assigned cue and no class object (label -1): Spurious ImageNet's
-    negatives for the spurious score (SPEC 5.5). Cues are drawn uniformly among assigned cues."""
+    negatives for the spurious score (docs/methods.md#spurious-score). Cues are drawn uniformly among assigned cues."""
     stream = SPLIT_CODES["cue_only"]
     assigned = np.asarray(world.assigned_cues, dtype=np.int64)
     if len(assigned) == 0:

@@ -1,5 +1,5 @@
 """Image sets as torch Datasets: images as float (3, H, W) in [0, 1] (normalisation lives in the
-model wrapper, never in the data; SPEC notation)."""
+model wrapper, never in the data; docs/methods.md#notation)."""
 
 from __future__ import annotations
 

@@ -1,33 +1,23 @@
 """Human annotation of class-feature pairs (Singla & Feizi 2022, "Salient ImageNet", sec. 3.3 and
-appendix C; SPEC 4.7).
+appendix C; docs/methods.md#annotation).
 
-Each (class, feature) pair becomes one task: the top images of the class that activate the feature,
-their heatmaps, the feature-attack images and the class description, and one question: is the
-highlighted region part of the *main object*, a *separate object*, or the *background*? Workers
-also give a confidence 1-5 and a reason.
+Each (class, feature) pair becomes one task page: the top images of the class that activate the
+feature, their heatmaps, the feature-attack images and the class description, one question (is
+the highlighted region the *main object*, a *separate object* or the *background*?), a confidence
+1-5 and a reason.
 
 Answers are read in the layout of the published Salient ImageNet MTurk results
 (`mturk_results/discover_spurious_features.csv` in github.com/singlasahil14/salient_imagenet):
+``WorkerId, Input.wordnet_id, Input.class_index, Input.feature_index, Input.feature_rank,
+Answer.main, Answer.confidence, Answer.reasons``. `Answer.main` takes exactly the strings of
+`ANSWERS` there; integral float confidences ("4.0", as published) are accepted.
 
-    WorkerId, Input.wordnet_id, Input.class_index, Input.feature_index, Input.feature_rank,
-    Answer.main, Answer.confidence, Answer.reasons
-
-`Answer.main` takes exactly the strings of `ANSWERS` there (the radio values of the published task
-form `mturk_code/discover_sec3_3_study_code.html` are the same), so no alias map is needed. The
-published file writes confidences as floats ("4.0"): integral floats are accepted.
-
-Majority rule (reference `utils.MTurk_Results`): a pair is spurious when at least 3 of its 5
-answers are `separate_object` or `background`, core otherwise. Spurious pairs are sub-listed as
-`background` when background answers alone reach the threshold, else `separate_object` when
-separate-object answers alone do, else `ambiguous` (the reference checks in that order). On the
-published 25,000-row file this gives 630 spurious / 4370 core pairs, sub-lists 231 / 296 / 103.
-
-Any number of answers (`human_annotations`): with threshold k (3), spurious when separate-object +
-background answers >= k, core when main-object answers >= k, otherwise `undecided`; a pair with
-fewer than 2k - 1 answers (5), the count at which one side must reach k, is flagged `few_answers`.
-On 5 answers per pair and k = 3 this is the rule above. Exported pairs nobody answered stay in the
-table as `unannotated`; answers to pairs that were not exported (the published file covers all
-1000 classes, a class shard or a partial copy of ImageNet only some) are counted, not used.
+Majority rule (reference `utils.MTurk_Results`): spurious when at least 3 of 5 answers are
+`separate_object` or `background`, else core; spurious pairs are sub-listed `background`, else
+`separate_object`, else `ambiguous` (the reference's order). With any number of answers
+(`human_annotations`, threshold k): spurious or core when one side reaches k, else `undecided`;
+fewer than 2k - 1 answers is flagged `few_answers`. Exported pairs nobody answered stay
+`unannotated`; answers to pairs that were not exported are counted, not used.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Feature attack: amplify one neural feature in an image (Singla & Feizi 2022, sec. 3.2; SPEC 4.3).
+"""Feature attack: amplify one neural feature in an image (Singla & Feizi 2022, sec. 3.2; docs/methods.md#feature-attack).
 
 Gradient ascent on phi_j(x): each step moves x along the L2-normalised gradient, projects the total
 change onto the L2 ball of radius rho and clips to [0, 1]. The paper and its reference code differ:

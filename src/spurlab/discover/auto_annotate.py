@@ -1,44 +1,31 @@
-"""Automatic annotation and its ground truth on the planted-cue benchmark (SPEC 4.7).
+"""Automatic annotation and its ground truth on the planted-cue benchmark (docs/methods.md#annotation).
 
 Automatic annotator (proposed in the Spuriosity Rankings appendix, Moayeri et al. 2023): a feature
 is spurious for class k when most of its NAM over its top images lies outside the class object's
 mask. Two readings of "most of the NAM":
 
 - `criterion="hot"` (default): the NAM's hot region, where it reaches half its maximum (the red
-  part of a heatmap, what a human annotator judges), lies mostly outside the object: its fraction
-  on the object mask is below `threshold` (0.5).
+  part of a heatmap, what a human annotator judges), has a fraction on the object mask below
+  `threshold` (0.5).
 - `criterion="mass"` (literal): more than `threshold` (0.5) of the NAM's total mass lies outside
-  the object. At the benchmark's resolution (objects cover ~5-15% of a 64x64 image, NAMs are
-  upsampled from 8x8) this calls nearly every feature spurious: the low tail of a map centred on
-  the object still spreads most of its mass over the much larger background.
+  the object. At the benchmark's resolution (small objects, NAMs upsampled from 8x8) this calls
+  nearly every feature spurious: the low tail of a map centred on the object spreads most of its
+  mass over the much larger background.
 
-Ground truth (benchmark only): a (class, feature) pair *localises its class's planted cue* when
-most of its images show the cue (`cue_share` >= `MIN_CUE_SHARE`) and, on those images, more of its
-hot region lies on the cue mask than on the object mask and, for a cue that does not cover the
-whole background (tag, stripe, co-object), the NAM is denser on the cue than on the remaining
-pixels: the reading of "its activation-map mass lies mostly on a planted cue mask of that class"
-that holds for both small and background-sized cues (`subsets.pair_region_stats`).
-
-A planted cue that replaces the whole background (a `background` scene or a `blur`) plants a
-second kind of spurious feature: one that detects the background the cue replaces, so that the
-cue switches it off. Where the cue's class owns that cue almost exclusively (disk on water 90% of
-the time, every other class 4%), "not water" is evidence against disk and so *for* every other
-class, and classes whose own shape features are weak (thin controls such as crescent and arrow)
-rank such features among their top ones. `cue_switched_off` finds them by experiment: the
-generator draws a cue for the classes it is not planted in at random, independently of the
-object, so among those classes' images the activation with and without the cue compares like
-with like. A feature whose mean activation on the images with the cue, its top and bottom
-`SWITCH_TRIM` (10%) trimmed, is under `SWITCH_OFF_RATIO` (10%) of its mean on the images showing
-no background cue is truly spurious for whichever class ranks it, the cue's own classes included
-(a class that shows the cue only part of the time, as the collision variant's hexagon, can rank
-"not water" too). The trimming keeps a few strongly active cued images from deciding (on the
-collision variant a "not water" neuron kept 10.3% of its plain mean, 8.2% trimmed, where the
-other top neurons outside cross keep at least 29%); a rank statistic (ROC AUC) would not do,
-because neural PCA components are clipped at 0 and mostly inactive, and the ties at 0 pull it
-towards 0.5 for components water never turns on. On the default benchmark the 12 "not water"
-neurons keep 0.2-4.4% (trimmed), every other top neuron outside cross at least 17.6%. The truth
-is the union of both kinds; the first kind alone is reported beside it (`precision_presence_only`).
-Classes without a cue of their own can thus have truly spurious features only of the second kind.
+Ground truth (needs object and cue masks, so generated sets only), the union of two kinds:
+- a pair *localises its class's planted cue* (`subsets.pair_region_stats`): most of its images
+  show the cue (`cue_share` >= `MIN_CUE_SHARE`) and, on those, more of its hot region lies on the
+  cue mask than on the object mask and, for a cue that does not cover the whole background (tag,
+  stripe, co-object), the NAM is denser on the cue than on the remaining pixels;
+- a planted background cue (a `background` scene or a `blur`) *switches it off* (`cue_switched_off`):
+  "not water" is evidence against disk and so for every other class. Measured where the generator
+  draws the cue independently of the object: its mean activation on images with the cue, top and
+  bottom `SWITCH_TRIM` (10%) trimmed, is under `SWITCH_OFF_RATIO` (10%) of its mean on images
+  showing no background cue. This holds for whichever class ranks the feature, the cue's own
+  classes included.
+The first kind alone is reported beside the union (`precision_presence_only`); classes without a
+cue of their own can have truly spurious features only of the second kind. Why the trimmed mean
+and what it measures on the benchmark: docs/findings/benchmark.md.
 """
 
 from __future__ import annotations
@@ -259,7 +246,7 @@ def run_annotations(subsets_path, out, settings: dict, human_csv=None) -> dict:
 
 
 def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path, features_path) -> dict:
-    """Lightweight discovery on a new task (SPEC 6.3): how well the annotations of the fitted
+    """Lightweight discovery on a new task (docs/methods.md#lightweight-discovery): how well the annotations of the fitted
     head's top features recover the new task's planted cues, with the head's accuracy.
     `imageset_path` is the set the subsets were built on, `features_path` the model's cache of it."""
     import json

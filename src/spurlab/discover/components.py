@@ -1,4 +1,4 @@
-"""Import of published spurious neural-PCA component lists (SPEC 4.7; Neuhaus et al.).
+"""Import of published spurious neural-PCA component lists (docs/methods.md#annotation; Neuhaus et al.).
 
 The Spurious ImageNet release ships ``spurious_components.npy``: ``np.save`` of a 0-d object array
 holding a pickled dict ``{class index: [component indices]}``. ``np.load(allow_pickle=True)`` would

@@ -1,4 +1,4 @@
-"""Neural feature importance (Singla & Feizi 2022, Def. 1; SPEC 4.1).
+"""Neural feature importance (Singla & Feizi 2022, Def. 1; docs/methods.md#neural-feature-importance).
 
     IV[k, j] = mean_{x in G_k} phi_j(x) * W[k, j]        (the bias is ignored)
 

@@ -1,4 +1,4 @@
-"""Lightweight discovery on new data (Moayeri et al. 2023, sec. 3.2; SPEC 6.3).
+"""Lightweight discovery on new data (Moayeri et al. 2023, sec. 3.2; docs/methods.md#lightweight-discovery).
 
 Robust neural features transfer: to find a new task's spurious features, fit only a linear head on
 the frozen robust model's penultimate features of the new task's training images, then run the

@@ -1,4 +1,4 @@
-"""Neural activation maps and heatmaps (Singla & Feizi 2022, sec. 3; SPEC 4.2).
+"""Neural activation maps and heatmaps (Singla & Feizi 2022, sec. 3; docs/methods.md#neural-activation-maps).
 
 A NAM is channel j of the robust model's feature map before global pooling, divided by its
 per-image spatial maximum and resized bilinearly to the image: a soft mask in [0, 1] whose

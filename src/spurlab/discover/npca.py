@@ -1,73 +1,27 @@
-"""Class-wise neural PCA (Neuhaus et al. 2023, "Spurious Features Everywhere", Sec. 4, eqs. 1-6; SPEC 4.5).
+"""Class-wise neural PCA (Neuhaus et al. 2023, "Spurious Features Everywhere", sec. 4, eqs. 1-6).
 
-For class k, over the training images I_k labelled k (N_k of them), with phi the penultimate
-features and (W, b) the last layer:
+For class k, over its training images: a(x) = W[k] * phi(x) (elementwise), its class mean mu_k,
+the eigenvectors v_l of the covariance of a, and alpha_l(x) = <1, v_l> <a(x) - mu_k, v_l> (eq. 5,
+invariant to v_l -> -v_l), so that f_k(x) = sum_l alpha_l(x) + <1, mu_k> + b_k (eq. 6).
 
-    a(x) = psi_k(x) = W[k] * phi(x)                                   (1)  elementwise, D-dim
-    f_k(x) = <1, a(x)> + b_k                                          (2)
-    C = sum_{s in I_k} (a(x_s) - mu_k)(a(x_s) - mu_k)^T               (3)  mu_k: the class mean of a
-    a(x) - mu_k = sum_{l=1..D} v_l <a(x) - mu_k, v_l>                 (4)  v_l: eigenvectors of C
-    alpha_l(x) = <1, v_l> <a(x) - mu_k, v_l>                          (5)  invariant to v_l -> -v_l
-    f_k(x) = sum_{l=1..D} alpha_l(x) + <1, mu_k> + b_k                (6)
+Only the leading L components are kept (default 128, the paper's; at most D and N_k - 1). So that
+eq. 6 stays exact, the part of the centred logit outside the kept subspace is one residual term,
+residual(x) = <1, (I - V^T V)(a(x) - mu_k)>: the summed alphas of the discarded components.
 
-Only the leading L components (default 128, the paper's choice; at most D and N_k - 1, since N_k
-centred points span at most N_k - 1 directions) are kept. So that (6) still holds exactly, the
-part of the centred logit outside the kept subspace is kept as one RESIDUAL term:
+Solvers (ours; the paper runs a full D x D eigendecomposition per class):
+- `class_pca` (exact): the top L eigenpairs of the smaller of X X^T (N_k x N_k) and X^T X
+  (D x D), X = a - mu_k, by LAPACK's subset eigensolver; exact up to rounding.
+- `class_pca_randomized` (`npca.solver: auto`, the default when min(N_k, D) > L + oversample):
+  float32 subspace iteration with a Gaussian start seeded by (seed, k) and LU-normalised power
+  steps, then float64 Rayleigh-Ritz (Halko, Martinsson & Tropp 2011, alg. 4.4). V is orthonormal
+  to float64 rounding, so the residual keeps eq. 6 exact; only which subspace is found is
+  approximate.
+Directions with lambda_l <= 1e-10 lambda_1 are dropped into the residual (a class can keep fewer
+than L). Eigenvalues are stored as variances (C / N_k); each v_l is signed so that <1, v_l> >= 0.
 
-    residual(x) = <1, a(x) - mu_k> - sum_{l<=L} alpha_l(x) = <1, (I - V^T V)(a(x) - mu_k)>
-    f_k(x)      = sum_{l<=L} alpha_l(x) + residual(x) + <1, mu_k> + b_k      (exact for any x)
-
-i.e. the summed contribution of the discarded components l > L (test: it equals the sum of their
-alphas under a full decomposition).
-
-Truncated route (`class_pca`). The reference forms the D x D covariance and runs a full eigh on
-it per class (D = 2048: the full D^3 eigendecomposition dominates). Here X = a - mu_k (N_k x D):
-
-- N_k < D: the N_k x N_k Gram matrix G = X X^T has the same nonzero eigenvalues as X^T X, with
-  eigenvectors u_l; then v_l = X^T u_l / sqrt(lambda_l) (the SVD of X);
-- N_k >= D: the D x D matrix X^T X itself;
-
-and only the top L eigenpairs of that smaller matrix are computed, with LAPACK's subset
-eigensolver (`scipy.linalg.eigh(subset_by_index=..., driver="evr")`: tridiagonal reduction, then
-MRRR for the wanted pairs only, no back-transform of the others). It is exact up to rounding, not
-an iterative approximation. Measured (bench/npca.py; N_k = 1300, D = 2048, L = 128, float64, one
-BLAS thread on a shared 2-core machine): weighting 11 ms + Gram 70 ms + subset eigh 165 ms +
-X^T u 20 ms, ~0.29 s per class streamed from HDF5, against ~1.46 s for covariance + full eigh
-(~5x; the reference's reads not counted). The Householder tridiagonalisation of the Gram matrix
-(4/3 N_k^3) is the floor of any exact route. Measured and not taken: randomised block Krylov /
-subspace iteration with Rayleigh-Ritz (as fast only at 3 blocks, and then approximate: subspace
-agreement 0.99999, eigenvalues 1e-4), ARPACK / PROPACK (`eigsh` / `svds`, 2-4x slower),
-torch.linalg.eigh (MKL; slower here than scipy's OpenBLAS), float32 (eigh ~1.3x faster, at
-float32 accuracy). Directions with lambda_l <= 1e-10 lambda_1 are numerically null (dead
-features, duplicate images): they are dropped and stay in the residual, so a class can keep
-fewer than L.
-Eigenvalues are stored as variances (C / N_k); each v_l is signed so that <1, v_l> >= 0.
-
-Randomised route (`class_pca_randomized`, the default `npca.solver: auto` whenever min(N_k, D) >
-L + oversample; issue #6 point 2). The exact route's subset eigh is the floor of any exact method,
-so the pipeline takes a randomised one (Halko, Martinsson & Tropp 2011, alg. 4.4: subspace
-iteration with a Gaussian start, then Rayleigh-Ritz): in float32, M = X X^T (or X^T X),
-Q = orth(M^q+1 Omega) with Omega (m x (L + p)) seeded by (seed, k) and q power iterations
-(LU-normalised between products, one QR at the end, as scikit-learn's randomized_range_finder),
-then in float64 Z = X^T Q, B = Z^T Z = Q^T M Q, B = u diag(w) u^T and V = (Z u / sqrt(w))^T.
-V is orthonormal to float64 rounding whatever Q is (V V^T = u^T B u / w = I), so the residual
-term keeps eq. 6 exact; only *which* subspace is found is approximate. Defaults p = 96, q = 2
-(ours; the paper computes a full eigendecomposition): on bench/npca.py's synthetic spectrum
-(lambda_129 / lambda_128 ~ 0.97, the hard case) the top-128 subspace agreement with the full
-eigh is >= 0.9998, eigenvalues within 3e-3; p = 64 drops it to ~0.999. Cost: one float32 Gram
-(N_k^2 D) plus 3 products of N_k x (L + p), two LU factorisations and one QR; LU instead of QR in
-the inner steps cut a class from 0.163 to 0.130 s (one BLAS thread, idle machine; subspace
-agreement with the all-QR route 1 - 2e-11). bench/npca.py at full scale (1000 classes x D 2048 x
-1300 rows, 4.97 GiB float16 HDF5; 2 workers on an idle 2-core machine): 111.7 s wall / 202 s CPU
-including the reads, the reference covariance + full eigh 1.368 s per class (12.2x), peak RSS
-1.34 GiB, top-128 subspace agreement 0.999904 (min 0.999640), eigenvalues within 5e-3.
-
-Streaming (`fit_npca`). The feature cache is in image-set order, classes interleaved; per-class
-fancy reads from HDF5 are ~0.1 s per class, so instead classes are packed into groups whose rows
-fit `buffer_bytes` (in the cache's dtype); each group costs one sequential pass over the cache
-that scatters its rows into one buffer, then its classes are fitted one by one. Memory:
-O(buffer_bytes + max_k N_k x D float64 + N) (a class larger than the buffer gets its own group);
-passes: about (cache size) / buffer_bytes.
+`fit_npca` streams the feature cache: classes are packed into groups whose rows fit
+`buffer_bytes`, each group one sequential pass over the cache. Measured costs and subspace
+agreement: docs/performance.md#class-wise-neural-pca. Method: docs/methods.md#class-wise-neural-pca.
 """
 
 from __future__ import annotations
@@ -328,7 +282,7 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
     W, b = (t.detach().cpu().double().numpy() for t in model.head())
     skipped = []
     with open_features(features_path, model_dir=model_dir) as fc:
-        feats = fc.f["features"]
+        feats = fc.rows("features")  # read in blocks by fit_npca, each refused unless finite
         if feats.shape[1] != W.shape[1]:
             raise SpurlabError(f"{features_path}: {feats.shape[1]} features, the model's head has {W.shape[1]}")
         attrs = {k: fc.attrs[k] for k in ("checkpoint_sha256", "imageset", "imageset_sha256")}

@@ -1,34 +1,23 @@
 """NPFV: neural PCA feature visualisation, and Grad-CAM of a component (Neuhaus et al. 2023,
-"Spurious Features Everywhere", sec. 4.2; SPEC 4.6).
+"Spurious Features Everywhere", sec. 4.2; docs/methods.md#npfv).
 
-For class k and its neural PCA component l (SPEC 4.5; `spurlab.discover.npca`), with the
-component score alpha_l(x) = <1, v_l> <W[k] * phi(x) - mu_k, v_l> (eq. 5), the NPFV is
+For class k and its neural PCA component l (`spurlab.discover.npca`), with alpha_l(x) =
+<1, v_l> <W[k] * phi(x) - mu_k, v_l> (eq. 5), the NPFV is
 
     z = g + argmax_{||delta||_2 <= eps, g + delta in [0, 1]} alpha_l(g + delta)        (eq. 7)
 
-from a gray image g = 0.5, found with L2 APGD (Croce & Hein 2020, "Reliable evaluation of
-adversarial robustness ...", alg. 1), written here (`apgd_l2`):
+from a gray image g = 0.5, found with L2 APGD (Croce & Hein 2020, alg. 1), written here
+(`apgd_l2`): normalised-gradient steps with momentum 0.75, initial step 2 eps, step halving and a
+restart from the best point at the checkpoints w_j when too few steps improved (rho = 0.75) or
+nothing changed, and the best iterate returned. The projection goes onto the L2 ball around g,
+then clips to [0, 1] (g lies in the box, so clipping only shortens delta). Defaults (the
+paper's): eps = 30 at 224x224, scaled by sqrt(H W) / 224, 200 steps.
 
-- step x -> P(x + eta grad / ||grad||_2) with momentum 0.75: x_{k+1} = P(x_k + 0.75 (z_{k+1} - x_k)
-  + 0.25 (x_k - x_{k-1})); the first step has no momentum;
-- initial step size eta = 2 eps; checkpoints w_j = ceil(p_j N) with p_0 = 0, p_1 = 0.22,
-  p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06);
-- at a checkpoint the step size is halved, and the iterate restarts from the best point, when
-  (1) fewer than rho = 0.75 of the steps since the last checkpoint increased the objective, or
-  (2) the step size and the best objective are both unchanged since the last checkpoint;
-- the best iterate is returned (so the objective never ends below its start).
-
-P projects onto the L2 ball of radius eps around g, then clips to [0, 1]: since g lies in the box,
-clipping can only shorten delta, so the result is in both sets. Defaults (SPEC 4.6, the paper's):
-eps = 30 at 224x224, scaled by sqrt(H W) / 224 (`spurlab.models.robust.scale_eps`), 200 steps.
-
-Selection (sec. 4.2): NPFVs of the top-B components by eigenvalue (B = 128 in the paper's text,
-16 / 32 in its code; our default 16, config `npca.npfv.top_b`), ranked by the model's softmax
-probability of class k on the NPFV; the first `keep` (10) are kept.
-
-Grad-CAM with alpha_l as the score (captum `LayerGradCam` on the last feature map, ReLU applied,
-upsampled bilinearly, divided by its per-image maximum like a NAM so the automatic annotator of
-SPEC 4.7 reads it unchanged), on the NPFV and on the top-5 images of the class by alpha_l.
+Selection: NPFVs of the top-B components by eigenvalue (paper text 128, its code 16 / 32; default
+16, `npca.npfv.top_b`), ranked by the model's probability of class k on the NPFV; the first `keep`
+(10) are kept. Grad-CAM uses alpha_l as the score (captum `LayerGradCam`, ReLU applied, upsampled,
+divided by its maximum like a NAM so the automatic annotator reads it unchanged), on the NPFV and
+on the top-5 images of the class by alpha_l.
 """
 
 from __future__ import annotations
@@ -210,8 +199,8 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
                         progress: bool = True, shard: Shard = Shard()) -> dict:  # fmt: skip
     """Stage `npca_components`: NPFVs of each class's top-B components, the `keep` most confident
     (sec. 4.2), their top images by alpha with Grad-CAM maps, and for comparison the top
-    `neurons_top` neurons by importance (SPEC 4.1) with their NAMs, all annotated by the same
-    annotator (SPEC 4.7: automatic from the maps' object-mask statistics, or human answers).
+    `neurons_top` neurons by importance (docs/methods.md#neural-feature-importance) with their NAMs, all annotated by the same
+    annotator (docs/methods.md#annotation: automatic from the maps' object-mask statistics, or human answers).
 
     `npfv_settings`: top_b, keep, eps_224, steps. `subset` (salient.subset): how many top images of
     a class feed the annotator's statistics (`subsets.subset_size`), as for the neurons of #4.
@@ -300,7 +289,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
                                ("npfv", np.round(z[pos].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)),
                                ("npfv_cam", np.round(cam_z * 255).astype(np.uint8)), ("top_rows", t), ("top_cam", tc)):
                     comp[key].append(v)  # fmt: skip
-            # the neurons of #4 on the same images, for the same annotator (SPEC 4.1, 4.2)
+            # the top neurons on the same images, for the same annotator (docs/methods.md#neural-feature-importance, #neural-activation-maps)
             order = np.argsort(-imp["iv"][k], kind="stable")[:neurons_top]
             off = switched_off(k, order, lambda: phi[:, order])
             for rank, j in enumerate(order, 1):
@@ -409,7 +398,7 @@ def run_component_annotations(pairs_path, out, annotation: dict, human_csv=None,
 
 def run_component_tasks(components_path, imageset_path, out_dir) -> int:
     """Stage `npca_annotation_tasks`: a task page per selected component with the machinery of
-    SPEC 4.7 (`annotate.export_tasks`): the gallery shows the NPFV first, then the top images by
+    docs/methods.md#annotation (`annotate.export_tasks`): the gallery shows the NPFV first, then the top images by
     alpha, each with its Grad-CAM heatmap; answers come back in the MTurk CSV layout with
     `Input.feature_index` = component index (config `npca.human_csv`)."""
     from ..data.imagesets import ImageSet

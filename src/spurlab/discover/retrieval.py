@@ -1,5 +1,5 @@
 """Harmfulness validation and cue-only retrieval: the Spurious ImageNet construction (Neuhaus et
-al. 2023, secs. 4 and 6; SPEC 4.7, 5.5).
+al. 2023, secs. 4 and 6; docs/methods.md#annotation, #spurious-score).
 
 Harmful (sec. 3): a spurious feature is *harmful* when it alone triggers the class. The paper
 validates each annotated component with ten real images that show the feature but not the class,
@@ -21,7 +21,7 @@ On the planted-cue benchmark each kept image is checked against ground truth: it
 class's planted cue (its `cue_<name>` flag) and not the class object (its label is not k); the
 fraction that does is the retrieval precision. The kept images are saved as a packed image set
 (label k, `meta/source_set`, `meta/source_row`, `meta/component`, `meta/alpha`, `meta/has_cue`),
-which the spurious score (SPEC 5.5) reads as class k's negatives.
+which the spurious score (docs/methods.md#spurious-score) reads as class k's negatives.
 """
 
 from __future__ import annotations

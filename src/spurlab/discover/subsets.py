@@ -1,12 +1,12 @@
-"""D(i, j): per class-feature image subsets with soft masks (Singla & Feizi 2022, sec. 4; SPEC 4.4).
+"""D(i, j): per class-feature image subsets with soft masks (Singla & Feizi 2022, sec. 4; docs/methods.md#class-feature-subsets).
 
-For class i and each of its top features j (by importance, SPEC 4.1): the images labelled i with
+For class i and each of its top features j (by importance, docs/methods.md#neural-feature-importance): the images labelled i with
 the highest phi_j, each with its neural activation map (NAM) as a soft mask. The paper keeps 65
 of ~1300 images per class (5%); Spuriosity Rankings keeps the top 20th percentile. Here the size
 is `fraction` of the class's images, capped at `max_images` (at least `min_images`).
 
 Alongside the subsets, each pair gets what annotation needs: its top images' feature attacks
-(SPEC 4.3) and, where the image set has ground-truth masks (the planted-cue benchmark), where its
+(docs/methods.md#feature-attack) and, where the image set has ground-truth masks (the planted-cue benchmark), where its
 NAM mass lies: on the object, on the class's planted cue, elsewhere.
 
 File layout (one HDF5, written class by class, then renamed)::
@@ -134,7 +134,7 @@ class SubsetSettings:
     min_images: int = 1
     max_images: int = 65  # paper
     top_images: int = 5  # paper: top-5 images per pair are shown to annotators
-    attack: str = "paper"  # or "code" (SPEC 4.3)
+    attack: str = "paper"  # or "code" (docs/methods.md#feature-attack)
     batch_size: int = 64
 
 

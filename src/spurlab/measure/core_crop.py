@@ -1,10 +1,10 @@
-"""Core cropping (Moayeri et al. 2023, "Spuriosity Rankings", appendix H; SPEC 5.4).
+"""Core cropping (Moayeri et al. 2023, "Spuriosity Rankings", appendix H; docs/methods.md#core-cropping).
 
 Crops an image to its class object, so a model can be checked on the object alone (the paper uses
 it on high-spuriosity images of classes with a negative spurious gap, to flag label noise). The
 paper's procedure, followed here:
 
-1. soft core segmentation: the average of the NAMs (SPEC 4.2) of the class's core features;
+1. soft core segmentation: the average of the NAMs (docs/methods.md#neural-activation-maps) of the class's core features;
 2. keep the highly activated pixels, >= 0.9;
 3. bounding box of the kept pixels;
 4. expand it by 20% in height and in width (10% on each side, about the box centre), since the high

@@ -1,5 +1,5 @@
 """Targeted corruptions of feature regions (Moayeri et al. 2023, "Spuriosity Rankings", appendix
-on feature sensitivities; SPEC 5.3).
+on feature sensitivities; docs/methods.md#targeted-corruptions).
 
 Each corruption removes one kind of primitive information from a feature's region and keeps the
 others: `gray` (colour), `blur` (texture), `patch_rotate` (shape: the region is cut into tiles, each
@@ -8,7 +8,7 @@ m (B, H, W) in [0, 1]::
 
     x' = x * (1 - m) + m * T(x)
 
-On D(i, j) (the top images of class i for feature j, SPEC 4.4; the paper's 65 per class) the region
+On D(i, j) (the top images of class i for feature j, docs/methods.md#class-feature-subsets; the paper's 65 per class) the region
 is the NAM of j; for a feature annotated spurious, minus its overlap with the image's consolidated
 core mask (the paper's filtering step, so core regions are never corrupted): m = nam * (1 - core),
 core = 0 for an image without one. Sensitivity of a pair = accuracy change on its images; across

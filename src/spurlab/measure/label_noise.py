@@ -3,7 +3,7 @@
 A class whose spurious gap is negative (models do *worse* when its spurious cue is strong) suffers
 spurious feature collision: its cue is more typical of another class. Its highest-spuriosity
 training images are the paper's label-noise candidates (often several objects, or another class's
-object); cropping each to the region its core features activate (`core_crop`, SPEC 5.4) isolates
+object); cropping each to the region its core features activate (`core_crop`, docs/methods.md#core-cropping) isolates
 the labelled object. Negative-gap classes are those whose gap, averaged over the model suite, is
 below 0.
 

@@ -1,4 +1,4 @@
-"""Core and spurious accuracy under noise (Singla & Feizi 2022, sec. 5, eqs. 1-2; SPEC 5.1).
+"""Core and spurious accuracy under noise (Singla & Feizi 2022, sec. 5, eqs. 1-2; docs/methods.md#noise-corruption).
 
     x' = clip(x + sigma * (z * m), 0, 1),   z ~ N(0, I) per pixel and channel, m a soft mask
 

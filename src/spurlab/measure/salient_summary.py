@@ -1,7 +1,7 @@
 """The `salient` target's headline numbers (Singla & Feizi 2022 on the planted-cue benchmark).
 
 - annotation: pairs, spurious pairs, the automatic annotator's precision/recall against planted
-  truth and the fraction of planted (class, cue) pairs recovered (SPEC 4.7); for human answers
+  truth and the fraction of planted (class, cue) pairs recovered (docs/methods.md#annotation); for human answers
   also the pairs left unannotated or undecided and how far the answers file covers the exported
   pairs (the annotations table's provenance, `discover.annotate.human_annotations`);
 - noise: per model and sigma, core and spurious accuracy over the classes that have both spurious

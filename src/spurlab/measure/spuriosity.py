@@ -1,4 +1,4 @@
-"""Spuriosity rankings and spurious gaps (Moayeri et al. 2023, secs. 3-4; SPEC 5.2).
+"""Spuriosity rankings and spurious gaps (Moayeri et al. 2023, secs. 3-4; docs/methods.md#spuriosity-rankings).
 
 Spuriosity of image x for class c, over the class's annotated spurious neural features S(c)::
 
@@ -11,7 +11,7 @@ the paper ranks ImageNet train and val by train statistics). Images are sorted w
 Spurious gap of a model on class c: accuracy on the k highest-spuriosity images of c minus accuracy
 on the k lowest (paper: k = 10 on validation). The public reference code takes the *lowest* 100 of
 its top-1000 list as "high", so with <= 1000 images per class high == low and every gap is 0; here
-the true k highest are taken (SPEC 5.2). Ties in spuriosity are broken by row order.
+the true k highest are taken (docs/methods.md#spuriosity-rankings). Ties in spuriosity are broken by row order.
 
 Across a model suite: the Pearson r of class-wise gaps for every model pair, and effective
 robustness, ``acc_low - beta(acc_high)`` with beta the least-squares line of acc_low on acc_high
@@ -82,7 +82,7 @@ def high_low(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, 
 
 
 def spurious_gaps(correct: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: int = K_GAP) -> pd.DataFrame:
-    """Per class with scores: acc_high, acc_low, gap = acc_high - acc_low, n, k (SPEC 5.2)."""
+    """Per class with scores: acc_high, acc_low, gap = acc_high - acc_low, n, k (docs/methods.md#spuriosity-rankings)."""
     rows = []
     for c in np.unique(labels[~np.isnan(scores)]):
         members = np.flatnonzero((labels == c) & ~np.isnan(scores))

@@ -70,6 +70,31 @@ def tuning_summary(tables: dict[str, pd.DataFrame]) -> dict:
     return {model: summarize(t) for model, t in tables.items()}
 
 
+def tuning_acceptance(tuning: dict, audited: list[str], gap_target: float, max_cost_points: float = 3.0,
+                      min_cut: float = 0.5) -> dict:
+    """Moayeri et al.'s tuning claim, judged on the audited models (the discovery model ranks, the
+    audited ones are tuned): for each whose validation gap is above the stopping target,
+    low-spuriosity tuning cuts the gap by >= `min_cut` at <= `max_cost_points` of accuracy, and the
+    random baseline on the same budget does not. `holds` is None for a gap already at the target."""
+    out = {}
+    for m in audited:
+        low, rnd = tuning.get(m, {}).get("low_spuriosity"), tuning.get(m, {}).get("random")
+        if not low:
+            continue
+        cost = 100 * (low["acc_before"] - low["acc_after"])
+        e = {"gap_before": low["gap_before"], "cut": low["gap_reduction"], "accuracy_cost_points": cost,
+             "random_cut": rnd["gap_reduction"] if rnd else None}
+        if low["gap_before"] <= gap_target:
+            e["holds"] = None
+            e["why"] = f"gap {low['gap_before']:.3f} already at or below the stopping target {gap_target:g}"
+        else:
+            random_halves = e["random_cut"] is not None and e["random_cut"] >= min_cut
+            e["holds"] = bool(e["cut"] is not None and e["cut"] >= min_cut and cost <= max_cost_points
+                              and not random_halves)
+        out[m] = e
+    return out
+
+
 def corruption_summary(tables: dict[str, pd.DataFrame], correlations: pd.DataFrame) -> dict:
     per_model = {}
     for model, t in tables.items():
@@ -143,8 +168,10 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
 
 def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path, correlations_path,
                            corruption_paths, tuning_paths, label_noise_path, models_summary_path, out,
-                           gaps_figure, tuning_figure, lightweight_path=None) -> dict:  # fmt: skip
-    """Stage `spuriosity_summary`: summary.json and the gap and tuning figures."""
+                           gaps_figure, tuning_figure, lightweight_path=None, discovery_model: str | None = None,
+                           gap_target: float = 0.05) -> dict:  # fmt: skip
+    """Stage `spuriosity_summary`: summary.json and the gap and tuning figures. `discovery_model`
+    ranks the images; every other model is audited (its tuning is what `acceptance` judges)."""
     import json
     from pathlib import Path
 
@@ -183,6 +210,15 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
             raise SpurlabError(f"{p}: empty tuning table")
         tuning[str(t["model"].iloc[0])] = t
     summary["tuning"] = tuning_summary(tuning)
+    summary["discovery_model"] = discovery_model
+    summary["audited_models"] = [m for m in summary["models"] if m != discovery_model]
+    collision = {m: summary["models"][m]["collision_class_gap"] for m in summary["audited_models"]}
+    summary["acceptance"] = {
+        "tuning": tuning_acceptance(summary["tuning"], summary["audited_models"], gap_target),
+        # a spurious feature shared by two classes: the collision class's gap is negative
+        "collision_gap_negative": ({m: bool(g) and all(v < 0 for v in g.values()) for m, g in collision.items()}
+                                   if truth else None),
+    }  # fmt: skip
     noise = read_table(label_noise_path, expect=expect)
     summary["label_noise"] = label_noise_summary(noise, list(summary["models"]), names)
     if not truth and summary["label_noise"]:

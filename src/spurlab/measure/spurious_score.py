@@ -1,4 +1,4 @@
-"""Spurious score (Neuhaus et al. 2023, "Spurious Features Everywhere", sec. 7.2; SPEC 5.5).
+"""Spurious score (Neuhaus et al. 2023, "Spurious Features Everywhere", sec. 7.2; docs/methods.md#spurious-score).
 
 Per class k: positives are the test images of class k, negatives the images that show class k's
 spurious cue but no class-k object (Spurious ImageNet; here the benchmark's `cue_only` images with

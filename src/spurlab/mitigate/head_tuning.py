@@ -1,43 +1,24 @@
-"""Low-spuriosity head tuning (Moayeri et al. 2023, sec. 4.3 and appendix F; SPEC 6.1).
+"""Low-spuriosity head tuning (Moayeri et al. 2023, sec. 4.3 and appendix F; docs/methods.md#low-spuriosity-head-tuning).
 
-The paper's procedure: the backbone stays frozen and only the linear classification head (W, b) is
-tuned, so everything runs on cached penultimate features. Starting from the model's own head,
-train on the k = 100 *lowest-spuriosity* training images of every biased class (a class with an
-annotated spurious feature), with early stopping once the validation spurious gap (accuracy on the
-k_gap highest- minus the k_gap lowest-spuriosity validation images, averaged over the biased
-classes) drops below 5%: low-spuriosity images lack the cues the head leans on, so tuning on them
-recalibrates it towards the core features. Baselines on the same budget of k images per class:
+The backbone stays frozen and only the linear head (W, b) is tuned, on cached penultimate
+features. Starting from the model's own head, train on the k lowest-spuriosity training images of
+every biased class (one with an annotated spurious feature) and stop early once the validation
+spurious gap (accuracy on the k_gap highest- minus the k_gap lowest-spuriosity images, averaged
+over the biased classes) is below `gap_target`: those images lack the cues the head leans on.
+Baselines on the same budget: ``random`` (k random images of the class, sec. 4.3) and
+``misclassified`` (the images the model gets wrong, filled up to k with random correct ones,
+appendix F). Every method runs `trials` times (seeds seed + t); the table reports each trial,
+before and after, on the validation set and on a held-out set.
 
-* ``random``: k random training images of the class (sec. 4.3);
-* ``misclassified``: the images the original model gets wrong, k random ones of them when there
-  are more, filled up to k with random correctly classified ones (appendix F).
+Defaults (`TuningSettings`, with their sources in docs/methods.md#low-spuriosity-head-tuning): k 100
+(paper), SGD lr 0.001 and momentum 0.9 and at most 20 epochs (reference code), batch 64 (ours),
+gap_target 0.05 and k_gap 10 (paper), 3 trials (paper), other_classes "random".
 
-Every method runs `trials` times (seeds seed + t; the paper averages the baselines over three
-trials); the table reports each trial, before and after, on the validation set (which drives
-early stopping, as in the paper) and on a held-out set.
-
-Defaults (`TuningSettings`), with their source:
-
-    k = 100            images per biased class (paper, sec. 4.3 and appendix F)
-    lr = 0.001         SGD learning rate (public reference code)
-    momentum = 0.9     SGD momentum (public reference code)
-    max_epochs = 20    epoch cap (public reference code)
-    batch_size = 64    minibatch size (ours; the paper does not give one)
-    gap_target = 0.05  stop once the validation spurious gap is below 5% (paper, sec. 4.3)
-    k_gap = 10         images per side of the spurious gap (paper; SPEC 5.2)
-    trials = 3         repeats per method, mean reported (paper, appendix F)
-    seed = 0
-    other_classes = "random"   ours; "none" is the paper's (see below)
-
-Deviation (`other_classes`): the paper tunes on images of the biased classes only. A head tuned on
-some classes' images drifts away from every other class (their logits only ever get pushed
-down), so on a benchmark where 4 of 10 classes carry no spurious feature most of the measured
-accuracy cost is that class-prior shift, not the loss of the spurious cue. By default every
-method therefore also sees the same k random images of each unbiased class; "none" reproduces
-the paper's selection.
-
-Cross-entropy on the selected rows, shuffled each epoch by a torch.Generator seeded per trial;
-float32 on CPU, so the same seed gives the same weights bit for bit.
+Deviation (`other_classes`): the paper tunes on the biased classes' images only, which pushes every
+other class's logits down, so most of its accuracy cost is a class-prior shift; by default every
+method also sees the same k random images of each unbiased class ("none" is the paper's).
+Cross-entropy, shuffled each epoch by a generator seeded per trial; float32 on CPU, so the same
+seed gives the same weights bit for bit.
 """
 
 from __future__ import annotations

@@ -1,45 +1,21 @@
-r"""SpuFix: remove the positive logit contribution of spurious neural-PCA components (SPEC 6.2).
+r"""SpuFix: remove the positive logit contribution of spurious neural-PCA components (docs/methods.md#spufix).
 
-Neuhaus et al., "Spurious Features Everywhere", sec. 5, eqs. 8-11. Notation (SPEC 4.5): phi(x) the
-penultimate features (N, D), head W (C, D), b (C,); the weighted features of class k are
-a_k(x) = W[k] * phi(x) (elementwise), so f_k(x) = <1, a_k(x)> + b_k. Class k's neural PCA basis is
-the mean mu_k of a_k over its training images and the covariance eigenvectors v_l (rows of V, unit
-norm); alpha_l(x) = <1, v_l> <a_k(x) - mu_k, v_l>. S_k is the set of spurious components of class k.
+Neuhaus et al., "Spurious Features Everywhere", sec. 5, eqs. 8-11. With a_k(x) = W[k] * phi(x), class
+k's basis (mean mu_k, eigenvectors V) and alpha_l(x) = <1, v_l> <a_k(x) - mu_k, v_l>
+(`spurlab.discover.npca`), S_k the spurious components of class k:
 
-Robust model (eq. 8):
+    robust model (eq. 8):  f_k'(x) = f_k(x) - sum_{l in S_k} max(alpha_l(x), 0)
 
-    f_k'(x) = f_k(x) - sum_{l in S_k} max(alpha_l(x), 0)
+Transfer to another model g (eqs. 9-11), over class k's training images x_1..x_n in the same order
+as the robust model's alphas: mu_g = mean of a_g(x_i), u_l = sum_i alpha_l(x_i) (a_g(x_i) - mu_g),
+d_l = u_l / ||u_l||; at test time lambda(x) = solve(D^T D, D^T (a_g(x) - mu_g)), beta_l = lambda_l
+<1, d_l> and f_k'(x) = f_k(x) - sum_{l in S_k} max(beta_l(x), 0).
 
-Transfer to another model g with weighted features a_g = W_g[k] * phi_g (eqs. 9-11). Over class k's
-training images x_1..x_n (the same images, in the same order, as the robust model's alphas):
-
-    mu_g = (1/n) sum_i a_g(x_i)
-    u_l  = sum_i alpha_l(x_i) (a_g(x_i) - mu_g)      d_l = u_l / ||u_l||     (eq. 10)
-
-d_l maximises the covariance of <d, a_g - mu_g> with alpha_l (eq. 9). The d_l are not orthogonal, so
-at test time the centred features are expressed in the basis D = [d_l] (columns) by least squares,
-
-    lambda(x) = solve(D^T D, D^T (a_g(x) - mu_g))     beta_l(x) = lambda_l(x) <1, d_l>
-    f_k'(x)   = f_k(x) - sum_{l in S_k} max(beta_l(x), 0)                     (eq. 11)
-
-Why the transfer to g = f itself reproduces eq. 8 exactly (paper, app. C.2). Write c_i = a(x_i) - mu,
-o_l = <1, v_l>, Sigma = (1/n) sum_i c_i c_i^T. Then
-
-    u_l = sum_i o_l <c_i, v_l> c_i = o_l n Sigma v_l = o_l n sigma_l v_l
-
-*provided v_l is an eigenvector of Sigma* (eigenvalue sigma_l). So d_l = sign(o_l) v_l: the d_l are
-orthonormal, D^T D = I, lambda_l = sign(o_l) <v_l, a - mu>, and beta_l = lambda_l sign(o_l) o_l =
-o_l <v_l, a - mu> = alpha_l. Conditions: the rows of V are eigenvectors of the covariance of a over
-the very training images used for the transfer, with mu their mean (normalisation 1/n or 1/(n-1)
-does not matter), and sigma_l > 0, o_l != 0. If o_l = 0 or sigma_l = 0, alpha_l vanishes on every
-training image, u_l = 0 and `transfer_directions` raises. For an arbitrary orthonormal V the
-identity fails, because Sigma v_l is then not parallel to v_l. With a truncated eigensolver the
-identity holds to the solver's accuracy.
-
-Defaults and choices (ours, not the paper's): all arithmetic in float64, results in the dtype of the
-logits passed in; a class is left untouched, bit for bit, when it has no entry or no spurious
-components; D^T D with condition number above 1e12 (two d_l nearly parallel) is an error, as is a
-zero u_l.
+Assumes the rows of V are eigenvectors of the covariance of a over the very images used for the
+transfer; then the transfer to g = f reproduces eq. 8 exactly (paper, app. C.2; derivation in
+docs/methods.md#spufix). Ours: float64 arithmetic, results in the logits' dtype; a class without
+spurious components is left untouched bit for bit; a zero u_l or D^T D with condition number above
+1e12 is an error.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Models (SPEC 2): local architectures registered in timm, the `Classifier` wrapper, save/load,
+"""Models (docs/methods.md#models): local architectures registered in timm, the `Classifier` wrapper, save/load,
 checkpoint import and L2 PGD.
 
 Importing this package registers `cbr_tiny`, `resnet10_small` and `resnet18_small` with timm, so

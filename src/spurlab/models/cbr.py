@@ -1,9 +1,9 @@
 """`cbr_tiny`: the small DNN of Adebayo et al. 2022 ("Post hoc explanations may be ineffective for
-detecting unknown spurious correlation"; SPEC 2): five conv3x3-BN-ReLU-maxpool blocks and a linear
+detecting unknown spurious correlation"; docs/methods.md#models): five conv3x3-BN-ReLU-maxpool blocks and a linear
 head on globally average-pooled features.
 
 Channels per block: w, 2w, 4w, 4w, 8w (w = `width`, default 32, so D = 256); the paper gives no
-widths. Deviation (SPEC: say so, expose a flag): the last block does not pool by default
+widths. Deviation (docs/methods.md#models): the last block does not pool by default
 (`pool_last=False`) so 64x64 inputs keep a 4x4 pre-pool map and 32x32 a 2x2 one, which activation
 maps (NAM) and Grad-CAM need; `pool_last=True` gives the paper's five poolings (1x1 at 32x32).
 Each block owns its ReLU module: hook-based attributions (Guided Backprop, DeepLift) break on

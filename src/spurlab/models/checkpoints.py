@@ -1,4 +1,4 @@
-"""Checkpoint import (SPEC 2): plain state dicts and Madry `robustness` checkpoints into a timm
+"""Checkpoint import (docs/methods.md#models): plain state dicts and Madry `robustness` checkpoints into a timm
 model wrapped as a `Classifier`. Nothing is downloaded: the file must be local, and it is read with
 ``torch.load(weights_only=True)`` (no code in a checkpoint is ever executed).
 
@@ -51,9 +51,33 @@ def _load_weights_only(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe pickles
-        raise SpurlabError(
-            f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e})"
-        ) from e
+        raise SpurlabError(f"{path}: {unreadable_checkpoint(path, e)}") from e
+
+
+def unreadable_checkpoint(path: Path, e: Exception) -> str:
+    """Why torch.load failed on `path`, in words: an empty file, a file that is neither of torch's
+    two formats (a zip archive, or a pickle from torch < 1.6), a damaged or truncated zip, or
+    torch's own message (a weights-only refusal names the global it refused)."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if not head:
+        return "cannot be read as a torch checkpoint: empty file"
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError):
+            return "cannot be read as a torch checkpoint: damaged or truncated (its zip archive does not open)"
+        if bad is not None:
+            return f"cannot be read as a torch checkpoint: damaged (entry {bad} of its zip archive fails its CRC check)"
+    elif head[0] != 0x80:  # every pickle protocol >= 2 starts with PROTO (0x80)
+        return "cannot be read as a torch checkpoint: not a torch file (neither a zip archive nor a pickle)"
+    return f"cannot be read as a weights-only torch checkpoint ({type(e).__name__}: {e})"
 
 
 def _strip_prefix(state: dict, prefix: str) -> tuple[dict, str]:
@@ -77,12 +101,15 @@ def _three(value, name: str, path) -> list[float]:
 
 
 def import_checkpoint(path: str | os.PathLike, arch: str = "resnet50", num_classes: int = 1000, kind: str = "auto",
-                      input_size: int = 224, mean=None, std=None) -> tuple[Classifier, dict]:  # fmt: skip
+                      input_size: int = 224, mean=None, std=None,
+                      arch_args: dict | None = None) -> tuple[Classifier, dict]:  # fmt: skip
     """Load a local checkpoint into ``Classifier(timm.create_model(arch, num_classes))`` (eval mode).
 
     `kind`: "auto" (detect), "madry" or "state_dict". `mean`/`std`, when given, override the
-    checkpoint's normaliser (madry) or the ImageNet default (state_dict). Returns the model and
-    `info`: layout, sha256, path, mean, std, normalisation (where mean/std came from), epoch if stored.
+    checkpoint's normaliser (madry) or the ImageNet default (state_dict). `arch_args`: keyword
+    arguments of the architecture (the model keeps them; `save_model` records them in meta.json).
+    Returns the model and `info`: layout, sha256, path, mean, std, normalisation (where mean/std
+    came from), epoch if stored.
     """
     path = Path(path)
     if kind not in KINDS:
@@ -107,9 +134,9 @@ def import_checkpoint(path: str | os.PathLike, arch: str = "resnet50", num_class
         norm_mean = list(mean) if mean is not None else norm_mean
         norm_std = list(std) if std is not None else norm_std
         source = "argument"
-    net = create_model(arch, num_classes=num_classes)
+    net = create_model(arch, num_classes=num_classes, **(arch_args or {}))
     load_state_strict(net, state, path)
-    model = Classifier(net, arch, input_size, norm_mean, norm_std).eval()
+    model = Classifier(net, arch, input_size, norm_mean, norm_std, arch_args).eval()
     info = {
         "layout": kind,
         "sha256": sha256_file(path),

@@ -1,4 +1,4 @@
-"""One factory for every model (timm's registry) and the wrapper every stage uses (SPEC 2).
+"""One factory for every model (timm's registry) and the wrapper every stage uses (docs/methods.md#models).
 
 `Classifier` owns the input normalisation (images enter as float in [0, 1]) and exposes what the
 papers read: the pre-pool feature map, the penultimate features phi(x), the logits and the head

@@ -1,5 +1,5 @@
 """Small-input ResNets (He et al. 2016, the CIFAR-style variant: one 3x3 stem convolution, no
-max-pool) built from timm's `ResNet` with BasicBlocks (SPEC 2: local archs in timm's registry).
+max-pool) built from timm's `ResNet` with BasicBlocks (docs/methods.md#models: local archs in timm's registry).
 
 `resnet10_small` (BasicBlock x [1, 1, 1, 1]) and `resnet18_small` ([2, 2, 2, 2]). `width` sets the
 first stage's channels (64 in torchvision; 16-32 keep CPU training of 64x64 images to minutes;

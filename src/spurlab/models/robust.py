@@ -1,4 +1,4 @@
-"""L2 projected gradient descent (Madry et al. 2018), for robust training and evaluation (SPEC 2).
+"""L2 projected gradient descent (Madry et al. 2018), for robust training and evaluation (docs/methods.md#models).
 
 Each step moves along the per-example L2-normalised gradient of the cross-entropy, projects the
 perturbation onto the L2 ball of radius eps and clips the image to [0, 1]. The papers' robust

@@ -1,5 +1,6 @@
 """Adebayo et al. 2022, "Post hoc explanations may be ineffective for detecting unknown spurious
-correlation" (ICLR; SPEC 1.3, 5.6, 5.8): a normal model and one spurious model per contamination
+correlation" (ICLR; docs/methods.md#spurious-contamination, #attribution-methods,
+#post-hoc-explanation-measures): a normal model and one spurious model per contamination
 signal, Adebayo's spurious score and model conditions (`spurious_score`), feature-attribution
 measures K-SSD / CCM / FAM / FAM-GT by SSIM (`attribution_similarity`), TCAV concept tests
 (`tcav_tests`), TracIn training-point ranking and ICM (`influence`), the blinded study kit and its
@@ -16,7 +17,7 @@ NORMAL = "normal"
 
 
 def signals(cfg: dict) -> list[str]:
-    """The contamination signals (SPEC 1.3), in config order: tag, stripe, blur by default."""
+    """The contamination signals (docs/methods.md#spurious-contamination), in config order: tag, stripe, blur by default."""
     return list(cfg["contamination"]["signals"])
 
 

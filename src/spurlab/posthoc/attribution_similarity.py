@@ -1,4 +1,4 @@
-"""Feature-attribution reliability measures of Adebayo et al. 2022 (sec. 2.1; SPEC 5.8).
+"""Feature-attribution reliability measures of Adebayo et al. 2022 (sec. 2.1; docs/methods.md#post-hoc-explanation-measures).
 
 With SSIM S (scikit-image `structural_similarity`, `data_range=1`) between maps normalised by
 Adebayo's normaliser (|attribution| summed over channels, min-subtracted, capped at the 99th
@@ -11,7 +11,7 @@ percentile, in [0, 1]; `spurlab.attribution.normalise`):
 
 x_norm are clean test images, x_spu the same rows with the signal (`contam_<signal>_test`), the ground
 truth the signal's mask stored with the set (for blur: the background). Every map explains the
-model's own predicted class. Methods (captum, SPEC 5.6 settings): gradient, SmoothGrad, Integrated
+model's own predicted class. Methods (captum, docs/methods.md#attribution-methods settings): gradient, SmoothGrad, Integrated
 Gradients, Guided Backprop. Rows are a seeded sample of `posthoc.n_images` test images, the same for
 every signal, so signals compare on paired images.
 """

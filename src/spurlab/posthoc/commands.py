@@ -11,6 +11,10 @@ def _named(names, paths, what: str) -> dict:
 
     if len(names) != len(paths):
         raise SpurlabError(f"{what}: {len(names)} names but {len(paths)} paths")
+    if what == "--models/--model-dirs":  # each directory must hold the model it is named as
+        from ..cli import check_model_dirs
+
+        check_model_dirs(names, paths, "--models")
     return dict(zip(names, map(str, paths)))
 
 
@@ -96,6 +100,18 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def significance(text: str) -> float:
+    """argparse `type=` of --alpha: a finite number in (0, 1)."""
+    import argparse
+
+    from ..cli import finite_float
+
+    value = finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
+    return value
+
+
 def add_posthoc_parsers(sub, config_arg) -> None:
     def io(p, sets=True):
         config_arg(p)
@@ -155,7 +171,7 @@ def add_posthoc_parsers(sub, config_arg) -> None:
     p = sub.add_parser("posthoc-study-analyse", help="analyse collected study responses: difference vs control, ANOVA, Tukey-Kramer")
     p.add_argument("--responses", required=True, type=Path, help="CSV: participant, group, condition, method, likert[, rationale]")
     p.add_argument("--out", required=True, type=Path, help="JSON result (a .csv table beside it)")
-    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--alpha", type=significance, default=0.05, help="significance level, in (0, 1)")
     p.set_defaults(func=cmd_study_analyse)
 
     p = sub.add_parser("posthoc-summary", help="results/posthoc/summary.json and Tables 1-3 (rule posthoc_summary)")

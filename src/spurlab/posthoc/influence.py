@@ -1,4 +1,4 @@
-"""Training-point ranking of Adebayo et al. 2022 (sec. 5, Table 3; SPEC 5.8): TracIn (Pruthi et
+"""Training-point ranking of Adebayo et al. 2022 (sec. 5, Table 3; docs/methods.md#post-hoc-explanation-measures): TracIn (Pruthi et
 al. 2020) through captum's `TracInCPFast`, which sums, over the per-epoch checkpoints that
 `spurlab.train.fit` keeps, eta_i * <grad_W loss(z), grad_W loss(z')> for the final linear layer W
 (its gradient factorises into features x output error, so no per-example backward pass is needed).

@@ -1,7 +1,7 @@
 """Normal and spurious models of Adebayo et al. 2022 (sec. 2.1), trained by the suite's loop.
 
 `normal` learns the classes on clean images; `spurious_<signal>` on the same images with the signal
-on every image of the aligned class (SPEC 1.3), so the signal is as predictive as the shape. Both
+on every image of the aligned class (docs/methods.md#spurious-contamination), so the signal is as predictive as the shape. Both
 are trained with `spurlab.train.fit` (seeded, resumable) from `posthoc` (architecture, seed,
 overrides of the top-level `train` keys). Every epoch's checkpoint stays in `<out>/checkpoints`:
 TracIn (`spurlab.posthoc.influence`) sums over them. Deviation: the paper fine-tunes on radiographs

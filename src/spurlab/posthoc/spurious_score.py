@@ -1,4 +1,4 @@
-"""Adebayo et al.'s spurious score and model conditions (sec. 2.1; SPEC 5.8).
+"""Adebayo et al.'s spurious score and model conditions (sec. 2.1; docs/methods.md#post-hoc-explanation-measures).
 
 Spurious score of a model for signal c and class j: over inputs *without* the signal that the model
 does not predict as j, the fraction it predicts as j once the signal is added (SCF applied to the
@@ -24,7 +24,7 @@ KNOBS = ("contamination.signals.<signal> (size / color / sigma: signal strength)
 
 
 def spurious_score(pred_clean: np.ndarray, pred_signal: np.ndarray, cls: int) -> float:
-    """SPEC 5.8: among rows with pred_clean != cls, the fraction with pred_signal == cls (NaN if none)."""
+    """docs/methods.md#post-hoc-explanation-measures: among rows with pred_clean != cls, the fraction with pred_signal == cls (NaN if none)."""
     pred_clean, pred_signal = np.asarray(pred_clean), np.asarray(pred_signal)
     if pred_clean.shape != pred_signal.shape:
         raise SpurlabError(f"spurious score: {len(pred_clean)} clean predictions but {len(pred_signal)} with the signal")

@@ -1,4 +1,4 @@
-"""results/posthoc/summary.json and the paper's Tables 1-3 (Adebayo et al. 2022; SPEC 5.8).
+"""results/posthoc/summary.json and the paper's Tables 1-3 (Adebayo et al. 2022; docs/methods.md#post-hoc-explanation-measures).
 
 - Table 1 (feature attributions): rows K-SSD, K-SSD (SEM), CCM, ..., FAM-GT (SEM); one column per
   signal and method (`<signal>/<method>`), as the paper's Table 1 has one block per task.

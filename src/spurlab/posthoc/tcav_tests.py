@@ -1,4 +1,5 @@
-"""Concept-activation tests of Adebayo et al. 2022 (sec. 4, Table 2; SPEC 5.6, 5.8): TCAV scores
+"""Concept-activation tests of Adebayo et al. 2022 (sec. 4, Table 2; docs/methods.md#attribution-methods,
+#post-hoc-explanation-measures): TCAV scores
 (Kim et al. 2018, captum, `spurlab.attribution.tcav`) of the planted signals and of core concepts
 the generator renders, compared by two-sample KS tests at `posthoc.ks_alpha` (0.05).
 

@@ -1,5 +1,5 @@
 """Static site to browse every (class, feature) pair of Salient ImageNet and every (class, component)
-of Spurious ImageNet (ARCHITECTURE stage 7; issue #9).
+of Spurious ImageNet (docs/architecture.md, stage 7).
 
 Plain files that open from disk: `index.html` with a client-side search over class names and
 indices (plain JavaScript, data embedded in the page, no network), one page per pair under

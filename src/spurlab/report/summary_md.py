@@ -157,7 +157,7 @@ def _posthoc(s: dict) -> list[str]:
         rows.append([m, *(sig.get(k) for k in sig), worst, cond.get(m, "n/a")])
     if rows:
         signals = list(next(iter((s.get("spurious_score") or {}).values())))
-        out += ["Spurious score (SPEC 5.8) for the aligned class per signal, and the highest over every class and "
+        out += ["Spurious score (docs/methods.md#post-hoc-explanation-measures) for the aligned class per signal, and the highest over every class and "
                 "signal.", ""]
         out += _table(["model", *signals, "max, any class", "condition"], rows)
     rows = [[sig, m, *(f"{_f(e[k]['mean'])} ± {_f(e[k]['sem'], 2)}" for k in ("kssd", "ccm", "fam", "famgt"))]
@@ -250,6 +250,25 @@ def _without_truth(section: list[str], not_computed: dict) -> list[str]:
     return kept[:2] + [note] + kept[2:]
 
 
+def _acceptance(summaries: dict[str, dict]) -> list[str]:
+    """The table of checkable headlines (`report.acceptance`); none on data without planted truth."""
+    from .acceptance import acceptance_points
+
+    if any(s.get("not_computed") and "planted" in " ".join(map(str, s["not_computed"].values()))
+           for s in summaries.values()):  # fmt: skip
+        return []
+    points = acceptance_points(summaries)
+    if all(p.holds is None for p in points):  # nothing measured that a rule could judge
+        return []
+    mark = {True: "holds", False: "**does not hold**", None: "not measured"}
+    held = sum(p.holds is True for p in points)
+    out = ["## Acceptance", "",
+           f"{held} of {len(points)} points hold on this run (each paper's headline, with the number it is "
+           "judged by; docs/findings/benchmark.md gives the reasons for each rule).", ""]  # fmt: skip
+    return out + _table(["stage", "point", "measured", "verdict"],
+                        [[p.stage, p.point, p.value, mark[p.holds]] for p in points]) + [""]
+
+
 def summary_markdown(summaries: dict[str, dict], counts: dict | None = None) -> str:
     truth = not any(s.get("not_computed") for s in summaries.values())
     intro = ("Headline numbers of each paper's analogue on the planted-cue benchmark, and how well each method "
@@ -261,7 +280,10 @@ def summary_markdown(summaries: dict[str, dict], counts: dict | None = None) -> 
              "model / class / feature / method / setting, with n and SEM).", ""]  # fmt: skip
     if counts:
         lines += [", ".join(f"{k}: {v}" for k, v in counts.items()), ""]
+    lines += _acceptance(summaries)
     for stage, s in summaries.items():
+        if stage == "models":  # the suite's reliance on the cues: in the acceptance table only
+            continue
         section = WRITERS.get(stage, lambda x, st=stage: _generic(st, x))(s)
         lines += _without_truth(section, s["not_computed"]) if s.get("not_computed") else section
     return "\n".join(lines).rstrip() + "\n"

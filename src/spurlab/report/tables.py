@@ -1,4 +1,4 @@
-"""Tidy tables (ARCHITECTURE stage 5): Parquet for machines, a CSV twin for people.
+"""Tidy tables (docs/architecture.md, stage 5): Parquet for machines, a CSV twin for people.
 
 The Parquet file is the contract: its schema metadata holds `spurlab.provenance`, a JSON dict of
 what the table was made from (input hashes, settings). `read_table` checks it against what the

@@ -1,0 +1,128 @@
+"""Each paper's headline on the planted-cue benchmark as one checkable point: the number, the rule
+it is held to, and whether it holds, read from the stage summaries (results/summary.md's
+"Acceptance" table; docs/findings/benchmark.md says why each rule is what it is).
+
+A point whose number is missing (the stage did not run, or the data has no planted truth) is
+listed with `holds` None, never counted as held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Point:
+    stage: str
+    point: str
+    value: str
+    holds: bool | None
+
+
+def _all(flags) -> bool | None:
+    flags = [f for f in flags if f is not None]
+    return all(flags) if flags else None
+
+
+def _num(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}g}"
+
+
+def _models(s: dict) -> list[Point]:
+    cue, control = s.get("cue_class_mean_gap"), s.get("control_class_mean_gap")
+    return [Point("models", "ERM models' mean counterfactual gap on cue classes > 0.10", _num(cue),
+                  None if cue is None else cue > 0.10),
+            Point("models", "ERM models' mean counterfactual gap on control classes within +-0.03", _num(control),
+                  None if control is None else abs(control) < 0.03)]  # fmt: skip
+
+
+def _salient(s: dict, audited: list[str]) -> list[Point]:
+    p, r = s.get("auto_annotator_precision"), s.get("auto_annotator_recall")
+    sigma = s.get("headline_sigma")
+    key = None if sigma is None else f"{sigma:g}"
+    drake = {m: (s.get("drake") or {}).get(m, {}).get(key) for m in audited}
+    exceeds = {m: (d or {}).get("spurious_exceeds_core") for m, d in drake.items()}
+    values = ", ".join(f"{m} {_num((d or {}).get('drop_spurious_noise'))} vs {_num((d or {}).get('drop_core_noise'))}"
+                       for m, d in drake.items())  # fmt: skip
+    return [Point("salient", "automatic annotator precision and recall >= 0.9", f"{_num(p)} / {_num(r)}",
+                  None if p is None or r is None else p >= 0.9 and r >= 0.9),
+            Point("salient", f"noise on spurious regions costs the audited models more than on core regions "
+                             f"(sigma {sigma})", values or "n/a", _all(exceeds.values()))]  # fmt: skip
+
+
+def _spuriosity(s: dict) -> list[Point]:
+    auc = s.get("spuriosity_auc_mean")
+    acc = s.get("acceptance") or {}
+    neg = acc.get("collision_gap_negative") or {}
+    gaps = {m: (s["models"][m].get("collision_class_gap") or {}) for m in neg}
+    tuning = acc.get("tuning") or {}
+    tuned = "; ".join(
+        f"{m} {_num(e['cut'], 2)} cut at {_num(e['accuracy_cost_points'], 2)} pts (random {_num(e['random_cut'], 2)})"
+        if e["holds"] is not None else f"{m}: below target" for m, e in tuning.items())  # fmt: skip
+    return [Point("spuriosity", "mean spuriosity AUC over the cue classes >= 0.9", _num(auc),
+                  None if auc is None else auc >= 0.9),
+            Point("spuriosity", "a negative gap on the collision class for every audited model",
+                  ", ".join(f"{m} {', '.join(f'{c} {_num(v)}' for c, v in g.items()) or 'n/a'}" for m, g in gaps.items())
+                  or "n/a", _all(neg.values()) if neg else None),
+            Point("spuriosity", "low-spuriosity tuning halves each audited gap above the target at <= 3 points; "
+                                "random tuning does not", tuned or "n/a", _all(e["holds"] for e in tuning.values()))]  # fmt: skip
+
+
+def _npca(s: dict) -> list[Point]:
+    rec = (s.get("planted_cues_recovered") or {}).get("npca")
+    models = s.get("models") or {}
+    up = (s.get("acceptance") or {}).get("spufix_raises_repaired_spurious_auc") or {}
+    cost = {m: 100 * (e["acc_before"] - e["acc_after"]) for m, e in models.items()
+            if e.get("acc_before") is not None and e.get("acc_after") is not None}  # fmt: skip
+    spufix = "; ".join(f"{m} {_num(e.get('spurious_auc_repaired_before'))} -> {_num(e.get('spurious_auc_repaired_after'))}"
+                       f" ({_num(cost.get(m), 2)} pts)" for m, e in models.items())  # fmt: skip
+    err = s.get("transfer_invariant_max_abs_err")
+    held = _all(up.values())
+    return [Point("npca", "planted cues recovered by the top-10 components >= 0.9", _num(rec),
+                  None if rec is None else rec >= 0.9),
+            Point("npca", "SpuFix raises every model's cue-only spurious AUC on the classes it repairs at <= 1 "
+                          "point of accuracy", spufix or "n/a",
+                  None if held is None else held and all(c <= 1.0 for c in cost.values())),
+            Point("npca", "transfer invariant <= 1e-5", _num(err), None if err is None else err <= 1e-5)]  # fmt: skip
+
+
+def _bam(s: dict) -> list[Point]:
+    methods = s.get("methods") or {}
+    mcs = {m: (methods.get(m) or {}).get("mcs") for m in ("gradcam", "gradient")}
+    tcav = s.get("tcav_mcs")
+    base = [e.get("idr_random_baseline") for e in methods.values() if e.get("idr_random_baseline") is not None]
+    mean_base = sum(base) / len(base) if base else None
+    known = None not in (mcs["gradcam"], mcs["gradient"], tcav)
+    return [Point("bam", "Grad-CAM and TCAV MCS exceed vanilla gradient's",
+                  f"Grad-CAM {_num(mcs['gradcam'])}, TCAV {_num(tcav)}, gradient {_num(mcs['gradient'])}",
+                  (mcs["gradcam"] > mcs["gradient"] and tcav > mcs["gradient"]) if known else None),
+            Point("bam", "IDR of random regions near 50% (mean over methods within 0.4-0.6)", _num(mean_base),
+                  None if mean_base is None else 0.4 <= mean_base <= 0.6)]  # fmt: skip
+
+
+def _posthoc(s: dict) -> list[Point]:
+    met = s.get("conditions_met") or {}
+    cond = s.get("conditions") or {}
+    return [Point("posthoc", "spurious models (tag, stripe) and the normal model meet their conditions",
+                  ", ".join(f"{m} {c}" for m, c in cond.items()) or "n/a",
+                  _all(ok for m, ok in met.items() if "blur" not in m) if met else None)]  # fmt: skip
+
+
+def acceptance_points(summaries: dict[str, dict]) -> list[Point]:
+    """Every checkable headline whose stage summary is given (stage name -> summary dict)."""
+    spu = summaries.get("spuriosity") or {}
+    audited = spu.get("audited_models") or []
+    out: list[Point] = []
+    if "models" in summaries:
+        out += _models(summaries["models"])
+    if "salient" in summaries:
+        out += _salient(summaries["salient"], audited)
+    if spu:
+        out += _spuriosity(spu)
+    if "npca" in summaries:
+        out += _npca(summaries["npca"])
+    if "bam" in summaries:
+        out += _bam(summaries["bam"])
+    if "posthoc" in summaries:
+        out += _posthoc(summaries["posthoc"])
+    return out

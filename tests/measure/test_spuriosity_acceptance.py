@@ -1,0 +1,25 @@
+"""Moayeri et al.'s tuning claim, judged on the audited models."""
+
+from spurlab.measure.spuriosity_summary import tuning_acceptance
+
+
+def entry(gap_before, gap_after, acc_before, acc_after):
+    return {"gap_before": gap_before, "gap_after": gap_after, "acc_before": acc_before, "acc_after": acc_after,
+            "gap_reduction": 1 - gap_after / gap_before}  # fmt: skip
+
+
+def test_tuning_acceptance_per_audited_model():
+    tuning = {
+        "halves_cheaply": {"low_spuriosity": entry(0.2, 0.05, 0.91, 0.905), "random": entry(0.2, 0.17, 0.91, 0.91)},
+        "too_costly": {"low_spuriosity": entry(0.2, 0.05, 0.91, 0.87), "random": entry(0.2, 0.2, 0.91, 0.91)},
+        "random_halves_too": {"low_spuriosity": entry(0.2, 0.05, 0.91, 0.9), "random": entry(0.2, 0.09, 0.91, 0.9)},
+        "below_target": {"low_spuriosity": entry(0.04, 0.03, 0.95, 0.95), "random": entry(0.04, 0.05, 0.95, 0.95)},
+        "discovery": {"low_spuriosity": entry(0.7, 0.7, 0.7, 0.7)},
+    }
+    out = tuning_acceptance(tuning, ["halves_cheaply", "too_costly", "random_halves_too", "below_target"], 0.05)
+    assert set(out) == {"halves_cheaply", "too_costly", "random_halves_too", "below_target"}  # not the discovery model
+    assert out["halves_cheaply"]["holds"] is True and abs(out["halves_cheaply"]["cut"] - 0.75) < 1e-12
+    assert abs(out["halves_cheaply"]["accuracy_cost_points"] - 0.5) < 1e-9
+    assert out["too_costly"]["holds"] is False  # 4 points
+    assert out["random_halves_too"]["holds"] is False
+    assert out["below_target"]["holds"] is None and "stopping target" in out["below_target"]["why"]

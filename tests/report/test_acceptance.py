@@ -1,0 +1,46 @@
+"""The acceptance table of results/summary.md: each headline against its rule, from the summaries."""
+
+from spurlab.report.acceptance import acceptance_points
+from spurlab.report.summary_md import summary_markdown
+
+
+def summaries():
+    tuning = {"erm_a": {"gap_before": 0.2, "cut": 0.7, "accuracy_cost_points": 0.5, "random_cut": 0.1, "holds": True},
+              "erm_b": {"gap_before": 0.04, "cut": 0.1, "accuracy_cost_points": 0.0, "random_cut": 0.0, "holds": None}}
+    return {
+        "models": {"cue_class_mean_gap": 0.4, "control_class_mean_gap": -0.01},
+        "salient": {"auto_annotator_precision": 0.95, "auto_annotator_recall": 1.0, "headline_sigma": 0.25,
+                    "drake": {"erm_a": {"0.25": {"drop_spurious_noise": 0.2, "drop_core_noise": 0.1, "spurious_exceeds_core": True}},
+                              "erm_b": {"0.25": {"drop_spurious_noise": 0.1, "drop_core_noise": 0.3, "spurious_exceeds_core": False}}}},
+        "spuriosity": {"spuriosity_auc_mean": 0.93, "audited_models": ["erm_a", "erm_b"],
+                       "models": {"erm_a": {"collision_class_gap": {"hexagon": -0.4}}, "erm_b": {"collision_class_gap": {"hexagon": -0.2}}},
+                       "acceptance": {"tuning": tuning, "collision_gap_negative": {"erm_a": True, "erm_b": True}}},
+        "npca": {"planted_cues_recovered": {"npca": 1.0}, "transfer_invariant_max_abs_err": 2e-6,
+                 "models": {"robust": {"acc_before": 0.7, "acc_after": 0.695, "spurious_auc_repaired_before": 0.6,
+                                       "spurious_auc_repaired_after": 0.7}},
+                 "acceptance": {"spufix_raises_repaired_spurious_auc": {"robust": True}}},
+    }  # fmt: skip
+
+
+def test_points_and_verdicts():
+    points = {(p.stage, p.point.split(" ")[0]): p for p in acceptance_points(summaries())}
+    verdicts = [p.holds for p in acceptance_points(summaries())]
+    assert len(verdicts) == 10
+    assert verdicts == [True, True, True, False, True, True, True, True, True, True]
+    assert "erm_a 0.2 vs 0.1" in points[("salient", "noise")].value
+    assert "erm_b: below target" in points[("spuriosity", "low-spuriosity")].value
+
+
+def test_a_failing_number_is_reported_as_not_holding():
+    s = summaries()
+    s["npca"]["models"]["robust"]["acc_after"] = 0.68  # 2 points of accuracy
+    s["models"]["control_class_mean_gap"] = 0.05
+    md = summary_markdown(s)
+    assert "## Acceptance" in md and "7 of 10 points hold" in md
+    assert md.count("**does not hold**") == 3
+
+
+def test_no_acceptance_table_without_planted_truth():
+    s = summaries()
+    s["salient"]["not_computed"] = {"auto_annotator": "the image set has no planted cues (real data)"}
+    assert "## Acceptance" not in summary_markdown(s)
