@@ -134,7 +134,7 @@ def test_github_slugs():
 
 
 def test_docs_anchors_cited_in_code_config_and_tests_exist():
-    """`docs/methods.md#spufix`, `docs/methods.md#a, #b` and the like in any tracked text file."""
+    """A methods anchor cited in any tracked text file (one, or a list of `#anchor`s after it)."""
     problems = []
     for path in tracked_files():
         text = text_of(path)

@@ -61,7 +61,7 @@ def _spuriosity(s: dict) -> list[Point]:
         if e["holds"] is not None else f"{m}: below target" for m, e in tuning.items())  # fmt: skip
     return [Point("spuriosity", "mean spuriosity AUC over the cue classes >= 0.9", _num(auc),
                   None if auc is None else auc >= 0.9),
-            Point("spuriosity", "a negative gap on the collision class for every audited model",
+            Point("spuriosity", "a negative gap on a collision class (a cue shared by two classes) for every audited model",
                   ", ".join(f"{m} {', '.join(f'{c} {_num(v)}' for c, v in g.items()) or 'n/a'}" for m, g in gaps.items())
                   or "n/a", _all(neg.values()) if neg else None),
             Point("spuriosity", "low-spuriosity tuning halves each audited gap above the target at <= 3 points; "
