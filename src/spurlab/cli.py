@@ -340,11 +340,13 @@ def cmd_await_answers(args) -> int:
     """The stop of the human round trip: the task pages exist, the answers file does not yet."""
     if not args.tasks.is_file():
         raise SpurlabError(f"{args.tasks}: no task pages; run the annotation tasks rule first")
-    n = max(0, sum(1 for _ in open(args.tasks.with_name("manifest.csv"), encoding="utf-8")) - 1)
+    from .discover.annotate import CSV_COLUMNS
+
+    with open(args.tasks.with_name("manifest.csv"), encoding="utf-8") as manifest:
+        n = max(0, sum(1 for _ in manifest) - 1)
     raise SpurlabError(f"human answers needed: annotate the {n} task pages of {args.tasks} and save the answers "
-                       f"(MTurk layout: WorkerId, Input.wordnet_id, Input.class_index, Input.feature_index, "
-                       f"Input.feature_rank, Answer.main, Answer.confidence, Answer.reasons) as {args.answers} "
-                       f"(config key {args.key}), then run the same command again")  # fmt: skip
+                       f"(MTurk layout: {', '.join(CSV_COLUMNS)}) as {args.answers} (config key {args.key}), "
+                       "then run the same command again")  # fmt: skip
 
 
 def cmd_salient_masks(args) -> int:
