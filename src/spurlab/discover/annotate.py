@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import math
 import os
@@ -37,6 +36,7 @@ import pandas as pd
 
 from spurlab.errors import SpurlabError
 from spurlab.io import atomic_path
+from spurlab.report.render import render
 
 ANSWERS = ("main_object", "separate_object", "background")
 CSV_COLUMNS = (
@@ -460,83 +460,18 @@ def _png_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-_CSS = """body{font:15px/1.4 sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
-h1{font-size:1.3em}h2{font-size:1.1em;margin:1.2em 0 .3em}
-.row{display:flex;flex-wrap:wrap;gap:6px}.row img{width:160px;height:auto;image-rendering:pixelated}
-fieldset{margin:.8em 0;border:1px solid #ccc}label{display:block;margin:.2em 0}
-.likert label{display:inline-block;margin-right:1em}textarea{width:100%;box-sizing:border-box}
-button{padding:.4em 1em}"""
-
-_JS = """document.getElementById("dl").addEventListener("click", function () {
-  var f = document.getElementById("answer"), d = f.dataset;
-  var main = f.querySelector("input[name=main]:checked"), conf = f.querySelector("input[name=confidence]:checked");
-  var worker = f.elements.worker.value.trim(), reasons = f.elements.reasons.value.trim();
-  if (!main || !conf || !worker || !reasons) { alert("Please answer Q1-Q3 and give your worker id."); return; }
-  function q(s) { s = String(s); return /[",\\r\\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; }
-  var head = "WorkerId,Input.wordnet_id,Input.class_index,Input.feature_index,Input.feature_rank," +
-    "Answer.main,Answer.confidence,Answer.reasons";
-  var row = [worker, d.wnid, d.cls, d.feature, d.rank, main.value, conf.value, reasons].map(q).join(",");
-  var a = document.createElement("a");
-  a.href = URL.createObjectURL(new Blob([head + "\\n" + row + "\\n"], {type: "text/csv"}));
-  a.download = d.stem + "_" + worker.replace(/[^A-Za-z0-9_-]/g, "_") + ".csv";
-  document.body.appendChild(a); a.click(); a.remove();
-});"""
-
-# Wording and order of the published task form (appendix C, Figure 9c).
-_OPTIONS = (
-    ("background", "Focus is on the <b>background</b> of the main object."),
-    ("separate_object", "Focus is on some <b>other object</b> (not a part of the main object)."),
-    ("main_object", "Focus is on <b>some part of the main object</b>."),
-)
-_CONFIDENCE = ("Not confident at all", "Slightly confident", "Somewhat confident", "Fairly confident",
-               "Completely confident")
-
-
-def _gallery(title: str, arrays: Iterable[np.ndarray], alt: str) -> str:
-    imgs = "".join(f'<img src="{_png_uri(a)}" alt="{alt} {i + 1}">' for i, a in enumerate(arrays))
-    return f'<h3>{title}</h3>\n<div class="row">{imgs}</div>\n'
-
-
 def _render_page(task: AnnotationTask, description: str) -> str:
     from spurlab.discover.nam import heatmap
 
-    e = html.escape
-    name, c, f, r = e(task.class_name), int(task.class_index), int(task.feature_index), int(task.feature_rank)
     images, nams = np.asarray(task.images), np.clip(np.asarray(task.nams, dtype=np.float64), 0, 1)
-    parts = [
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-        f"<title>{name}: feature {f}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n",
-        f"<h1>Class {c} &ldquo;{name}&rdquo; &middot; feature {f} (rank {r})</h1>\n",
-        "<h2>Main object</h2>\n",
-        f"<p><b>Object category name:</b> {name}",
-        f" <small>({e(task.wordnet_id)})</small>" if task.wordnet_id else "",
-        "</p>\n",
-        f"<p><b>Object definition:</b> {e(description)}</p>\n" if description else "",
-        "<h2>Visual attribute</h2>\n",
-        _gallery("Top images", images, "top image"),
-        _gallery("Highlighted visual attribute (red: more relevant)",
-                 (heatmap(images[t], nams[t]) for t in range(len(images))), "heatmap"),
-    ]
-    if task.attacks is not None:
-        parts.append(_gallery("Amplified visual attribute (feature attack)", np.asarray(task.attacks), "attack"))
-    stem = task.page[: -len(".html")]
-    parts += [
-        f'<form id="answer" data-wnid="{e(task.wordnet_id)}" data-cls="{c}" data-feature="{f}" data-rank="{r}" '
-        f'data-stem="{stem}">\n',
-        "<fieldset><legend>Q1. Which of the following best describes the focus of the red region in the "
-        "highlighted visual attribute?</legend>\n",
-        *(f'<label><input type="radio" name="main" value="{v}"> {text}</label>\n' for v, text in _OPTIONS),
-        "</fieldset>\n<fieldset class=\"likert\"><legend>Q2. How confident are you about your answer to Q1?"
-        "</legend>\n",
-        *(f'<label><input type="radio" name="confidence" value="{i}"> ({i}) {t}</label>\n'
-          for i, t in enumerate(_CONFIDENCE, 1)),
-        "</fieldset>\n<fieldset><legend>Q3. Reason(s) for your answer to Q1</legend>\n"
-        '<textarea name="reasons" rows="3"></textarea></fieldset>\n',
-        '<p><label>Worker id <input type="text" name="worker"></label></p>\n',
-        '<button type="button" id="dl">Download answer (CSV)</button>\n</form>\n',
-        f"<script>\n{_JS}\n</script>\n</body>\n</html>\n",
-    ]
-    return "".join(parts)
+    return render(
+        "tasks/task.html.j2", class_name=task.class_name, class_index=int(task.class_index),
+        feature_index=int(task.feature_index), feature_rank=int(task.feature_rank), wordnet_id=task.wordnet_id,
+        description=description, images=[_png_uri(a) for a in images],
+        heatmaps=[_png_uri(heatmap(images[t], nams[t])) for t in range(len(images))],
+        attacks=None if task.attacks is None else [_png_uri(a) for a in np.asarray(task.attacks)],
+        stem=task.page[: -len(".html")],
+    )  # fmt: skip
 
 
 def _describe(descriptions, class_index: int) -> str:
@@ -587,17 +522,11 @@ def export_tasks(
             w.writeheader()
             w.writerows(rows)
 
-    e = html.escape
-    body = []
-    for c in sorted({d["class_index"] for d in rows}):
-        group = [d for d in rows if d["class_index"] == c]
-        body.append(f"<h2>{c}: {e(group[0]['class_name'])}</h2>\n<ul>\n")
-        body += [f'<li><a href="{d["page"]}">feature {d["feature_index"]} (rank {d["feature_rank"]})</a></li>\n'
-                 for d in group]
-        body.append("</ul>\n")
-    index = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-             f"<title>Annotation tasks</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
-             f"<h1>Annotation tasks: {len(rows)} class-feature pairs</h1>\n{''.join(body)}</body>\n</html>\n")
+    groups: dict[int, list[dict]] = {}
+    for d in rows:
+        groups.setdefault(d["class_index"], []).append(d)
+    classes = [(c, group[0]["class_name"], group) for c, group in sorted(groups.items())]
+    index = render("tasks/index.html.j2", n_pairs=len(rows), classes=classes)
     with atomic_path(out_dir / "index.html") as tmp:
         tmp.write_text(index, encoding="utf-8")
 

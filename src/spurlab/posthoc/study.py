@@ -132,42 +132,13 @@ def _png_b64(path: Path) -> str:
 
 def questionnaire_html(group: str, assignment: pd.DataFrame, stimuli: dict[str, Path], signal_text: str) -> str:
     """One self-contained page per group: stimuli embedded as data URIs, answers saved as CSV."""
-    intro = ("You will see explanations of image classifiers that sort shapes into classes. For each, rate how likely "
-             "you would be to recommend the model for deployment, and say why.")  # fmt: skip
-    if group == "not_blinded":
-        intro += f" Note: models like these may rely on a spurious signal: {signal_text}."
+    from ..report.render import render
+
     plan = {p: sub.sort_values("position")[["condition", "method", "stimulus"]].to_dict("records")
             for p, sub in assignment[assignment.group == group].groupby("participant")}  # fmt: skip
     images = {k: _png_b64(v) for k, v in stimuli.items()}
-    likert = json.dumps(list(LIKERT))
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Model reliability study ({group})</title>
-<style>body{{font-family:sans-serif;max-width:900px;margin:auto}} .item{{border:1px solid #ccc;padding:8px;margin:12px 0}}
-img{{max-width:100%}} textarea{{width:100%}}</style></head><body>
-<h1>Model reliability study</h1><p>{intro}</p>
-<p>Participant ID: <select id="pid"></select> <button onclick="render()">Start</button></p>
-<div id="items"></div><button onclick="save()">Download answers (CSV)</button>
-<script>
-const GROUP = {json.dumps(group)}; const PLAN = {json.dumps(plan)}; const IMG = {json.dumps(images)}; const LIKERT = {likert};
-const sel = document.getElementById('pid'); Object.keys(PLAN).forEach(p => {{ const o = document.createElement('option'); o.text = p; sel.add(o); }});
-function render() {{
-  const items = PLAN[sel.value]; const div = document.getElementById('items'); div.innerHTML = '';
-  items.forEach((it, i) => {{
-    let h = `<div class="item"><p>Model ${{i + 1}}</p><img src="data:image/png;base64,${{IMG[it.stimulus]}}">`;
-    h += '<p>How likely are you to recommend this model for deployment?</p>';
-    LIKERT.forEach((l, k) => {{ h += `<label><input type="radio" name="q${{i}}" value="${{k + 1}}"> ${{k + 1}} ${{l}}</label> `; }});
-    h += `<p>Rationale:<br><textarea id="r${{i}}" rows="2"></textarea></p></div>`; div.innerHTML += h; }});
-}}
-function save() {{
-  const items = PLAN[sel.value]; let csv = 'participant,group,condition,method,likert,rationale\\n';
-  items.forEach((it, i) => {{ const c = document.querySelector(`input[name=q${{i}}]:checked`);
-    const r = document.getElementById('r' + i).value.replace(/"/g, '""');
-    csv += `${{sel.value}},${{GROUP}},${{it.condition}},${{it.method}},${{c ? c.value : ''}},"${{r}}"\\n`; }});
-  const a = document.createElement('a'); a.href = URL.createObjectURL(new Blob([csv], {{type: 'text/csv'}}));
-  a.download = `responses_${{sel.value}}.csv`; a.click();
-}}
-</script></body></html>
-"""
+    return render("study/questionnaire.html.j2", group=group, signal_text=signal_text, plan=plan, images=images,
+                  likert=list(LIKERT))  # fmt: skip
 
 
 def build_study(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], tcav: str | Path, influence: str | Path,
