@@ -20,11 +20,13 @@ from spurlab.config import (
     imported_models,
     lightweight_model,
     load_config,
+    model_dirs_arg,
     model_section,
     noise_models,
     one_of,
     section_for_set,
     set_names,
+    set_paths,
     spuriosity_models,
     trained_models,
     validate_config,
@@ -49,8 +51,9 @@ if workflow.config_settings.config:
         "file and add it after the base config: --configfile config/config.yaml my_overrides.yaml"
     )
 
-# Schema first (finite numbers, unknown keys, types), then cross-key rules: a bad config fails
-# here, before any job writes under results/. The files are read again through spurlab's loader,
+# Schema first (finite numbers, unknown keys, types), then every cross-key rule
+# (spurlab.config.check_semantics, the checks `spurlab validate-config` runs; no rule file checks
+# the config): a bad config fails here, before any job writes under results/. The files are read again through spurlab's loader,
 # which Snakemake's does not replace: UTF-8 only, a key given twice is an error (Snakemake's loader
 # keeps the last value). Each failure is one line naming the file or key.
 try:

@@ -6,10 +6,8 @@ from spurlab.bam import (
     bam_model_section,
     bam_models,
     kseries_codes,
-    model_dirs_arg,
     model_sets,
     part_inputs,
-    set_paths,
 )
 
 BAM_MODELS = bam_models(config)
@@ -72,7 +70,7 @@ rule bam_verify:
     params:
         configs=CONFIGFILES,
         models=" ".join(BAM_MODELS),
-        model_dirs=model_dirs_arg(BAM_MODELS),
+        model_dirs=model_dirs_arg("bam", BAM_MODELS),
         set_names=" ".join(BAM_VERIFY_SETS),
     shell:
         "spurlab bam-verify --config {params.configs} --models {params.models} "
@@ -106,7 +104,9 @@ rule bam_attributions:
         section=config["bam"]["benchmark"],
         configs=CONFIGFILES,
         models=lambda w: " ".join(part_inputs(config, w.bam_part)["models"]),
-        model_dirs=lambda w: model_dirs_arg(part_inputs(config, w.bam_part)["models"]),
+        model_dirs=lambda w: model_dirs_arg(
+            "bam", part_inputs(config, w.bam_part)["models"]
+        ),
         set_names=lambda w: " ".join(part_inputs(config, w.bam_part)["sets"]),
     shell:
         "spurlab bam-attributions --config {params.configs} --part {wildcards.bam_part} "
@@ -138,7 +138,7 @@ rule bam_tcav:
         section=config["bam"]["benchmark"]["tcav"],
         configs=CONFIGFILES,
         models=" ".join(BAM_MODELS),
-        model_dirs=model_dirs_arg(BAM_MODELS),
+        model_dirs=model_dirs_arg("bam", BAM_MODELS),
         set_names=" ".join(BAM_TCAV_SETS),
     shell:
         "spurlab bam-tcav --config {params.configs} --models {params.models} "

@@ -2,11 +2,9 @@
 # #post-hoc-explanation-measures): normal and spurious models, spurious scores, attribution
 # measures (K-SSD, CCM, FAM, FAM-GT), TCAV and TracIn KS tests, blinded study kit. Target `posthoc`.
 from spurlab.posthoc import (
-    model_dirs_arg as posthoc_dirs_arg,
     model_sets as posthoc_model_sets,
     posthoc_model_section,
     posthoc_models,
-    set_paths as posthoc_set_paths,
     signals as posthoc_signals,
     test_sets as posthoc_test_sets,
 )
@@ -55,7 +53,7 @@ rule posthoc_scores:
     """Spurious score (docs/methods.md#post-hoc-explanation-measures) of every model for every signal and class; model conditions."""
     input:
         weights=PH_WEIGHTS,
-        sets=posthoc_set_paths(PH_TEST_SETS),
+        sets=set_paths(PH_TEST_SETS),
     output:
         table="results/posthoc/spurious_scores.parquet",
         csv="results/posthoc/spurious_scores.csv",
@@ -73,7 +71,7 @@ rule posthoc_scores:
         section=config["posthoc"]["thresholds"],
         configs=CONFIGFILES,
         models=" ".join(PH_MODELS),
-        model_dirs=posthoc_dirs_arg(PH_MODELS),
+        model_dirs=model_dirs_arg("posthoc", PH_MODELS),
         set_names=" ".join(PH_TEST_SETS),
     shell:
         "spurlab posthoc-scores --config {params.configs} --models {params.models} "
@@ -89,9 +87,7 @@ rule posthoc_attributions:
             f"results/posthoc/models/{m}/model.safetensors"
             for m in ["normal", f"spurious_{w.ph_signal}"]
         ],
-        sets=lambda w: posthoc_set_paths(
-            ["contam_clean_test", f"contam_{w.ph_signal}_test"]
-        ),
+        sets=lambda w: set_paths(["contam_clean_test", f"contam_{w.ph_signal}_test"]),
     output:
         table="results/posthoc/attributions/{ph_signal}.parquet",
         csv="results/posthoc/attributions/{ph_signal}.csv",
@@ -120,7 +116,9 @@ rule posthoc_attributions:
         },
         configs=CONFIGFILES,
         models=lambda w: f"normal spurious_{w.ph_signal}",
-        model_dirs=lambda w: posthoc_dirs_arg(["normal", f"spurious_{w.ph_signal}"]),
+        model_dirs=lambda w: model_dirs_arg(
+            "posthoc", ["normal", f"spurious_{w.ph_signal}"]
+        ),
         set_names=lambda w: f"contam_clean_test contam_{w.ph_signal}_test",
     shell:
         "spurlab posthoc-attributions --config {params.configs} --signal {wildcards.ph_signal} "
@@ -135,7 +133,7 @@ rule posthoc_tcav:
     """
     input:
         weights=PH_WEIGHTS,
-        sets=posthoc_set_paths(["contam_clean_train"] + PH_TEST_SETS),
+        sets=set_paths(["contam_clean_train"] + PH_TEST_SETS),
     output:
         table="results/posthoc/tcav.parquet",
         csv="results/posthoc/tcav.csv",
@@ -153,7 +151,7 @@ rule posthoc_tcav:
         section={k: config["posthoc"][k] for k in ["tcav", "seed"]},
         configs=CONFIGFILES,
         models=" ".join(PH_MODELS),
-        model_dirs=posthoc_dirs_arg(PH_MODELS),
+        model_dirs=model_dirs_arg("posthoc", PH_MODELS),
         set_names=" ".join(["contam_clean_train"] + PH_TEST_SETS),
     shell:
         "spurlab posthoc-tcav --config {params.configs} --models {params.models} "
@@ -167,7 +165,7 @@ rule posthoc_influence:
     every model on normal and spurious inputs."""
     input:
         weights=PH_WEIGHTS,
-        sets=posthoc_set_paths(sorted(set(PH_TRAIN_SETS)) + PH_TEST_SETS),
+        sets=set_paths(sorted(set(PH_TRAIN_SETS)) + PH_TEST_SETS),
     output:
         table="results/posthoc/influence.parquet",
         csv="results/posthoc/influence.csv",
@@ -185,7 +183,7 @@ rule posthoc_influence:
         section={k: config["posthoc"][k] for k in ["influence", "seed"]},
         configs=CONFIGFILES,
         models=" ".join(PH_MODELS),
-        model_dirs=posthoc_dirs_arg(PH_MODELS),
+        model_dirs=model_dirs_arg("posthoc", PH_MODELS),
         set_names=" ".join(sorted(set(PH_TRAIN_SETS)) + PH_TEST_SETS),
     shell:
         "spurlab posthoc-influence --config {params.configs} --models {params.models} "
@@ -199,7 +197,7 @@ rule posthoc_study:
     """
     input:
         weights=PH_WEIGHTS,
-        sets=posthoc_set_paths(sorted(set(PH_TRAIN_SETS)) + PH_TEST_SETS),
+        sets=set_paths(sorted(set(PH_TRAIN_SETS)) + PH_TEST_SETS),
         tcav="results/posthoc/tcav.parquet",
         influence="results/posthoc/influence.parquet",
     output:
@@ -222,7 +220,7 @@ rule posthoc_study:
         section={k: config["posthoc"][k] for k in ["study", "attribution", "seed"]},
         configs=CONFIGFILES,
         models=" ".join(PH_MODELS),
-        model_dirs=posthoc_dirs_arg(PH_MODELS),
+        model_dirs=model_dirs_arg("posthoc", PH_MODELS),
         set_names=" ".join(sorted(set(PH_TRAIN_SETS)) + PH_TEST_SETS),
     shell:
         "spurlab posthoc-study --config {params.configs} --models {params.models} "

@@ -245,32 +245,79 @@ BENCHMARK_SECTIONS = ("bam", "contamination", "posthoc", "lightweight")
 
 
 def check_semantics(cfg: dict) -> None:
-    """Cross-key checks the schema cannot express. Raises `SpurlabError` with the key path."""
+    """Every cross-key check the schema cannot express (references between sections: sets,
+    models, cues, signals, classes, scenes), in one place: `validate_config` (so `spurlab
+    validate-config` and every CLI command) and the Snakefile call it, and no other module checks
+    a config. Raises `SpurlabError` with one line naming the key path."""
     check_finite(cfg)
+    _check_benchmark(cfg)
+    _check_shards(cfg)
+    _check_bam_section(cfg)
+    _check_contamination(cfg)
+    _check_posthoc(cfg)
+    _check_sets(cfg)
+    _check_models(cfg)
+    _check_salient(cfg)
+    _check_spuriosity(cfg)
+    _check_npca(cfg)
+    _check_lightweight(cfg)
+
+
+def _check_benchmark(cfg: dict) -> None:
+    """The planted-cue benchmark's `datasets`, or (without it) none of the stages that need it."""
     if benchmark_on(cfg):
         _check_datasets(cfg["datasets"], "datasets")
-    else:
-        for name in BENCHMARK_SECTIONS:
-            if enabled(cfg, name) and name != "bam":
-                raise SpurlabError(f"config key {name}.enabled: the {name} stage runs on the planted-cue "
-                                   "benchmark, which this config has no `datasets` section for")  # fmt: skip
-    _check_shards(cfg)
+        return
+    for name in BENCHMARK_SECTIONS:
+        if enabled(cfg, name) and name != "bam":
+            raise SpurlabError(f"config key {name}.enabled: the {name} stage runs on the planted-cue "
+                               "benchmark, which this config has no `datasets` section for")  # fmt: skip
 
+
+def _check_bam_section(cfg: dict) -> None:
     bam = cfg.get("bam")
-    if bam:
-        _check_bam(bam)
-        if bam["enabled"] and not cfg.get("train"):
-            raise SpurlabError("config key train: required by the BAM stage (bam.benchmark.train overrides it)")
-    con = cfg.get("contamination")
-    if con and benchmark_on(cfg):
-        classes, scenes = cfg["datasets"]["classes"], cfg["datasets"]["scenes"]
-        if con["aligned_class"] not in classes:
-            raise SpurlabError(f"config key contamination.aligned_class: '{con['aligned_class']}' is not in datasets.classes")
-        for name, sig in con["signals"].items():
-            if sig["type"] == "background":
-                raise SpurlabError(f"config key contamination.signals.{name}.type: a background cannot be applied to an image")
-        _check_cues(con["signals"], classes, scenes, "contamination.signals")
+    if not bam:
+        return
+    _check_bam(bam)
+    if bam["enabled"] and not cfg.get("train"):
+        raise SpurlabError("config key train: required by the BAM stage (bam.benchmark.train overrides it)")
 
+
+def _check_contamination(cfg: dict) -> None:
+    con = cfg.get("contamination")
+    if not con or not benchmark_on(cfg):
+        return
+    classes, scenes = cfg["datasets"]["classes"], cfg["datasets"]["scenes"]
+    if con["aligned_class"] not in classes:
+        raise SpurlabError(f"config key contamination.aligned_class: '{con['aligned_class']}' is not in datasets.classes")
+    for name, sig in con["signals"].items():
+        if name == "clean":
+            raise SpurlabError("config key contamination.signals.clean: 'clean' names the sets without a signal "
+                               "(contam_clean_*); give the signal another name")  # fmt: skip
+        if sig["type"] == "background":
+            raise SpurlabError(f"config key contamination.signals.{name}.type: a background cannot be applied to an image")
+    _check_cues(con["signals"], classes, scenes, "contamination.signals")
+
+
+def _check_posthoc(cfg: dict) -> None:
+    """Adebayo et al.'s stage reads the contamination sets: its signal and concepts name them."""
+    if not enabled(cfg, "posthoc"):
+        return
+    p = cfg["posthoc"]
+    if not enabled(cfg, "contamination"):
+        raise SpurlabError("config key posthoc.enabled: needs contamination.enabled (its image sets)")
+    signals = list(cfg["contamination"]["signals"])
+    if p["study"]["signal"] not in signals:
+        raise SpurlabError(f"config key posthoc.study.signal: '{p['study']['signal']}' is not a contamination "
+                           f"signal (one of {', '.join(signals)})")  # fmt: skip
+    for key, known in (("shapes", "classes"), ("scenes", "scenes")):
+        for i, name in enumerate(p["tcav"][key]):
+            if name not in cfg["datasets"][known]:
+                raise SpurlabError(f"config key posthoc.tcav.{key}[{i}]: '{name}' is not in datasets.{known}")
+
+
+def _check_sets(cfg: dict) -> None:
+    """Folder sets do not take a generated set's name; the feature cache names sets of this config."""
     generated = set(generated_sets(cfg))
     for name in folder_sets(cfg):
         if name in generated:
@@ -278,16 +325,21 @@ def check_semantics(cfg: dict) -> None:
                 f"config key folders.{name}: '{name}' is already a generated image set of this config; "
                 "give the folder set another name"
             )
-    _check_models(cfg)
     sets = set_names(cfg)
     for i, name in enumerate(cfg["features"]["sets"]):
         if name not in sets:
             raise SpurlabError(f"config key features.sets[{i}]: '{name}' is not an image set of this config")
-    _check_salient(cfg)
-    _check_spuriosity(cfg)
-    _check_npca(cfg)
-    if enabled(cfg, "lightweight"):
-        _check_datasets(lightweight_datasets(cfg), "lightweight.datasets")
+
+
+def _check_lightweight(cfg: dict) -> None:
+    """The second task: its merged `datasets` section, and the name of the model it makes."""
+    if not enabled(cfg, "lightweight"):
+        return
+    _check_datasets(lightweight_datasets(cfg), "lightweight.datasets")
+    (name,) = lightweight_model(cfg)
+    if name in cfg["models"]:
+        raise SpurlabError(f"config key models.{name}: the lightweight stage makes a model of this name "
+                           "(salient.model + '_lightweight'); give the model another name")  # fmt: skip
 
 
 def check_paths(cfg: dict) -> None:
@@ -339,6 +391,19 @@ def _check_bam(bam: dict) -> None:
                 raise SpurlabError(f"config key bam.scenes[{i}]: unknown scene '{s}'")
     if bam["common_object"] not in bam["objects"]:
         raise SpurlabError(f"config key bam.common_object: '{bam['common_object']}' is not in bam.objects")
+    codes = [k_code(k) for k in bam["commonality"]]
+    if "k100" not in codes:
+        raise SpurlabError("config key bam.commonality: must include 1.0, the reference of the k-series MCS "
+                           "(docs/methods.md#bam-metrics)")  # fmt: skip
+    for i, code in enumerate(codes):
+        if code in codes[:i]:
+            raise SpurlabError(f"config key bam.commonality[{i}]: {bam['commonality'][i]} gives the set code {code} "
+                               "of an earlier value (codes are hundredths)")  # fmt: skip
+
+
+def k_code(k: float) -> str:
+    """0.3 -> 'k030': the suffix of the BAM commonality sets and models."""
+    return f"k{round(float(k) * 100):03d}"
 
 
 def check_arch_args(args, where: str) -> None:
@@ -552,6 +617,17 @@ def folder_sets(cfg: dict) -> list[str]:
     return list(cfg.get("folders") or {})
 
 
+def set_paths(names: list[str]) -> list[str]:
+    """The image set files of these set names (rule inputs): results/datasets/<set>.h5."""
+    return [f"results/datasets/{s}.h5" for s in names]
+
+
+def model_dirs_arg(stage: str, models: list[str]) -> str:
+    """The --model-dirs argument of a stage's rules: results/<stage>/models/<m> per model (the
+    BAM and post hoc stages train their own models: stage `bam` or `posthoc`)."""
+    return " ".join(f"results/{stage}/models/{m}" for m in models)
+
+
 def bam_source_inputs(cfg: dict, set_name: str) -> list[str]:
     """The files a generated set is read from (rule image_set's inputs): for a BAM set with
     `bam.source: coco`, the COCO JSON, its image folder and the scene folder; otherwise none."""
@@ -577,7 +653,7 @@ def generated_sets(cfg: dict) -> list[str]:
     """Sets rendered by the generators (rule `image_set`): planted-cue benchmark, BAM, contamination."""
     names = list(CORE_SETS) if benchmark_on(cfg) else []
     if enabled(cfg, "bam"):
-        variants = ["os", "0s", "og"] + [f"k{round(k * 100):03d}" for k in sorted(cfg["bam"]["commonality"])]
+        variants = ["os", "0s", "og"] + [k_code(k) for k in sorted(cfg["bam"]["commonality"])]
         names += [f"bam_{v}_{s}" for v in variants for s in ("train", "test")]
     if enabled(cfg, "contamination"):
         signals = ["clean"] + list(cfg["contamination"]["signals"])

@@ -1,14 +1,12 @@
-"""Image-set HDF5 format: atomic, hash-stamped, verifiable, readable as a torch Dataset."""
+"""Image-set HDF5 format: atomic, hash-stamped, verifiable; index sets decode their files on the fly."""
 
 import h5py
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from spurlab.data.imagesets import FORMAT, ImageSet, open_imageset, write_imageset
 from spurlab.data.sets import build_plan
-from spurlab.data.torchdata import ImageSetDataset
 from spurlab.errors import SpurlabError
 from spurlab.io import sha256_file
 
@@ -75,21 +73,6 @@ def test_rewriting_gives_identical_bytes(written, tiny_cfg, tmp_path):
     assert sha256_file(again) == sha256_file(path)
 
 
-def test_torch_dataset_and_dataloader_workers(written):
-    path, _ = written
-    ds = ImageSetDataset(path, transform=lambda x: x.flip(-1))
-    img, label = ds[3]
-    assert img.shape == (3, 32, 32) and img.dtype == torch.float32
-    assert 0 <= img.min() and img.max() <= 1
-    raw = ImageSet(path).images(3)
-    np.testing.assert_allclose(img.flip(-1).permute(1, 2, 0).numpy() * 255, raw, atol=1e-3)
-    loader = torch.utils.data.DataLoader(ds, batch_size=64, num_workers=2)
-    labels = torch.cat([y for _, y in loader])
-    np.testing.assert_array_equal(labels.numpy(), ImageSet(path).labels)
-    with pytest.raises(SpurlabError, match="no metadata column 'nope'"):
-        ImageSetDataset(path, label_column="nope")
-
-
 def test_index_sets_decode_files_on_the_fly(tmp_path):
     """The seam for real-data folders: an index set reads pixels from paths."""
     paths = []
@@ -107,7 +90,7 @@ def test_index_sets_decode_files_on_the_fly(tmp_path):
         f.attrs.update(format=FORMAT, kind="index", n_images=5, class_names='["a","b","c","d","e"]', image_size=8, sha256="x")
     s = ImageSet(idx)
     assert s.images(2)[0, 0, 0] == 80
-    assert ImageSetDataset(idx)[1][0].shape == (3, 8, 8)
+    assert s.images(1).shape == (8, 8, 3)
     assert s.images(3).shape == (8, 8, 3) and s.images(3)[0, 0, 0] == 200  # resized to the set's size
     assert s.images(slice(0, 4)).shape == (4, 8, 8, 3)
     with pytest.raises(SpurlabError, match="missing.png: cannot decode image"):

@@ -136,7 +136,7 @@ def test_colour_does_not_identify_the_class(default_cfg):
     assert _mean_colour_accuracy(tr, te) > bound
     # without planted cues, mean image colour predicts the class at chance
     cfg["datasets"]["cue_table"] = {}
-    cfg["contamination"]["enabled"] = False
+    cfg["contamination"]["enabled"] = cfg["posthoc"]["enabled"] = False  # posthoc reads the contamination sets
     validate_config(cfg)
     tr, te = collect(build_plan(cfg, "train")[0]), collect(build_plan(cfg, "test")[0])
     assert _mean_colour_accuracy(tr, te) < bound

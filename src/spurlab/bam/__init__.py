@@ -7,20 +7,14 @@ This module is imported by the Snakefile at parse time: pure Python, no heavy im
 
 from __future__ import annotations
 
+from ..config import k_code
 from ..errors import SpurlabError
 
 
-def k_code(k: float) -> str:
-    """0.3 -> 'k030': the suffix of the commonality sets and models."""
-    return f"k{round(float(k) * 100):03d}"
-
-
 def kseries_codes(cfg: dict) -> list[str]:
-    """The commonality codes of the k-series, ascending; 1.0 (the reference) must be among them."""
-    codes = [k_code(k) for k in sorted(cfg["bam"]["commonality"])]
-    if "k100" not in codes:
-        raise SpurlabError("config key bam.commonality: must include 1.0, the reference of the k-series MCS (docs/methods.md#bam-metrics)")
-    return codes
+    """The commonality codes of the k-series, ascending (`spurlab.config.check_semantics` has
+    checked that 1.0, the reference, is among them)."""
+    return [k_code(k) for k in sorted(cfg["bam"]["commonality"])]
 
 
 def bam_models(cfg: dict) -> list[str]:
@@ -67,13 +61,3 @@ def part_inputs(cfg: dict, part: str) -> dict:
     if part in kseries_codes(cfg):
         return {"models": [f"f_{part}"], "sets": [f"bam_{part}_test"]}
     raise SpurlabError(f"BAM attribution part '{part}': expected contrast, iir or one of {', '.join(kseries_codes(cfg))}")
-
-
-def model_dirs_arg(models: list[str]) -> str:
-    """The --model-dirs argument of the BAM rules: results/bam/models/<m> per model."""
-    return " ".join(f"results/bam/models/{m}" for m in models)
-
-
-def set_paths(names: list[str]) -> list[str]:
-    """Image set files of the given set names (rule inputs)."""
-    return [f"results/datasets/{s}.h5" for s in names]

@@ -82,7 +82,3 @@ def optimise_delta(model, x: torch.Tensor, delta0: torch.Tensor, mask: torch.Ten
             "same_prediction": (f_xd.argmax(1) == f_x.argmax(1)).numpy(),
         }
     return delta.detach(), info
-
-
-def delta_record(s: DeltaSettings) -> dict:
-    return asdict(s)

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import SpurlabError
 from . import cues as cue_lib
 from . import scenes as scene_lib
-from .shapes import PALETTE, SHAPES, shape_masks
+from .shapes import PALETTE, shape_masks
 
 GENERATOR_VERSION = "synth-1"
 CHUNK = 256  # images per RNG stream; part of the generator's definition, not a tuning knob

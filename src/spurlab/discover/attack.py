@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..tensor_ops import l2_norms
+
 PRESETS = {
     "paper": {"step": 40.0, "iterations": 25, "rho": 500.0},
     "code": {"step": 10.0, "iterations": 100, "rho": None},
@@ -40,10 +42,6 @@ class AttackSettings:
         return asdict(self)
 
 
-def _per_image_norm(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-
-
 def feature_attack(model, images: torch.Tensor, features, settings: AttackSettings) -> torch.Tensor:
     """Images (B, 3, H, W) in [0, 1] with feature `features[b]` amplified in image b."""
     idx = torch.as_tensor(features, device=images.device).view(-1, 1)
@@ -54,9 +52,9 @@ def feature_attack(model, images: torch.Tensor, features, settings: AttackSettin
         act = model.features(x).gather(1, idx).sum()
         (grad,) = torch.autograd.grad(act, x)
         with torch.no_grad():
-            x = x + settings.step * grad / _per_image_norm(grad).clamp_min(1e-12)
+            x = x + settings.step * grad / l2_norms(grad)
             if settings.rho is not None:
                 delta = x - x0
-                x = x0 + delta * (settings.rho / _per_image_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
+                x = x0 + delta * (settings.rho / l2_norms(delta)).clamp(max=1.0)
             x = x.clamp(0.0, 1.0)
     return x.detach()

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..shards import Shard, shard_attrs
+from ..tensor_ops import l2_norms
 
 GRAY = 0.5
 EPS_224 = 30.0  # paper
@@ -46,13 +47,9 @@ def apgd_checkpoints(steps: int) -> list[int]:
     return sorted({x for x in w if x < steps})
 
 
-def _norm(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
-
-
 def _project(x: torch.Tensor, center: torch.Tensor, eps: float) -> torch.Tensor:
     d = x - center
-    d = d * (eps / _norm(d).clamp_min(1e-12)).clamp(max=1.0)
+    d = d * (eps / l2_norms(d)).clamp(max=1.0)
     return (center + d).clamp(0.0, 1.0)
 
 
@@ -75,7 +72,7 @@ def apgd_l2(objective, x0: torch.Tensor, eps: float, steps: int = STEPS, momentu
     f0, g = value_and_grad(x0)
     x_best, f_best, f_prev = x0.clone(), f0.clone(), f0.clone()
     history = [f_best.clone()]
-    x = _project(x0 + eta * g / _norm(g).clamp_min(1e-12), x0, eps)
+    x = _project(x0 + eta * g / l2_norms(g), x0, eps)
     checkpoints = set(apgd_checkpoints(steps))
     last_w, success = 0, torch.zeros(b, device=x0.device)
     eta_at_last, best_at_last = eta.clone(), f_best.clone()
@@ -87,7 +84,7 @@ def apgd_l2(objective, x0: torch.Tensor, eps: float, steps: int = STEPS, momentu
         history.append(f_best.clone())
         if k == steps:
             break
-        z = _project(x + eta * g / _norm(g).clamp_min(1e-12), x0, eps)
+        z = _project(x + eta * g / l2_norms(g), x0, eps)
         x_new = _project(x + momentum * (z - x) + (1 - momentum) * (x - x_prev), x0, eps)
         x_prev, f_prev = x, f
         if k in checkpoints:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SpurlabError
+from ..tensor_ops import l2_norms
 
 
 def scale_eps(eps_224: float, height: int, width: int) -> float:
@@ -21,12 +22,8 @@ def scale_eps(eps_224: float, height: int, width: int) -> float:
     return float(eps_224) * math.sqrt(height * width) / 224.0
 
 
-def _norms(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (t.dim() - 1)))
-
-
 def project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    return delta * (eps / _norms(delta)).clamp(max=1.0)
+    return delta * (eps / l2_norms(delta)).clamp(max=1.0)
 
 
 def l2_pgd(model, x, y, eps: float, step_size: float, steps: int, random_start: bool = True,
@@ -47,7 +44,7 @@ def l2_pgd(model, x, y, eps: float, step_size: float, steps: int, random_start: 
         noise = torch.randn(x.shape, generator=generator, device=gen_device).to(x.device, x.dtype)
         r = torch.rand(x.shape[0], generator=generator, device=gen_device).to(x.device, x.dtype)
         radius = r ** (1.0 / noise[0].numel()) * eps
-        delta = noise / _norms(noise) * radius.view(view)
+        delta = noise / l2_norms(noise) * radius.view(view)
         delta = (x + delta).clamp(0, 1) - x
     else:
         delta = torch.zeros_like(x)
@@ -58,7 +55,7 @@ def l2_pgd(model, x, y, eps: float, step_size: float, steps: int, random_start: 
         loss = F.cross_entropy(model(x + delta), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, delta)
         with torch.no_grad():
-            delta = delta + step_size * grad / _norms(grad)
+            delta = delta + step_size * grad / l2_norms(grad)
             delta = project_l2(delta, eps)
             # clipping to the box keeps delta in the ball: every coordinate only shrinks towards 0
             delta = (x + delta).clamp(0, 1) - x

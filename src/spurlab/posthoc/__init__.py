@@ -27,23 +27,8 @@ def spurious_model(signal: str) -> str:
 
 def posthoc_models(cfg: dict) -> list[str]:
     """`normal` (clean data) and `spurious_<signal>` per signal (signal on every aligned-class
-    training image); checks the section's cross-key rules first (a bad config fails at parse time)."""
-    check_posthoc(cfg)
+    training image). The section's cross-key rules are `spurlab.config.check_semantics`'."""
     return [NORMAL] + [spurious_model(s) for s in signals(cfg)]
-
-
-def check_posthoc(cfg: dict) -> None:
-    p = cfg["posthoc"]
-    if not p["enabled"]:
-        return
-    if not cfg["contamination"]["enabled"]:
-        raise SpurlabError("config key posthoc.enabled: needs contamination.enabled (its image sets)")
-    if p["study"]["signal"] not in cfg["contamination"]["signals"]:
-        raise SpurlabError(f"config key posthoc.study.signal: '{p['study']['signal']}' is not in contamination.signals")
-    for key, known in (("shapes", cfg["datasets"]["classes"]), ("scenes", cfg["datasets"]["scenes"])):
-        for i, name in enumerate(p["tcav"][key]):
-            if name not in known:
-                raise SpurlabError(f"config key posthoc.tcav.{key}[{i}]: '{name}' is not in datasets.{'classes' if key == 'shapes' else 'scenes'}")
 
 
 def model_sets(cfg: dict, name: str) -> tuple[str, str]:
@@ -68,11 +53,3 @@ def posthoc_model_section(cfg: dict, name: str) -> dict:
 def test_sets(cfg: dict) -> list[str]:
     """contam_clean_test and its row-for-row twins with each signal."""
     return ["contam_clean_test"] + [f"contam_{s}_test" for s in signals(cfg)]
-
-
-def model_dirs_arg(models: list[str]) -> str:
-    return " ".join(f"results/posthoc/models/{m}" for m in models)
-
-
-def set_paths(names: list[str]) -> list[str]:
-    return [f"results/datasets/{s}.h5" for s in names]
