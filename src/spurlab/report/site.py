@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
+from .figures import read_rows
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.2em; color: #222; max-width: 70em; }
@@ -131,8 +133,6 @@ def _label_span(label: str) -> str:
 
 
 def _images(imageset, rows) -> np.ndarray:
-    from .figures import read_rows
-
     return read_rows(imageset, rows)
 
 
@@ -269,8 +269,6 @@ def build_site(out: str | os.PathLike, *, subsets, annotations, imageset, compon
                npca_imageset=None, retrieval=None, retrieved=None, spufix=None, noise=(), corruptions=(),
                n_show: int = 5) -> dict:  # fmt: skip
     """Write the site to `out` (a directory, replaced whole). Returns page and image counts."""
-    from ..data.imagesets import ImageSet
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
