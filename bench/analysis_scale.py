@@ -167,7 +167,7 @@ def write_annotations(work: Path, seed: int = 0) -> None:
     import pandas as pd
 
     from spurlab.discover.annotate import ANNOTATION_COLUMNS
-    from spurlab.report.tables import write_table
+    from spurlab.io.tables import write_table
 
     with h5py.File(work / "importance.h5", "r") as f:
         top = f["top"][:, :5]

@@ -85,7 +85,7 @@ def test_salient_subsets(stage):
 def test_npca_components_and_table(stage):
     from spurlab.discover.npca import run_npca
     from spurlab.discover.npfv import run_npca_components
-    from spurlab.report.tables import read_table, table_provenance
+    from spurlab.io.tables import read_table, table_provenance
 
     d = stage
     if not (d / "bases.h5").exists():
@@ -128,7 +128,7 @@ def noise_parts(stage):
 
 
 def test_noise_tables(stage, noise_parts):
-    from spurlab.report.tables import read_table, table_provenance
+    from spurlab.io.tables import read_table, table_provenance
 
     d = stage
     merge_shards(noise_parts, d / "noise_merged.parquet")

@@ -31,7 +31,7 @@ def stage(tmp_path_factory):
     from spurlab.features import cache_features, model_checkpoint_sha256
     from spurlab.discover.importance import run_importance
     from spurlab.models import build_classifier, save_model
-    from spurlab.report.tables import read_table, table_provenance, write_table
+    from spurlab.io.tables import read_table, table_provenance, write_table
 
     d = tmp_path_factory.mktemp("npca_stage")
     cfg = load_yaml("tiny.yaml")
@@ -74,7 +74,7 @@ def stage(tmp_path_factory):
 
 
 def test_components_file_and_pair_table(stage):
-    from spurlab.report.tables import read_table
+    from spurlab.io.tables import read_table
 
     d, _, s, _ = stage
     pairs = read_table(d / "pairs.parquet")
@@ -112,7 +112,7 @@ def test_components_file_and_pair_table(stage):
 def test_retrieved_set_is_out_of_class_and_predicted_as_the_class(stage):
     from spurlab.data.imagesets import ImageSet
     from spurlab.features import open_features
-    from spurlab.report.tables import read_table
+    from spurlab.io.tables import read_table
 
     d, _, _, info = stage
     t = read_table(d / "ret.parquet")
@@ -135,7 +135,7 @@ def test_retrieved_set_is_out_of_class_and_predicted_as_the_class(stage):
 
 
 def test_harmfulness_table_rates_every_annotated_spurious_component(stage):
-    from spurlab.report.tables import read_table, table_provenance
+    from spurlab.io.tables import read_table, table_provenance
 
     d, _, _, info = stage
     pairs, harmful = read_table(d / "pairs.parquet"), read_table(d / "harmful.parquet")
@@ -148,7 +148,7 @@ def test_harmfulness_table_rates_every_annotated_spurious_component(stage):
 
 def test_components_below_the_harm_threshold_are_not_retrieved(stage, tmp_path):
     from spurlab.discover.retrieval import run_retrieval
-    from spurlab.report.tables import read_table
+    from spurlab.io.tables import read_table
 
     d = stage[0]
     rates = read_table(d / "harmful.parquet")["harm_rate"]
@@ -168,7 +168,7 @@ def test_components_below_the_harm_threshold_are_not_retrieved(stage, tmp_path):
 def test_spufix_stage_and_summary(stage):
     from spurlab.measure.npca_summary import run_npca_summary
     from spurlab.mitigate.spufix import run_spufix
-    from spurlab.report.tables import read_table
+    from spurlab.io.tables import read_table
 
     d, _, _, _ = stage
     # pool sets (test, cue_only) are read through the same keys as the test and cue_only caches

@@ -127,7 +127,7 @@ def test_fake_imagenet_1000_classes(tmp_path, venv_env):
     import pandas as pd
 
     from spurlab.discover.annotate import ANNOTATION_COLUMNS
-    from spurlab.report.tables import write_table
+    from spurlab.io.tables import write_table
 
     top = pd.read_parquet(work / "results/salient/importance.parquet")
     assert len(top) == N_WNIDS and (top["group_size"] == 3).all()
@@ -155,7 +155,7 @@ def test_fake_imagenet_1000_classes(tmp_path, venv_env):
     import h5py
 
     from spurlab.discover.npca import NPCABases
-    from spurlab.report.tables import read_table
+    from spurlab.io.tables import read_table
 
     with ImageSet(work / "results/datasets/images_val.h5") as s:
         assert len(s) == 2 * N_WNIDS and s.attrs["wnids"] == wnids and s.attrs["skipped"] == []

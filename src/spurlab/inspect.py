@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from .data.imagesets import ImageSet
+from .errors import SpurlabError
 
 
 def describe(path, verify: bool = False) -> str:
     """Image sets and feature caches, told apart by their `format` attribute."""
     import h5py
 
-    from .errors import SpurlabError
     from .features import FORMAT as FEATURES
 
     try:

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SpurlabError
+from .io import atomic_path, sha256_file
+from .io.tables import read_table, table_provenance, write_table
 
 SHARD_KEY = "shard"
 
@@ -108,8 +110,6 @@ def merge_shards(shards: list[str | os.PathLike], out: str | os.PathLike, table_
     if fmt == "spurlab.npca_components":
         if not table_shards or not table_out:
             raise SpurlabError(f"{out}: NPCA component shards need their pair tables (--tables, --table-out)")
-        from .io import sha256_file
-
         merge_tables([Path(p) for p in table_shards], table_out, {"components_sha256": sha256_file(out)}, ["kind"])
     return info
 
@@ -119,8 +119,6 @@ def merge_tables(paths: list[Path], out, replace: dict | None = None, sort: list
     (a table whose writer groups rows by kind before class); provenance of shard 0 without
     `shard`, with `replace` keys overwritten (they differ per shard by construction)."""
     import pandas as pd
-
-    from .report.tables import read_table, table_provenance, write_table
 
     provs = [table_provenance(p) for p in paths]
     skip = set(replace or {})
@@ -160,8 +158,6 @@ def _merge_class_groups(paths: list[Path], out: Path) -> dict:
     """NPCA bases (`spurlab.npca`): one group `class_<k>` per class; `skipped_classes` united."""
     import h5py
 
-    from .io import atomic_path
-
     keys = _attrs(paths)
     skipped = [json.loads(k.pop("skipped_classes", "[]")) for k in keys]
     _check_shards(paths, keys)
@@ -183,8 +179,6 @@ def _concat(paths: list[Path], out: Path, offsets: dict[str, str] | None = None)
     over the shards. `offsets` {dataset: counted dataset}: add to `dataset` the number of rows of
     `counted` in earlier shards (D(i, j)'s pairs/start indexes members/*)."""
     import h5py
-
-    from .io import atomic_path
 
     keys = _attrs(paths)
     _check_shards(paths, keys)

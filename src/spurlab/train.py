@@ -22,9 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import autocast
+from .config import model_section
+from .data.imagesets import class_names_for, open_imageset
+from .device import autocast, pick_device, prepare_model
 from .errors import SpurlabError
-from .io import atomic_path
+from .io import atomic_path, sha256_json
 
 
 @dataclass
@@ -337,7 +339,6 @@ def fit_and_save(model, name: str, section: dict, settings: TrainSettings, seed:
     device and warm-start file match) and save `model.safetensors` + `meta.json` (the training
     record); return the meta. `tr`/`va`: the image sets, `train`/`val`: their batch sources;
     `extra_metrics(model)` adds to the final metrics (the robust model's adversarial accuracy)."""
-    from .io import sha256_json
     from .models import save_model
 
     t = time.perf_counter()
@@ -407,8 +408,6 @@ def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, 
     their batch sources, and the model `arch` seeded by `seed`, warm-started from the local file
     `init_checkpoint` if given (`init_from_checkpoint`; its path and sha256 go into the meta).
     `extra_metrics(model, val, device, image_size)` adds to the final metrics. Returns the meta."""
-    from .data.imagesets import class_names_for, open_imageset
-    from .device import pick_device, prepare_model
     from .models import build_classifier
     from .models.checkpoints import init_from_checkpoint
 
@@ -433,7 +432,6 @@ def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, 
 def train_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2) -> dict:
     """The `train` stage: build model `name` of the config, train it on `train_set` (resuming
     from `out_dir/checkpoints`), save `model.safetensors` + `meta.json`; return the meta."""
-    from .config import model_section
     from .models.robust import scale_eps
 
     if name not in cfg["models"] or "checkpoint" in cfg["models"][name]:

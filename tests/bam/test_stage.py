@@ -16,8 +16,8 @@ from spurlab.bam.summary import run_bam_summary
 from spurlab.bam.verify import run_verification
 from spurlab.data.imagesets import ImageSet
 from spurlab.errors import SpurlabError
+from spurlab.io.tables import read_table
 from spurlab.models import build_classifier, save_model
-from spurlab.report.tables import read_table
 from tests.conftest import load_yaml, render_sets
 
 
@@ -94,7 +94,7 @@ def test_mcs_of_a_model_against_itself_is_zero_on_real_maps(stage):
 
 
 def test_summary_refuses_tables_of_other_checkpoints(stage, tmp_path):
-    from spurlab.report.tables import write_table
+    from spurlab.io.tables import write_table
     import pandas as pd
 
     cfg, d, sets, dirs = stage

@@ -221,7 +221,7 @@ def write_subsets(path: Path, pairs: dict) -> Path:
 def test_import_annotations_command(tmp_path, capsys):
     from spurlab.cli import main
     from spurlab.io import sha256_file
-    from spurlab.report.tables import read_table, table_provenance
+    from spurlab.io.tables import read_table, table_provenance
 
     sub = write_subsets(tmp_path / "sub.h5", RANKS | EXTRA)
     csv_path = partial_fixture(tmp_path, extra_rows=[extra_answer(1, 99)])
@@ -279,7 +279,7 @@ HUMAN = {"source": "human", "human_csv": None, "min_spurious_votes": 3, "min_cov
 
 def test_annotations_rule_keeps_unanswered_pairs_and_checks_coverage(tmp_path):
     from spurlab.discover.auto_annotate import run_annotations
-    from spurlab.report.tables import read_table, table_provenance
+    from spurlab.io.tables import read_table, table_provenance
 
     sub = write_subsets(tmp_path / "sub.h5", RANKS | EXTRA)
     csv_path = partial_fixture(tmp_path, extra_rows=[extra_answer(1, 99)])

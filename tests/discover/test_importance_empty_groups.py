@@ -70,7 +70,7 @@ def never_predicted(tmp_path):
 def test_a_class_never_predicted_gets_no_top_features(never_predicted, capsys):
     from spurlab.discover.importance import read_importance, run_importance
     from spurlab.features import open_features
-    from spurlab.report.tables import read_table, table_provenance
+    from spurlab.io.tables import read_table, table_provenance
 
     d, s = never_predicted
     with open_features(d / "f.h5") as fc:

@@ -9,7 +9,7 @@ import pytest
 
 from spurlab.discover.npfv import run_component_annotations
 from spurlab.errors import SpurlabError
-from spurlab.report.tables import read_table, table_provenance, write_table
+from spurlab.io.tables import read_table, table_provenance, write_table
 
 SETTINGS = {"min_spurious_votes": 3, "min_coverage": 1.0}
 

@@ -14,9 +14,9 @@ from spurlab.discover.importance import read_importance
 from spurlab.discover.subsets import SalientSubsets
 from spurlab.errors import SpurlabError
 from spurlab.features import model_checkpoint_sha256, open_features
+from spurlab.io.tables import read_table
 from spurlab.measure.noise import run_noise
 from spurlab.measure.salient_summary import run_salient_summary
-from spurlab.report.tables import read_table
 from tests.conftest import AUTO_ANNOTATION, salient_stages
 
 AUTO = AUTO_ANNOTATION

@@ -127,7 +127,7 @@ def test_scores_for_set_orders_rows_and_checks_sizes():
 
 def test_rankings_and_gaps_stages_on_tiny_files(tmp_path):
     from spurlab.measure.spuriosity import read_rankings, run_gaps, run_rankings
-    from spurlab.report.tables import read_table, table_provenance, write_table
+    from spurlab.io.tables import read_table, table_provenance, write_table
     from tests.conftest import salient_stages
 
     d = tmp_path

@@ -71,7 +71,7 @@ def test_planted_truth_is_read_from_the_image_set(tmp_path):
 def _spuriosity_tables(d, imageset, seed=0):
     """Hand-made inputs of `run_spuriosity_summary` for two models on `imageset`'s classes."""
     from spurlab.io import sha256_file
-    from spurlab.report.tables import write_table
+    from spurlab.io.tables import write_table
 
     rng = np.random.default_rng(seed)
     names, labels = imageset.class_names, imageset.labels
@@ -177,7 +177,7 @@ def test_salient_summary_on_a_folder_set(tmp_path):
     from spurlab.measure.noise import run_noise
     from spurlab.measure.salient_summary import run_salient_summary
     from spurlab.models import build_classifier, save_model
-    from spurlab.report.tables import write_table
+    from spurlab.io.tables import write_table
 
     d = tmp_path
     s = _index_set(d)

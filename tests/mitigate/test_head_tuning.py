@@ -11,6 +11,7 @@ import torch
 
 from spurlab.errors import SpurlabError
 from spurlab.features import FORMAT, column_sha256, model_checkpoint_sha256
+from spurlab.io.tables import read_table, table_provenance, write_table
 from spurlab.mitigate.head_tuning import (
     METHODS,
     TuningSettings,
@@ -21,7 +22,6 @@ from spurlab.mitigate.head_tuning import (
     tuning_rows,
 )
 from spurlab.models import build_classifier, save_model
-from spurlab.report.tables import read_table, table_provenance, write_table
 
 CLASSES = np.array([0, 1])
 # A head that leans on the spurious cue (feature 1) far more than on the core signal (feature 0).

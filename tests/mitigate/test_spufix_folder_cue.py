@@ -41,7 +41,7 @@ def real(tmp_path_factory):
     from spurlab.features import cache_features, model_checkpoint_sha256
     from spurlab.io import sha256_file
     from spurlab.models import build_classifier, save_model
-    from spurlab.report.tables import write_table
+    from spurlab.io.tables import write_table
 
     d = tmp_path_factory.mktemp("spufix_folder")
     synsets = d / "synsets.txt"
@@ -109,7 +109,7 @@ def test_spufix_scores_folder_negatives_and_the_summary_reports_them(real):
     from spurlab.features import open_features
     from spurlab.measure.npca_summary import run_npca_summary
     from spurlab.mitigate.spufix import run_spufix
-    from spurlab.report.tables import read_table, table_provenance
+    from spurlab.io.tables import read_table, table_provenance
 
     d = real
     run_spufix("m", _models(d), d / "bases.h5", d / "pairs.parquet", d / "cue.h5", d / "ret.parquet",

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from spurlab.errors import SpurlabError
+from spurlab.io.tables import read_table
 from spurlab.posthoc import model_sets, posthoc_models, signals
 from spurlab.posthoc.attribution_similarity import run_signal
 from spurlab.posthoc.influence import run_influence
@@ -15,7 +16,6 @@ from spurlab.posthoc.spurious_score import run_scores
 from spurlab.posthoc.study import analyse_responses_file, build_study
 from spurlab.posthoc.summary import run_summary
 from spurlab.posthoc.tcav_tests import run_tcav
-from spurlab.report.tables import read_table
 from tests.conftest import load_yaml, render_sets
 
 

@@ -1,4 +1,4 @@
-"""The HTML templates (spurlab/templates, rendered by spurlab.report.render): every template and
+"""The HTML templates (spurlab/templates, rendered by spurlab.io.render): every template and
 static file is used by a page, and values are escaped once, as html.escape does."""
 
 import shutil
@@ -8,7 +8,7 @@ import pytest
 
 from spurlab.discover.annotate import AnnotationTask, export_tasks
 from spurlab.posthoc.study import GROUPS, assign, questionnaire_html
-from spurlab.report import render
+from spurlab.io import render
 from tests.report.conftest import build, write_components, write_subsets
 
 NAME = "<b>&"

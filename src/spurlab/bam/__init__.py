@@ -7,7 +7,7 @@ This module is imported by the Snakefile at parse time: pure Python, no heavy im
 
 from __future__ import annotations
 
-from ..config import k_code
+from ..config import k_code, merge
 from ..errors import SpurlabError
 
 
@@ -36,8 +36,6 @@ def model_sets(name: str) -> tuple[str, str, str | None]:
 
 def bam_model_section(cfg: dict, name: str) -> dict:
     """What a BAM model is made from (rule params, checkpoint fingerprint, meta record)."""
-    from ..config import merge
-
     b = cfg["bam"]["benchmark"]
     train = merge(cfg["train"], b["train"])
     if name == "f_o":  # shapes take longer to learn than scenes

@@ -34,8 +34,8 @@ from ..attribution.regions import outside, random_masks
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..features import model_checkpoint_sha256
+from ..io.tables import write_table
 from ..models import load_model
-from ..report.tables import write_table
 from . import kseries_codes, part_inputs
 from .delta import DeltaSettings, optimise_delta
 from .models import labels_for, predict

@@ -31,8 +31,8 @@ from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..features import model_checkpoint_sha256
 from ..io import sha256_json
+from ..io.tables import write_table
 from ..models import load_model
-from ..report.tables import write_table
 from . import bam_models
 from .attributions import part_rng
 from .models import labels_for

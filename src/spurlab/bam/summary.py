@@ -17,7 +17,8 @@ import pandas as pd
 
 from ..errors import SpurlabError
 from ..io import write_json
-from ..report.tables import read_table, table_provenance
+from ..io.figures import save_figure
+from ..io.tables import read_table, table_provenance
 from . import kseries_codes
 from .attributions import part_rng
 from .metrics import idr, iir, mcs, pearson, trial_sd
@@ -155,8 +156,6 @@ def bam_figure(summary: dict, series: pd.DataFrame, k_values, drops, path, svg=N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..report.figures import save_figure
 
     methods = list(summary["methods"])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.5))

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.bam import cf_scene_count
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..features import model_checkpoint_sha256
+from ..io.tables import write_table
 from ..models import load_model
-from ..report.tables import write_table
 from . import kseries_codes
 from .models import labels_for, predict
 
@@ -30,8 +31,6 @@ def _acc(pred: np.ndarray, y: np.ndarray) -> float:
 
 def cf_scene_rows(imageset, code: str, n_scenes: int, first_only: bool) -> np.ndarray:
     """Rows of a k-series set whose scene class carries the common object (or scene 0 only)."""
-    from ..data.bam import cf_scene_count
-
     scene = imageset.f["meta/scene_label"][:]
     limit = 1 if first_only else cf_scene_count(int(code[1:]) / 100, n_scenes)
     return np.flatnonzero(scene < limit)

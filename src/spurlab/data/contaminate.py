@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpurlabError
-from .cues import ObjectFrame, apply_cue
+from .cues import N_PARAMS, ObjectFrame, apply_cue
 from .synth import CHUNK, SetPlan, World, balanced_labels, chunk_record, chunk_rng, draw_latents, n_chunks, render
 
 STREAMS = {"train": 11, "test": 13}
@@ -30,8 +30,6 @@ def scf(images: np.ndarray, object_mask: np.ndarray, signal: dict, rng: np.rando
 
     `object_mask` (B, H, W) marks the foreground: blur spares it, co-objects sit beside it.
     """
-    from .cues import N_PARAMS
-
     if signal["type"] not in ("tag", "stripe", "blur", "co_object"):
         raise SpurlabError(f"signal type '{signal['type']}' cannot be applied to finished images")
     canvas = images.astype(np.float32) / 255.0

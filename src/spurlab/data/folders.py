@@ -56,22 +56,17 @@ reads every file again (without decoding).
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import io
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import SpurlabError
 from ..io import atomic_path, canonical_json, sha256_json
+from .imagesets import FORMAT, FORMAT_VERSION, INDEX_VERSION, content_sha256, hash_files, link_target
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-# folders-2: hidden and system entries ignored, files fully decoded with `decode_rgb`'s pixel rules
-INDEX_VERSION = "folders-2"
 SYSTEM_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "@eadir", "$recycle.bin",
                           "system volume information"})  # fmt: skip
 
@@ -98,13 +93,6 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
-def _link_target(path: str) -> str:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return "?"
-
-
 def find_classes(root: str | os.PathLike) -> list[str]:
     """The class folder names of `root`, sorted (ImageFolder's `find_classes`; `ignored_name`s skipped).
     A link at this level that points nowhere is refused: it may have been a class folder."""
@@ -116,7 +104,7 @@ def find_classes(root: str | os.PathLike) -> list[str]:
         if _is_dir(e):
             classes.append(e.name)
         elif e.is_symlink() and not os.path.exists(e.path):
-            raise SpurlabError(f"{e.path}: symbolic link to {_link_target(e.path)}, which does not exist; "
+            raise SpurlabError(f"{e.path}: symbolic link to {link_target(e.path)}, which does not exist; "
                                "remove it or fix its target")  # fmt: skip
     classes.sort()
     if not classes:
@@ -143,7 +131,7 @@ def list_images(class_dir: str | os.PathLike) -> list[str]:
             st = os.stat(e.path)
             key = (st.st_dev, st.st_ino)
             if key in above:
-                what = f"symbolic link to {_link_target(e.path)}" if e.is_symlink() else "folder"
+                what = f"symbolic link to {link_target(e.path)}" if e.is_symlink() else "folder"
                 raise SpurlabError(f"{e.path}: {what} loops back to a folder above it; remove the link")
             visit(e.path, above | {key})
         found.append((folder, sorted(files)))
@@ -244,57 +232,6 @@ def _collect(root: Path, synsets, val_labels) -> tuple[list[str], list[str], lis
     return wnids, names, rel_paths, labels
 
 
-def _unreadable(path: str, err: OSError) -> str:
-    """Why the file at `path` could not be opened, for the error or the skipped list."""
-    if os.path.islink(path):
-        if err.errno == errno.ELOOP:
-            return f"symbolic link to {_link_target(path)}, which loops"
-        if not os.path.exists(path):
-            return f"symbolic link to {_link_target(path)}, which does not exist"
-    return f"cannot be read: {err.strerror or err}"
-
-
-def _check_file(path: str, decode: bool = True) -> tuple[str | None, str | None]:
-    """(sha256 of the file's bytes, None) or (sha256 or None, why it is not a readable image). With
-    `decode`, the bytes are fully decoded as `ImageSet.images` will decode them (`decode_rgb`)."""
-    from .imagesets import ImageDecodeError, decode_rgb
-
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return None, _unreadable(path, e)
-    digest = hashlib.sha256(data).hexdigest()
-    if not data:
-        return digest, "empty file (0 bytes)"
-    if decode:
-        try:
-            decode_rgb(io.BytesIO(data))
-        except ImageDecodeError as e:
-            return digest, str(e)
-    return digest, None
-
-
-def content_sha256(rel_paths: Iterable[str], labels: Iterable[int], file_sha256: Iterable[str], image_size: int,
-                   class_names: Sequence[str], wnids: Sequence[str], version: str = INDEX_VERSION) -> str:  # fmt: skip
-    """The index set's content hash (see the module docstring); `ImageSet.verify` recomputes it (with
-    the `version` the index was written under)."""
-    h = hashlib.sha256(f"{version}\n".encode())
-    for rel, label, digest in zip(rel_paths, labels, file_sha256):
-        h.update(f"{rel}\t{int(label)}\t{digest}\n".encode())
-    h.update(f"image_size:{int(image_size)}\n".encode())
-    h.update(canonical_json({"class_names": list(class_names), "wnids": list(wnids)}).encode())
-    return h.hexdigest()
-
-
-def hash_files(paths: Sequence[str], threads: int = 1, decode: bool = True) -> list[tuple[str | None, str | None]]:
-    """`_check_file` over `paths`, in order, with `threads` concurrent readers."""
-    if threads <= 1:
-        return [_check_file(p, decode) for p in paths]
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(_check_file, paths, [decode] * len(paths), chunksize=64))
-
-
 def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_size: int,
                        class_names: Sequence[str] | None = None, set_name: str | None = None,
                        skip_bad_images: bool = False, threads: int = 1, synsets=None,
@@ -308,8 +245,6 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
     docstring) out (listed in the `skipped` attribute and the returned info) instead of failing.
     Returns {"n_images", "n_classes", "sha256", "skipped", "skipped_reasons" ({relative path: why})}.
     """
-    from .imagesets import FORMAT, FORMAT_VERSION
-
     root = Path(os.path.abspath(root))
     out = Path(out)
     set_name = set_name or out.stem
@@ -373,25 +308,3 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
             for k, v in attrs.items():
                 f.attrs[k] = canonical_json(v) if isinstance(v, (list, dict)) else v
     return {"n_images": n, "n_classes": len(wnids), "sha256": sha, "skipped": skipped, "skipped_reasons": reasons}
-
-
-def verify_index(imageset) -> None:
-    """Re-read every file of an index set and compare the content hash (`ImageSet.verify`)."""
-    root = imageset.attrs["root"]
-    paths = [p.decode() for p in imageset.f["paths"][:]]
-    rel = [os.path.relpath(p, root).replace(os.sep, "/") for p in paths]
-    for p in paths:
-        if not os.path.isfile(p):
-            raise SpurlabError(f"{p}: image of index set {imageset.path} is missing")
-    checked = hash_files(paths, decode=False)
-    stored = [d.decode() for d in imageset.f["file_sha256"][:]]
-    for p, (d, why), s in zip(paths, checked, stored):
-        if d is None:
-            raise SpurlabError(f"{p}: image of index set {imageset.path}: {why}")
-        if d != s:
-            raise SpurlabError(f"{p}: file changed since {imageset.path} was indexed; rebuild the index")
-    digests = [d for d, _ in checked]
-    sha = content_sha256(rel, imageset.labels, digests, imageset.image_size, imageset.class_names,
-                         imageset.attrs.get("wnids") or [], imageset.attrs.get("generator_version", INDEX_VERSION))  # fmt: skip
-    if sha != imageset.sha256:
-        raise SpurlabError(f"{imageset.path}: content does not match its sha256 attribute (corrupt or edited file)")

@@ -13,8 +13,9 @@ Layout of a *packed* set (the planted-cue benchmark, BAM and contamination sets)
 An *index* set (real data: ImageNet-style folders) has ``kind = "index"`` and ``paths`` (N,)
 (absolute, bytes) and ``file_sha256`` (N,) instead of ``images``, no masks and no meta; attrs add
 ``wnids`` (the folder names) and ``root``. Pixels are decoded on the fly with the same reader API,
-resized bilinearly to image_size. Building an index from a folder is `spurlab.data.folders`' job
-(it also defines an index set's content hash, over relative paths, labels and file bytes).
+resized bilinearly to image_size. Building an index from a folder is `spurlab.data.folders`' job;
+an index set's content hash (over relative paths, labels and file bytes) and the check of its
+files are at the end of this module, so that `ImageSet.verify` checks both kinds.
 
 The content hash covers every dataset's bytes in row order plus the class names, so the same
 seed and config give the same hash on any machine.
@@ -22,11 +23,14 @@ seed and config give the same hash on any machine.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import h5py
 import numpy as np
@@ -252,8 +256,6 @@ class ImageSet:
         """Recompute the content hash and compare it with the stored one (reads the whole file;
         for an index set, every image file it points to)."""
         if self.kind == "index":
-            from .folders import verify_index
-
             return verify_index(self)
         h = hashlib.sha256()
         names = sorted(m for m in self._members if isinstance(self.f[m], h5py.Dataset))
@@ -375,3 +377,90 @@ def config_attrs(section: dict, seed: int, generator_version: str) -> dict:
         "seed": int(seed),
         "generator_version": generator_version,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Index sets: their image files and content hash (built by `spurlab.data.folders`, checked here
+# by `ImageSet.verify`). `INDEX_VERSION` names the listing and decoding rules an index is made under.
+
+# folders-2: hidden and system entries ignored, files fully decoded with `decode_rgb`'s pixel rules
+INDEX_VERSION = "folders-2"
+
+
+def link_target(path: str) -> str:
+    """Where the symbolic link `path` points, for messages ("?" when it cannot be read)."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
+
+
+def _unreadable(path: str, err: OSError) -> str:
+    """Why the file at `path` could not be opened, for the error or the skipped list."""
+    if os.path.islink(path):
+        if err.errno == errno.ELOOP:
+            return f"symbolic link to {link_target(path)}, which loops"
+        if not os.path.exists(path):
+            return f"symbolic link to {link_target(path)}, which does not exist"
+    return f"cannot be read: {err.strerror or err}"
+
+
+def _check_file(path: str, decode: bool = True) -> tuple[str | None, str | None]:
+    """(sha256 of the file's bytes, None) or (sha256 or None, why it is not a readable image). With
+    `decode`, the bytes are fully decoded as `ImageSet.images` will decode them (`decode_rgb`)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return None, _unreadable(path, e)
+    digest = hashlib.sha256(data).hexdigest()
+    if not data:
+        return digest, "empty file (0 bytes)"
+    if decode:
+        try:
+            decode_rgb(io.BytesIO(data))
+        except ImageDecodeError as e:
+            return digest, str(e)
+    return digest, None
+
+
+def content_sha256(rel_paths: Iterable[str], labels: Iterable[int], file_sha256: Iterable[str], image_size: int,
+                   class_names: Sequence[str], wnids: Sequence[str], version: str = INDEX_VERSION) -> str:  # fmt: skip
+    """The index set's content hash (see `spurlab.data.folders`' docstring); `ImageSet.verify`
+    recomputes it (with the `version` the index was written under)."""
+    h = hashlib.sha256(f"{version}\n".encode())
+    for rel, label, digest in zip(rel_paths, labels, file_sha256):
+        h.update(f"{rel}\t{int(label)}\t{digest}\n".encode())
+    h.update(f"image_size:{int(image_size)}\n".encode())
+    h.update(canonical_json({"class_names": list(class_names), "wnids": list(wnids)}).encode())
+    return h.hexdigest()
+
+
+def hash_files(paths: Sequence[str], threads: int = 1, decode: bool = True) -> list[tuple[str | None, str | None]]:
+    """`_check_file` over `paths`, in order, with `threads` concurrent readers."""
+    if threads <= 1:
+        return [_check_file(p, decode) for p in paths]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(_check_file, paths, [decode] * len(paths), chunksize=64))
+
+
+def verify_index(imageset) -> None:
+    """Re-read every file of an index set and compare the content hash (`ImageSet.verify`)."""
+    root = imageset.attrs["root"]
+    paths = [p.decode() for p in imageset.f["paths"][:]]
+    rel = [os.path.relpath(p, root).replace(os.sep, "/") for p in paths]
+    for p in paths:
+        if not os.path.isfile(p):
+            raise SpurlabError(f"{p}: image of index set {imageset.path} is missing")
+    checked = hash_files(paths, decode=False)
+    stored = [d.decode() for d in imageset.f["file_sha256"][:]]
+    for p, (d, why), s in zip(paths, checked, stored):
+        if d is None:
+            raise SpurlabError(f"{p}: image of index set {imageset.path}: {why}")
+        if d != s:
+            raise SpurlabError(f"{p}: file changed since {imageset.path} was indexed; rebuild the index")
+    digests = [d for d, _ in checked]
+    sha = content_sha256(rel, imageset.labels, digests, imageset.image_size, imageset.class_names,
+                         imageset.attrs.get("wnids") or [], imageset.attrs.get("generator_version", INDEX_VERSION))  # fmt: skip
+    if sha != imageset.sha256:
+        raise SpurlabError(f"{imageset.path}: content does not match its sha256 attribute (corrupt or edited file)")

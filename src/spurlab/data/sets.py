@@ -12,6 +12,7 @@ import re
 from ..config import section_for_set, set_names
 from ..errors import SpurlabError
 from . import bam, contaminate, synth
+from .coco import coco_bam_plan
 from .imagesets import config_attrs
 
 _BAM = re.compile(r"^bam_(os|0s|og|k\d{3})_(train|test)$")
@@ -31,7 +32,6 @@ def build_plan(cfg: dict, name: str) -> tuple[synth.SetPlan, dict]:
         variant, split = m.groups()
         b = cfg["bam"]
         if b.get("source", "synthetic") == "coco":  # real objects and scenes (spurlab.data.coco)
-            from .coco import coco_bam_plan
 
             plan, source_attrs = coco_bam_plan(b, seed, variant, split)
         else:

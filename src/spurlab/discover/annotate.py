@@ -34,9 +34,11 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from spurlab.errors import SpurlabError
-from spurlab.io import atomic_path
-from spurlab.report.render import render
+from ..data.imagesets import ImageSet
+from ..errors import SpurlabError
+from ..io import atomic_path, sha256_file, write_json
+from ..io.tables import write_table
+from ..io.render import render
 
 ANSWERS = ("main_object", "separate_object", "background")
 CSV_COLUMNS = (
@@ -374,9 +376,6 @@ def run_import_annotations(csv_path, out, subsets_path=None, summary_path=None, 
     exported pairs (`subsets_path`: its pairs, class names and hash, so the table can stand in for
     the `annotations` rule's), with an optional JSON summary (label counts; coverage with subsets).
     """
-    from ..io import sha256_file, write_json
-    from ..report.tables import write_table
-
     names, exported = None, None
     provenance = {"source": "human", "min_spurious_votes": min_spurious_votes}
     if subsets_path is not None:
@@ -461,7 +460,7 @@ def _png_uri(rgb: np.ndarray) -> str:
 
 
 def _render_page(task: AnnotationTask, description: str) -> str:
-    from spurlab.discover.nam import heatmap
+    from .nam import heatmap
 
     images, nams = np.asarray(task.images), np.clip(np.asarray(task.nams, dtype=np.float64), 0, 1)
     return render(
@@ -535,7 +534,6 @@ def run_annotation_tasks(subsets_path: str | os.PathLike, imageset_path: str | o
     """Stage `annotation_tasks`: a task page per pair of a subsets file (its top images, NAMs,
     feature attacks), with the image set's WordNet ids where it has them."""
     from .subsets import SalientSubsets
-    from ..data.imagesets import ImageSet
 
     imageset = ImageSet(imageset_path)
     wnids = imageset.attrs.get("wnids") or []

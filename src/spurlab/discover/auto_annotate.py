@@ -33,6 +33,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data.imagesets import ImageSet
+from ..errors import SpurlabError
+from ..io import sha256_file
+from ..io.tables import read_table, write_table
+from .annotate import annotation_counts, check_coverage, exported_pairs, human_annotations, read_mturk_csv
+
 CRITERIA = ("hot", "mass")
 BACKGROUND_CUE_TYPES = ("background", "blur")  # cues whose mask is the whole background
 SWITCH_OFF_RATIO = 0.1  # "switched off": under 10% of the activation left with the cue on
@@ -211,10 +217,6 @@ def run_annotations(subsets_path, out, settings: dict, human_csv=None) -> dict:
     "unannotated", answers to other pairs are counted in the coverage block of the table's
     provenance, and fewer than `min_coverage` of the pairs answered is an error.
     """
-    from ..errors import SpurlabError
-    from ..io import sha256_file
-    from ..report.tables import write_table
-    from .annotate import annotation_counts, check_coverage, exported_pairs, human_annotations, read_mturk_csv
     from .subsets import STAT_COLUMNS, SalientSubsets
 
     with SalientSubsets(subsets_path) as subsets:
@@ -252,11 +254,7 @@ def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path
     import json
     from pathlib import Path
 
-    from ..data.imagesets import ImageSet
-    from ..errors import SpurlabError
     from ..features import model_checkpoint_sha256
-    from ..io import sha256_file
-    from ..report.tables import read_table
     from .subsets import STAT_COLUMNS, SalientSubsets
 
     annotations = read_table(annotations_path, expect={"subsets_sha256": sha256_file(subsets_path)})

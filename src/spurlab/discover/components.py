@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-from spurlab.errors import SpurlabError
+from ..errors import SpurlabError
 
 ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     {

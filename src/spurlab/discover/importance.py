@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import SpurlabError
+from ..io import atomic_path, open_h5, sha256_file
+from ..io.tables import write_table
+
 GROUPINGS = ("prediction", "label", "correct")
 # Rows per streamed block: each block is copied twice in float64 (rows x D x 8 bytes: 134 MB at
 # D = 2048). bench/analysis_scale.py, D = 2048, 1000 classes: peak RSS 1450 MiB at 128k and at 640k
@@ -87,11 +91,8 @@ def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = 
     import h5py
     import pandas as pd
 
-    from ..errors import SpurlabError
     from ..features import open_features
-    from ..io import atomic_path, sha256_file
     from ..models.factory import load_model
-    from ..report.tables import write_table
 
     model, _ = load_model(model_dir)
     weight = model.head()[0].detach().cpu().numpy()
@@ -138,9 +139,6 @@ def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = 
 def read_importance(path, expect_checkpoint_sha256: str | None = None) -> dict:
     """iv, counts, top, empty_classes and attrs of an importance file; checks the model it was
     computed for. `top` rows of the classes in `empty_classes` are -1 (no top features)."""
-    from ..errors import SpurlabError
-    from ..io import open_h5
-
     with open_h5(path, FORMAT, "importance file") as f:
         out = {name: f[name][:] for name in ("iv", "counts", "top")}
         # a file from before `empty_classes` gave every class top features

@@ -32,6 +32,9 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from .. import __version__
+from ..errors import SpurlabError
+from ..io import atomic_path, open_h5, sha256_file
 from ..shards import Shard, shard_attrs
 
 FORMAT = "spurlab.npca"
@@ -272,10 +275,7 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
     """
     import h5py
 
-    from .. import __version__
-    from ..errors import SpurlabError
     from ..features import open_features
-    from ..io import atomic_path, sha256_file
     from ..models.factory import load_model
 
     model, _ = load_model(model_dir)
@@ -318,9 +318,6 @@ class NPCABases:
     """Read access to a `run_npca` file; with `expect_checkpoint_sha256`, refuses another model's."""
 
     def __init__(self, path, expect_checkpoint_sha256: str | None = None):
-        from ..errors import SpurlabError
-        from ..io import open_h5
-
         self.path = Path(path)
         self.f = open_h5(self.path, FORMAT, "NPCA basis file")
         self.attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.f.attrs.items()}
@@ -334,8 +331,6 @@ class NPCABases:
         self.skipped = json.loads(self.attrs["skipped_classes"])
 
     def _group(self, k: int):
-        from ..errors import SpurlabError
-
         if f"class_{k}" not in self.f:
             why = " (fewer than 2 images)" if k in self.skipped else ""
             raise SpurlabError(f"{self.path}: no neural PCA basis for class {k}{why}")

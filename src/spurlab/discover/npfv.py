@@ -28,8 +28,18 @@ import math
 import numpy as np
 import torch
 
+from .. import __version__
+from ..data.imagesets import ImageSet
+from ..errors import SpurlabError
+from ..io import atomic_path, open_h5, sha256_file
+from ..io.tables import read_table, table_provenance, write_table
 from ..shards import Shard, shard_attrs
 from ..tensor_ops import l2_norms
+from .annotate import AnnotationTask, check_coverage, export_tasks, exported_pairs, human_annotations, read_mturk_csv
+from .auto_annotate import auto_annotations, background_cues, cue_switched_off
+from .components import read_component_lists
+from .importance import read_importance
+from .npca import NPCABases, alphas, weighted_features
 
 GRAY = 0.5
 EPS_224 = 30.0  # paper
@@ -209,19 +219,11 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
     import pandas as pd
     from tqdm import tqdm
 
-    from .. import __version__
-    from ..data.imagesets import ImageSet
     from ..device import pick_device
-    from ..errors import SpurlabError
     from ..features import model_checkpoint_sha256, open_features
-    from ..io import atomic_path, sha256_file
     from ..models.factory import load_model
     from ..models.robust import scale_eps
-    from ..report.tables import write_table
-    from .auto_annotate import background_cues, cue_switched_off
-    from .importance import read_importance
     from .nam import neural_activation_maps
-    from .npca import NPCABases, alphas, weighted_features
     from .subsets import pair_region_stats, planted_cue_masks, subset_size
 
     dev = pick_device(device)
@@ -331,9 +333,6 @@ def annotate_pairs(pairs, annotation: dict, class_names: list[str], has_masks: b
     components; those answers are counted in `coverage` (a dict, filled when given), not used."""
     import pandas as pd
 
-    from .annotate import exported_pairs, human_annotations, read_mturk_csv
-    from .auto_annotate import auto_annotations
-
     out = []
     for kind, part in pairs.groupby("kind", sort=False):
         part = part.reset_index(drop=True)
@@ -361,12 +360,6 @@ def run_component_annotations(pairs_path, out, annotation: dict, human_csv=None,
     stage) or a published `{class: [components]}` list (listed: spurious, the class's other
     selected components: core), else keep the automatic labels they were written with; neurons
     keep theirs. Provenance: the statistics table's, its hash, and the annotation's source."""
-    from ..errors import SpurlabError
-    from ..io import sha256_file
-    from ..report.tables import read_table, table_provenance, write_table
-    from .annotate import check_coverage
-    from .components import read_component_lists
-
     if human_csv and published:
         raise SpurlabError("npca: give human answers or a published component list, not both")
     pairs = read_table(pairs_path, columns=["kind", "class", "class_name", "feature", "rank", "label", "source"])
@@ -398,11 +391,6 @@ def run_component_tasks(components_path, imageset_path, out_dir) -> int:
     docs/methods.md#annotation (`annotate.export_tasks`): the gallery shows the NPFV first, then the top images by
     alpha, each with its Grad-CAM heatmap; answers come back in the MTurk CSV layout with
     `Input.feature_index` = component index (config `npca.human_csv`)."""
-    from ..data.imagesets import ImageSet
-    from ..errors import SpurlabError
-    from ..io import open_h5
-    from .annotate import AnnotationTask, export_tasks
-
     imageset = ImageSet(imageset_path)
     wnids = imageset.attrs.get("wnids") or []
     with open_h5(components_path, FORMAT, "npca components file") as f:

@@ -31,7 +31,13 @@ import json
 import numpy as np
 import pandas as pd
 
+from .. import __version__
+from ..data.imagesets import ImageSet, write_imageset
 from ..errors import SpurlabError
+from ..io import sha256_file
+from ..io.tables import read_table, write_table
+from .components import read_component_lists
+from .npca import NPCABases, alphas, weighted_features
 
 MAX_IMAGES = 75  # paper: 75 images per class in Spurious ImageNet
 HARM_TOP = 10  # paper: ten images showing only the spurious feature, each classified as the class
@@ -84,14 +90,8 @@ def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, 
     of it)}; `published`: optional path of a published component list (`components.read_component_lists`)
     used instead of the annotated spurious components; `validation`: (image set, feature cache) of
     the harmfulness check, whose per-component table goes to `out_harmful` (module docstring)."""
-    from .. import __version__
-    from ..data.imagesets import ImageSet
     from ..features import model_checkpoint_sha256, open_features
-    from ..io import sha256_file
     from ..models.factory import load_model
-    from ..report.tables import read_table, write_table
-    from .components import read_component_lists
-    from .npca import NPCABases, alphas, weighted_features
     from .subsets import planted_cue_masks
 
     sha = model_checkpoint_sha256(model_dir)
@@ -189,8 +189,6 @@ def retrieval_precision(table: pd.DataFrame) -> float | None:
 
 
 def _write_set(path, table: pd.DataFrame, sets: dict, names: list[str], size: int, version: str) -> None:
-    from ..data.imagesets import write_imageset
-
     set_names = sorted(sets)
 
     def chunks():

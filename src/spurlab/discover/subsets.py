@@ -43,9 +43,11 @@ import torch
 from .. import __version__
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
-from ..io import atomic_path, open_h5
+from ..io import atomic_path, open_h5, sha256_file
+from ..io.tables import read_table
 from ..shards import Shard, shard_attrs
 from .attack import AttackSettings, feature_attack
+from .importance import read_importance
 from .nam import neural_activation_maps
 
 FORMAT = "spurlab.salient_subsets"
@@ -340,9 +342,7 @@ def run_subsets(model_dir, imageset_path, features_path, importance_path, out, s
     (only `shard`'s classes, merged by `spurlab.shards`)."""
     from ..device import pick_device
     from ..features import model_checkpoint_sha256, open_features
-    from ..io import sha256_file
     from ..models.factory import load_model
-    from .importance import read_importance
 
     dev = pick_device(device)
     model, _ = load_model(model_dir, dev)
@@ -393,9 +393,6 @@ def run_consolidated_masks(subsets_path, annotations_path, out) -> dict:
     in spurious, core, written class by class (rows grouped by class); attrs: subsets,
     annotations and image-set sha256.
     """
-    from ..io import sha256_file
-    from ..report.tables import read_table
-
     subsets_sha = sha256_file(subsets_path)
     annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})
     label_of = {(int(r.class_index), int(r.feature_index)): r.label for r in annotations.itertuples()}

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.imagesets import ImageSet
 from .spuriosity import pearson_r
 
 CORRUPTIONS = ("gray", "blur", "patch_rotate")
@@ -222,7 +223,6 @@ def run_corruptions(model_dir, model_name: str, imageset_path, subsets_path, ann
                     settings: CorruptionSettings, device: str = "auto", batch_size: int = 256,
                     progress: bool = True) -> dict:  # fmt: skip
     """Stage `corruptions`: one model's targeted-corruption table (`out`, .parquet + .csv)."""
-    from ..data.imagesets import ImageSet
     from .noise import run_on_subsets
 
     def measure(model, dev, imageset, subsets, annotations, masks):

@@ -17,6 +17,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data.imagesets import ImageSet
+from ..io import sha256_file
+from ..io.tables import read_table, write_table
+from .figures import crop_sheet
+from .spuriosity import check_set_ids, read_rankings
+
 
 def negative_gap_classes(gaps: pd.DataFrame) -> list[int]:
     """Classes whose gap, averaged over the models of the gaps table, is below 0."""
@@ -53,16 +59,11 @@ def run_label_noise(rankings_path, gaps_path, annotations_path, imageset_path, s
     model's predictions on both (`out` table, `figure` PNG)."""
     import torch
 
-    from ..data.imagesets import ImageSet
     from ..device import pick_device
     from ..discover.subsets import planted_cue_masks
     from ..features import model_checkpoint_sha256
-    from ..io import sha256_file
     from ..models.factory import load_model
-    from ..report.figures import crop_sheet
-    from ..report.tables import read_table, write_table
     from .core_crop import core_crops
-    from .spuriosity import check_set_ids, read_rankings
 
     dev = pick_device(device)
     rankings = read_rankings(rankings_path, annotations_path)

@@ -18,6 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.imagesets import ImageSet
+from ..errors import SpurlabError
+from ..io import sha256_file
+from ..io.tables import read_table, write_table
 from ..shards import Shard, shard_attrs
 
 SIGMAS = (0.0, 0.25, 0.5, 1.0, 2.0)  # paper's sweep; 0.25 is its headline sigma
@@ -126,14 +130,10 @@ def run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_
     together and to the image set, build the table with
     ``measure(model, device, imageset, subsets, annotations, masks)``, and write it (`out`,
     .parquet + .csv) with every input hash and `settings` as provenance."""
-    from ..data.imagesets import ImageSet
     from ..device import pick_device
     from ..discover.subsets import ConsolidatedMasks, SalientSubsets
-    from ..errors import SpurlabError
     from ..features import model_checkpoint_sha256
-    from ..io import sha256_file
     from ..models.factory import load_model
-    from ..report.tables import read_table, write_table
 
     dev = pick_device(device)
     model, meta = load_model(model_dir, dev)

@@ -32,6 +32,11 @@ import json
 
 import numpy as np
 
+from ..discover.auto_annotate import localises_cue, score_against_truth
+from ..discover.retrieval import retrieval_precision
+from ..io import sha256_file, write_json
+from ..io.tables import read_table, table_provenance
+
 
 NO_TRUTH = "the image set has no planted cues or object masks (real data)"
 ANNOTATED = ("spurious", "core")  # labels that count as annotated; not `unannotated`, `undecided`
@@ -49,8 +54,6 @@ def has_planted_truth(pairs) -> bool:
 
 def recovery(pairs, planted: dict[str, list[str]]) -> dict:
     """score_against_truth per kind: {npca, neurons_top5, neurons_top10} -> its score dict."""
-    from ..discover.auto_annotate import score_against_truth
-
     out = {}
     for key, kind, top in (("npca", "component", 10), ("neurons_top5", "neuron", 5), ("neurons_top10", "neuron", 10)):
         part = pairs[(pairs["kind"] == kind) & (pairs["rank"] <= top)].reset_index(drop=True)
@@ -67,8 +70,6 @@ def harmful_record(pairs, harmful) -> dict:
     """The harmfulness check: components validated harmful, and how many of them are truly
     spurious (benchmark truth: `auto_annotate.localises_cue`, or switched off by a planted
     background cue, the pair table's `switched_off`)."""
-    from ..discover.auto_annotate import localises_cue
-
     comps = pairs[pairs["kind"] == "component"]
     has_truth = comps["hot_object"].notna().to_numpy()  # no masks (real data): no truth
     off = comps["switched_off"].notna().to_numpy() if "switched_off" in comps else np.zeros(len(comps), bool)
@@ -99,8 +100,6 @@ def repaired_scores(classes, model: str, names: dict) -> dict:
 
 
 def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -> dict:
-    from ..discover.retrieval import retrieval_precision
-
     truth = has_planted_truth(pairs)
     rec = recovery(pairs, provenance.get("planted_cues", {})) if truth else None
     comps = pairs[pairs["kind"] == "component"]
@@ -179,8 +178,6 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
 
 def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, models_path, out) -> dict:
     from ..discover.subsets import STAT_COLUMNS
-    from ..io import sha256_file, write_json
-    from ..report.tables import read_table, table_provenance
 
     pairs = read_table(pairs_path, columns=list(STAT_COLUMNS))
     prov = table_provenance(pairs_path)

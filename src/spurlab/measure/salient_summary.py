@@ -26,6 +26,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data.imagesets import ImageSet
+from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth, switched_off_truth
+from ..errors import SpurlabError
+from ..io import sha256_file, write_json
+from ..io.tables import read_table, table_provenance
+from .figures import feature_grid, noise_curves
+
 HEADLINE_SIGMA = 0.25
 ANNOTATED = ("spurious", "core")
 NO_TRUTH = "the image set has no planted cues (real data)"
@@ -189,14 +196,8 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
     truth's second kind (`auto_annotate.cue_switched_off`) is measured on it."""
     from pathlib import Path
 
-    from ..data.imagesets import ImageSet
-    from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth, switched_off_truth
     from ..discover.nam import heatmap
     from ..discover.subsets import STAT_COLUMNS, SalientSubsets, has_planted_truth
-    from ..errors import SpurlabError
-    from ..io import sha256_file, write_json
-    from ..report.figures import feature_grid, noise_curves
-    from ..report.tables import read_table, table_provenance
 
     subsets_sha, annotations_sha = sha256_file(subsets_path), sha256_file(annotations_path)
     annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})

@@ -25,6 +25,11 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from ..data.imagesets import ImageSet
+from ..errors import SpurlabError
+from ..io import sha256_file
+from ..io.tables import read_table, write_table
+
 K_GAP = 10  # paper: the 10 highest / lowest validation images per class
 
 
@@ -144,8 +149,6 @@ RANKING_COLUMNS = ["set", "row", "id", "class_index", "class_name", "spuriosity"
 def scores_for_set(rankings: pd.DataFrame, set_name: str, n_rows: int) -> np.ndarray:
     """Spuriosity (n_rows,) of one set from a rankings table, in the set's row order (NaN where
     the image's class has no spurious feature)."""
-    from ..errors import SpurlabError
-
     part = rankings[rankings["set"] == set_name]
     if part.empty:
         raise SpurlabError(f"rankings table: no rows for set '{set_name}'")
@@ -162,8 +165,6 @@ def _id_strings(ids) -> list[str]:
 
 def check_set_ids(rankings: pd.DataFrame, set_name: str, ids, source) -> None:
     """Fail unless the rankings table's rows of `set_name` are exactly the images `ids` of `source`."""
-    from ..errors import SpurlabError
-
     part = rankings[rankings["set"] == set_name].sort_values("row")
     if part["id"].astype(str).tolist() != _id_strings(ids):
         raise SpurlabError(f"{source}: image ids differ from the rankings table's set '{set_name}'; "
@@ -211,11 +212,7 @@ def run_rankings(annotations_path, model_dir, features: dict[str, str], imageset
 
     `features` / `imagesets` map set names to the discovery model's feature caches and the image
     sets; class statistics come from `stats_set`. Writes the rankings table (RANKING_COLUMNS)."""
-    from ..data.imagesets import ImageSet
-    from ..errors import SpurlabError
     from ..features import model_checkpoint_sha256, open_features
-    from ..io import sha256_file
-    from ..report.tables import read_table, write_table
 
     if stats_set not in features:
         raise SpurlabError(f"config key spuriosity.stats_set: '{stats_set}' is not among the ranked sets")
@@ -256,9 +253,6 @@ def run_rankings(annotations_path, model_dir, features: dict[str, str], imageset
 
 def read_rankings(path, annotations_path=None) -> pd.DataFrame:
     """The rankings table; with `annotations_path`, fail unless it was made from that table."""
-    from ..io import sha256_file
-    from ..report.tables import read_table
-
     expect = {"annotations_sha256": sha256_file(annotations_path)} if annotations_path else None
     return read_table(path, expect=expect, columns=RANKING_COLUMNS)
 
@@ -270,8 +264,6 @@ def run_gaps(rankings_path, gap_set: str, models: dict[str, tuple[str, str]], k:
 
     `models` maps model names to (model directory, feature cache of `gap_set`)."""
     from ..features import model_checkpoint_sha256, open_features
-    from ..io import sha256_file
-    from ..report.tables import write_table
 
     rankings = read_rankings(rankings_path)
     names = rankings.drop_duplicates("class_index").set_index("class_index")["class_name"]

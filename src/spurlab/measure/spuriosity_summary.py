@@ -27,6 +27,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data.imagesets import ImageSet
+from ..errors import SpurlabError
+from ..io import sha256_file, write_json
+from ..io.tables import read_table, table_provenance
+from . import figures
+from .label_noise import label_noise_summary
+from .spuriosity import pearson_r, read_rankings, spuriosity_auc
+
 
 NO_TRUTH = "the image set has no planted cues (real data)"
 
@@ -51,8 +59,6 @@ def class_roles(planted: dict[str, list[str]], class_names: list[str]) -> dict[s
 
 def gap_truth_correlation(gaps: pd.DataFrame, counterfactual: dict[str, dict[str, float]]) -> dict:
     """Per model: Pearson r over classes between the ranked gap and the counterfactual gap."""
-    from .spuriosity import pearson_r
-
     out = {}
     for model, g in gaps.groupby("model"):
         if counterfactual.get(model):
@@ -63,11 +69,27 @@ def gap_truth_correlation(gaps: pd.DataFrame, counterfactual: dict[str, dict[str
     return out
 
 
-def tuning_summary(tables: dict[str, pd.DataFrame]) -> dict:
-    """{model: {method: gap/acc before and after, ...}} (see `head_tuning.summarize`)."""
-    from ..mitigate.head_tuning import summarize
+def summarize_tuning(table: pd.DataFrame) -> dict:
+    """{method: means over trials of gap/acc before and after on val and (test_*) on the held-out
+    split when there is one, epochs run, the relative gap reduction, and the per-trial val gaps}:
+    one model's head-tuning table (`spurlab.mitigate.head_tuning`) summarised."""
+    out = {}
+    for method, g in table.groupby("method", sort=False):
+        e = {}
+        for split, prefix in (("val", ""), ("test", "test_")):
+            means = g[g["split"] == split].groupby("when")[["gap", "acc"]].mean()
+            e.update({f"{prefix}{c}_{w}": float(means.loc[w, c]) for c in ("gap", "acc") for w in means.index})
+        after = g[(g["split"] == "val") & (g["when"] == "after")]
+        e["epochs"] = float(after["epochs"].mean())
+        e["gap_reduction"] = 1 - e["gap_after"] / e["gap_before"] if e["gap_before"] > 0 else None
+        e["gap_after_trials"] = after["gap"].tolist()
+        out[method] = e
+    return out
 
-    return {model: summarize(t) for model, t in tables.items()}
+
+def tuning_summary(tables: dict[str, pd.DataFrame]) -> dict:
+    """{model: {method: gap/acc before and after, ...}} (see `summarize_tuning`)."""
+    return {model: summarize_tuning(t) for model, t in tables.items()}
 
 
 def tuning_acceptance(tuning: dict, audited: list[str], gap_target: float, max_cost_points: float = 3.0,
@@ -112,8 +134,6 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
     """The summary's ranking and gap sections (see the module docstring). `planted_truth`: whether
     the gap set carries planted truth (`subsets.has_planted_truth`; default: `planted` is not
     empty); without it the fields scored against planted cues are null and named in `not_computed`."""
-    from .spuriosity import spuriosity_auc
-
     truth = bool(planted) if planted_truth is None else bool(planted_truth)
     roles = class_roles(planted, class_names) if truth else {"cue": [], "control": [], "collision": []}
     auc = {}
@@ -175,15 +195,8 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
     import json
     from pathlib import Path
 
-    from ..data.imagesets import ImageSet
     from ..discover.subsets import has_planted_truth, planted_cue_masks
-    from ..errors import SpurlabError
-    from ..io import sha256_file, write_json
-    from ..report import figures
-    from ..report.tables import read_table, table_provenance
     from .corruptions import sensitivity_correlation
-    from .label_noise import label_noise_summary
-    from .spuriosity import read_rankings
 
     rankings = read_rankings(rankings_path)
     expect = {"rankings_sha256": sha256_file(rankings_path)}

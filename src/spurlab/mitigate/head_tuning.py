@@ -30,7 +30,10 @@ import pandas as pd
 import torch
 
 from ..errors import SpurlabError
-from ..measure.spuriosity import K_GAP, check_set_ids, high_low, spurious_gaps
+from ..io import sha256_file
+from ..io.tables import write_table
+from ..measure.spuriosity import K_GAP, check_set_ids, high_low, read_rankings, scores_for_set, spurious_gaps
+from ..measure.spuriosity_summary import summarize_tuning
 
 METHODS = ("low_spuriosity", "random", "misclassified")
 # Relative (Frobenius) tolerance of cached logits vs features @ W.T + b. Caches made on CUDA run
@@ -168,10 +171,7 @@ def run_head_tuning(model_dir, model_name: str, train_features, val_features, te
     on val (early stopping) and test (held out; `test_features` may be None). `sets` names the
     rankings table's sets for train, val, test. Writes the tidy table `out` (.parquet + .csv)."""
     from ..features import model_checkpoint_sha256, open_features
-    from ..io import sha256_file
-    from ..measure.spuriosity import read_rankings, scores_for_set
     from ..models.factory import load_model
-    from ..report.tables import write_table
 
     s = settings or TuningSettings()
     model, _ = load_model(model_dir)
@@ -214,21 +214,4 @@ def run_head_tuning(model_dir, model_name: str, train_features, val_features, te
         "settings": asdict(s),
     }
     write_table(table, out, provenance)
-    return summarize(table)
-
-
-def summarize(table: pd.DataFrame) -> dict:
-    """{method: means over trials of gap/acc before and after on val and (test_*) on the held-out
-    split when there is one, epochs run, the relative gap reduction, and the per-trial val gaps}."""
-    out = {}
-    for method, g in table.groupby("method", sort=False):
-        e = {}
-        for split, prefix in (("val", ""), ("test", "test_")):
-            means = g[g["split"] == split].groupby("when")[["gap", "acc"]].mean()
-            e.update({f"{prefix}{c}_{w}": float(means.loc[w, c]) for c in ("gap", "acc") for w in means.index})
-        after = g[(g["split"] == "val") & (g["when"] == "after")]
-        e["epochs"] = float(after["epochs"].mean())
-        e["gap_reduction"] = 1 - e["gap_after"] / e["gap_before"] if e["gap_before"] > 0 else None
-        e["gap_after_trials"] = after["gap"].tolist()
-        out[method] = e
-    return out
+    return summarize_tuning(table)

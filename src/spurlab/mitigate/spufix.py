@@ -24,8 +24,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from spurlab.discover.npca import alphas, weighted_features
-from spurlab.errors import SpurlabError
+from ..data.imagesets import ImageSet
+from ..discover.npca import NPCABases, alphas, weighted_features
+from ..discover.retrieval import harmful_components
+from ..errors import SpurlabError
+from ..io import sha256_file
+from ..io.tables import read_table, write_table
+from ..measure.spurious_score import cue_only_negatives, mean_scores, softmax, spurious_scores
 
 MAX_GRAM_COND = 1e12
 
@@ -184,15 +189,9 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
     `folder_labels`)."""
     import pandas as pd
 
-    from ..data.imagesets import ImageSet
-    from ..discover.npca import NPCABases
-    from ..discover.retrieval import harmful_components
     from ..discover.subsets import planted_cue_masks
     from ..features import model_checkpoint_sha256, open_features
-    from ..io import sha256_file
-    from ..measure.spurious_score import cue_only_negatives, mean_scores, softmax, spurious_scores
     from ..models.factory import load_model
-    from ..report.tables import read_table, write_table
 
     bases_sha = sha256_file(bases_path)
     read_table(pairs_path, expect={"bases_sha256": bases_sha})  # the pair table must come from these bases

@@ -11,6 +11,7 @@ This module is imported by the Snakefile at parse time: pure Python, no heavy im
 
 from __future__ import annotations
 
+from ..config import merge
 from ..errors import SpurlabError
 
 NORMAL = "normal"
@@ -43,8 +44,6 @@ def model_sets(cfg: dict, name: str) -> tuple[str, str]:
 
 def posthoc_model_section(cfg: dict, name: str) -> dict:
     """What a posthoc model is made from (rule params, checkpoint fingerprint, meta record)."""
-    from ..config import merge
-
     p = cfg["posthoc"]
     return {"seed": p["seed"], "model": {"arch": p["arch"], "arch_args": p["arch_args"]},
             "train": merge(cfg["train"], p["train"]), "name": name, "sets": list(model_sets(cfg, name))}  # fmt: skip

@@ -25,7 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
+from ..io.figures import save_figure
+from ..io.tables import write_table
+from . import signals, spurious_model
+from .spurious_score import check_twins
 
 MEASURES = ("kssd", "ccm", "fam", "famgt")
 
@@ -68,12 +73,8 @@ def run_signal(cfg: dict, signal: str, model_dirs: dict[str, str], sets: dict[st
     """Per image x method measures for one signal -> `out` (.parquet + .csv); panels -> `figure` (PNG)
     and `svg`."""
     from ..attribution import AttributionSettings
-    from ..data.imagesets import open_imageset
     from ..features import model_checkpoint_sha256
     from ..models import load_model
-    from ..report.tables import write_table
-    from . import signals, spurious_model
-    from .spurious_score import check_twins
 
     if signal not in signals(cfg):
         raise SpurlabError(f"posthoc attributions: no signal '{signal}' (has: {', '.join(signals(cfg))})")
@@ -126,8 +127,6 @@ def panels(path, signal: str, x: dict, maps: dict, methods: list[str], n: int, s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..report.figures import save_figure
 
     n = min(n, len(x["norm"]))
     combos = [("normal", "norm"), ("normal", "spu"), ("spurious", "norm"), ("spurious", "spu")]

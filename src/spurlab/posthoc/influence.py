@@ -30,7 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
+from ..io.tables import write_table
+from . import NORMAL, model_sets, posthoc_model_section, posthoc_models, signals
+from .spurious_score import check_twins
 
 
 def icm(top_labels: np.ndarray, label: int) -> float:
@@ -85,12 +89,8 @@ def _float(images: np.ndarray) -> torch.Tensor:
 def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: str | Path, threads: int = 2,
                   progress: bool = True) -> pd.DataFrame:  # fmt: skip
     from ..bam.models import predict
-    from ..data.imagesets import open_imageset
     from ..features import model_checkpoint_sha256
     from ..models import load_model
-    from ..report.tables import write_table
-    from . import NORMAL, model_sets, posthoc_model_section, posthoc_models, signals
-    from .spurious_score import check_twins
 
     p = cfg["posthoc"]
     inf = p["influence"]

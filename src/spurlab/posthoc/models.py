@@ -10,12 +10,12 @@ and dog photos; here small CNNs train from scratch on generated images (no downl
 
 from __future__ import annotations
 
+from ..errors import SpurlabError
 from . import posthoc_model_section, posthoc_models
 
 
 def train_posthoc_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2, progress: bool = True) -> dict:
     """Train posthoc model `name` on `train_set` (validated on `val_set`) into `out_dir`; return its meta."""
-    from ..errors import SpurlabError
     from ..train import TrainSettings, train_on_sets
 
     if name not in posthoc_models(cfg):

@@ -16,7 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
+from ..io.tables import write_table
+from . import posthoc_models, signals
 
 # knobs that strengthen (or weaken) a model's reliance on a signal, named in the conditions table
 KNOBS = ("contamination.signals.<signal> (size / color / sigma: signal strength)", "contamination.n_images.train",
@@ -64,11 +67,8 @@ def run_scores(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out:
     """Table of scores (model, signal, class, score, aligned) plus one `condition` row per model
     (signal '*'); written to `out` (.parquet + .csv)."""
     from ..bam.models import predict
-    from ..data.imagesets import open_imageset
     from ..features import model_checkpoint_sha256
     from ..models import load_model
-    from ..report.tables import write_table
-    from . import posthoc_models, signals
 
     p = cfg["posthoc"]
     for m in posthoc_models(cfg):

@@ -27,7 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
+from ..io import atomic_path, write_json
+from ..io.figures import save_figure
+from ..io.tables import read_table
+from . import model_sets, spurious_model
 
 GROUPS = ("blinded", "not_blinded")
 CONDITIONS = ("normal", "spurious")
@@ -107,8 +112,6 @@ def analyse_responses(df: pd.DataFrame, alpha: float = 0.05) -> dict:
 
 def analyse_responses_file(responses: str | Path, out: str | Path, alpha: float = 0.05) -> dict:
     """Read a responses CSV, analyse, write JSON `out` and a flat CSV beside it."""
-    from ..io import atomic_path, write_json
-
     responses = Path(responses)
     if not responses.is_file():
         raise SpurlabError(f"{responses}: no such responses file")
@@ -132,7 +135,7 @@ def _png_b64(path: Path) -> str:
 
 def questionnaire_html(group: str, assignment: pd.DataFrame, stimuli: dict[str, Path], signal_text: str) -> str:
     """One self-contained page per group: stimuli embedded as data URIs, answers saved as CSV."""
-    from ..report.render import render
+    from ..io.render import render
 
     plan = {p: sub.sort_values("position")[["condition", "method", "stimulus"]].to_dict("records")
             for p, sub in assignment[assignment.group == group].groupby("participant")}  # fmt: skip
@@ -150,12 +153,7 @@ def build_study(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], tca
     import matplotlib.pyplot as plt
 
     from ..attribution import AttributionSettings
-    from ..data.imagesets import open_imageset
-    from ..io import atomic_path, write_json
     from ..models import load_model
-    from ..report.figures import save_figure
-    from ..report.tables import read_table
-    from . import model_sets, spurious_model
     from .attribution_similarity import maps_for
 
     p = cfg["posthoc"]

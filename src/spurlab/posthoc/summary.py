@@ -21,6 +21,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SpurlabError
+from ..io import write_json
+from ..io.tables import read_table, table_provenance, write_table
+from . import posthoc_models, signals
 from .attribution_similarity import MEASURES
 
 LABELS = {"kssd": "K-SSD", "ccm": "CCM", "fam": "FAM", "famgt": "FAM-GT"}
@@ -55,9 +58,6 @@ def ks_table(ks: dict) -> pd.DataFrame:
 
 def run_summary(cfg: dict, scores: str | Path, attributions: dict[str, str], tcav: str | Path, influence: str | Path,
                 study_analysis: str | Path, out: str | Path, tables_dir: str | Path) -> dict:  # fmt: skip
-    from ..io import write_json
-    from ..report.tables import read_table, table_provenance, write_table
-    from . import posthoc_models, signals
     from .influence import ks_tables as icm_ks_tables
     from .tcav_tests import ks_tables as tcav_ks_tables
 

@@ -30,7 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
+from ..io import sha256_json
+from ..io.tables import write_table
+from . import posthoc_models, signals
 
 CORE_KINDS = ("shape", "scene", "colour")
 
@@ -71,12 +75,8 @@ def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: s
     from ..attribution import AttributionModel
     from ..attribution.tcav import TCAVSettings, cache_key, tcav_scores
     from ..bam.concepts import layer_names
-    from ..data.imagesets import open_imageset
     from ..features import model_checkpoint_sha256
-    from ..io import sha256_json
     from ..models import load_model
-    from ..report.tables import write_table
-    from . import posthoc_models, signals
 
     p = cfg["posthoc"]
     tc = p["tcav"]

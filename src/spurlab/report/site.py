@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
-from .render import render, static_text
+from ..io.render import render, static_text
+from .figures import read_rows
 
 
 def _png(img: np.ndarray) -> bytes:
@@ -67,8 +69,6 @@ def _df(df: pd.DataFrame | None) -> dict | None:
 
 
 def _images(imageset, rows) -> np.ndarray:
-    from .figures import read_rows
-
     return read_rows(imageset, rows)
 
 
@@ -210,8 +210,6 @@ def build_site(out: str | os.PathLike, *, subsets, annotations, imageset, compon
                npca_imageset=None, retrieval=None, retrieved=None, spufix=None, noise=(), corruptions=(),
                n_show: int = 5) -> dict:  # fmt: skip
     """Write the site to `out` (a directory, replaced whole). Returns page and image counts."""
-    from ..data.imagesets import ImageSet
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import SpurlabError
 from ..io import atomic_path
+from .acceptance import acceptance_points
 
 
 def _f(x, digits: int = 3) -> str:
@@ -252,8 +253,6 @@ def _without_truth(section: list[str], not_computed: dict) -> list[str]:
 
 def _acceptance(summaries: dict[str, dict]) -> list[str]:
     """The table of checkable headlines (`report.acceptance`); none on data without planted truth."""
-    from .acceptance import acceptance_points
-
     if any(s.get("not_computed") and "planted" in " ".join(map(str, s["not_computed"].values()))
            for s in summaries.values()):  # fmt: skip
         return []

@@ -1,26 +1,26 @@
-"""The `spurlab posthoc-*` subcommands (rules/posthoc.smk): one per rule, plus the study analysis
-for collected responses. Registered by `spurlab.cli.build_parser`."""
+"""The `spurlab posthoc-*` subcommands (rules/posthoc.smk, Adebayo et al. 2022: `spurlab.posthoc`):
+one per rule, plus the study analysis for collected responses. Registered by `spurlab.cli.build_parser`."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+from ..errors import SpurlabError
+from .args import check_model_dirs, finite_float
 
 
 def _named(names, paths, what: str) -> dict:
-    from ..errors import SpurlabError
-
     if len(names) != len(paths):
         raise SpurlabError(f"{what}: {len(names)} names but {len(paths)} paths")
     if what == "--models/--model-dirs":  # each directory must hold the model it is named as
-        from ..cli import check_model_dirs
-
         check_model_dirs(names, paths, "--models")
     return dict(zip(names, map(str, paths)))
 
 
 def cmd_train(args) -> int:
     from ..config import load_config
-    from .models import train_posthoc_model
+    from ..posthoc.models import train_posthoc_model
 
     meta = train_posthoc_model(load_config(args.config), args.model, args.train_set, args.val_set, args.out_dir, args.threads,
                                progress=not args.quiet)  # fmt: skip
@@ -30,7 +30,7 @@ def cmd_train(args) -> int:
 
 def cmd_scores(args) -> int:
     from ..config import load_config
-    from .spurious_score import run_scores
+    from ..posthoc.spurious_score import run_scores
 
     df = run_scores(load_config(args.config), _named(args.models, args.model_dirs, "--models/--model-dirs"),
                     _named(args.set_names, args.imagesets, "--set-names/--imagesets"), args.out)  # fmt: skip
@@ -40,7 +40,7 @@ def cmd_scores(args) -> int:
 
 def cmd_attributions(args) -> int:
     from ..config import load_config
-    from .attribution_similarity import run_signal
+    from ..posthoc.attribution_similarity import run_signal
 
     info = run_signal(load_config(args.config), args.signal, _named(args.models, args.model_dirs, "--models/--model-dirs"),
                       _named(args.set_names, args.imagesets, "--set-names/--imagesets"), args.out, args.figure,
@@ -51,7 +51,7 @@ def cmd_attributions(args) -> int:
 
 def cmd_tcav(args) -> int:
     from ..config import load_config
-    from .tcav_tests import run_tcav
+    from ..posthoc.tcav_tests import run_tcav
 
     df = run_tcav(load_config(args.config), _named(args.models, args.model_dirs, "--models/--model-dirs"),
                   _named(args.set_names, args.imagesets, "--set-names/--imagesets"), args.out, args.cache_dir,
@@ -62,7 +62,7 @@ def cmd_tcav(args) -> int:
 
 def cmd_influence(args) -> int:
     from ..config import load_config
-    from .influence import run_influence
+    from ..posthoc.influence import run_influence
 
     df = run_influence(load_config(args.config), _named(args.models, args.model_dirs, "--models/--model-dirs"),
                        _named(args.set_names, args.imagesets, "--set-names/--imagesets"), args.out,
@@ -73,7 +73,7 @@ def cmd_influence(args) -> int:
 
 def cmd_study(args) -> int:
     from ..config import load_config
-    from .study import build_study
+    from ..posthoc.study import build_study
 
     info = build_study(load_config(args.config), _named(args.models, args.model_dirs, "--models/--model-dirs"),
                        _named(args.set_names, args.imagesets, "--set-names/--imagesets"), args.tcav, args.influence,
@@ -83,7 +83,7 @@ def cmd_study(args) -> int:
 
 
 def cmd_study_analyse(args) -> int:
-    from .study import analyse_responses_file
+    from ..posthoc.study import analyse_responses_file
 
     res = analyse_responses_file(args.responses, args.out, alpha=args.alpha)
     print(f"{args.out}: {len(res['conditions'])} group x model conditions analysed")
@@ -92,7 +92,7 @@ def cmd_study_analyse(args) -> int:
 
 def cmd_summary(args) -> int:
     from ..config import load_config
-    from .summary import run_summary
+    from ..posthoc.summary import run_summary
 
     s = run_summary(load_config(args.config), args.scores, _named(args.signals, args.attributions, "--signals/--attributions"),
                     args.tcav, args.influence, args.study_analysis, args.out, args.tables_dir)  # fmt: skip
@@ -102,10 +102,6 @@ def cmd_summary(args) -> int:
 
 def significance(text: str) -> float:
     """argparse `type=` of --alpha: a finite number in (0, 1)."""
-    import argparse
-
-    from ..cli import finite_float
-
     value = finite_float(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from ..errors import SpurlabError
 
 
 def canonical_json(obj: Any) -> str:
@@ -37,10 +40,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     the real name. Temporary files of `path` left by a writer killed earlier (SIGKILL skips the
     cleanup) are removed first: one writer per output, as under Snakemake.
     """
-    import glob
-
-    from .errors import SpurlabError
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,23 +64,3 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def open_h5(path: str | os.PathLike, fmt: str, what: str):
-    """Open a spurlab HDF5 file for reading; fail in one line unless it exists, is HDF5 and has
-    `attrs["format"] == fmt` (`what` names the kind of file in the message)."""
-    import h5py
-
-    from .errors import SpurlabError
-
-    path = Path(path)
-    if not path.is_file():
-        raise SpurlabError(f"{path}: no such {what}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise SpurlabError(f"{path}: not a readable HDF5 file ({e})") from e
-    if f.attrs.get("format") != fmt:
-        f.close()
-        raise SpurlabError(f"{path}: not a spurlab {what}")
-    return f

@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import SpurlabError
+from ..errors import SpurlabError
+from .args import check_model_dirs, finite_float
+from .posthoc import add_posthoc_parsers
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,39 +25,6 @@ class _Parser(argparse.ArgumentParser):
         where = f"{sub}: " if sub else ""
         hint = f" (see {self.prog} -h)"
         self.exit(2, f"spurlab: error: {where}{' '.join(message.split())}{hint}\n")
-
-
-def finite_float(text: str) -> float:
-    """argparse `type=` of every float option: a finite number (NaN and inf are refused)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
-    return value
-
-
-def check_model_dirs(names, directories, option: str = "--model") -> None:
-    """Each model directory must hold the model it is given as: the `name` in its meta.json (what
-    training and import record) equals the name beside it on the command line, so no table is
-    labelled with another model's name. A meta.json without a name is not checked."""
-    import json
-
-    for name, directory in zip(names, directories):
-        meta_path = Path(directory) / "meta.json"
-        if not meta_path.is_file():
-            raise SpurlabError(f"{meta_path}: missing (not a spurlab model directory)")
-        try:
-            meta = json.loads(meta_path.read_bytes().decode("utf-8"))
-        except (ValueError, OSError) as e:
-            raise SpurlabError(f"{meta_path}: not valid JSON ({e})") from None
-        held = meta.get("name") if isinstance(meta, dict) else None
-        if held is not None and str(held) != str(name):
-            raise SpurlabError(f"{directory}: holds model '{held}' (meta.json name), not '{name}' as {option} says; "
-                               "give each model its own directory")  # fmt: skip
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -83,7 +52,7 @@ def _compute_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_validate_config(args) -> int:
-    from .config import check_paths, load_config
+    from ..config import check_paths, load_config
 
     cfg = load_config(args.config)
     if args.check_paths:
@@ -94,7 +63,7 @@ def cmd_validate_config(args) -> int:
 
 
 def cmd_list_sets(args) -> int:
-    from .config import load_config, set_names
+    from ..config import load_config, set_names
 
     print("\n".join(set_names(load_config(args.config))))
     return 0
@@ -103,9 +72,9 @@ def cmd_list_sets(args) -> int:
 def cmd_make_set(args) -> int:
     from tqdm import tqdm
 
-    from .config import load_config
-    from .data.imagesets import write_imageset
-    from .data.sets import build_plan
+    from ..config import load_config
+    from ..data.imagesets import write_imageset
+    from ..data.sets import build_plan
 
     cfg = load_config(args.config)
     if args.set in (cfg.get("folders") or {}):
@@ -120,7 +89,7 @@ def cmd_make_set(args) -> int:
 
 
 def cmd_index_folder(args) -> int:
-    from .data.folders import index_image_folder
+    from ..data.folders import index_image_folder
 
     names = None
     if args.class_names:
@@ -139,9 +108,9 @@ def cmd_index_folder(args) -> int:
 
 
 def cmd_datasets_summary(args) -> int:
-    from .config import load_config
-    from .data.summary import datasets_summary
-    from .io import write_json
+    from ..config import load_config
+    from ..data.summary import datasets_summary
+    from ..io import write_json
 
     cfg = load_config(args.config)
     summary = datasets_summary(cfg, args.sets, threads=args.threads)
@@ -152,8 +121,8 @@ def cmd_datasets_summary(args) -> int:
 
 
 def cmd_contact_sheet(args) -> int:
-    from .data.imagesets import open_imageset
-    from .report.figures import contact_sheet
+    from ..data.imagesets import open_imageset
+    from ..report.figures import contact_sheet
 
     with open_imageset(args.imageset) as s:
         contact_sheet(s, args.out, n=args.n)
@@ -162,15 +131,15 @@ def cmd_contact_sheet(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .inspect import describe
+    from ..inspect import describe
 
     print(describe(args.file, verify=args.verify))
     return 0
 
 
 def cmd_train(args) -> int:
-    from .config import load_config
-    from .train import train_model
+    from ..config import load_config
+    from ..train import train_model
 
     meta = train_model(load_config(args.config), args.model, args.train_set, args.val_set, args.out_dir, args.threads)
     m = meta["metrics"]
@@ -181,7 +150,7 @@ def cmd_train(args) -> int:
 def _arch_args(text: str | None) -> dict | None:
     """--arch-args: a JSON or YAML mapping of the architecture's keyword arguments, checked as
     models.<name>.arch_args is in a config."""
-    from .config import check_arch_args, parse_yaml
+    from ..config import check_arch_args, parse_yaml
 
     if text is None:
         return None
@@ -202,9 +171,9 @@ def _read_text(path, what: str) -> str:
 
 
 def cmd_import_checkpoint(args) -> int:
-    from .config import load_config
-    from .models import save_model
-    from .models.checkpoints import import_checkpoint
+    from ..config import load_config
+    from ..models import save_model
+    from ..models.checkpoints import import_checkpoint
 
     names_file = None
     arch_args = _arch_args(args.arch_args)
@@ -240,10 +209,10 @@ def cmd_import_checkpoint(args) -> int:
 def cmd_features(args) -> int:
     import torch
 
-    from .data.imagesets import open_imageset
-    from .device import pick_device, prepare_model
-    from .features import cache_features, model_checkpoint_sha256
-    from .models import load_model
+    from ..data.imagesets import open_imageset
+    from ..device import pick_device, prepare_model
+    from ..features import cache_features, model_checkpoint_sha256
+    from ..models import load_model
 
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -259,9 +228,9 @@ def cmd_features(args) -> int:
 
 
 def cmd_models_summary(args) -> int:
-    from .config import load_config
-    from .io import write_json
-    from .models_summary import models_summary
+    from ..config import load_config
+    from ..io import write_json
+    from ..models_summary import models_summary
 
     cfg = load_config(args.config)
     summary = models_summary(cfg, args.models_dir, args.features_dir, args.counterfactual_set)
@@ -271,13 +240,13 @@ def cmd_models_summary(args) -> int:
 
 
 def _salient(args) -> dict:
-    from .config import load_config
+    from ..config import load_config
 
     return load_config(args.config)["salient"]
 
 
 def cmd_importance(args) -> int:
-    from .discover.importance import run_importance
+    from ..discover.importance import run_importance
 
     sal = _salient(args)
     info = run_importance(args.features, args.model_dir, args.out, args.table, sal["grouping"], sal["top_k"])
@@ -288,7 +257,7 @@ def cmd_importance(args) -> int:
 def cmd_salient_subsets(args) -> int:
     import torch
 
-    from .discover.subsets import SubsetSettings, run_subsets
+    from ..discover.subsets import SubsetSettings, run_subsets
 
     torch.set_num_threads(args.threads)
     sal = _salient(args)
@@ -300,7 +269,7 @@ def cmd_salient_subsets(args) -> int:
 
 
 def cmd_annotate(args) -> int:
-    from .discover.auto_annotate import run_annotations
+    from ..discover.auto_annotate import run_annotations
 
     ann = _salient(args)["annotation"]
     if args.source:
@@ -315,7 +284,7 @@ def cmd_annotate(args) -> int:
 
 
 def cmd_import_annotations(args) -> int:
-    from .discover.annotate import run_import_annotations
+    from ..discover.annotate import run_import_annotations
 
     info = run_import_annotations(args.csv, args.out, args.subsets, args.summary, args.min_spurious_votes)
     line = (f"{args.out}: {info['spurious']} of {info['pairs']} pairs spurious, {info['core']} core, "
@@ -329,7 +298,7 @@ def cmd_import_annotations(args) -> int:
 
 
 def cmd_annotation_tasks(args) -> int:
-    from .discover.annotate import run_annotation_tasks
+    from ..discover.annotate import run_annotation_tasks
 
     n = run_annotation_tasks(args.subsets, args.imageset, args.out_dir)
     print(f"{args.out_dir}: {n} task pages, index.html, manifest.csv")
@@ -340,7 +309,7 @@ def cmd_await_answers(args) -> int:
     """The stop of the human round trip: the task pages exist, the answers file does not yet."""
     if not args.tasks.is_file():
         raise SpurlabError(f"{args.tasks}: no task pages; run the annotation tasks rule first")
-    from .discover.annotate import CSV_COLUMNS
+    from ..discover.annotate import CSV_COLUMNS
 
     with open(args.tasks.with_name("manifest.csv"), encoding="utf-8") as manifest:
         n = max(0, sum(1 for _ in manifest) - 1)
@@ -350,7 +319,7 @@ def cmd_await_answers(args) -> int:
 
 
 def cmd_salient_masks(args) -> int:
-    from .discover.subsets import run_consolidated_masks
+    from ..discover.subsets import run_consolidated_masks
 
     counts = run_consolidated_masks(args.subsets, args.annotations, args.out)
     print(f"{args.out}: {counts['spurious']} spurious and {counts['core']} core masks")
@@ -360,7 +329,7 @@ def cmd_salient_masks(args) -> int:
 def cmd_noise(args) -> int:
     import torch
 
-    from .measure.noise import run_noise
+    from ..measure.noise import run_noise
 
     torch.set_num_threads(args.threads)
     noise = _salient(args)["noise"]
@@ -373,8 +342,8 @@ def cmd_noise(args) -> int:
 
 
 def cmd_salient_summary(args) -> int:
-    from .config import load_config
-    from .measure.salient_summary import run_salient_summary
+    from ..config import load_config
+    from ..measure.salient_summary import run_salient_summary
 
     summary = run_salient_summary(load_config(args.config), args.imageset, args.subsets, args.annotations, args.noise,
                                   args.out, args.figure, args.grid, args.features, args.model_dir)  # fmt: skip
@@ -390,7 +359,7 @@ def _aligned(args, *names) -> None:
 
 
 def cmd_spuriosity_rankings(args) -> int:
-    from .measure.spuriosity import run_rankings
+    from ..measure.spuriosity import run_rankings
 
     _aligned(args, "sets", "features", "imagesets")
     info = run_rankings(args.annotations, args.model_dir, dict(zip(args.sets, map(str, args.features))),
@@ -400,7 +369,7 @@ def cmd_spuriosity_rankings(args) -> int:
 
 
 def cmd_spurious_gaps(args) -> int:
-    from .measure.spuriosity import run_gaps
+    from ..measure.spuriosity import run_gaps
 
     _aligned(args, "models", "model_dirs", "features")
     check_model_dirs(args.models, args.model_dirs, "--models")
@@ -414,8 +383,8 @@ def cmd_spurious_gaps(args) -> int:
 def cmd_fit_head(args) -> int:
     import torch
 
-    from .config import load_config
-    from .discover.linear_head import HeadSettings, run_fit_head
+    from ..config import load_config
+    from ..discover.linear_head import HeadSettings, run_fit_head
 
     torch.set_num_threads(args.threads)
     lw = load_config(args.config)["lightweight"]
@@ -427,8 +396,8 @@ def cmd_fit_head(args) -> int:
 
 
 def cmd_lightweight_summary(args) -> int:
-    from .discover.auto_annotate import lightweight_summary
-    from .io import write_json
+    from ..discover.auto_annotate import lightweight_summary
+    from ..io import write_json
 
     summary = lightweight_summary(args.subsets, args.annotations, args.model_dir, args.imageset, args.features)
     write_json(args.out, summary)
@@ -440,8 +409,8 @@ def cmd_lightweight_summary(args) -> int:
 def cmd_corruptions(args) -> int:
     import torch
 
-    from .config import load_config
-    from .measure.corruptions import CorruptionSettings, run_corruptions
+    from ..config import load_config
+    from ..measure.corruptions import CorruptionSettings, run_corruptions
 
     torch.set_num_threads(args.threads)
     settings = CorruptionSettings(**load_config(args.config)["spuriosity"]["corruptions"])
@@ -455,8 +424,8 @@ def cmd_corruptions(args) -> int:
 def cmd_label_noise(args) -> int:
     import torch
 
-    from .config import load_config
-    from .measure.label_noise import run_label_noise
+    from ..config import load_config
+    from ..measure.label_noise import run_label_noise
 
     torch.set_num_threads(args.threads)
     crop = load_config(args.config)["spuriosity"]["crop"]
@@ -470,7 +439,7 @@ def cmd_label_noise(args) -> int:
 
 
 def cmd_spuriosity_summary(args) -> int:
-    from .measure.spuriosity_summary import run_spuriosity_summary
+    from ..measure.spuriosity_summary import run_spuriosity_summary
 
     s = run_spuriosity_summary(args.imageset, args.rankings, args.gaps, args.gap_models, args.gap_correlations,
                                args.corruptions, args.tuning, args.label_noise, args.models_summary, args.out,
@@ -485,8 +454,8 @@ def cmd_spuriosity_summary(args) -> int:
 def cmd_head_tuning(args) -> int:
     import torch
 
-    from .config import load_config
-    from .mitigate.head_tuning import TuningSettings, run_head_tuning
+    from ..config import load_config
+    from ..mitigate.head_tuning import TuningSettings, run_head_tuning
 
     torch.set_num_threads(args.threads)
     sp = load_config(args.config)["spuriosity"]
@@ -502,7 +471,7 @@ def cmd_head_tuning(args) -> int:
 
 
 def _shard_arg(p) -> None:
-    from .shards import Shard
+    from ..shards import Shard
 
     def shard(text: str) -> Shard:
         try:
@@ -515,8 +484,8 @@ def _shard_arg(p) -> None:
 
 
 def cmd_npca(args) -> int:
-    from .config import load_config
-    from .discover.npca import run_npca
+    from ..config import load_config
+    from ..discover.npca import run_npca
 
     npca = load_config(args.config)["npca"]
     n = npca["components"]
@@ -530,8 +499,8 @@ def cmd_npca(args) -> int:
 def cmd_npca_components(args) -> int:
     import torch
 
-    from .config import load_config
-    from .discover.npfv import run_npca_components
+    from ..config import load_config
+    from ..discover.npfv import run_npca_components
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -547,8 +516,8 @@ def cmd_npca_components(args) -> int:
 
 
 def cmd_npca_annotate(args) -> int:
-    from .config import load_config
-    from .discover.npfv import run_component_annotations
+    from ..config import load_config
+    from ..discover.npfv import run_component_annotations
 
     annotation = load_config(args.config)["salient"]["annotation"]
     info = run_component_annotations(args.pairs, args.out, annotation, args.human_csv, args.published)
@@ -558,7 +527,7 @@ def cmd_npca_annotate(args) -> int:
 
 
 def cmd_merge_shards(args) -> int:
-    from .shards import merge_shards
+    from ..shards import merge_shards
 
     info = merge_shards(args.shards, args.out, args.tables, args.table_out)
     print(f"{args.out}: merged {info['shards']} shard(s)")
@@ -566,7 +535,7 @@ def cmd_merge_shards(args) -> int:
 
 
 def cmd_npca_tasks(args) -> int:
-    from .discover.npfv import run_component_tasks
+    from ..discover.npfv import run_component_tasks
 
     n = run_component_tasks(args.components, args.imageset, args.out_dir)
     print(f"{args.out_dir}: {n} component task pages, index.html, manifest.csv")
@@ -574,8 +543,8 @@ def cmd_npca_tasks(args) -> int:
 
 
 def cmd_npca_retrieval(args) -> int:
-    from .config import load_config
-    from .discover.retrieval import run_retrieval
+    from ..config import load_config
+    from ..discover.retrieval import run_retrieval
 
     npca = load_config(args.config)["npca"]
     _aligned(args, "pool_sets", "pool_imagesets", "pool_features")
@@ -593,7 +562,7 @@ def cmd_npca_retrieval(args) -> int:
 
 
 def cmd_npca_spufix(args) -> int:
-    from .mitigate.spufix import run_spufix
+    from ..mitigate.spufix import run_spufix
 
     _aligned(args, "models", "model_dirs", "train_features", "test_features", "cue_only_features")
     check_model_dirs(args.models, args.model_dirs, "--models")
@@ -613,7 +582,7 @@ def cmd_npca_spufix(args) -> int:
 
 
 def cmd_npca_summary(args) -> int:
-    from .measure.npca_summary import run_npca_summary
+    from ..measure.npca_summary import run_npca_summary
 
     s = run_npca_summary(args.pairs, args.retrieval, args.harmful, args.spufix, args.spufix_models, args.out)
     print(f"{args.out}: planted cues recovered {s['planted_cues_recovered']}, retrieval precision {s['retrieval_precision']}")
@@ -630,8 +599,8 @@ def _named(args, names_attr: str, paths_attr: str) -> dict:
 
 
 def cmd_bam_train(args) -> int:
-    from .bam.models import train_bam_model
-    from .config import load_config
+    from ..bam.models import train_bam_model
+    from ..config import load_config
 
     meta = train_bam_model(load_config(args.config), args.model, args.train_set, args.val_set, args.out_dir, args.threads,
                            progress=not args.quiet)  # fmt: skip
@@ -640,8 +609,8 @@ def cmd_bam_train(args) -> int:
 
 
 def cmd_bam_verify(args) -> int:
-    from .bam.verify import accuracy_drops, run_verification
-    from .config import load_config
+    from ..bam.verify import accuracy_drops, run_verification
+    from ..config import load_config
 
     df = run_verification(load_config(args.config), _named(args, "models", "model_dirs"), _named(args, "set_names", "imagesets"), args.out)
     acc = df[df["rows"] == "all"].set_index(["model", "set"])["accuracy"]
@@ -653,8 +622,8 @@ def cmd_bam_verify(args) -> int:
 def cmd_bam_attributions(args) -> int:
     import torch
 
-    from .bam.attributions import run_part
-    from .config import load_config
+    from ..bam.attributions import run_part
+    from ..config import load_config
 
     torch.set_num_threads(args.threads)
     info = run_part(load_config(args.config), args.part, _named(args, "models", "model_dirs"),
@@ -666,8 +635,8 @@ def cmd_bam_attributions(args) -> int:
 def cmd_bam_tcav(args) -> int:
     import torch
 
-    from .bam.concepts import run_tcav
-    from .config import load_config
+    from ..bam.concepts import run_tcav
+    from ..config import load_config
 
     torch.set_num_threads(args.threads)
     df = run_tcav(load_config(args.config), _named(args, "models", "model_dirs"), _named(args, "set_names", "imagesets"),
@@ -678,8 +647,8 @@ def cmd_bam_tcav(args) -> int:
 
 
 def cmd_bam_summary(args) -> int:
-    from .bam.summary import run_bam_summary
-    from .config import load_config
+    from ..bam.summary import run_bam_summary
+    from ..config import load_config
 
     s = run_bam_summary(load_config(args.config), args.verification, args.contrast, _named(args, "kseries_codes", "kseries"),
                         args.iir, args.tcav, args.out, args.figure)  # fmt: skip
@@ -700,10 +669,11 @@ def _pairs_arg(values, what: str) -> dict[str, list]:
 
 
 def cmd_report_tables(args) -> int:
-    from .config import load_config
-    from .io import sha256_file
-    from .report.summary_md import write_summary_md
-    from .report.tables import Vocabulary, aggregate, write_table
+    from ..config import load_config
+    from ..io import sha256_file
+    from ..report.summary_md import write_summary_md
+    from ..io.tables import write_table
+    from ..report.tables import Vocabulary, aggregate
 
     summaries = {k: v[0] for k, v in _pairs_arg(args.summary, "--summary").items()}
     details = [(k, p) for k, ps in _pairs_arg(args.detail, "--detail").items() for p in ps]
@@ -716,7 +686,7 @@ def cmd_report_tables(args) -> int:
 
 
 def cmd_report_figure(args) -> int:
-    from .report.figures import make_report_figure
+    from ..report.figures import make_report_figure
 
     make_report_figure(args.name, _pairs_arg(args.input, "--input"), args.out, args.svg, {"set": args.set})
     print(f"{args.out}, {args.svg}")
@@ -724,7 +694,7 @@ def cmd_report_figure(args) -> int:
 
 
 def cmd_report_site(args) -> int:
-    from .report.site import build_site
+    from ..report.site import build_site
 
     n = build_site(args.out, subsets=args.subsets, annotations=args.annotations, imageset=args.imageset,
                    components=args.components, npca_pairs=args.npca_pairs, npca_imageset=args.npca_imageset,
@@ -778,7 +748,7 @@ def _list_commands_by_stage(parser: argparse.ArgumentParser, sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = _Parser(
         prog="spurlab",
@@ -1179,9 +1149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", required=True, type=Path, help="PNG: MCS bars and k-series curves")
     p.set_defaults(func=cmd_bam_summary)
 
-    from .posthoc.commands import add_posthoc_parsers  # Adebayo et al. 2022 (rules/posthoc.smk)
-
-    add_posthoc_parsers(sub, _config_arg)
+    add_posthoc_parsers(sub, _config_arg)  # Adebayo et al. 2022 (rules/posthoc.smk)
 
     p = sub.add_parser("report-tables", help="tidy table of every metric and results/summary.md (rule report_tables)")
     _config_arg(p)
@@ -1233,6 +1201,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spurlab: error: {e}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

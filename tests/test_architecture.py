@@ -1,0 +1,348 @@
+"""The package's import rules (docs/architecture.md#layers), checked on the source with `ast`.
+
+Every module under src/spurlab is parsed; its imports (top level and inside functions, relative
+ones resolved) make a graph of spurlab modules, which must have
+
+(a) no cycle,
+(b) no import from a later layer (`LAYERS`: a module may import its own top-level package and
+    the layers before its own, nothing beside or after it),
+(c) no function-local import of a spurlab module, unless the target is heavy-optional (its import
+    pulls in torch, timm or captum: `HEAVY_OPTIONAL`, checked against the graph) or the importer is
+    the command line (`LAZY_IMPORTERS`: `spurlab --help` and each command load only what they run);
+    and none of a module that the importer imports at its top anyway.
+
+The rules are checked on synthetic graphs too, so a checker that finds nothing fails.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import functools
+from pathlib import Path
+from typing import NamedTuple
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "spurlab"
+
+# The layer order, lowest first (docs/architecture.md#layers; keep the two in step). A unit is a
+# top-level module or package of spurlab ("spurlab" itself is the root package: its version only).
+# Units in one layer are independent of each other. Per-paper packages (bam, posthoc) sit after the
+# shared core they use.
+LAYERS = (
+    ("spurlab", "errors"),
+    ("io",),
+    ("config", "device", "shards", "tensor_ops"),
+    ("data",),
+    ("models",),
+    ("train",),
+    ("features",),
+    ("attribution",),
+    ("discover",),
+    ("measure",),
+    ("mitigate",),
+    ("bam",),
+    ("posthoc",),
+    ("models_summary", "inspect"),
+    ("report",),
+    ("cli",),
+)
+
+# Third-party packages slow enough to import (seconds) that a light module imports the spurlab
+# modules that need them only inside the function that uses them.
+HEAVY_THIRD_PARTY = frozenset({"torch", "timm", "captum"})
+
+# The spurlab modules whose import pulls in HEAVY_THIRD_PARTY (directly or through their top-level
+# spurlab imports): the only spurlab modules a function may import locally. The test recomputes the
+# set from the graph, so a module that starts or stops importing torch must be listed or unlisted.
+HEAVY_OPTIONAL = frozenset({
+    "spurlab.attribution", "spurlab.attribution.methods", "spurlab.attribution.normalise",
+    "spurlab.attribution.regions", "spurlab.attribution.tcav",
+    "spurlab.bam.attributions", "spurlab.bam.concepts", "spurlab.bam.delta", "spurlab.bam.models",
+    "spurlab.bam.summary", "spurlab.bam.verify",
+    "spurlab.data.torchdata", "spurlab.device",
+    "spurlab.discover.attack", "spurlab.discover.linear_head", "spurlab.discover.nam", "spurlab.discover.npfv",
+    "spurlab.discover.subsets", "spurlab.features",
+    "spurlab.measure.core_crop", "spurlab.measure.corruptions", "spurlab.measure.noise",
+    "spurlab.mitigate.head_tuning",
+    "spurlab.models", "spurlab.models.cbr", "spurlab.models.checkpoints", "spurlab.models.factory",
+    "spurlab.models.resnet_small", "spurlab.models.robust", "spurlab.models_summary",
+    "spurlab.posthoc.attribution_similarity", "spurlab.posthoc.influence", "spurlab.posthoc.summary",
+    "spurlab.posthoc.tcav_tests",
+    "spurlab.train",
+})  # fmt: skip
+
+# Importers that may import any spurlab module inside a function: the command line's handlers.
+LAZY_IMPORTERS = ("spurlab.cli",)
+
+
+class Import(NamedTuple):
+    source: str  # importing module
+    target: str  # imported spurlab module, or the top-level name of a third-party package
+    local: bool  # inside a function
+    line: int
+
+
+def module_names(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
+    """{dotted module name: file} of every module of the package (a package is its __init__)."""
+    root = package_dir.parent
+    out = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _resolve(name: str, is_package: bool, node: ast.ImportFrom) -> str:
+    """The absolute module of `from <node.level dots><node.module> import ...` in module `name`."""
+    if not node.level:
+        return node.module or ""
+    base = name.split(".") if is_package else name.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _owner(target: str, modules: dict[str, Path]) -> str:
+    """The longest prefix of `target` that is a module (an imported name resolves to its module)."""
+    while target not in modules and "." in target:
+        target = target.rsplit(".", 1)[0]
+    return target
+
+
+def _type_checking(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`): imports for annotations, never run."""
+    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports_of(name: str, path: Path, modules: dict[str, Path], package: str = "spurlab") -> list[Import]:
+    """Every import in the module: spurlab targets as module names, others as their top-level package.
+    Under `if TYPE_CHECKING:` only spurlab targets count (a dependency all the same, but nothing loads)."""
+    is_package = path.name == "__init__.py"
+    found = []
+
+    def add(target: str, local: bool, line: int, typing_only: bool):
+        if target == package or target.startswith(package + "."):
+            found.append(Import(name, _owner(target, modules), local, line))
+        elif target and not typing_only:
+            found.append(Import(name, target.split(".")[0], local, line))
+
+    def visit(node: ast.AST, local: bool, typing_only: bool):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    add(alias.name, local, child.lineno, typing_only)
+            elif isinstance(child, ast.ImportFrom):
+                base = _resolve(name, is_package, child)
+                for alias in child.names:  # `from pkg import mod` imports the module pkg.mod
+                    sub = f"{base}.{alias.name}"
+                    add(sub if sub in modules else base, local, child.lineno, typing_only)
+            visit(child, local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)),
+                  typing_only or _type_checking(child))  # fmt: skip
+
+    visit(ast.parse(path.read_text(), str(path)), False, False)
+    return found
+
+
+def all_imports(package_dir: Path = PACKAGE_DIR) -> tuple[dict[str, Path], list[Import]]:
+    modules = module_names(package_dir)
+    package = package_dir.name
+    return modules, [imp for name, path in modules.items() for imp in imports_of(name, path, modules, package)]
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module, or a module importing itself
+    (Tarjan's algorithm, iterative)."""
+    index, low, on_stack, stack, cycles = {}, {}, set(), [], []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph.get(start, ()))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            v, children = work[-1]
+            w = next(children, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph.get(w, ())))))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                component = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    component.append(w)
+                    if w == v:
+                        break
+                if len(component) > 1 or v in graph.get(v, ()):
+                    cycles.append(sorted(component))
+    return cycles
+
+
+def unit_of(module: str) -> str:
+    """'spurlab.data.imagesets' -> 'data'; the root package is 'spurlab'."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def layer_ranks(layers=LAYERS) -> dict[str, int]:
+    return {unit: rank for rank, units in enumerate(layers) for unit in units}
+
+
+def upward_imports(imports: list[Import], layers=LAYERS) -> list[str]:
+    """Imports of a unit in the importer's own layer or a later one (its own unit excepted)."""
+    rank = layer_ranks(layers)
+    bad = []
+    for imp in imports:
+        if not imp.target.startswith("spurlab"):
+            continue
+        src, dst = unit_of(imp.source), unit_of(imp.target)
+        if src != dst and rank[dst] >= rank[src]:
+            bad.append(f"{imp.source}:{imp.line} imports {imp.target} (layer {dst} is not below {src})")
+    return bad
+
+
+def heavy_modules(imports: list[Import], heavy_third_party=HEAVY_THIRD_PARTY) -> set[str]:
+    """Modules whose import pulls in a heavy third-party package, through top-level imports only."""
+    top: dict[str, set[str]] = {}
+    for imp in imports:
+        if not imp.local:
+            top.setdefault(imp.source, set()).add(imp.target)
+    heavy = {m for m, targets in top.items() if targets & heavy_third_party}
+    grown = True
+    while grown:
+        new = {m for m, targets in top.items() if m not in heavy and targets & heavy}
+        heavy |= new
+        grown = bool(new)
+    return heavy
+
+
+def lazy_imports(imports: list[Import], heavy: set[str] | frozenset[str] = HEAVY_OPTIONAL,
+                 lazy_importers=LAZY_IMPORTERS) -> list[str]:  # fmt: skip
+    """Function-local imports of a light spurlab module outside the command line, and of a module
+    the importer also imports at its top."""
+    top = {(imp.source, imp.target) for imp in imports if not imp.local}
+    bad = []
+    for imp in imports:
+        if not imp.local or not imp.target.startswith("spurlab"):
+            continue
+        lazy_importer = any(imp.source == p or imp.source.startswith(p + ".") for p in lazy_importers)
+        if (imp.source, imp.target) in top or (imp.target not in heavy and not lazy_importer):
+            bad.append(f"{imp.source}:{imp.line} imports {imp.target} inside a function "
+                       "(import it at the top of the module)")  # fmt: skip
+    return bad
+
+
+def spurlab_graph(imports: list[Import]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for imp in imports:
+        if imp.target.startswith("spurlab"):
+            graph.setdefault(imp.source, set()).add(imp.target)
+    return graph
+
+
+# --- the package ------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _package() -> tuple[dict[str, Path], list[Import]]:
+    return all_imports()
+
+
+def test_no_import_cycle():
+    _, imports = _package()
+    assert find_cycles(spurlab_graph(imports)) == []
+
+
+def test_every_unit_has_a_layer():
+    modules, _ = _package()
+    units = {unit_of(m) for m in modules}
+    placed = set(layer_ranks())
+    assert units - placed == set(), "add these to LAYERS (and docs/architecture.md#layers)"
+    assert placed - units == set(), "these units of LAYERS no longer exist"
+
+
+def test_layers_are_the_docs():
+    """docs/architecture.md#layers lists the same layers, in the same order."""
+    text = (PACKAGE_DIR.parents[1] / "docs" / "architecture.md").read_text()
+    section = text.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", section, re.M)
+    assert [int(n) for n, _ in rows] == list(range(len(rows)))
+    assert tuple(tuple(re.findall(r"`([a-z_]+)`", units)) for _, units in rows) == LAYERS
+
+
+def test_no_import_from_a_later_layer():
+    _, imports = _package()
+    assert upward_imports(imports) == []
+
+
+def test_heavy_optional_list_is_the_graphs():
+    _, imports = _package()
+    heavy = heavy_modules(imports)
+    assert sorted(heavy - HEAVY_OPTIONAL) == [], "these import torch/timm/captum: add them to HEAVY_OPTIONAL"
+    assert sorted(HEAVY_OPTIONAL - heavy) == [], "these no longer import torch/timm/captum: remove them"
+
+
+def test_function_local_imports_only_of_heavy_modules():
+    _, imports = _package()
+    assert lazy_imports(imports) == []
+
+
+# --- the checkers catch real violations ---------------------------------------------------------
+
+
+def test_find_cycles_on_synthetic_graphs():
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"a"}}) == [["a"]]
+    two = find_cycles({"a": {"b"}, "b": {"a", "c"}, "c": {"d"}, "d": {"c"}})
+    assert sorted(two) == [["a", "b"], ["c", "d"]]
+    chain = {f"m{i}": {f"m{i + 1}"} for i in range(3000)}  # deep: no recursion limit
+    chain["m3000"] = {"m0"}
+    assert len(find_cycles(chain)[0]) == 3001
+
+
+def test_checkers_on_a_synthetic_package(tmp_path):
+    pkg = tmp_path / "spurlab"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "errors.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    import torch\n")
+    (pkg / "data" / "__init__.py").write_text("")
+    # data.a imports report (a later layer) and, inside a function, data.b (light): cycle a <-> b
+    (pkg / "data" / "a.py").write_text("import torch\nfrom ..report import x\n\ndef f():\n    from .b import g\n")
+    (pkg / "data" / "b.py").write_text("from . import a\nfrom spurlab.errors import E\n")
+    (pkg / "report.py").write_text("from .data.a import f\n\ndef g():\n    from spurlab import errors\n")
+    modules, imports = all_imports(pkg)
+    assert set(modules) == {"spurlab", "spurlab.errors", "spurlab.data", "spurlab.data.a", "spurlab.data.b",
+                            "spurlab.report"}  # fmt: skip
+    assert Import("spurlab.data.a", "spurlab.data.b", True, 5) in imports
+    assert Import("spurlab.report", "spurlab.errors", True, 4) in imports
+    assert find_cycles(spurlab_graph(imports)) == [["spurlab.data.a", "spurlab.data.b", "spurlab.report"]]
+    layers = (("spurlab", "errors"), ("data",), ("report",))
+    assert upward_imports(imports, layers) == [
+        "spurlab.data.a:2 imports spurlab.report (layer report is not below data)"]
+    # torch under TYPE_CHECKING is never loaded: errors stays light
+    assert heavy_modules(imports) == {"spurlab.data.a", "spurlab.data.b", "spurlab.report"}
+    assert lazy_imports(imports, heavy=set()) == [
+        "spurlab.data.a:5 imports spurlab.data.b inside a function (import it at the top of the module)",
+        "spurlab.report:4 imports spurlab.errors inside a function (import it at the top of the module)"]
+    assert lazy_imports(imports, heavy={"spurlab.data.b"}, lazy_importers=("spurlab.report",)) == []
+    # a module imported at the top need not be imported again inside a function, heavy or not
+    (pkg / "data" / "b.py").write_text("from . import a\n\ndef h():\n    from .a import f\n")
+    _, imports = all_imports(pkg)
+    assert lazy_imports(imports, heavy={"spurlab.data.a"}, lazy_importers=()) == [
+        "spurlab.data.a:5 imports spurlab.data.b inside a function (import it at the top of the module)",
+        "spurlab.data.b:4 imports spurlab.data.a inside a function (import it at the top of the module)",
+        "spurlab.report:4 imports spurlab.errors inside a function (import it at the top of the module)"]
