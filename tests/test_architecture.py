@@ -59,7 +59,7 @@ HEAVY_OPTIONAL = frozenset({
     "spurlab.attribution.regions", "spurlab.attribution.tcav",
     "spurlab.bam.attributions", "spurlab.bam.concepts", "spurlab.bam.delta", "spurlab.bam.models",
     "spurlab.bam.summary", "spurlab.bam.verify",
-    "spurlab.data.torchdata", "spurlab.device",
+    "spurlab.device",
     "spurlab.discover.attack", "spurlab.discover.linear_head", "spurlab.discover.nam", "spurlab.discover.npfv",
     "spurlab.discover.subsets", "spurlab.features",
     "spurlab.measure.core_crop", "spurlab.measure.corruptions", "spurlab.measure.noise",
@@ -68,7 +68,7 @@ HEAVY_OPTIONAL = frozenset({
     "spurlab.models.resnet_small", "spurlab.models.robust", "spurlab.models_summary",
     "spurlab.posthoc.attribution_similarity", "spurlab.posthoc.influence", "spurlab.posthoc.summary",
     "spurlab.posthoc.tcav_tests",
-    "spurlab.train",
+    "spurlab.tensor_ops", "spurlab.train",
 })  # fmt: skip
 
 # Importers that may import any spurlab module inside a function: the command line's handlers.

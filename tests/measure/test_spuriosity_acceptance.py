@@ -23,3 +23,17 @@ def test_tuning_acceptance_per_audited_model():
     assert out["too_costly"]["holds"] is False  # 4 points
     assert out["random_halves_too"]["holds"] is False
     assert out["below_target"]["holds"] is None and "stopping target" in out["below_target"]["why"]
+
+
+def test_tuning_that_reaches_the_stopping_target_succeeds_without_halving():
+    # 0.056 -> 0.044 is a 21% cut, but tuning stops once the gap is under the 0.05 target
+    tuning = {
+        "near_target": {"low_spuriosity": entry(0.056, 0.044, 0.96, 0.96), "random": entry(0.056, 0.06, 0.96, 0.96)},
+        "random_reaches_too": {"low_spuriosity": entry(0.056, 0.044, 0.96, 0.96),
+                               "random": entry(0.056, 0.045, 0.96, 0.96)},
+        "stalls": {"low_spuriosity": entry(0.08, 0.06, 0.96, 0.96), "random": entry(0.08, 0.08, 0.96, 0.96)},
+    }  # fmt: skip
+    out = tuning_acceptance(tuning, list(tuning), 0.05)
+    assert out["near_target"]["holds"] is True and out["near_target"]["gap_after"] == 0.044
+    assert out["random_reaches_too"]["holds"] is False
+    assert out["stalls"]["holds"] is False  # 25% cut and still above the target

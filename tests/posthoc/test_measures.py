@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from spurlab.bam.models import predict
+from spurlab.errors import SpurlabError
 from spurlab.posthoc.attribution_similarity import measures, ssim
-from spurlab.posthoc.influence import epoch_learning_rates, icm
+from spurlab.posthoc.influence import checkpoint_weights, epoch_learning_rates, icm
 from spurlab.posthoc.spurious_score import condition, spurious_score, spurious_scores
 from spurlab.posthoc.study import analyse_responses, assign, simulate_responses
 from spurlab.posthoc.tcav_tests import ks_test
@@ -80,6 +81,17 @@ def test_icm_and_tracin_learning_rates():
     train = {"epochs": 2, "batch_size": 10, "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0,
              "schedule": "constant", "warmup_epochs": 0.0, "augmentation": {"hflip": False, "crop_padding": 0}}  # fmt: skip
     assert epoch_learning_rates(train, 100, 2) == pytest.approx([0.1, 0.1])
+
+
+def test_tracin_checkpoint_interval_keeps_the_last_epoch_and_the_total_step_size():
+    rates = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+    assert checkpoint_weights(rates, 1) == {e: r for e, r in enumerate(rates)}
+    # epochs 3, 6, 9 and the last (10), each standing for the epochs since the one before
+    assert checkpoint_weights(rates, 3) == {2: 6.0, 5: 15.0, 8: 24.0, 9: 10.0}
+    assert sum(checkpoint_weights(rates, 4).values()) == sum(rates)
+    assert checkpoint_weights(rates, 50) == {9: 55.0}
+    with pytest.raises(SpurlabError, match="checkpoint_every"):
+        checkpoint_weights(rates, 0)
 
 
 def test_study_analysis_recovers_a_planted_effect_and_not_a_null_one():

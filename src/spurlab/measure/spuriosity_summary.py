@@ -96,23 +96,30 @@ def tuning_acceptance(tuning: dict, audited: list[str], gap_target: float, max_c
                       min_cut: float = 0.5) -> dict:
     """Moayeri et al.'s tuning claim, judged on the audited models (the discovery model ranks, the
     audited ones are tuned): for each whose validation gap is above the stopping target,
-    low-spuriosity tuning cuts the gap by >= `min_cut` at <= `max_cost_points` of accuracy, and the
-    random baseline on the same budget does not. `holds` is None for a gap already at the target."""
+    low-spuriosity tuning succeeds at <= `max_cost_points` of accuracy, and the random baseline on
+    the same budget does not. Success is a cut of the gap by >= `min_cut` *or* a gap brought under
+    the stopping target: tuning stops there, so a gap that starts below 2 x target cannot be halved
+    by the rule itself. `holds` is None for a gap already at the target."""
+
+    def succeeds(e: dict | None) -> bool:
+        if not e or e.get("gap_reduction") is None:
+            return False
+        return e["gap_reduction"] >= min_cut or e["gap_after"] < gap_target
+
     out = {}
     for m in audited:
         low, rnd = tuning.get(m, {}).get("low_spuriosity"), tuning.get(m, {}).get("random")
         if not low:
             continue
         cost = 100 * (low["acc_before"] - low["acc_after"])
-        e = {"gap_before": low["gap_before"], "cut": low["gap_reduction"], "accuracy_cost_points": cost,
-             "random_cut": rnd["gap_reduction"] if rnd else None}
+        e = {"gap_before": low["gap_before"], "gap_after": low["gap_after"], "cut": low["gap_reduction"],
+             "accuracy_cost_points": cost, "random_cut": rnd["gap_reduction"] if rnd else None,
+             "random_gap_after": rnd["gap_after"] if rnd else None}  # fmt: skip
         if low["gap_before"] <= gap_target:
             e["holds"] = None
             e["why"] = f"gap {low['gap_before']:.3f} already at or below the stopping target {gap_target:g}"
         else:
-            random_halves = e["random_cut"] is not None and e["random_cut"] >= min_cut
-            e["holds"] = bool(e["cut"] is not None and e["cut"] >= min_cut and cost <= max_cost_points
-                              and not random_halves)
+            e["holds"] = bool(succeeds(low) and cost <= max_cost_points and not succeeds(rnd))
         out[m] = e
     return out
 

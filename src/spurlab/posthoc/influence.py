@@ -2,7 +2,9 @@
 al. 2020) through captum's `TracInCPFast`, which sums, over the per-epoch checkpoints that
 `spurlab.train.fit` keeps, eta_i * <grad_W loss(z), grad_W loss(z')> for the final linear layer W
 (its gradient factorises into features x output error, so no per-example backward pass is needed).
-eta_i is the mean learning rate of epoch i (the schedule of the model's training settings).
+TracInCP sums over checkpoints taken at an interval (`influence.checkpoint_every` epochs, the last
+epoch always included); eta_i is the summed mean learning rate of the epochs checkpoint i stands
+for (the schedule of the model's training settings), so with an interval of 1 it is epoch i's.
 
 For each model and test image we keep the `influence.top_k` proponents in the model's training set,
 explaining the model's predicted class, and ICM (Hanawa et al. 2021) = the fraction of them whose
@@ -60,6 +62,17 @@ def checkpoint_paths(model_dir: str | Path) -> list[Path]:
     return paths
 
 
+def checkpoint_weights(epoch_rates: list[float], every: int) -> dict[int, float]:
+    """{checkpoint index (0-based epoch): eta}: every `every`-th epoch and the last, each weighted by
+    the summed rates of the epochs since the previous kept checkpoint (TracInCP's interval)."""
+    if every < 1:
+        raise SpurlabError(f"posthoc.influence.checkpoint_every must be >= 1, got {every}")
+    n = len(epoch_rates)
+    kept = sorted({e for e in range(every - 1, n, every)} | {n - 1})
+    starts = [0] + [e + 1 for e in kept[:-1]]
+    return {e: float(sum(epoch_rates[a : e + 1])) for a, e in zip(starts, kept)}
+
+
 def tracin_top(model, train_x: torch.Tensor, train_y: torch.Tensor, ckpts: list[Path], lrs: dict[str, float],
                test_x: torch.Tensor, test_y: torch.Tensor, k: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(indices (N, k), scores (N, k)) of the top-k proponents of each test example (captum TracInCPFast)."""
@@ -74,12 +87,9 @@ def tracin_top(model, train_x: torch.Tensor, train_y: torch.Tensor, ckpts: list[
     model.eval()
     tracin = TracInCPFast(model, model.net.get_classifier(), loader, [str(p) for p in ckpts], checkpoints_load_func=load,
                           loss_fn=torch.nn.CrossEntropyLoss(reduction="sum"), batch_size=batch_size)  # fmt: skip
-    idx, scores = [], []
-    for s in range(0, len(test_x), batch_size):
-        res = tracin.influence((test_x[s : s + batch_size], test_y[s : s + batch_size]), k=min(k, len(train_x)), proponents=True)
-        idx.append(res.indices.numpy())
-        scores.append(res.influence_scores.numpy())
-    return np.concatenate(idx), np.concatenate(scores)
+    # all test images at once: captum reads the whole training set per call and checkpoint
+    res = tracin.influence((test_x, test_y), k=min(k, len(train_x)), proponents=True)
+    return res.indices.numpy(), res.influence_scores.numpy()
 
 
 def _float(images: np.ndarray) -> torch.Tensor:
@@ -124,9 +134,11 @@ def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], o
         with open_imageset(sets[train_name]) as tr:
             train_x, train_y = _float(tr.images()), torch.from_numpy(tr.labels.astype(np.int64))
             shas[train_name] = tr.sha256
-        ckpts = checkpoint_paths(model_dirs[m])
-        rates = epoch_learning_rates(posthoc_model_section(cfg, m)["train"], len(train_y), len(ckpts))
-        lrs = {str(c): r for c, r in zip(ckpts, rates)}
+        every_ckpt = checkpoint_paths(model_dirs[m])
+        rates = epoch_learning_rates(posthoc_model_section(cfg, m)["train"], len(train_y), len(every_ckpt))
+        weights = checkpoint_weights(rates, int(inf.get("checkpoint_every", 1)))
+        ckpts = [every_ckpt[e] for e in weights]
+        lrs = {str(every_ckpt[e]): w for e, w in weights.items()}
         kinds = ["norm"] + (signals(cfg) if m == NORMAL else [m.split("_", 1)[1]])
         xs = np.concatenate([x[k] for k in kinds])
         preds = predict(model, xs)
@@ -144,7 +156,7 @@ def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], o
                                 "top_rows": json.dumps(top[q].tolist()), "top_score": float(scores[q, 0])})  # fmt: skip
     df = pd.DataFrame(records)
     provenance = {"models": {m: model_checkpoint_sha256(model_dirs[m]) for m in models}, "imagesets": shas,
-                  "influence": inf, "seed": p["seed"], "method": "captum TracInCPFast, final layer, all epoch checkpoints"}  # fmt: skip
+                  "influence": inf, "seed": p["seed"], "method": "captum TracInCPFast, final layer, epoch checkpoints"}  # fmt: skip
     write_table(df, out, provenance)
     return df
 

@@ -31,6 +31,7 @@ from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io import atomic_path, write_json
 from ..io.figures import save_figure
+from ..io.render import render
 from ..io.tables import read_table
 from . import model_sets, spurious_model
 
@@ -135,8 +136,6 @@ def _png_b64(path: Path) -> str:
 
 def questionnaire_html(group: str, assignment: pd.DataFrame, stimuli: dict[str, Path], signal_text: str) -> str:
     """One self-contained page per group: stimuli embedded as data URIs, answers saved as CSV."""
-    from ..io.render import render
-
     plan = {p: sub.sort_values("position")[["condition", "method", "stimulus"]].to_dict("records")
             for p, sub in assignment[assignment.group == group].groupby("participant")}  # fmt: skip
     images = {k: _png_b64(v) for k, v in stimuli.items()}

@@ -57,15 +57,16 @@ def _spuriosity(s: dict) -> list[Point]:
     gaps = {m: (s["models"][m].get("collision_class_gap") or {}) for m in neg}
     tuning = acc.get("tuning") or {}
     tuned = "; ".join(
-        f"{m} {_num(e['cut'], 2)} cut at {_num(e['accuracy_cost_points'], 2)} pts (random {_num(e['random_cut'], 2)})"
+        f"{m} {_num(e['gap_before'], 2)} -> {_num(e.get('gap_after'), 2)} ({_num(e['cut'], 2)} cut) at "
+        f"{_num(e['accuracy_cost_points'], 2)} pts (random {_num(e['random_cut'], 2)} cut)"
         if e["holds"] is not None else f"{m}: below target" for m, e in tuning.items())  # fmt: skip
     return [Point("spuriosity", "mean spuriosity AUC over the cue classes >= 0.9", _num(auc),
                   None if auc is None else auc >= 0.9),
             Point("spuriosity", "a negative gap on a collision class (a cue shared by two classes) for every audited model",
                   ", ".join(f"{m} {', '.join(f'{c} {_num(v)}' for c, v in g.items()) or 'n/a'}" for m, g in gaps.items())
                   or "n/a", _all(neg.values()) if neg else None),
-            Point("spuriosity", "low-spuriosity tuning halves each audited gap above the target at <= 3 points; "
-                                "random tuning does not", tuned or "n/a", _all(e["holds"] for e in tuning.values()))]  # fmt: skip
+            Point("spuriosity", "low-spuriosity tuning halves each audited gap above the target (or brings it under "
+                                "the target) at <= 3 points; random tuning does not", tuned or "n/a", _all(e["holds"] for e in tuning.values()))]  # fmt: skip
 
 
 def _npca(s: dict) -> list[Point]:
