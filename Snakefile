@@ -20,6 +20,7 @@ from spurlab.config import (
     imported_models,
     lightweight_model,
     load_config,
+    mitigation_models,
     model_dirs_arg,
     model_section,
     noise_models,
@@ -74,6 +75,7 @@ LW_MODEL = lightweight_model(config)
 # The benchmark's own stages: absent from the DAG (and their targets undefined) when off.
 BAM_ON = enabled(config, "bam")
 PH_ON = enabled(config, "posthoc")
+MIT_ON = enabled(config, "mitigation")
 # Per-class work (NPCA bases and components, D(i, j), noise) runs as this many class-shard jobs,
 # each followed by a merge into the one file its consumers read (spurlab.shards).
 N_SHARDS = config["compute"]["class_shards"]
@@ -90,6 +92,11 @@ include: "rules/discover.smk"
 include: "rules/measure.smk"
 include: "rules/mitigate.smk"
 include: "rules/npca.smk"
+
+
+if MIT_ON:
+
+    include: "rules/mitigation.smk"
 
 
 if BAM_ON:
@@ -115,4 +122,5 @@ rule all:
         rules.npca.input,
         rules.bam.input if BAM_ON else [],
         rules.posthoc.input if PH_ON else [],
+        rules.mitigation.input if MIT_ON else [],
         rules.report.input,

@@ -145,6 +145,15 @@ CASES = [
      "lightweight.datasets.cue_table.pentagon.cue", "cue 'nope' is not defined in lightweight.datasets.cues"),
     ("lightweight_model", "default", {"models.robust_resnet10_lightweight": load_yaml("config.yaml")["models"]["erm_cbr_w8_s2"]},
      "models.robust_resnet10_lightweight", "the lightweight stage makes a model of this name"),
+    # mitigation (group robustness)
+    ("mitigation_no_benchmark", "folders", {"mitigation": load_yaml("config.yaml")["mitigation"]}, "mitigation.enabled",
+     "runs on the planted-cue benchmark"),
+    ("mitigation_val_set", "default", {"mitigation.val_set": "cue_only"}, "mitigation.val_set", "is not train, val or test"),
+    ("mitigation_test_set", "default", {"mitigation.test_set": "counterfactual"}, "mitigation.test_set",
+     "is not in spuriosity.sets"),
+    ("mitigation_apart", "default", {"mitigation.val_set": "test"}, "mitigation.test_set",
+     "must differ from mitigation.val_set"),
+    ("mitigation_models", "default", {"spuriosity.models": ["robust_resnet10"]}, "mitigation.enabled", "no audited model"),
 ]  # fmt: skip
 
 

@@ -228,3 +228,41 @@ def test_spuriosity_target_on_tiny(tiny_run):
     assert not list((work / "results").rglob("*.tmp"))
     r = snakemake(work, "spuriosity", "--cores", "2", "--configfile", cfg, "-n", env=env)
     assert "Nothing to be done" in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_mitigation_target_on_tiny(tiny_run):
+    """Group robustness end to end: every model's worst group in the models summary; per audited
+    model the five heads with accuracy, spurious gap, worst group and the labels they needed;
+    summary, table and figure; a forced rerun of the model's job writes the same bytes."""
+    work, cfg, env = tiny_run
+    snakemake(work, "models", "mitigation", "--cores", "2", "--configfile", cfg, env=env)
+    c = load_config(cfg)
+    suite = json.loads((work / "results/models/summary.json").read_text())["models"]
+    for e in suite.values():
+        assert set(e["group_acc"]) == set(c["datasets"]["classes"])  # the control class: the control cue on/off
+        accs = [v for g in e["group_acc"].values() for v in g.values()]
+        assert len(accs) == 2 * len(c["datasets"]["classes"]) and min(accs) == e["worst_group_acc"]
+        assert e["worst_group_acc"] <= e["mean_group_acc"] == pytest.approx(sum(accs) / len(accs), abs=1e-5)
+    s = json.loads((work / "results/mitigation/summary.json").read_text())
+    assert s["audited_models"] == ["erm_tiny"]
+    methods = s["models"]["erm_tiny"]["methods"]
+    assert s["method_order"] == ["erm", "dfr", "jtt", "low_spuriosity", "spufix"] and set(methods) == set(s["method_order"])
+    assert [methods[m]["labels_needed"] for m in s["method_order"]] == ["none", "group labels", "group labels", "none", "none"]
+    for e in methods.values():
+        assert 0 <= e["worst_group_acc"] <= e["mean_group_acc"] <= 1 and 0 <= e["acc"] <= 1 and -1 <= e["gap"] <= 1
+    # the ERM row is the model as trained: the models stage's numbers on the same images
+    assert methods["erm"]["worst_group_acc"] == pytest.approx(suite["erm_tiny"]["worst_group_acc"], abs=1e-5)
+    assert methods["erm"]["acc"] == pytest.approx(suite["erm_tiny"]["test_acc"], abs=1e-5)
+    assert methods["low_spuriosity"]["trials"] == c["spuriosity"]["tuning"]["trials"]
+    assert set(s["acceptance"]["dfr_raises_worst_group"]) == {"erm_tiny"}
+    assert len(pd.read_parquet(work / "results/mitigation/table.parquet")) == 5
+    for f in ("mitigation.png", "mitigation.svg", "table.csv", "erm_tiny.csv", "groups/erm_tiny.csv"):
+        assert (work / "results/mitigation" / f).stat().st_size > 0
+    outputs = ["erm_tiny.parquet", "groups/erm_tiny.parquet", "summary.json", "mitigation.png"]
+    before = {f: (work / "results/mitigation" / f).read_bytes() for f in outputs}
+    snakemake(work, "mitigation", "--cores", "2", "--configfile", cfg, "--forcerun", "group_robustness", env=env)
+    assert {f: (work / "results/mitigation" / f).read_bytes() for f in outputs} == before
+    assert (work / "benchmarks/mitigation/erm_tiny.tsv").exists() and (work / "logs/mitigation/summary.log").exists()
+    r = snakemake(work, "mitigation", "--cores", "2", "--configfile", cfg, "-n", env=env)
+    assert "Nothing to be done" in r.stdout + r.stderr

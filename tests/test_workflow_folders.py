@@ -37,7 +37,7 @@ IMPORT = ("spurlab import-annotations --csv data/answers/salient.csv --subsets r
 RUN_ALL = "snakemake --cores 4 --configfile config/folders.yaml my.yaml"
 COMMANDS = (VALIDATE, DRY_RUN, SALIENT, IMPORT, RUN_ALL)
 BENCHMARK_RULES = ("image_set", "train", "models_summary", "contact_sheet_benchmark", "lightweight", "bam_",
-                   "posthoc_")  # fmt: skip
+                   "posthoc_", "group_robustness", "mitigation")  # fmt: skip
 MTURK = ["WorkerId", "Input.wordnet_id", "Input.class_index", "Input.feature_index", "Input.feature_rank",
          "Answer.main", "Answer.confidence", "Answer.reasons"]  # fmt: skip
 

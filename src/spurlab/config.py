@@ -241,7 +241,7 @@ def benchmark_on(cfg: dict) -> bool:
     return enabled(cfg, "datasets")
 
 
-BENCHMARK_SECTIONS = ("bam", "contamination", "posthoc", "lightweight")
+BENCHMARK_SECTIONS = ("bam", "contamination", "posthoc", "lightweight", "mitigation")
 
 
 def check_semantics(cfg: dict) -> None:
@@ -261,6 +261,7 @@ def check_semantics(cfg: dict) -> None:
     _check_spuriosity(cfg)
     _check_npca(cfg)
     _check_lightweight(cfg)
+    _check_mitigation(cfg)
 
 
 def _check_benchmark(cfg: dict) -> None:
@@ -533,6 +534,33 @@ def lightweight_datasets(cfg: dict) -> dict:
 
 
 LIGHTWEIGHT_SPLITS = ("train", "test")
+
+
+def _check_mitigation(cfg: dict) -> None:
+    """Group labels come from the planted cue flags of a core set; the spurious gap needs the test
+    set's spuriosity; the stage compares mitigations of the audited models."""
+    if not enabled(cfg, "mitigation") or not benchmark_on(cfg):
+        return
+    mit = cfg["mitigation"]
+    if mit["val_set"] not in ("train", "val", "test"):
+        raise SpurlabError(f"config key mitigation.val_set: '{mit['val_set']}' is not train, val or test (a set "
+                           "of datasets whose images carry the planted cue flags that give their groups)")  # fmt: skip
+    if mit["test_set"] not in cfg["spuriosity"]["sets"]:
+        raise SpurlabError(f"config key mitigation.test_set: '{mit['test_set']}' is not in spuriosity.sets "
+                           "(its spurious gap needs the images' spuriosity)")  # fmt: skip
+    if mit["test_set"] == mit["val_set"]:
+        raise SpurlabError("config key mitigation.test_set: must differ from mitigation.val_set (DFR and JTT fit there)")
+    if not mitigation_models(cfg):
+        raise SpurlabError("config key mitigation.enabled: no audited model (spuriosity.models without salient.model, "
+                           "the discovery model) to compare mitigations on")  # fmt: skip
+
+
+def mitigation_models(cfg: dict) -> list[str]:
+    """The audited models of the `mitigation` target: the spuriosity stage's models except the
+    discovery model (salient.model); [] when the stage is off."""
+    if not enabled(cfg, "mitigation"):
+        return []
+    return [m for m in spuriosity_models(cfg) if m != cfg["salient"]["model"]]
 
 
 def lightweight_model(cfg: dict) -> list[str]:

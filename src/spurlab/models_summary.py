@@ -4,6 +4,11 @@ Reliance is measured on the `counterfactual` split, whose rows 2i / 2i+1 are the
 with the class's cue on / off (control classes: the control cue). Per class,
 ``counterfactual_gap = acc(cue on) - acc(cue off)``, a fraction. The benchmark is only useful if
 ERM models show large gaps on cue classes and none on control classes.
+
+The same twins make a group-balanced test set with groups (class, cue on/off)
+(`spurlab.measure.groups`; docs/methods.md#groups-and-worst-group-accuracy): per model, the
+accuracy of every group (`group_acc`), the worst group and its accuracy (`worst_group`,
+`worst_group_acc`) and the mean over groups (`mean_group_acc`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from .config import trained_models
 from .data.imagesets import open_imageset
 from .errors import SpurlabError
 from .features import open_features
+from .measure.groups import counterfactual_cue_on, group_summary
 
 
 def counterfactual_gaps(preds: np.ndarray, labels: np.ndarray, cue_on: np.ndarray, class_names: list[str]) -> dict:
@@ -29,7 +35,7 @@ def counterfactual_gaps(preds: np.ndarray, labels: np.ndarray, cue_on: np.ndarra
 
 def models_summary(cfg: dict, models_dir: Path, features_dir: Path, counterfactual_set: Path) -> dict:
     cf = open_imageset(counterfactual_set)
-    cue_on = cf.meta(["cue_on"])["cue_on"].to_numpy().astype(bool)
+    cue_on = counterfactual_cue_on(cf)
     cue_classes = [c for c in cfg["datasets"]["classes"] if c in cfg["datasets"]["cue_table"]]
     out: dict = {"models": {}}
     for name in cfg["models"]:
@@ -39,6 +45,7 @@ def models_summary(cfg: dict, models_dir: Path, features_dir: Path, counterfactu
             test_acc = float((test["preds"] == test["labels"]).mean())
         with open_features(Path(features_dir) / name / "counterfactual.h5", model_dir=mdir, imageset=cf) as fc:
             gaps = counterfactual_gaps(fc["preds"], fc["labels"], cue_on, fc.class_names)
+            groups = group_summary(fc["preds"] == fc["labels"], fc["labels"], cue_on, fc.class_names)
         entry = {
             "test_acc": round(test_acc, 6),
             "robust": bool(meta.get("robust", False)),
@@ -46,6 +53,7 @@ def models_summary(cfg: dict, models_dir: Path, features_dir: Path, counterfactu
             "counterfactual_gap": gaps,
             "cue_class_mean_gap": round(float(np.mean([gaps[c] for c in cue_classes])), 6),
             "control_class_mean_gap": round(float(np.mean([g for c, g in gaps.items() if c not in cue_classes])), 6),
+            **{k: groups[k] for k in ("worst_group_acc", "worst_group", "mean_group_acc", "group_acc")},
         }
         if entry["robust"]:
             entry["adv_acc"] = meta.get("metrics", {}).get("val_adv_acc")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import SpurlabError
 from .args import check_model_dirs, finite_float
+from .mitigation import add_mitigation_parsers
 from .posthoc import add_posthoc_parsers
 
 
@@ -721,7 +722,8 @@ COMMAND_STAGES = {
                  "spuriosity-summary", "npca-summary", "bam-verify", "bam-attributions", "bam-tcav", "bam-summary",
                  "posthoc-scores", "posthoc-attributions", "posthoc-tcav", "posthoc-influence", "posthoc-study",
                  "posthoc-study-analyse", "posthoc-summary")),
-    "mitigate": ("reduce the reliance (head tuning, SpuFix)", ("head-tuning", "npca-spufix")),
+    "mitigate": ("reduce the reliance (head tuning, SpuFix, DFR, JTT)",
+                 ("head-tuning", "npca-spufix", "group-robustness", "mitigation-summary")),
     "report": ("one table, figures, the site", ("report-tables", "report-figure", "report-site")),
     "utilities": ("check configs, look at files, merge shards", ("validate-config", "list-sets", "inspect", "merge-shards")),
 }  # fmt: skip
@@ -1150,6 +1152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bam_summary)
 
     add_posthoc_parsers(sub, _config_arg)  # Adebayo et al. 2022 (rules/posthoc.smk)
+    add_mitigation_parsers(sub, _config_arg)  # group robustness, DFR, JTT (rules/mitigation.smk)
 
     p = sub.add_parser("report-tables", help="tidy table of every metric and results/summary.md (rule report_tables)")
     _config_arg(p)

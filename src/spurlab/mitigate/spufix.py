@@ -276,3 +276,33 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
     write_table(classes, out_classes, provenance)
     write_table(pd.DataFrame(model_rows), out_models, provenance)
     return {"models": len(model_rows), "spurious_classes": len(spurious)}
+
+
+def model_spufix(robust_dir, robust_train, model_dir, model_train, bases_path, harmful_path, pairs_path):
+    """SpuFix for one model, as stage `npca_spufix` applies it: the harmful components of the
+    harmfulness table, eq. 8 when `model_dir` holds the robust model itself, else the transfer of
+    eqs. 9-11 fit on both models' caches of the same training images. Returns (fix, info): fix(logits,
+    phi) -> SpuFix logits, info {"spurious_classes", "components"}."""
+    from ..features import model_checkpoint_sha256, open_features
+    from ..models.factory import load_model
+
+    bases_sha = sha256_file(bases_path)
+    harmful = read_table(harmful_path, expect={"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path)})
+    spurious = {int(k): sorted(v) for k, v in harmful_components(harmful).items() if v}
+    info = {"spurious_classes": len(spurious), "components": int(sum(map(len, spurious.values())))}
+    robust_sha = model_checkpoint_sha256(robust_dir)
+    W_r = load_model(robust_dir)[0].head()[0].detach().double().numpy()
+    with open_features(robust_train, model_dir=robust_dir) as fc:
+        phi_r, labels_r, train_set = fc["features"], fc["labels"], fc.attrs["imageset_sha256"]
+    with NPCABases(bases_path, robust_sha) as bases:
+        r_alphas = robust_train_alphas(phi_r, labels_r, W_r, bases, spurious)
+        direct = {k: (bases.get(k)[0].astype(np.float64), bases.get(k)[1][c].astype(np.float64))
+                  for k, c in spurious.items()}  # fmt: skip
+    if model_checkpoint_sha256(model_dir) == robust_sha:
+        return (lambda logits, phi: spufix_logits(logits, phi, W_r, direct)), info
+    W = load_model(model_dir)[0].head()[0].detach().double().numpy()
+    with open_features(model_train, model_dir=model_dir) as fc:
+        if fc.attrs["imageset_sha256"] != train_set:
+            raise SpurlabError(f"{model_train}: not the robust model's training images; SpuFix transfer needs the same images")
+        dirs = transfer_directions(fc["features"], fc["labels"], W, r_alphas)
+    return (lambda logits, phi: spufix_transfer_logits(logits, phi, W, dirs)), info

@@ -109,6 +109,15 @@ def _posthoc(s: dict) -> list[Point]:
                   _all(ok for m, ok in met.items() if "blur" not in m) if met else None)]  # fmt: skip
 
 
+def _mitigation(s: dict) -> list[Point]:
+    raises = (s.get("acceptance") or {}).get("dfr_raises_worst_group") or {}
+    models = s.get("models") or {}
+    values = "; ".join(f"{m} {_num(models[m]['methods']['erm']['worst_group_acc'])} -> "
+                       f"{_num(models[m]['methods']['dfr']['worst_group_acc'])}" for m in raises)  # fmt: skip
+    return [Point("mitigation", "DFR raises every audited model's worst-group accuracy (counterfactual twins) over "
+                                "its ERM head", values or "n/a", _all(raises.values()) if raises else None)]  # fmt: skip
+
+
 def acceptance_points(summaries: dict[str, dict]) -> list[Point]:
     """Every checkable headline whose stage summary is given (stage name -> summary dict)."""
     spu = summaries.get("spuriosity") or {}
@@ -126,4 +135,6 @@ def acceptance_points(summaries: dict[str, dict]) -> list[Point]:
         out += _bam(summaries["bam"])
     if "posthoc" in summaries:
         out += _posthoc(summaries["posthoc"])
+    if "mitigation" in summaries:
+        out += _mitigation(summaries["mitigation"])
     return out
