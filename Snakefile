@@ -33,6 +33,7 @@ from spurlab.config import (
     validate_config,
 )
 from spurlab.errors import SpurlabError
+from spurlab.io.code import rule_code_sha256
 
 min_version("9.0")
 
@@ -124,3 +125,13 @@ rule all:
         rules.posthoc.input if PH_ON else [],
         rules.mitigation.input if MIT_ON else [],
         rules.report.input,
+
+
+# Code changes rerun (docs/architecture.md#code-provenance): every rule gets the hash of the
+# package source its `spurlab` command can run as the param `code_sha256` (the whole package's for
+# a rule without one), which its outputs record too; Snakemake reruns a job whose params changed.
+for _rule in workflow.rules:
+    try:
+        _rule.set_params(code_sha256=rule_code_sha256(_rule.name, _rule.shellcmd))
+    except SpurlabError as e:
+        raise WorkflowError(f"spurlab: error: {e}") from None

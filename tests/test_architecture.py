@@ -1,7 +1,7 @@
 """The package's import rules (docs/architecture.md#layers), checked on the source with `ast`.
 
-Every module under src/spurlab is parsed; its imports (top level and inside functions, relative
-ones resolved) make a graph of spurlab modules, which must have
+Every module under src/spurlab is parsed (`spurlab.io.code.all_imports`); its imports (top level
+and inside functions, relative ones resolved) make a graph of spurlab modules, which must have
 
 (a) no cycle,
 (b) no import from a later layer (`LAYERS`: a module may import its own top-level package and
@@ -16,11 +16,13 @@ The rules are checked on synthetic graphs too, so a checker that finds nothing f
 
 from __future__ import annotations
 
-import ast
 import re
 import functools
 from pathlib import Path
-from typing import NamedTuple
+
+# The import graph is the one spurlab.io.code hashes each command's source by (a command's code
+# is its handler's imports and everything they import).
+from spurlab.io.code import Import, all_imports
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "spurlab"
 
@@ -73,83 +75,6 @@ HEAVY_OPTIONAL = frozenset({
 
 # Importers that may import any spurlab module inside a function: the command line's handlers.
 LAZY_IMPORTERS = ("spurlab.cli",)
-
-
-class Import(NamedTuple):
-    source: str  # importing module
-    target: str  # imported spurlab module, or the top-level name of a third-party package
-    local: bool  # inside a function
-    line: int
-
-
-def module_names(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
-    """{dotted module name: file} of every module of the package (a package is its __init__)."""
-    root = package_dir.parent
-    out = {}
-    for path in sorted(package_dir.rglob("*.py")):
-        parts = list(path.relative_to(root).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out[".".join(parts)] = path
-    return out
-
-
-def _resolve(name: str, is_package: bool, node: ast.ImportFrom) -> str:
-    """The absolute module of `from <node.level dots><node.module> import ...` in module `name`."""
-    if not node.level:
-        return node.module or ""
-    base = name.split(".") if is_package else name.split(".")[:-1]
-    base = base[: len(base) - (node.level - 1)]
-    return ".".join(base + ([node.module] if node.module else []))
-
-
-def _owner(target: str, modules: dict[str, Path]) -> str:
-    """The longest prefix of `target` that is a module (an imported name resolves to its module)."""
-    while target not in modules and "." in target:
-        target = target.rsplit(".", 1)[0]
-    return target
-
-
-def _type_checking(node: ast.AST) -> bool:
-    """`if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`): imports for annotations, never run."""
-    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def imports_of(name: str, path: Path, modules: dict[str, Path], package: str = "spurlab") -> list[Import]:
-    """Every import in the module: spurlab targets as module names, others as their top-level package.
-    Under `if TYPE_CHECKING:` only spurlab targets count (a dependency all the same, but nothing loads)."""
-    is_package = path.name == "__init__.py"
-    found = []
-
-    def add(target: str, local: bool, line: int, typing_only: bool):
-        if target == package or target.startswith(package + "."):
-            found.append(Import(name, _owner(target, modules), local, line))
-        elif target and not typing_only:
-            found.append(Import(name, target.split(".")[0], local, line))
-
-    def visit(node: ast.AST, local: bool, typing_only: bool):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.Import):
-                for alias in child.names:
-                    add(alias.name, local, child.lineno, typing_only)
-            elif isinstance(child, ast.ImportFrom):
-                base = _resolve(name, is_package, child)
-                for alias in child.names:  # `from pkg import mod` imports the module pkg.mod
-                    sub = f"{base}.{alias.name}"
-                    add(sub if sub in modules else base, local, child.lineno, typing_only)
-            visit(child, local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)),
-                  typing_only or _type_checking(child))  # fmt: skip
-
-    visit(ast.parse(path.read_text(), str(path)), False, False)
-    return found
-
-
-def all_imports(package_dir: Path = PACKAGE_DIR) -> tuple[dict[str, Path], list[Import]]:
-    modules = module_names(package_dir)
-    package = package_dir.name
-    return modules, [imp for name, path in modules.items() for imp in imports_of(name, path, modules, package)]
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -258,7 +183,7 @@ def spurlab_graph(imports: list[Import]) -> dict[str, set[str]]:
 
 @functools.lru_cache(maxsize=1)
 def _package() -> tuple[dict[str, Path], list[Import]]:
-    return all_imports()
+    return all_imports(PACKAGE_DIR)
 
 
 def test_no_import_cycle():
@@ -327,8 +252,8 @@ def test_checkers_on_a_synthetic_package(tmp_path):
     modules, imports = all_imports(pkg)
     assert set(modules) == {"spurlab", "spurlab.errors", "spurlab.data", "spurlab.data.a", "spurlab.data.b",
                             "spurlab.report"}  # fmt: skip
-    assert Import("spurlab.data.a", "spurlab.data.b", True, 5) in imports
-    assert Import("spurlab.report", "spurlab.errors", True, 4) in imports
+    assert Import("spurlab.data.a", "spurlab.data.b", True, 5, "f") in imports
+    assert Import("spurlab.report", "spurlab.errors", True, 4, "g") in imports
     assert find_cycles(spurlab_graph(imports)) == [["spurlab.data.a", "spurlab.data.b", "spurlab.report"]]
     layers = (("spurlab", "errors"), ("data",), ("report",))
     assert upward_imports(imports, layers) == [

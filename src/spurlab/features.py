@@ -8,7 +8,7 @@ Layout::
     labels    int64 (N,)
     index     bytes (N,)                    row -> image id (the image set's `ids`)
     attrs     format, model, arch, checkpoint_sha256, imageset, imageset_sha256,
-              n_rows, num_features, num_classes, feature_dtype, code_version,
+              n_rows, num_features, num_classes, feature_dtype, spurlab_version, code_sha256,
               labels_sha256, index_sha256 (`column_sha256` of the labels and ids written)
 
 Rows are in the image set's order. The cache is written in row blocks while streaming (memory
@@ -34,10 +34,9 @@ import h5py
 import numpy as np
 import torch
 
-from . import __version__
 from .data.imagesets import ImageSet
 from .errors import SpurlabError
-from .io import atomic_path, open_h5, sha256_file
+from .io import atomic_path, create_h5, open_h5, sha256_file
 
 FORMAT = "spurlab.features"
 ROW_DATASETS = ("features", "logits", "preds", "labels", "index")  # logits optional (checked when present)
@@ -82,7 +81,7 @@ def cache_features(
     n = len(imageset)
     d, c = model.num_features, model.num_classes
     model.eval()
-    with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(out) as tmp, create_h5(tmp) as f:
         rows = min(block, n)
         feats = f.create_dataset("features", (n, d), dtype=dtype, chunks=(min(rows, 1024), d), track_times=False)
         logits = f.create_dataset("logits", (n, c), dtype="float32", chunks=(min(rows, 1024), c), track_times=False)
@@ -127,7 +126,6 @@ def cache_features(
             num_features=d,
             num_classes=c,
             feature_dtype=dtype,
-            code_version=__version__,
             labels_sha256=column_sha256(labels),
             index_sha256=column_sha256(ids),
         )

@@ -5,7 +5,8 @@ A shard job writes the same file format as the whole job, restricted to its clas
 (HDF5) or provenance key (tables) ``shard = "i/n"``. `merge_shards` checks that the n shard files
 are shards 0..n-1 of one job (every other attr and provenance value equal), concatenates them in
 class order and drops the ``shard`` key, so the merged file holds exactly what one unsharded job
-writes (tests/test_shards.py compares them). Every per-class result depends only on its class (the
+writes (tests/test_shards.py compares them), except that its `code_sha256` names the merge's code
+(`spurlab.io.code`; the shards' must agree, so shards of older code are refused). Every per-class result depends only on its class (the
 randomised NPCA start is seeded by (seed, k), noise by image row), never on what else ran.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SpurlabError
-from .io import atomic_path, sha256_file
+from .io import atomic_path, create_h5, sha256_file
 from .io.tables import read_table, table_provenance, write_table
 
 SHARD_KEY = "shard"
@@ -162,7 +163,7 @@ def _merge_class_groups(paths: list[Path], out: Path) -> dict:
     skipped = [json.loads(k.pop("skipped_classes", "[]")) for k in keys]
     _check_shards(paths, keys)
     n = 0
-    with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(out) as tmp, create_h5(tmp) as f:
         for p in paths:
             with h5py.File(p, "r") as s:
                 for name in s:
@@ -186,7 +187,7 @@ def _concat(paths: list[Path], out: Path, offsets: dict[str, str] | None = None)
     try:
         names: list[str] = []
         files[0].visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-        with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        with atomic_path(out) as tmp, create_h5(tmp) as f:
             for name in names:
                 parts = []
                 base = 0

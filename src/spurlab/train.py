@@ -26,7 +26,7 @@ from .config import model_section
 from .data.imagesets import class_names_for, open_imageset
 from .device import autocast, pick_device, prepare_model
 from .errors import SpurlabError
-from .io import atomic_path, sha256_json
+from .io import atomic_path, code_provenance, sha256_json
 
 
 @dataclass
@@ -336,13 +336,15 @@ def fit_and_save(model, name: str, section: dict, settings: TrainSettings, seed:
                  device, class_names: list[str], progress: bool = True, extra_meta: dict | None = None,
                  extra_metrics=None) -> dict:  # fmt: skip
     """Train `model` with `fit` (resuming from `out_dir/checkpoints` when config section, data,
-    device and warm-start file match) and save `model.safetensors` + `meta.json` (the training
+    device, warm-start file and code hash match) and save `model.safetensors` + `meta.json` (the training
     record); return the meta. `tr`/`va`: the image sets, `train`/`val`: their batch sources;
     `extra_metrics(model)` adds to the final metrics (the robust model's adversarial accuracy)."""
     from .models import save_model
 
     t = time.perf_counter()
-    made_from = {"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type}
+    # the code too: a code change reruns training (spurlab.io.code), which must not resume old epochs
+    made_from = {"section": section, "train": tr.sha256, "val": va.sha256, "device": device.type,
+                 "code": code_provenance()["code_sha256"]}  # fmt: skip
     if (extra_meta or {}).get("init_checkpoint"):
         made_from["init"] = extra_meta["init_checkpoint"]["sha256"]
     fingerprint = sha256_json(made_from)

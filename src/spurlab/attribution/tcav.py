@@ -3,7 +3,8 @@
 - **CAV cache keyed by content.** captum stores activations and CAVs under
   ``<save_path>/<model_id>/`` and silently reuses them whenever `model_id` repeats, even after the
   model or the concept images changed. Here `model_id` is the sha256 of the checkpoint, the concept
-  images and the settings (`cache_key`), so a stale CAV can never be read.
+  images, the settings and the code that runs (`cache_key`; `spurlab.io.code`), so a stale CAV can
+  never be read, nor one of older code when a code change reruns the stage.
 - **Significance by t-test over random concepts** (not built into captum): the concept's TCAV
   scores against R random counterpart sets are compared with the scores of random-vs-random CAVs by
   a two-sided t-test (scipy.stats.ttest_ind); Yang & Kim (app. F) keep a layer only when p <= 0.01
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import SpurlabError
-from ..io import sha256_json
+from ..io import code_provenance, sha256_json
 
 TCAV_VERSION = "tcav-1"
 
@@ -80,9 +81,11 @@ class TCAVSettings:
 
 
 def cache_key(model_sha256: str, concept_sha256: str, settings: TCAVSettings, layers: list[str]) -> str:
-    """captum's `model_id`: every input the CAVs depend on, hashed (see module docstring)."""
+    """captum's `model_id`: every input the CAVs depend on, the running code included, hashed (see
+    module docstring)."""
     return sha256_json({"model": model_sha256, "concepts": concept_sha256, "settings": settings.__dict__,
-                        "layers": list(layers), "version": TCAV_VERSION})[:32]  # fmt: skip
+                        "layers": list(layers), "version": TCAV_VERSION,
+                        "code": code_provenance()["code_sha256"]})[:32]  # fmt: skip
 
 
 def _concept(cid: int, name: str, images: torch.Tensor):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..errors import SpurlabError
+from ..io.code import running
 from .args import check_model_dirs, finite_float
 from .mitigation import add_mitigation_parsers
 from .posthoc import add_posthoc_parsers
@@ -1199,7 +1200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        # what the command writes records the hash of the code it can run (docs/architecture.md#code-provenance)
+        with running(args.command):
+            return args.func(args)
     except SpurlabError as e:
         print(f"spurlab: error: {e}", file=sys.stderr)
         return 2

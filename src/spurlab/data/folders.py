@@ -63,7 +63,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import SpurlabError
-from ..io import atomic_path, canonical_json, sha256_json
+from ..io import atomic_path, canonical_json, create_h5, sha256_json
 from .imagesets import FORMAT, FORMAT_VERSION, INDEX_VERSION, content_sha256, hash_files, link_target
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -297,10 +297,8 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
         "config_sha256": sha256_json(section),
         "sha256": sha,
     }
-    import h5py
-
     with atomic_path(out) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
+        with create_h5(tmp) as f:
             f.create_dataset("paths", data=np.array([str(root / r).encode() for r in rel_paths]), track_times=False)
             f.create_dataset("labels", data=labels, track_times=False)
             f.create_dataset("ids", data=np.array([f"{set_name}-{i:07d}".encode() for i in range(n)]), track_times=False)

@@ -8,7 +8,8 @@ Layout of a *packed* set (the planted-cue benchmark, BAM and contamination sets)
     meta/<col>  (N,)                 per-image metadata table (scene, cue flags, object pose ...)
     masks/<m>   uint8 (N, H, W)      0/1 ground-truth masks: `object` and one per cue, gzip
     attrs       format, kind, set_name, class_names, image_size, n_images, seed,
-                generator_version, config (JSON), config_sha256, sha256 (content)
+                generator_version, config (JSON), config_sha256, sha256 (content), spurlab_version and
+                code_sha256 (the code that wrote the file, `spurlab.io.code`; not in the content hash)
 
 An *index* set (real data: ImageNet-style folders) has ``kind = "index"`` and ``paths`` (N,)
 (absolute, bytes) and ``file_sha256`` (N,) instead of ``images``, no masks and no meta; attrs add
@@ -37,6 +38,7 @@ import numpy as np
 
 from ..errors import SpurlabError
 from ..io import atomic_path, canonical_json, sha256_json
+from ..io.hdf5 import stamp_code
 
 FORMAT = "spurlab.imageset"
 FORMAT_VERSION = 1
@@ -122,6 +124,7 @@ class ImageSetWriter:
                 attrs["sha256"] = self.sha256
                 for k, v in attrs.items():
                     self.f.attrs[k] = json.dumps(v) if isinstance(v, (list, dict)) else v
+                stamp_code(self.f)
         finally:
             self.f.close()
         if exc_type is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpurlabError
-from ..io import atomic_path, open_h5, sha256_file
+from ..io import atomic_path, create_h5, open_h5, sha256_file
 from ..io.tables import write_table
 
 GROUPINGS = ("prediction", "label", "correct")
@@ -88,7 +88,6 @@ def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = 
     import json
     import sys
 
-    import h5py
     import pandas as pd
 
     from ..features import open_features
@@ -119,7 +118,7 @@ def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = 
     iv = feature_importance(means, weight)
     top = top_features(iv, top_k)
     top[empty] = -1
-    with atomic_path(out_h5) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(out_h5) as tmp, create_h5(tmp) as f:
         for name, arr in (("iv", iv), ("counts", counts), ("top", top), ("empty_classes", empty)):
             f.create_dataset(name, data=arr, track_times=False)
         f.attrs.update(format=FORMAT, grouping=grouping, top_k=top_k, class_names=json.dumps(names), **attrs)

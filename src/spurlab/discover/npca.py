@@ -32,9 +32,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from .. import __version__
 from ..errors import SpurlabError
-from ..io import atomic_path, open_h5, sha256_file
+from ..io import atomic_path, create_h5, open_h5, sha256_file
 from ..shards import Shard, shard_attrs
 
 FORMAT = "spurlab.npca"
@@ -271,10 +270,9 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
     Writes `out` (HDF5): groups class_<k>/{mu (D,), V (L, D), eigvals (L,)} float32, n (int),
     offset (<1, mu_k> + b_k, float64); attrs format, checkpoint_sha256, features_sha256,
     imageset(_sha256), n_components, solver (JSON: solver, oversample, power_iterations, seed),
-    num_classes, num_features, skipped_classes (JSON list: fewer than 2 images), code_version.
+    num_classes, num_features, skipped_classes (JSON list: fewer than 2 images), spurlab_version,
+    code_sha256 (`spurlab.io.create_h5`).
     """
-    import h5py
-
     from ..features import open_features
     from ..models.factory import load_model
 
@@ -287,7 +285,7 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
             raise SpurlabError(f"{features_path}: {feats.shape[1]} features, the model's head has {W.shape[1]}")
         attrs = {k: fc.attrs[k] for k in ("checkpoint_sha256", "imageset", "imageset_sha256")}
         attrs["features_sha256"] = sha256_file(features_path)
-        with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        with atomic_path(out) as tmp, create_h5(tmp) as f:
             fits = fit_npca(feats, fc["labels"], W, b, n_components, shard.classes(W.shape[0]), progress=progress, solver=solver,
                             oversample=oversample, power_iterations=power_iterations, seed=seed, workers=workers)  # fmt: skip
             for r in fits:
@@ -307,7 +305,6 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
                 num_classes=W.shape[0],
                 num_features=W.shape[1],
                 skipped_classes=json.dumps(skipped),
-                code_version=__version__,
                 **attrs,
                 **shard_attrs(shard),
             )

@@ -28,10 +28,9 @@ import math
 import numpy as np
 import torch
 
-from .. import __version__
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
-from ..io import atomic_path, open_h5, sha256_file
+from ..io import atomic_path, create_h5, open_h5, sha256_file
 from ..io.tables import read_table, table_provenance, write_table
 from ..shards import Shard, shard_attrs
 from ..tensor_ops import l2_norms
@@ -215,7 +214,6 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
     (one row per component or neuron pair: kind, class, feature, rank, map statistics, label).
     Only `shard`'s classes; `spurlab.shards` merges the shards.
     """
-    import h5py
     import pandas as pd
     from tqdm import tqdm
 
@@ -304,7 +302,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
     pairs = pd.DataFrame(rows_out)
     pairs = annotate_pairs(pairs, annotation, names, has_masks="object" in imageset.mask_names)
     n = len(comp["class"])
-    with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(out) as tmp, create_h5(tmp) as f:
         for key, v in comp.items():
             arr = np.asarray(v) if n else np.zeros((0,))
             big = arr.ndim >= 3
@@ -314,7 +312,7 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
                        features_sha256=sha256_file(features_path), importance_sha256=sha256_file(importance_path),
                        class_names=json.dumps(names), planted_cues=json.dumps(planted, sort_keys=True),
                        eps=eps, npfv=json.dumps(npfv_settings, sort_keys=True), top_images=top_images,
-                       code_version=__version__, **shard_attrs(shard))  # fmt: skip
+                       **shard_attrs(shard))  # fmt: skip
     provenance = {"components_sha256": sha256_file(out), "bases_sha256": bases_sha, "checkpoint_sha256": sha,
                   "imageset_sha256": imageset.sha256, "annotation": annotation, "planted_cues": planted,
                   **shard_attrs(shard)}  # fmt: skip

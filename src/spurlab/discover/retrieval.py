@@ -31,7 +31,6 @@ import json
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..data.imagesets import ImageSet, write_imageset
 from ..errors import SpurlabError
 from ..io import sha256_file
@@ -164,7 +163,7 @@ def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, 
                 has_cue[idx] = truth
                 absent[idx] = feats[name][1][table["source_row"].to_numpy()[idx]] != k
     table["has_cue"], table["object_absent"] = has_cue, absent
-    _write_set(out_set, table, sets, names, size, __version__)
+    _write_set(out_set, table, sets, names, size)
     provenance = {"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path), "checkpoint_sha256": sha,
                   "pool": {n: s.sha256 for n, s in sets.items()}, "max_images": max_images,
                   "published_sha256": sha256_file(published) if published else None,
@@ -188,7 +187,7 @@ def retrieval_precision(table: pd.DataFrame) -> float | None:
     return float(((table["has_cue"][ok] == 1) & (table["object_absent"][ok] == 1)).mean())
 
 
-def _write_set(path, table: pd.DataFrame, sets: dict, names: list[str], size: int, version: str) -> None:
+def _write_set(path, table: pd.DataFrame, sets: dict, names: list[str], size: int) -> None:
     set_names = sorted(sets)
 
     def chunks():
@@ -216,5 +215,5 @@ def _write_set(path, table: pd.DataFrame, sets: dict, names: list[str], size: in
             }
 
     attrs = {"kind": "packed", "set_name": "npca_retrieved", "class_names": names, "image_size": size,
-             "source_sets": json.dumps(set_names), "code_version": version}  # fmt: skip
+             "source_sets": json.dumps(set_names)}  # fmt: skip
     write_imageset(path, len(table), chunks(), attrs)

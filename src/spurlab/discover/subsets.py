@@ -26,7 +26,7 @@ File layout (one HDF5, written class by class, then renamed)::
     top/attack                               uint8 (P, T, H, W, 3) feature attacks of the first T members
     attrs  format, model, checkpoint_sha256, imageset, imageset_sha256, importance_sha256,
            class_names (JSON), planted_cues (JSON {class: [mask, ...]}), fraction, min_images,
-           max_images, top_images, attack (JSON), code_version
+           max_images, top_images, attack (JSON), spurlab_version, code_sha256 (spurlab.io.create_h5)
 """
 
 from __future__ import annotations
@@ -40,10 +40,9 @@ import h5py
 import numpy as np
 import torch
 
-from .. import __version__
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
-from ..io import atomic_path, open_h5, sha256_file
+from ..io import atomic_path, create_h5, open_h5, sha256_file
 from ..io.tables import read_table
 from ..shards import Shard, shard_attrs
 from .attack import AttackSettings, feature_attack
@@ -189,7 +188,7 @@ def build_salient_subsets(
     n_pairs, n_members = len(classes) * k, sum(sizes[i] for i in classes) * k
     t = settings.top_images
     model.eval()
-    with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(out) as tmp, create_h5(tmp) as f:
         cols = {c: np.zeros(n_pairs, dtype=np.int64) for c in ("class", "feature", "rank", "start", "count")}
         imp = np.zeros(n_pairs)
         loc = {c: np.full(n_pairs, np.nan) for c in STAT_COLUMNS}
@@ -260,7 +259,6 @@ def build_salient_subsets(
             attack=json.dumps({"preset": settings.attack, **attack.as_dict()}),
             has_masks=has_masks,
             classes_without_features=json.dumps(without),
-            code_version=__version__,
             **shard_attrs(shard),
         )
     return {"pairs": n_pairs, "members": n_members, "has_masks": has_masks,
@@ -396,7 +394,7 @@ def run_consolidated_masks(subsets_path, annotations_path, out) -> dict:
     subsets_sha = sha256_file(subsets_path)
     annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})
     label_of = {(int(r.class_index), int(r.feature_index)): r.label for r in annotations.itertuples()}
-    with SalientSubsets(subsets_path) as subsets, atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+    with SalientSubsets(subsets_path) as subsets, atomic_path(out) as tmp, create_h5(tmp) as f:
         pairs = subsets.pair_table()
         size = subsets.f["members/nam"].shape[-1]
         ds = {}
@@ -420,7 +418,7 @@ def run_consolidated_masks(subsets_path, annotations_path, out) -> dict:
                     if n:
                         d[n0:] = values
         f.attrs.update(format=MASKS_FORMAT, subsets_sha256=subsets_sha, annotations_sha256=sha256_file(annotations_path),
-                       imageset_sha256=subsets.attrs["imageset_sha256"], code_version=__version__)  # fmt: skip
+                       imageset_sha256=subsets.attrs["imageset_sha256"])
         return {kind: int(ds[kind][0].shape[0]) for kind in KINDS}
 
 

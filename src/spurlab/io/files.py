@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import SpurlabError
+from .code import code_provenance
 
 
 def canonical_json(obj: Any) -> str:
@@ -62,5 +63,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """`obj` as indented JSON with sorted keys; a dict gets `spurlab_version` and `code_sha256`
+    (`spurlab.io.code.code_provenance`: they name the code that wrote the file)."""
+    if isinstance(obj, dict):
+        obj = {**obj, **code_provenance()}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import SpurlabError
+from .code import code_provenance
 from .files import atomic_path
 
 if TYPE_CHECKING:
@@ -23,7 +24,9 @@ PROVENANCE_KEY = b"spurlab.provenance"
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, provenance: dict, csv: bool = True) -> None:
-    """`path` (.parquet) with `provenance` in its metadata, and `path` with .csv when `csv`."""
+    """`path` (.parquet) with `provenance` in its metadata, and `path` with .csv when `csv`. The
+    provenance gets `spurlab_version` and `code_sha256` (`code_provenance`), over any the caller
+    passes (a merge copies its shards' provenance): they name the code that wrote the table."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -32,7 +35,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, provenance: dict, csv
         raise SpurlabError(f"{path}: a table path must end in .parquet")
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
     meta = dict(table.schema.metadata or {})
-    meta[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True).encode()
+    meta[PROVENANCE_KEY] = json.dumps({**provenance, **code_provenance()}, sort_keys=True).encode()
     table = table.replace_schema_metadata(meta)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

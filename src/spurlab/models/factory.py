@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import SpurlabError
-from ..io import atomic_path
+from ..io import atomic_path, code_provenance
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -114,7 +114,8 @@ def save_model(model: Classifier, directory: str | os.PathLike, meta: dict) -> N
 
     meta.json holds what `load_model` rebuilds the model from (arch, arch_args, num_classes,
     input_size, mean, std) plus every key of `meta` (class_names, training record ...); the
-    model's own values win over same-named keys of `meta`.
+    model's own values win over same-named keys of `meta`, and so do `spurlab_version` and
+    `code_sha256`, the code that wrote it (`spurlab.io.code`).
     """
     from safetensors.torch import save_file
 
@@ -128,6 +129,7 @@ def save_model(model: Classifier, directory: str | os.PathLike, meta: dict) -> N
         input_size=model.input_size,
         mean=model.mean.flatten().tolist(),
         std=model.std.flatten().tolist(),
+        **code_provenance(),
     )
     names = full.get("class_names")
     if names is not None and len(names) != model.num_classes:
