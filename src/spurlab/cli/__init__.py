@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import SpurlabError
 from .args import check_model_dirs, finite_float
+from .interventions import add_interventions_parsers
 from .posthoc import add_posthoc_parsers
 
 
@@ -720,7 +721,8 @@ COMMAND_STAGES = {
                 ("noise", "salient-summary", "spuriosity-rankings", "spurious-gaps", "corruptions", "label-noise",
                  "spuriosity-summary", "npca-summary", "bam-verify", "bam-attributions", "bam-tcav", "bam-summary",
                  "posthoc-scores", "posthoc-attributions", "posthoc-tcav", "posthoc-influence", "posthoc-study",
-                 "posthoc-study-analyse", "posthoc-summary")),
+                 "posthoc-study-analyse", "posthoc-summary", "interventions-bam", "interventions-posthoc",
+                 "interventions-background", "interventions-summary")),
     "mitigate": ("reduce the reliance (head tuning, SpuFix)", ("head-tuning", "npca-spufix")),
     "report": ("one table, figures, the site", ("report-tables", "report-figure", "report-site")),
     "utilities": ("check configs, look at files, merge shards", ("validate-config", "list-sets", "inspect", "merge-shards")),
@@ -1150,6 +1152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bam_summary)
 
     add_posthoc_parsers(sub, _config_arg)  # Adebayo et al. 2022 (rules/posthoc.smk)
+    add_interventions_parsers(sub, _config_arg)  # interventional checks (rules/interventions.smk)
 
     p = sub.add_parser("report-tables", help="tidy table of every metric and results/summary.md (rule report_tables)")
     _config_arg(p)
