@@ -77,6 +77,8 @@ LW_MODEL = lightweight_model(config)
 BAM_ON = enabled(config, "bam")
 PH_ON = enabled(config, "posthoc")
 MIT_ON = enabled(config, "mitigation")
+# Interventional checks of explanations: on when configured and a family to check is on.
+IV_ON = enabled(config, "interventions") and (BAM_ON or PH_ON or benchmark_on(config))
 # Per-class work (NPCA bases and components, D(i, j), noise) runs as this many class-shard jobs,
 # each followed by a merge into the one file its consumers read (spurlab.shards).
 N_SHARDS = config["compute"]["class_shards"]
@@ -110,6 +112,11 @@ if PH_ON:
     include: "rules/posthoc.smk"
 
 
+if IV_ON:
+
+    include: "rules/interventions.smk"
+
+
 include: "rules/report.smk"
 
 
@@ -124,6 +131,7 @@ rule all:
         rules.bam.input if BAM_ON else [],
         rules.posthoc.input if PH_ON else [],
         rules.mitigation.input if MIT_ON else [],
+        rules.interventions.input if IV_ON else [],
         rules.report.input,
 
 

@@ -19,6 +19,7 @@ REPORT_SUMMARIES = {
     **({"lightweight": "results/lightweight/summary.json"} if LW_MODEL else {}),
     **({"posthoc": "results/posthoc/summary.json"} if PH_ON else {}),
     **({"mitigation": "results/mitigation/summary.json"} if MIT_ON else {}),
+    **({"interventions": "results/interventions/summary.json"} if IV_ON else {}),
 }
 # Per-unit stage tables whose rows (with n and SEM) go into the tidy table.
 REPORT_DETAILS = (

@@ -82,6 +82,11 @@ CASES = [
     ("tcav_shapes", "default", {"posthoc.tcav.shapes": ["disk", "blob"]}, "posthoc.tcav.shapes[1]",
      "'blob' is not in datasets.classes"),
     ("tcav_scenes", "default", {"posthoc.tcav.scenes": ["meadow"]}, "posthoc.tcav.scenes[0]", "'meadow' is not in datasets.scenes"),
+    # interventions
+    ("interventions_family", "folders", {"interventions": load_yaml("config.yaml")["interventions"]}, "interventions.enabled",
+     "needs the planted-cue benchmark (datasets), bam or posthoc"),
+    ("interventions_methods", "default", {"posthoc.methods": ["gradient"], "interventions.methods.posthoc": ["smoothgrad"]},
+     "interventions.methods.posthoc[0]", "'smoothgrad' is not in posthoc.methods"),
     # image sets and models
     ("folder_clash", "default", {"folders.train": {"root": "x", "image_size": 32}}, "folders.train",
      "already a generated image set"),
@@ -231,7 +236,7 @@ def _fixture_configs() -> dict:
         "reliability": reliability_config(),
         "workflow_folders": merge(folders, override({"arch": "resnet10_small"})),
         "tiny_no_optional_stages": {k: v for k, v in load_yaml("tiny.yaml").items()
-                                    if k not in ("bam", "contamination", "posthoc", "lightweight")},
+                                    if k not in ("bam", "contamination", "posthoc", "lightweight", "interventions")},
     }  # fmt: skip
 
 
@@ -261,9 +266,10 @@ def test_no_other_module_checks_a_config():
     for path in sorted((ROOT / "rules").glob("*.smk")):
         text = path.read_text()
         assert "raise" not in text and "SpurlabError" not in text and "WorkflowError" not in text, path
-    # the Snakefile's own: no `spurlab` on PATH, --config overrides, and the config module's error
+    # the Snakefile's own: no `spurlab` on PATH, --config overrides, the config module's error, and
+    # a rule whose command has no code hash (spurlab.io.code)
     raised = re.findall(r"raise WorkflowError\(\s*f?\"([^\"]{,20})", (ROOT / "Snakefile").read_text())
-    assert raised == ["spurlab: the `spurla", "spurlab: --config KE", "spurlab: error: {e}"]
+    assert raised == ["spurlab: the `spurla", "spurlab: --config KE", "spurlab: error: {e}", "spurlab: error: {e}"]
     for module in ("bam/__init__.py", "posthoc/__init__.py"):
         assert "config key" not in (ROOT / "src/spurlab" / module).read_text(), module
 

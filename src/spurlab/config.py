@@ -255,6 +255,7 @@ def check_semantics(cfg: dict) -> None:
     _check_bam_section(cfg)
     _check_contamination(cfg)
     _check_posthoc(cfg)
+    _check_interventions(cfg)
     _check_sets(cfg)
     _check_models(cfg)
     _check_salient(cfg)
@@ -315,6 +316,25 @@ def _check_posthoc(cfg: dict) -> None:
         for i, name in enumerate(p["tcav"][key]):
             if name not in cfg["datasets"][known]:
                 raise SpurlabError(f"config key posthoc.tcav.{key}[{i}]: '{name}' is not in datasets.{known}")
+
+
+def _check_interventions(cfg: dict) -> None:
+    """The interventional checks need a family to run on; the methods they rank are the ones the
+    correlational stage scored."""
+    if not enabled(cfg, "interventions"):
+        return
+    if not (benchmark_on(cfg) or enabled(cfg, "bam") or enabled(cfg, "posthoc")):
+        raise SpurlabError("config key interventions.enabled: needs the planted-cue benchmark (datasets), bam or posthoc")
+    stages = {"bam": ("bam.benchmark.methods", (cfg.get("bam") or {}).get("benchmark", {}).get("methods")),
+              "posthoc": ("posthoc.methods", (cfg.get("posthoc") or {}).get("methods"))}  # fmt: skip
+    for family, (key, known) in stages.items():
+        chosen = cfg["interventions"]["methods"].get(family) or []
+        if not enabled(cfg, family):
+            continue
+        for i, m in enumerate(chosen):
+            if m not in known:
+                raise SpurlabError(f"config key interventions.methods.{family}[{i}]: '{m}' is not in {key} "
+                                   "(the correlational ranking it is compared with has no score for it)")  # fmt: skip
 
 
 def _check_sets(cfg: dict) -> None:

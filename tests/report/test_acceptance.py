@@ -44,3 +44,17 @@ def test_no_acceptance_table_without_planted_truth():
     s = summaries()
     s["salient"]["not_computed"] = {"auto_annotator": "the image set has no planted cues (real data)"}
     assert "## Acceptance" not in summary_markdown(s)
+
+
+def test_interventions_point_holds_only_when_every_model_loses_its_planted_part():
+    rec = lambda planted, obj, cue: {"planted": planted, "flip_remove_object": obj, "flip_remove_cue": cue,  # noqa: E731
+                                     "holds": (obj > cue) == (planted == "object")}  # fmt: skip
+    s = {"families": {"posthoc": {"models": {"normal": rec("object", 0.8, 0.05), "spurious_tag": rec("cue", 0.1, 0.9)}}},
+         "planted_order_holds": True}  # fmt: skip
+    (p,) = [p for p in acceptance_points({"interventions": s}) if p.stage == "interventions"]
+    assert p.holds is True and "posthoc spurious_tag: 0.9 vs 0.1" in p.value
+    s["planted_order_holds"] = False
+    assert acceptance_points({"interventions": s})[0].holds is False
+    assert acceptance_points({"interventions": {"families": {}}})[0].holds is None
+    md = summary_markdown({"interventions": s})
+    assert "## Interventional checks of explanations" in md and "**Planted order holds: no**" in md

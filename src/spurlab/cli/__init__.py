@@ -15,6 +15,7 @@ from ..errors import SpurlabError
 from ..io.code import running
 from .args import check_model_dirs, finite_float
 from .mitigation import add_mitigation_parsers
+from .interventions import add_interventions_parsers
 from .posthoc import add_posthoc_parsers
 
 
@@ -722,7 +723,8 @@ COMMAND_STAGES = {
                 ("noise", "salient-summary", "spuriosity-rankings", "spurious-gaps", "corruptions", "label-noise",
                  "spuriosity-summary", "npca-summary", "bam-verify", "bam-attributions", "bam-tcav", "bam-summary",
                  "posthoc-scores", "posthoc-attributions", "posthoc-tcav", "posthoc-influence", "posthoc-study",
-                 "posthoc-study-analyse", "posthoc-summary")),
+                 "posthoc-study-analyse", "posthoc-summary", "interventions-bam", "interventions-posthoc",
+                 "interventions-background", "interventions-summary")),
     "mitigate": ("reduce the reliance (head tuning, SpuFix, DFR, JTT)",
                  ("head-tuning", "npca-spufix", "group-robustness", "mitigation-summary")),
     "report": ("one table, figures, the site", ("report-tables", "report-figure", "report-site")),
@@ -1154,6 +1156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_posthoc_parsers(sub, _config_arg)  # Adebayo et al. 2022 (rules/posthoc.smk)
     add_mitigation_parsers(sub, _config_arg)  # group robustness, DFR, JTT (rules/mitigation.smk)
+    add_interventions_parsers(sub, _config_arg)  # interventional checks (rules/interventions.smk)
 
     p = sub.add_parser("report-tables", help="tidy table of every metric and results/summary.md (rule report_tables)")
     _config_arg(p)

@@ -118,6 +118,18 @@ def _mitigation(s: dict) -> list[Point]:
                                 "its ERM head", values or "n/a", _all(raises.values()) if raises else None)]  # fmt: skip
 
 
+def _interventions(s: dict) -> list[Point]:
+    """Removing the planted part flips more than removing the other part, for every model."""
+    parts = []
+    for fam, f in (s.get("families") or {}).items():
+        for m, r in (f.get("models") or {}).items():
+            other = "cue" if r["planted"] == "object" else "object"
+            parts.append(f"{fam} {m}: {_num(r.get('flip_remove_' + r['planted']), 2)} vs {_num(r.get('flip_remove_' + other), 2)}")
+    return [Point("interventions", "removing the part each model was built to rely on flips its prediction more often "
+                  "than removing the other part (re-rendered twins)", "; ".join(parts) or "n/a",
+                  s.get("planted_order_holds") if parts else None)]  # fmt: skip
+
+
 def acceptance_points(summaries: dict[str, dict]) -> list[Point]:
     """Every checkable headline whose stage summary is given (stage name -> summary dict)."""
     spu = summaries.get("spuriosity") or {}
@@ -137,4 +149,6 @@ def acceptance_points(summaries: dict[str, dict]) -> list[Point]:
         out += _posthoc(summaries["posthoc"])
     if "mitigation" in summaries:
         out += _mitigation(summaries["mitigation"])
+    if "interventions" in summaries:
+        out += _interventions(summaries["interventions"])
     return out

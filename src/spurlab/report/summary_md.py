@@ -225,6 +225,32 @@ def _mitigation(s: dict) -> list[str]:
                          "worst group"], rows)  # fmt: skip
 
 
+def _interventions(s: dict) -> list[str]:
+    fams = s.get("families") or {}
+    out = ["## Interventional checks of explanations (FunnyBirds, Hesse et al. 2023; ImageNet-9, Xiao et al. 2021)", "",
+           f"- **Planted order holds: {_f(s.get('planted_order_holds'))}**: removing the part each model was built to rely "
+           "on (object or cue) from re-rendered images flips its prediction more often than removing the other part."]  # fmt: skip
+    for fam, r in (s.get("ranking_agreement") or {}).items():
+        out.append(f"- **{fam}: Spearman {_f(r.get('spearman'))}, Kendall {_f(r.get('kendall'))}** ({r.get('n')} methods) "
+                   f"between the ranking by {r.get('correlational')} and by (deletion + preservation) / 2; interventional "
+                   f"order: {', '.join(r.get('interventional_ranking') or []) or 'n/a'}.")  # fmt: skip
+    out.append("")
+    for fam, f in fams.items():
+        rows = [[m, e.get("deletion"), e.get("preservation"), e.get("agreement"), e.get("interventional")]
+                for m, e in {**(f.get("methods") or {}), **(f.get("baselines") or {})}.items()]  # fmt: skip
+        out += [f"{fam} (cue: {f.get('cue')}): deletion = removing the method's top part flips the prediction, "
+                "preservation = keeping only it keeps the prediction, agreement = its top part is the one whose "
+                "removal lowers p(y) more.", ""]  # fmt: skip
+        out += _table(["method", "deletion", "preservation", "agreement", "interventional"], rows)
+    bg = (s.get("background_swap") or {}).get("models") or {}
+    if bg:
+        out += ["Background swap (mixed-rand): prediction flips on test images re-rendered on another scene.", ""]
+        out += _table(["model", "flip rate", "own background cue", "other images", "accuracy drop"],
+                      [[m, r.get("flip_rate"), r.get("flip_rate_own_background_cue"), r.get("flip_rate_other"),
+                        r.get("accuracy_drop")] for m, r in bg.items()])  # fmt: skip
+    return out
+
+
 def _num(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
@@ -256,7 +282,7 @@ def _generic(stage: str, s: dict, limit: int = 40) -> list[str]:
 
 
 WRITERS = {"salient": _salient, "spuriosity": _spuriosity, "npca": _npca, "bam": _bam, "lightweight": _lightweight,
-           "posthoc": _posthoc, "mitigation": _mitigation}
+           "posthoc": _posthoc, "mitigation": _mitigation, "interventions": _interventions}
 
 
 def _without_truth(section: list[str], not_computed: dict) -> list[str]:
