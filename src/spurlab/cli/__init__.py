@@ -141,7 +141,8 @@ def cmd_train(args) -> int:
     from ..config import load_config
     from ..train import train_model
 
-    meta = train_model(load_config(args.config), args.model, args.train_set, args.val_set, args.out_dir, args.threads)
+    meta = train_model(load_config(args.config), args.model, train_set=args.train_set, val_set=args.val_set,
+                       out_dir=args.out_dir, threads=args.threads)
     m = meta["metrics"]
     print(f"{args.out_dir}: {args.model} val acc {m['val_acc']:.3f}" + (f", adv {m['val_adv_acc']:.3f}" if meta["robust"] else ""))
     return 0
@@ -221,8 +222,10 @@ def cmd_features(args) -> int:
     with open_imageset(args.imageset) as s:
         if s.image_size != model.input_size:
             raise SpurlabError(f"{args.imageset}: images are {s.image_size}px, model {args.model_dir} expects {model.input_size}px")
-        cache_features(model, meta.get("name", args.model_dir.name), model_checkpoint_sha256(args.model_dir), s, args.out,
-                       device, batch_size=args.batch_size, block=args.block_rows, dtype=args.dtype, progress=not args.quiet)  # fmt: skip
+        cache_features(model, meta.get("name", args.model_dir.name), model_sha256=model_checkpoint_sha256(args.model_dir),
+                       imageset=s, out=args.out,
+                       device=device, batch_size=args.batch_size, block=args.block_rows, dtype=args.dtype,
+                       progress=not args.quiet)  # fmt: skip
     print(f"{args.out}: features of {args.model_dir} on {args.imageset}")
     return 0
 
@@ -249,7 +252,8 @@ def cmd_importance(args) -> int:
     from ..discover.importance import run_importance
 
     sal = _salient(args)
-    info = run_importance(args.features, args.model_dir, args.out, args.table, sal["grouping"], sal["top_k"])
+    info = run_importance(args.features, args.model_dir, out_h5=args.out, out_table=args.table, grouping=sal["grouping"],
+                          top_k=sal["top_k"])
     print(f"{args.out}: top-{sal['top_k']} features of {info['classes']} classes ({sal['grouping']} grouping)")
     return 0
 
@@ -262,8 +266,9 @@ def cmd_salient_subsets(args) -> int:
     torch.set_num_threads(args.threads)
     sal = _salient(args)
     settings = SubsetSettings(**sal["subset"], attack=sal["attack"], batch_size=args.batch_size)
-    info = run_subsets(args.model_dir, args.imageset, args.features, args.importance, args.out, settings,
-                       args.device, progress=not args.quiet, shard=args.shard)  # fmt: skip
+    info = run_subsets(args.model_dir, args.imageset, features_path=args.features, importance_path=args.importance,
+                       out=args.out, settings=settings,
+                       device=args.device, progress=not args.quiet, shard=args.shard)  # fmt: skip
     print(f"{args.out}: {info['pairs']} class-feature pairs, {info['members']} images")
     return 0
 
@@ -334,8 +339,10 @@ def cmd_noise(args) -> int:
     torch.set_num_threads(args.threads)
     noise = _salient(args)["noise"]
     check_model_dirs([args.model], [args.model_dir])
-    info = run_noise(args.model_dir, args.model, args.imageset, args.subsets, args.annotations, args.masks, args.out,
-                     noise["seed"], noise["sigmas"], noise["l2_match_sigmas"], args.device, args.batch_size,
+    info = run_noise(args.model_dir, args.model, imageset_path=args.imageset, subsets_path=args.subsets,
+                     annotations_path=args.annotations, masks_path=args.masks, out=args.out,
+                     seed=noise["seed"], sigmas=noise["sigmas"], l2_sigmas=noise["l2_match_sigmas"], device=args.device,
+                     batch_size=args.batch_size,
                      progress=not args.quiet, shard=args.shard)  # fmt: skip
     print(f"{args.out}: {info['rows']} rows")
     return 0
@@ -345,13 +352,15 @@ def cmd_salient_summary(args) -> int:
     from ..config import load_config
     from ..measure.salient_summary import run_salient_summary
 
-    summary = run_salient_summary(load_config(args.config), args.imageset, args.subsets, args.annotations, args.noise,
-                                  args.out, args.figure, args.grid, args.features, args.model_dir)  # fmt: skip
+    summary = run_salient_summary(load_config(args.config), args.imageset, subsets_path=args.subsets,
+                                  annotations_path=args.annotations, noise_paths=args.noise,
+                                  out=args.out, figure=args.figure, grid_figure=args.grid, features_path=args.features,
+                                  model_dir=args.model_dir)  # fmt: skip
     print(f"{args.out}: {summary['n_spurious']} of {summary['n_pairs']} pairs spurious")
     return 0
 
 
-def _aligned(args, *names) -> None:
+def _aligned(args, names: tuple[str, ...]) -> None:
     """Lists given side by side (one entry per set or model) must have one length."""
     lengths = {n: len(getattr(args, n)) for n in names}
     if len(set(lengths.values())) != 1:
@@ -361,9 +370,10 @@ def _aligned(args, *names) -> None:
 def cmd_spuriosity_rankings(args) -> int:
     from ..measure.spuriosity import run_rankings
 
-    _aligned(args, "sets", "features", "imagesets")
-    info = run_rankings(args.annotations, args.model_dir, dict(zip(args.sets, map(str, args.features))),
-                        dict(zip(args.sets, map(str, args.imagesets))), args.stats_set, args.out)  # fmt: skip
+    _aligned(args, ("sets", "features", "imagesets"))
+    info = run_rankings(args.annotations, args.model_dir, features=dict(zip(args.sets, map(str, args.features))),
+                        imagesets=dict(zip(args.sets, map(str, args.imagesets))), stats_set=args.stats_set,
+                        out=args.out)  # fmt: skip
     print(f"{args.out}: {info['rows']} images of {len(info['sets'])} sets ranked; {info['classes']} classes with spurious features")
     return 0
 
@@ -371,10 +381,11 @@ def cmd_spuriosity_rankings(args) -> int:
 def cmd_spurious_gaps(args) -> int:
     from ..measure.spuriosity import run_gaps
 
-    _aligned(args, "models", "model_dirs", "features")
+    _aligned(args, ("models", "model_dirs", "features"))
     check_model_dirs(args.models, args.model_dirs, "--models")
     models = {m: (str(d), str(f)) for m, d, f in zip(args.models, args.model_dirs, args.features)}
-    info = run_gaps(args.rankings, args.gap_set, models, args.k, args.out, args.out_models, args.out_correlations)
+    info = run_gaps(args.rankings, args.gap_set, models=models, k=args.k, out_gaps=args.out, out_models=args.out_models,
+                    out_correlations=args.out_correlations)
     print(f"{args.out}: gaps of {info['models']} models on {info['classes']} classes; "
           f"mean pairwise r {info['gap_correlation_mean']:.3f}")  # fmt: skip
     return 0
@@ -415,8 +426,10 @@ def cmd_corruptions(args) -> int:
     torch.set_num_threads(args.threads)
     settings = CorruptionSettings(**load_config(args.config)["spuriosity"]["corruptions"])
     check_model_dirs([args.model], [args.model_dir])
-    info = run_corruptions(args.model_dir, args.model, args.imageset, args.subsets, args.annotations, args.masks,
-                           args.out, settings, args.device, args.batch_size, progress=not args.quiet)  # fmt: skip
+    info = run_corruptions(args.model_dir, args.model, imageset_path=args.imageset, subsets_path=args.subsets,
+                           annotations_path=args.annotations, masks_path=args.masks,
+                           out=args.out, settings=settings, device=args.device, batch_size=args.batch_size,
+                           progress=not args.quiet)  # fmt: skip
     print(f"{args.out}: {info['rows']} rows")
     return 0
 
@@ -429,11 +442,13 @@ def cmd_label_noise(args) -> int:
 
     torch.set_num_threads(args.threads)
     crop = load_config(args.config)["spuriosity"]["crop"]
-    _aligned(args, "models", "model_dirs")
+    _aligned(args, ("models", "model_dirs"))
     check_model_dirs(args.models, args.model_dirs, "--models")
-    info = run_label_noise(args.rankings, args.gaps, args.annotations, args.imageset, args.set, args.discovery_dir,
-                           dict(zip(args.models, map(str, args.model_dirs))), args.out, args.figure,
-                           crop["candidates"], crop["threshold"], crop["expand"], args.device)  # fmt: skip
+    info = run_label_noise(args.rankings, args.gaps, annotations_path=args.annotations, imageset_path=args.imageset,
+                           set_name=args.set, discovery_dir=args.discovery_dir,
+                           models=dict(zip(args.models, map(str, args.model_dirs))), out=args.out, figure=args.figure,
+                           n=crop["candidates"], threshold=crop["threshold"], expand=crop["expand"],
+                           device=args.device)  # fmt: skip
     print(f"{args.out}: {info['candidates']} candidates of negative-gap classes {info['classes']}")
     return 0
 
@@ -441,9 +456,12 @@ def cmd_label_noise(args) -> int:
 def cmd_spuriosity_summary(args) -> int:
     from ..measure.spuriosity_summary import run_spuriosity_summary
 
-    s = run_spuriosity_summary(args.imageset, args.rankings, args.gaps, args.gap_models, args.gap_correlations,
-                               args.corruptions, args.tuning, args.label_noise, args.models_summary, args.out,
-                               args.gaps_figure, args.tuning_figure, args.lightweight,
+    s = run_spuriosity_summary(args.imageset, args.rankings, gaps_path=args.gaps, models_path=args.gap_models,
+                               correlations_path=args.gap_correlations,
+                               corruption_paths=args.corruptions, tuning_paths=args.tuning,
+                               label_noise_path=args.label_noise, models_summary_path=args.models_summary, out=args.out,
+                               gaps_figure=args.gaps_figure, tuning_figure=args.tuning_figure,
+                               lightweight_path=args.lightweight,
                                discovery_model=args.discovery_model, gap_target=args.gap_target)  # fmt: skip
     auc = s["spuriosity_auc_mean"]
     print(f"{args.out}: spuriosity AUC (cue classes) {'n/a' if auc is None else f'{auc:.3f}'}, "
@@ -462,8 +480,9 @@ def cmd_head_tuning(args) -> int:
     settings = TuningSettings(**sp["tuning"], k_gap=sp["k"])
     check_model_dirs([args.model], [args.model_dir])
     sets = (sp["stats_set"], sp["gap_set"], sp["heldout_set"])
-    info = run_head_tuning(args.model_dir, args.model, args.train_features, args.val_features, args.heldout_features,
-                           args.rankings, args.out, settings, sets=sets)  # fmt: skip
+    info = run_head_tuning(args.model_dir, args.model, train_features=args.train_features, val_features=args.val_features,
+                           test_features=args.heldout_features,
+                           rankings_path=args.rankings, out=args.out, settings=settings, sets=sets)  # fmt: skip
     for method, e in info.items():
         print(f"{args.model} {method}: gap {e['gap_before']:.3f} -> {e['gap_after']:.3f}, "
               f"acc {e['acc_before']:.3f} -> {e['acc_after']:.3f}")  # fmt: skip
@@ -507,9 +526,12 @@ def cmd_npca_components(args) -> int:
     npca, sal = cfg["npca"], cfg["salient"]
     # human answers and published lists are applied by `npca-annotate`, after the task pages exist
     annotation = dict(sal["annotation"], human_csv=None, source="auto")
-    info = run_npca_components(args.model_dir, args.bases, args.imageset, args.features, args.importance, args.out,
-                               args.table, npca["npfv"], sal["subset"], annotation, npca["top_images"],
-                               npca["neurons_top"], args.device, args.batch_size, progress=not args.quiet,
+    info = run_npca_components(args.model_dir, args.bases, imageset_path=args.imageset, features_path=args.features,
+                               importance_path=args.importance, out=args.out,
+                               out_table=args.table, npfv_settings=npca["npfv"], subset=sal["subset"],
+                               annotation=annotation, top_images=npca["top_images"],
+                               neurons_top=npca["neurons_top"], device=args.device, batch_size=args.batch_size,
+                               progress=not args.quiet,
                                shard=args.shard)  # fmt: skip
     print(f"{args.out}: {info['components']} components ({info['spurious']} spurious), {info['neurons']} neurons")
     return 0
@@ -547,15 +569,17 @@ def cmd_npca_retrieval(args) -> int:
     from ..discover.retrieval import run_retrieval
 
     npca = load_config(args.config)["npca"]
-    _aligned(args, "pool_sets", "pool_imagesets", "pool_features")
+    _aligned(args, ("pool_sets", "pool_imagesets", "pool_features"))
     pool = {n: (str(i), str(f)) for n, i, f in zip(args.pool_sets, args.pool_imagesets, args.pool_features)}
     if (args.validation_imageset is None) != (args.validation_features is None):
         raise SpurlabError("--validation-imageset and --validation-features go together")
     validation = None if args.validation_imageset is None else (str(args.validation_imageset), str(args.validation_features))
     r = npca["retrieval"]
-    info = run_retrieval(args.model_dir, args.bases, args.pairs, pool, args.out_set, args.out, r["max_images"],
-                         npca["published_components"], validation, args.out_harmful, r["validation_top"],
-                         r["harmful_fraction"])  # fmt: skip
+    info = run_retrieval(args.model_dir, args.bases, pairs_path=args.pairs, pool=pool, out_set=args.out_set,
+                         out_table=args.out, max_images=r["max_images"],
+                         published=npca["published_components"], validation=validation, out_harmful=args.out_harmful,
+                         harm_top=r["validation_top"],
+                         harm_min_fraction=r["harmful_fraction"])  # fmt: skip
     print(f"{args.out}: {info['harmful']} of {info['components']} spurious components harmful; "
           f"{info['images']} images for {info['classes']} classes, precision {info['precision']}")
     return 0
@@ -564,7 +588,7 @@ def cmd_npca_retrieval(args) -> int:
 def cmd_npca_spufix(args) -> int:
     from ..mitigate.spufix import run_spufix
 
-    _aligned(args, "models", "model_dirs", "train_features", "test_features", "cue_only_features")
+    _aligned(args, ("models", "model_dirs", "train_features", "test_features", "cue_only_features"))
     check_model_dirs(args.models, args.model_dirs, "--models")
     n_pool = len(args.pool_sets)
     if len(args.pool_features) != n_pool * len(args.models):
@@ -575,8 +599,9 @@ def cmd_npca_spufix(args) -> int:
              "cue_only": str(args.cue_only_features[i])}  # fmt: skip
         e.update({s: str(args.pool_features[i * n_pool + j]) for j, s in enumerate(args.pool_sets)})
         models[m] = e
-    info = run_spufix(args.robust, models, args.bases, args.pairs, args.cue_only_set, args.retrieval, args.harmful,
-                      args.out, args.out_models)  # fmt: skip
+    info = run_spufix(args.robust, models, bases_path=args.bases, pairs_path=args.pairs, cue_only_set=args.cue_only_set,
+                      retrieval_path=args.retrieval, harmful_path=args.harmful,
+                      out_classes=args.out, out_models=args.out_models)  # fmt: skip
     print(f"{args.out}: SpuFix on {info['models']} models, {info['spurious_classes']} classes with spurious components")
     return 0
 
@@ -584,7 +609,8 @@ def cmd_npca_spufix(args) -> int:
 def cmd_npca_summary(args) -> int:
     from ..measure.npca_summary import run_npca_summary
 
-    s = run_npca_summary(args.pairs, args.retrieval, args.harmful, args.spufix, args.spufix_models, args.out)
+    s = run_npca_summary(args.pairs, args.retrieval, harmful_path=args.harmful, classes_path=args.spufix,
+                         models_path=args.spufix_models, out=args.out)
     print(f"{args.out}: planted cues recovered {s['planted_cues_recovered']}, retrieval precision {s['retrieval_precision']}")
     return 0
 
@@ -592,7 +618,7 @@ def cmd_npca_summary(args) -> int:
 def _named(args, names_attr: str, paths_attr: str) -> dict:
     """--names a b --paths x y -> {a: x, b: y} (one path per name; model directories must hold
     the models they are named as)."""
-    _aligned(args, names_attr, paths_attr)
+    _aligned(args, (names_attr, paths_attr))
     if paths_attr == "model_dirs":
         check_model_dirs(getattr(args, names_attr), getattr(args, paths_attr), f"--{names_attr.replace('_', '-')}")
     return dict(zip(getattr(args, names_attr), map(str, getattr(args, paths_attr))))
@@ -602,7 +628,8 @@ def cmd_bam_train(args) -> int:
     from ..bam.models import train_bam_model
     from ..config import load_config
 
-    meta = train_bam_model(load_config(args.config), args.model, args.train_set, args.val_set, args.out_dir, args.threads,
+    meta = train_bam_model(load_config(args.config), args.model, train_set=args.train_set, val_set=args.val_set,
+                           out_dir=args.out_dir, threads=args.threads,
                            progress=not args.quiet)  # fmt: skip
     print(f"{args.out_dir}: BAM model {args.model} val acc {meta['metrics']['val_acc']:.3f}")
     return 0
@@ -650,8 +677,9 @@ def cmd_bam_summary(args) -> int:
     from ..bam.summary import run_bam_summary
     from ..config import load_config
 
-    s = run_bam_summary(load_config(args.config), args.verification, args.contrast, _named(args, "kseries_codes", "kseries"),
-                        args.iir, args.tcav, args.out, args.figure)  # fmt: skip
+    s = run_bam_summary(load_config(args.config), args.verification, contrast=args.contrast, kseries=_named(args,
+                                                                                                            "kseries_codes", "kseries"),
+                        iir_table=args.iir, tcav=args.tcav, out=args.out, figure=args.figure)  # fmt: skip
     mcs = {m: e["mcs"] for m, e in s["methods"].items()}
     print(f"{args.out}: MCS {mcs}, TCAV {s['tcav_mcs']}")
     return 0

@@ -22,7 +22,8 @@ def cmd_train(args) -> int:
     from ..config import load_config
     from ..posthoc.models import train_posthoc_model
 
-    meta = train_posthoc_model(load_config(args.config), args.model, args.train_set, args.val_set, args.out_dir, args.threads,
+    meta = train_posthoc_model(load_config(args.config), args.model, train_set=args.train_set, val_set=args.val_set,
+                               out_dir=args.out_dir, threads=args.threads,
                                progress=not args.quiet)  # fmt: skip
     print(f"{args.out_dir}: posthoc model {args.model} val acc {meta['metrics']['val_acc']:.3f}")
     return 0
@@ -42,8 +43,10 @@ def cmd_attributions(args) -> int:
     from ..config import load_config
     from ..posthoc.attribution_similarity import run_signal
 
-    info = run_signal(load_config(args.config), args.signal, _named(args.models, args.model_dirs, "--models/--model-dirs"),
-                      _named(args.set_names, args.imagesets, "--set-names/--imagesets"), args.out, args.figure,
+    info = run_signal(load_config(args.config), args.signal, model_dirs=_named(args.models, args.model_dirs,
+                                                                               "--models/--model-dirs"),
+                      sets=_named(args.set_names, args.imagesets, "--set-names/--imagesets"), out=args.out,
+                      figure=args.figure,
                       threads=args.threads, progress=not args.quiet, svg=args.svg)  # fmt: skip
     print(f"{args.out}: {info}")
     return 0
@@ -76,8 +79,9 @@ def cmd_study(args) -> int:
     from ..posthoc.study import build_study
 
     info = build_study(load_config(args.config), _named(args.models, args.model_dirs, "--models/--model-dirs"),
-                       _named(args.set_names, args.imagesets, "--set-names/--imagesets"), args.tcav, args.influence,
-                       args.out_dir)  # fmt: skip
+                       sets=_named(args.set_names, args.imagesets, "--set-names/--imagesets"), tcav=args.tcav,
+                       influence=args.influence,
+                       out_dir=args.out_dir)  # fmt: skip
     print(f"{args.out_dir}: {info}")
     return 0
 
@@ -94,8 +98,10 @@ def cmd_summary(args) -> int:
     from ..config import load_config
     from ..posthoc.summary import run_summary
 
-    s = run_summary(load_config(args.config), args.scores, _named(args.signals, args.attributions, "--signals/--attributions"),
-                    args.tcav, args.influence, args.study_analysis, args.out, args.tables_dir)  # fmt: skip
+    s = run_summary(load_config(args.config), args.scores, attributions=_named(args.signals, args.attributions,
+                                                                               "--signals/--attributions"),
+                    tcav=args.tcav, influence=args.influence, study_analysis=args.study_analysis, out=args.out,
+                    tables_dir=args.tables_dir)  # fmt: skip
     print(f"{args.out}: conditions {s['conditions']}")
     return 0
 

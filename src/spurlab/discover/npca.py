@@ -145,7 +145,8 @@ def fit_class(phi: np.ndarray, w_k: np.ndarray, n_components: int = 128, solver:
         raise ValueError(f"neural PCA solver must be one of {SOLVERS}, not {solver!r}")
     n, d = phi.shape
     if solver == "randomized" or (solver == "auto" and min(n, d) > n_components + oversample):
-        return class_pca_randomized(phi, w_k, n_components, oversample, power_iterations, seed)
+        return class_pca_randomized(phi, w_k, n_components=n_components, oversample=oversample,
+                                    power_iterations=power_iterations, seed=seed)
     return class_pca(np.asarray(phi, dtype=np.float64) * np.asarray(w_k, dtype=np.float64), n_components)
 
 
@@ -243,10 +244,11 @@ def fit_npca(
             def one(k: int) -> ClassNPCA:
                 n = int(counts[k])
                 if n < 2:
-                    return ClassNPCA(k, n, None, None, None, None)
-                mu, V, ev = fit_class(buf[base[k] : base[k] + n], W[k], n_components, solver, oversample,
-                                      power_iterations, (seed, k))  # fmt: skip
-                return ClassNPCA(k, n, mu, V, ev, float(mu.sum() + b[k]))
+                    return ClassNPCA(k, n, mu=None, V=None, eigvals=None, offset=None)
+                mu, V, ev = fit_class(buf[base[k] : base[k] + n], W[k], n_components=n_components, solver=solver,
+                                      oversample=oversample,
+                                      power_iterations=power_iterations, seed=(seed, k))  # fmt: skip
+                return ClassNPCA(k, n, mu=mu, V=V, eigvals=ev, offset=float(mu.sum() + b[k]))
 
             if workers > 1:
                 from threadpoolctl import threadpool_limits
@@ -288,7 +290,8 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
         attrs = {k: fc.attrs[k] for k in ("checkpoint_sha256", "imageset", "imageset_sha256")}
         attrs["features_sha256"] = sha256_file(features_path)
         with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
-            fits = fit_npca(feats, fc["labels"], W, b, n_components, shard.classes(W.shape[0]), progress=progress, solver=solver,
+            fits = fit_npca(feats, fc["labels"], W=W, b=b, n_components=n_components, classes=shard.classes(W.shape[0]),
+                            progress=progress, solver=solver,
                             oversample=oversample, power_iterations=power_iterations, seed=seed, workers=workers)  # fmt: skip
             for r in fits:
                 if r.mu is None:

@@ -111,15 +111,19 @@ def noise_table(model, model_name: str, imageset, subsets, annotations, masks, s
         z = image_noise(seed, union, (3, size, size))
         for j, (rows, nams) in members.items():
             sel = np.array([pos[r] for r in rows.tolist()], dtype=np.int64)
-            correct, l2 = accuracy_under_noise(model, images[sel], labels[sel], nams, z[sel], all_sigmas, device, batch_size)
-            out += _rows(model_name, i, name, j, label_of.get((i, j), "unannotated"), "feature", all_sigmas, correct, l2)
+            correct, l2 = accuracy_under_noise(model, images[sel], labels=labels[sel], masks=nams, z=z[sel],
+                                               sigmas=all_sigmas, device=device, batch_size=batch_size)
+            out += _rows(model_name, i, class_name=name, feature=j, label=label_of.get((i, j), "unannotated"),
+                         measure="feature", sigmas=all_sigmas, correct=correct, l2=l2)
         for measure, noisy_label in (("core_acc", "spurious"), ("spurious_acc", "core")):
             rows, region = masks.get(noisy_label, int(i))
             if not len(rows):
                 continue
             sel = np.array([pos[r] for r in rows.tolist()], dtype=np.int64)
-            correct, l2 = accuracy_under_noise(model, images[sel], labels[sel], region, z[sel], sigmas, device, batch_size)
-            out += _rows(model_name, i, name, -1, noisy_label, measure, sigmas, correct, l2)
+            correct, l2 = accuracy_under_noise(model, images[sel], labels=labels[sel], masks=region, z=z[sel],
+                                               sigmas=sigmas, device=device, batch_size=batch_size)
+            out += _rows(model_name, i, class_name=name, feature=-1, label=noisy_label, measure=measure, sigmas=sigmas,
+                         correct=correct, l2=l2)
     return pd.DataFrame(out)
 
 
@@ -143,7 +147,7 @@ def run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_
     with SalientSubsets(subsets_path) as subsets, ConsolidatedMasks(masks_path, subsets_sha, annotations_sha) as masks:
         if subsets.attrs["imageset_sha256"] != imageset.sha256:
             raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
-        table = measure(model, dev, imageset, subsets, annotations, masks)
+        table = measure(model, dev, imageset=imageset, subsets=subsets, annotations=annotations, masks=masks)
     provenance = {
         "checkpoint_sha256": model_checkpoint_sha256(model_dir),
         "robust": bool(meta.get("robust")),  # trained adversarially, or an imported Madry checkpoint
@@ -164,8 +168,11 @@ def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotatio
 
     def measure(model, dev, imageset, subsets, annotations, masks):
         classes = shard.classes(len(imageset.class_names))
-        return noise_table(model, model_name, imageset, subsets, annotations, masks, seed, dev, sigmas, l2_sigmas,
-                           batch_size, progress, classes)  # fmt: skip
+        return noise_table(model, model_name, imageset=imageset, subsets=subsets, annotations=annotations, masks=masks,
+                           seed=seed, device=dev, sigmas=sigmas, l2_sigmas=l2_sigmas,
+                           batch_size=batch_size, progress=progress, classes=classes)  # fmt: skip
 
-    return run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_path, masks_path, out, device,
-                          {"seed": int(seed), "sigmas": [float(s) for s in sigmas], **shard_attrs(shard)})  # fmt: skip
+    return run_on_subsets(measure, model_dir, imageset_path=imageset_path, subsets_path=subsets_path,
+                          annotations_path=annotations_path, masks_path=masks_path, out=out, device=device,
+                          settings={"seed": int(seed), "sigmas": [float(s) for s in sigmas],
+                                    **shard_attrs(shard)})  # fmt: skip

@@ -216,7 +216,8 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
         counterfactual = {m: e["counterfactual_gap"] for m, e in ms["models"].items()}
     gap_set = table_provenance(gaps_path)["gap_set"]
     truth = has_planted_truth(imageset)
-    summary = spuriosity_summary(rankings, gaps, suite, corr, planted, names, gap_set, counterfactual, truth)
+    summary = spuriosity_summary(rankings, gaps, suite=suite, correlations=corr, planted=planted, class_names=names,
+                                 gap_set=gap_set, counterfactual=counterfactual, planted_truth=truth)
     corruption = {}
     same_annotations = {"annotations_sha256": table_provenance(rankings_path)["annotations_sha256"]}
     for p in corruption_paths:

@@ -92,10 +92,12 @@ def tuning_rows(scores: np.ndarray, labels: np.ndarray, correct: np.ndarray, s: 
     others = np.setdiff1d(np.unique(labels[labels >= 0]), classes)
     picks = {}
     for t in range(s.trials):
-        extra = (select_rows("random", scores, labels, correct, others, s.k, np.random.default_rng([s.seed, t, 1]))
+        extra = (select_rows("random", scores, labels=labels, correct=correct, classes=others, k=s.k,
+                             rng=np.random.default_rng([s.seed, t, 1]))
                  if s.other_classes == "random" else np.zeros(0, np.int64))  # fmt: skip
         for m in METHODS:
-            rows = select_rows(m, scores, labels, correct, classes, s.k, np.random.default_rng(s.seed + t))
+            rows = select_rows(m, scores, labels=labels, correct=correct, classes=classes, k=s.k,
+                               rng=np.random.default_rng(s.seed + t))
             picks[(m, t)] = np.union1d(rows, extra)
     return picks
 
@@ -137,7 +139,7 @@ def tune_head(W, b, feats, labels, rows, val_feats, val_labels, val_scores, clas
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        m = evaluate(Wt.detach(), bt.detach(), val_feats, val_labels, val_scores, classes, settings.k_gap)
+        m = evaluate(Wt.detach(), bt.detach(), val_feats, val_labels, val_scores, classes=classes, k_gap=settings.k_gap)
         history.append({"epoch": epoch, "loss": total / len(y), "val_gap": m["gap"], "val_acc": m["acc"]})
         if m["gap"] < settings.gap_target:
             break
@@ -198,7 +200,9 @@ def run_head_tuning(model_dir, model_name: str, train_features, val_features, te
     before = {split: evaluate(W, b, *d, classes, s.k_gap) for split, d in data.items()}
     rows = []
     for (method, t), picked in picks.items():
-        W2, b2, history = tune_head(W, b, *train, np.searchsorted(union, picked), *val, classes, s, s.seed + t)
+        W2, b2, history = tune_head(W, b, *train, rows=np.searchsorted(union, picked), val_feats=val[0], val_labels=val[1],
+                                    val_scores=val[2],
+                                      classes=classes, settings=s, seed=s.seed + t)  # fmt: skip
         for split, d in data.items():
             for when, m in (("before", before[split]), ("after", evaluate(W2, b2, *d, classes, s.k_gap))):
                 epochs = len(history) if when == "after" else 0
