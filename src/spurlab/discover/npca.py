@@ -27,12 +27,14 @@ agreement: docs/performance.md#class-wise-neural-pca. Method: docs/methods.md#cl
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
 
 from .. import __version__
+from ..config import Settings
 from ..errors import SpurlabError
 from ..io import atomic_path, open_h5, sha256_file
 from ..shards import Shard, shard_attrs
@@ -264,8 +266,21 @@ def fit_npca(
             del buf
 
 
-def run_npca(features_path, model_dir, out, n_components: int = 128, progress: bool = True,
-             solver: str = "auto", oversample: int = 96, power_iterations: int = 2, seed: int = 0,
+@dataclass(frozen=True)
+class NpcaSettings(Settings):
+    """Stage `npca_bases` (config `npca`): `components` kept per class, the solver and, for the
+    randomised one, its oversampling, power iterations and seed."""
+
+    SECTION = "npca"
+    KEYS = {"seed": None}
+    components: int = 128  # the paper's
+    solver: str = "auto"
+    oversample: int = 96
+    power_iterations: int = 2
+    seed: int = 0
+
+
+def run_npca(features_path, model_dir, out, settings: NpcaSettings = NpcaSettings(), progress: bool = True,
              workers: int = 1, shard: Shard = Shard()) -> dict:  # fmt: skip
     """Stage `npca`: per-class bases of the model in `model_dir` from its cached (train) features
     (only `shard`'s classes, merged by `spurlab.shards`).
@@ -280,6 +295,9 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
     from ..features import open_features
     from ..models.factory import load_model
 
+    s = settings
+    n_components, solver, oversample, power_iterations, seed = (s.components, s.solver, s.oversample, s.power_iterations,
+                                                                s.seed)  # fmt: skip
     model, _ = load_model(model_dir)
     W, b = (t.detach().cpu().double().numpy() for t in model.head())
     skipped = []

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from .. import __version__
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import atomic_path, open_h5, sha256_file
@@ -353,17 +354,37 @@ def _load_class_pairs(model_dir, imageset_path, features_path, importance_path, 
     return ctx, sha
 
 
+@dataclass(frozen=True)
+class ComponentSettings(Settings):
+    """Stage `npca_components` (config `npca`): `npfv` (top_b, keep, eps_224, steps), the top
+    images shown per component, the neurons compared; `subset` (salient.subset) sizes the
+    annotator's images, `annotation` (salient.annotation) is its automatic rule: human answers and
+    published lists are applied by `npca_annotations`, after the task pages exist."""
+
+    SECTION = "npca"
+    KEYS = {"subset": "salient.subset", "annotation": "salient.annotation"}
+    npfv: dict
+    subset: dict
+    annotation: dict
+    top_images: int = 5  # the paper's
+    neurons_top: int = 10
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ComponentSettings":
+        s = super().from_config(cfg)
+        return replace(s, annotation=dict(s.annotation, human_csv=None, source="auto"))
+
+
 def run_npca_components(model_dir, bases_path, imageset_path, features_path, importance_path, out, out_table,
-                        npfv_settings: dict, subset: dict, annotation: dict, top_images: int = 5,
-                        neurons_top: int = 10, device: str = "cpu", batch_size: int = 64,
+                        settings: ComponentSettings, device: str = "cpu", batch_size: int = 64,
                         progress: bool = True, shard: Shard = Shard()) -> dict:  # fmt: skip
     """Stage `npca_components`: NPFVs of each class's top-B components, the `keep` most confident
     (sec. 4.2), their top images by alpha with Grad-CAM maps, and for comparison the top
     `neurons_top` neurons by importance (docs/methods.md#neural-feature-importance) with their NAMs, all annotated by the same
     annotator (docs/methods.md#annotation: automatic from the maps' object-mask statistics, or human answers).
 
-    `npfv_settings`: top_b, keep, eps_224, steps. `subset` (salient.subset): how many top images of
-    a class feed the annotator's statistics (`subsets.subset_size`), as for the neurons of #4.
+    `settings.npfv`: top_b, keep, eps_224, steps. `settings.subset` (salient.subset): how many top
+    images of a class feed the annotator's statistics (`subsets.subset_size`), as for the neurons of #4.
     Writes `out` (HDF5: per selected component its NPFV, Grad-CAMs, top rows) and `out_table`
     (one row per component or neuron pair: kind, class, feature, rank, map statistics, label).
     Only `shard`'s classes; `spurlab.shards` merges the shards.
@@ -373,6 +394,8 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
 
     from .subsets import subset_size
 
+    npfv_settings, subset, annotation = settings.npfv, settings.subset, settings.annotation
+    top_images, neurons_top = settings.top_images, settings.neurons_top
     ctx, sha = _load_class_pairs(model_dir, imageset_path, features_path, importance_path,
                                  {"npfv": npfv_settings, "top_images": top_images, "device": device, "batch_size": batch_size})  # fmt: skip
     imageset, labels = ctx.imageset, ctx.labels

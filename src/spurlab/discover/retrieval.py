@@ -27,11 +27,13 @@ which the spurious score (docs/methods.md#spurious-score) reads as class k's neg
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..config import Settings
 from ..data.imagesets import ImageSet, write_imageset
 from ..errors import SpurlabError
 from ..io import sha256_file
@@ -153,13 +155,29 @@ def _retrieval_table(rows: list[dict], sets: dict, feats: dict, planted: dict, n
     return table
 
 
+@dataclass(frozen=True)
+class RetrievalSettings(Settings):
+    """Stage `npca_retrieval` (config `npca.retrieval`): images kept per class, the harmfulness
+    check's images per component and the fraction of them that makes a component harmful, and
+    an optional published component list (npca.published_components, `components.read_component_lists`)
+    used instead of the annotated spurious components."""
+
+    SECTION = "npca.retrieval"
+    KEYS = {"published_components": "npca.published_components"}
+    max_images: int = MAX_IMAGES
+    validation_top: int = HARM_TOP
+    harmful_fraction: float = HARM_MIN_FRACTION
+    published_components: str | None = None
+
+
 def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, str]], out_set, out_table,
-                  max_images: int = MAX_IMAGES, published=None, validation: tuple[str, str] | None = None,
-                  out_harmful=None, harm_top: int = HARM_TOP, harm_min_fraction: float = HARM_MIN_FRACTION) -> dict:  # fmt: skip
+                  settings: RetrievalSettings = RetrievalSettings(), validation: tuple[str, str] | None = None,
+                  out_harmful=None) -> dict:  # fmt: skip
     """Stage `npca_retrieval`. `pool`: {set name: (image set path, the robust model's feature cache
-    of it)}; `published`: optional path of a published component list (`components.read_component_lists`)
-    used instead of the annotated spurious components; `validation`: (image set, feature cache) of
-    the harmfulness check, whose per-component table goes to `out_harmful` (module docstring)."""
+    of it)}; `validation`: (image set, feature cache) of the harmfulness check, whose per-component
+    table goes to `out_harmful` (module docstring)."""
+    max_images, published = settings.max_images, settings.published_components
+    harm_top, harm_min_fraction = settings.validation_top, settings.harmful_fraction
     from ..features import model_checkpoint_sha256
     from ..models.factory import load_model
     from .subsets import planted_cue_masks

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import atomic_path, open_h5, sha256_file
@@ -131,7 +132,12 @@ def pair_region_stats(nams: np.ndarray, masks: dict[str, np.ndarray] | None) -> 
 
 
 @dataclass
-class SubsetSettings:
+class SubsetSettings(Settings):
+    """Stage `salient_subsets` (config `salient.subset`, and `salient.attack`); the batch size is
+    the command line's."""
+
+    SECTION = "salient.subset"
+    KEYS = {"attack": "salient.attack", "batch_size": None}
     fraction: float = 0.05  # paper: 65 of ~1300 per class
     min_images: int = 1
     max_images: int = 65  # paper

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from .spuriosity import pearson_r
 
@@ -46,9 +47,12 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
 
 
 @dataclass
-class CorruptionSettings:
-    """blur_sigma: Gaussian sigma in pixels, None = 2 * H / 64; patch: tile side in pixels,
-    None = H // 8 (must divide H and W); seed: of the per-row tile rotations."""
+class CorruptionSettings(Settings):
+    """Stage `corruptions` (config `spuriosity.corruptions`). blur_sigma: Gaussian sigma in pixels,
+    None = 2 * H / 64; patch: tile side in pixels, None = H // 8 (must divide H and W); seed: of the
+    per-row tile rotations."""
+
+    SECTION = "spuriosity.corruptions"
 
     blur_sigma: float | None = None
     patch: int | None = None

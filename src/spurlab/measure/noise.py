@@ -15,9 +15,12 @@ The consolidated masks come from the `salient_masks` stage (`spurlab.discover.su
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import sha256_file
@@ -160,11 +163,23 @@ def run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_
     return {"rows": len(table)}
 
 
-def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotations_path, masks_path, out, seed: int,
-              sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, device: str = "auto", batch_size: int = 256,
+@dataclass(frozen=True)
+class NoiseSettings(Settings):
+    """Stage `noise` (config `salient.noise`): the noise seed, the sigmas swept, and the extra
+    per-feature sigmas of the L2-matched comparison (appendix L)."""
+
+    SECTION = "salient.noise"
+    seed: int = 0
+    sigmas: tuple = SIGMAS
+    l2_match_sigmas: tuple = L2_MATCH_SIGMAS
+
+
+def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotations_path, masks_path, out,
+              settings: NoiseSettings = NoiseSettings(), device: str = "auto", batch_size: int = 256,
               progress: bool = True, shard: Shard = Shard()) -> dict:  # fmt: skip
     """Stage `noise`: one model's noise table (`out`, .parquet + .csv) with input hashes; only
     `shard`'s classes (merged by `spurlab.shards`)."""
+    seed, sigmas, l2_sigmas = settings.seed, settings.sigmas, settings.l2_match_sigmas
 
     def measure(model, dev, imageset, subsets, annotations, masks):
         classes = shard.classes(len(imageset.class_names))

@@ -23,9 +23,12 @@ spurious or core.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth, switched_off_truth
 from ..errors import SpurlabError
@@ -189,8 +192,18 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
     return summary
 
 
-def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path, noise_paths, out,
-                        figure, grid_figure, features_path, model_dir) -> dict:  # fmt: skip
+@dataclass(frozen=True)
+class SalientSummarySettings(Settings):
+    """Stage `salient_summary` (config `salient.annotation`): the automatic annotator's criterion
+    and threshold, scored against the planted truth."""
+
+    SECTION = "salient.annotation"
+    auto_criterion: str = "hot"
+    auto_threshold: float = 0.5
+
+
+def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_paths, out, figure, grid_figure,
+                        features_path, model_dir, settings: SalientSummarySettings = SalientSummarySettings()) -> dict:  # fmt: skip
     """Stage `salient_summary`: summary.json, the noise-curve figure and the feature grid.
     `features_path` is `model_dir`'s (salient.model's) feature cache of the image set: the planted
     truth's second kind (`auto_annotate.cue_switched_off`) is measured on it."""
@@ -216,11 +229,10 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
             raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
         pairs, planted = subsets.pair_table(require=STAT_COLUMNS), subsets.planted_cues
         has_masks = bool(subsets.attrs["has_masks"])
-        ann = cfg["salient"]["annotation"]
         auto, truth = None, [None] * len(pairs)
         if has_masks:
             off = switched_off_truth(pairs, imageset, features_path, model_dir)
-            auto_table = auto_annotations(pairs, ann["auto_criterion"], ann["auto_threshold"])
+            auto_table = auto_annotations(pairs, settings.auto_criterion, settings.auto_threshold)
             auto = score_against_truth(auto_table, pairs, planted, off)
             used = score_against_truth(annotations, pairs, planted, off)
             auto["planted_cues_recovered"], auto["recovered"] = used["planted_cues_recovered"], used["recovered"]

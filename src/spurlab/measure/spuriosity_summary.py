@@ -24,9 +24,12 @@ the models stage's summary, and the label-noise candidates' cue statistics).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import sha256_file, write_json
@@ -193,12 +196,24 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
     return summary
 
 
+@dataclass(frozen=True)
+class SpuriositySummarySettings(Settings):
+    """Stage `spuriosity_summary`: the model that ranked the images (salient.model; every other
+    model is audited) and head tuning's stopping target, which `acceptance` judges tuning by."""
+
+    KEYS = {"discovery_model": "salient.model", "gap_target": "spuriosity.tuning.gap_target"}
+    discovery_model: str | None = None
+    gap_target: float = 0.05
+
+
 def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path, correlations_path,
                            corruption_paths, tuning_paths, label_noise_path, models_summary_path, out,
-                           gaps_figure, tuning_figure, lightweight_path=None, discovery_model: str | None = None,
-                           gap_target: float = 0.05) -> dict:  # fmt: skip
-    """Stage `spuriosity_summary`: summary.json and the gap and tuning figures. `discovery_model`
-    ranks the images; every other model is audited (its tuning is what `acceptance` judges)."""
+                           gaps_figure, tuning_figure, lightweight_path=None,
+                           settings: SpuriositySummarySettings = SpuriositySummarySettings()) -> dict:  # fmt: skip
+    """Stage `spuriosity_summary`: summary.json and the gap and tuning figures. The settings'
+    `discovery_model` ranks the images; every other model is audited (its tuning is what
+    `acceptance` judges)."""
+    discovery_model, gap_target = settings.discovery_model, settings.gap_target
     import json
     from pathlib import Path
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..discover.npca import NPCABases, alphas, weighted_features
 from ..discover.retrieval import harmful_components
@@ -266,8 +267,16 @@ class _SpuFixRun:
         return class_rows, row
 
 
-def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, retrieval_path, harmful_path,
-               out_classes, out_models) -> dict:  # fmt: skip
+@dataclass(frozen=True)
+class SpuFixSettings(Settings):
+    """Stage `npca_spufix`: the robust model the components come from (salient.model)."""
+
+    KEYS = {"robust": "salient.model"}
+    robust: str = "robust"
+
+
+def run_spufix(models: dict, bases_path, pairs_path, cue_only_set, retrieval_path, harmful_path, out_classes,
+               out_models, settings: SpuFixSettings = SpuFixSettings()) -> dict:  # fmt: skip
     """Stage `npca_spufix`: SpuFix on the robust model (eq. 8) and transferred to every other model
     (eqs. 9-11), from cached features only. `models`: {name: {"dir", "train", "test", "cue_only",
     and one entry per retrieval pool set}} (feature caches). Components removed: those the
@@ -288,6 +297,7 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
     from ..features import model_checkpoint_sha256
     from ..models.factory import load_model
 
+    robust = settings.robust
     bases_sha = sha256_file(bases_path)
     read_table(pairs_path, expect={"bases_sha256": bases_sha})  # the pair table must come from these bases
     retrieved = read_table(retrieval_path, expect={"bases_sha256": bases_sha})
