@@ -136,15 +136,16 @@ def classes_with_large_gap(noise: pd.DataFrame, sigma: float = HEADLINE_SIGMA, g
 
 def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[str, pd.DataFrame],
                     planted: dict[str, list[str]], auto: dict | None, erm_models: list[str],
-                    planted_truth: bool | None = None) -> dict:  # fmt: skip
+                    planted_truth: bool | None = None, headline_sigma: float = HEADLINE_SIGMA) -> dict:  # fmt: skip
     """The summary (module docstring). `auto`: the automatic annotator scored against the planted
     truth (None without masks); `planted_truth`: whether the image set has planted cues
     (`subsets.has_planted_truth`; default: `planted` is not empty). Fields that need what is
-    missing are null and named, with a one-line reason, in `not_computed`."""
+    missing are null and named, with a one-line reason, in `not_computed`. The headline numbers
+    are at `headline_sigma`, or at the smallest swept sigma above 0 when the tables lack it."""
     truth = bool(planted) if planted_truth is None else bool(planted_truth)
     names = dict(zip(pairs["class"], pairs["class_name"]))
     swept = sorted({float(x) for t in noise.values() for x in t.loc[t["measure"] != "feature", "sigma"]} - {0.0})
-    sigma = HEADLINE_SIGMA if HEADLINE_SIGMA in swept or not swept else swept[0]
+    sigma = headline_sigma if headline_sigma in swept or not swept else swept[0]
     labels = annotations.groupby("class_index")["label"]
     both = sorted(i for i, g in labels if (g == "spurious").any() and (g == "core").any())
     cue_classes = sorted(i for i in both if names[i] in planted)
@@ -195,11 +196,14 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
 @dataclass(frozen=True)
 class SalientSummarySettings(Settings):
     """Stage `salient_summary` (config `salient.annotation`): the automatic annotator's criterion
-    and threshold, scored against the planted truth."""
+    and threshold, scored against the planted truth; and the sigma of the headline numbers
+    (salient.noise.headline_sigma)."""
 
     SECTION = "salient.annotation"
+    KEYS = {"headline_sigma": "salient.noise.headline_sigma"}
     auto_criterion: str = "hot"
     auto_threshold: float = 0.5
+    headline_sigma: float = HEADLINE_SIGMA
 
 
 def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_paths, out, figure, grid_figure,
@@ -249,7 +253,7 @@ def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_pat
                          "label": label_of.get((row["class"], row["feature"]), "unannotated"),
                          "truth": truth[p], "heatmap": heatmap(img, m["nam"][0])})  # fmt: skip
     summary = salient_summary(pairs, annotations, noise=noise, planted=planted, auto=auto, erm_models=erm,
-                              planted_truth=has_planted_truth(imageset))
+                              planted_truth=has_planted_truth(imageset), headline_sigma=settings.headline_sigma)
     if summary["annotation_source"] == "human":
         summary["coverage"] = table_provenance(annotations_path).get("coverage")
     summary["inputs"] = {"subsets_sha256": subsets_sha, "annotations_sha256": annotations_sha,
