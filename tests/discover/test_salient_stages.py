@@ -140,6 +140,24 @@ def test_noise_and_summary(stages, tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 1000
 
 
+def test_headline_sigma_is_the_configured_one(stages, tmp_path):
+    """salient.noise.headline_sigma picks the sigma of the headline numbers (default 0.25, the
+    paper's); one the tables lack falls back to the smallest swept sigma above 0."""
+    tmp, cfg, _ = stages
+    noise = tmp_path / "n.parquet"
+    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5", noise,
+              NoiseSettings(0, (0, 0.25, 0.5), ()), "cpu", progress=False)  # fmt: skip
+    got = {}
+    for headline in (None, 0.5, 1.0):
+        noise_cfg = dict(cfg["salient"]["noise"], **({} if headline is None else {"headline_sigma": headline}))
+        settings = SalientSummarySettings.from_config(dict(cfg, salient=dict(cfg["salient"], annotation=AUTO, noise=noise_cfg)))
+        out = tmp_path / f"summary_{headline}.json"
+        got[headline] = run_salient_summary(tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", [noise], out,
+                                            tmp_path / "noise.png", tmp_path / "grid.png", tmp / "f.h5", tmp / "model",
+                                            settings)["headline_sigma"]  # fmt: skip
+    assert got == {None: 0.25, 0.5: 0.5, 1.0: 0.25}
+
+
 def test_noise_refuses_annotations_of_other_subsets(stages, tmp_path):
     tmp, *_ = stages
     other = tmp_path / "sub.h5"
