@@ -97,3 +97,31 @@ def test_rules_call_only_options_their_commands_have():
         assert command in sub, f"{smk}: spurlab {command} does not exist"
         known = {o for a in sub[command]._actions for o in a.option_strings}
         assert set(options) - known == set(), f"{smk}: spurlab {command} has no option {set(options) - known}"
+
+
+def test_a_table_command_and_a_registrar_module_make_subcommands(capsys):
+    """A new command is one table entry; a module in the older style (add_*_parsers(sub,
+    config_arg)) registers through a Registrar. Both are listed under their stage in --help."""
+    from spurlab.cli.table import Command, Registrar, path, section
+
+    seen = {}
+
+    def handler(settings, args):
+        seen["table"] = (settings, args.out)
+        return 0
+
+    def add_old_style(sub, config_arg):
+        p = sub.add_parser("demo-old", help="an older-style command (rule demo_old)")
+        config_arg(p)
+        p.set_defaults(func=lambda args: seen.setdefault("old", args.config) and 0)
+
+    table = (Command("demo-table", "mitigate", "a table command (rule demo)", handler, (path("--out"),),
+                     settings=section("salient.noise")),)  # fmt: skip
+    parser = make_parser(table, (Registrar(add_old_style, "mitigate", ("demo-old",)),))
+    tiny = str(ROOT / "config" / "tiny.yaml")
+    args = parser.parse_args(["demo-table", "--config", tiny, "--out", "x.parquet"])
+    assert args.func(args) == 0 and seen["table"][0] == load_config(tiny)["salient"]["noise"]
+    args = parser.parse_args(["demo-old", "--config", tiny])
+    assert args.func(args) == 0 and seen["old"] == [tiny]
+    help_text = parser.format_help()
+    assert re.search(r"mitigate: .*\n  demo-table +a table command\n  demo-old +an older-style command\n", help_text)

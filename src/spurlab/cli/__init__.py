@@ -32,12 +32,18 @@ COMMANDS: tuple[Command, ...] = (
 )
 REGISTRARS: tuple[Registrar, ...] = ()
 
-# `spurlab --help` lists the subcommands by pipeline stage: stage -> (what, commands), from the table
-COMMAND_STAGES = {
-    stage: (what, tuple(c.name for c in COMMANDS if c.stage == stage)
-            + tuple(n for r in REGISTRARS if r.stage == stage for n in r.names))
-    for stage, what in STAGES.items()
-}  # fmt: skip
+
+
+def command_stages(commands: tuple[Command, ...], registrars: tuple[Registrar, ...] = ()) -> dict:
+    """stage -> (what, command names), in table order: how `spurlab --help` groups the commands."""
+    return {
+        stage: (what, tuple(c.name for c in commands if c.stage == stage)
+                + tuple(n for r in registrars if r.stage == stage for n in r.names))
+        for stage, what in STAGES.items()
+    }  # fmt: skip
+
+
+COMMAND_STAGES = command_stages(COMMANDS, REGISTRARS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,13 +57,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"spurlab: error: {where}{' '.join(message.split())}{hint}\n")
 
 
-def _list_commands_by_stage(parser: argparse.ArgumentParser, sub) -> None:
+def _list_commands_by_stage(parser: argparse.ArgumentParser, sub, stages: dict) -> None:
     """Replace argparse's flat list of subcommands by one grouped by stage, one line per command
     (its help without the trailing "(rule ...)")."""
     helps = {a.dest: re.sub(r"\s*\(rules? [^)]*\)$", "", a.help or "") for a in sub._choices_actions}
     width = max(map(len, helps)) + 2
-    staged = {c for _, commands in COMMAND_STAGES.values() for c in commands}
-    groups = [(stage, what, [c for c in commands if c in helps]) for stage, (what, commands) in COMMAND_STAGES.items()]
+    staged = {c for _, commands in stages.values() for c in commands}
+    groups = [(stage, what, [c for c in commands if c in helps]) for stage, (what, commands) in stages.items()]
     groups.append(("other", "not yet in spurlab.cli.COMMAND_STAGES", [c for c in helps if c not in staged]))
     lines = ["commands by stage (spurlab COMMAND -h for a command's options):"]
     for stage, what, commands in groups:
@@ -80,7 +86,7 @@ def make_parser(commands: tuple[Command, ...] = COMMANDS, registrars: tuple[Regi
         add_command(sub, command)
     for registrar in registrars:
         registrar.add(sub, config_arg)
-    _list_commands_by_stage(parser, sub)
+    _list_commands_by_stage(parser, sub, command_stages(commands, registrars))
     return parser
 
 
