@@ -199,24 +199,24 @@ def run_step(step: str, work: Path, models: list[str], npca_workers: int) -> dic
     feats = {s: str(work / "features" / f"m0_{s}.h5") for s in ("train", "val")}
     mdir = str(work / "models" / "m0")
     if step == "importance":
-        from spurlab.discover.importance import run_importance
+        from spurlab.discover.importance import ImportanceSettings, run_importance
 
-        return run_importance(feats["train"], mdir, work / "importance.h5", work / "importance.parquet", "prediction", 5)
+        return run_importance(feats["train"], mdir, work / "importance.h5", work / "importance.parquet", ImportanceSettings("prediction", 5))
     if step == "rankings":
-        from spurlab.measure.spuriosity import run_rankings
+        from spurlab.measure.spuriosity import RankingSettings, run_rankings
 
         sets = {s: str(work / f"{s}.h5") for s in ("train", "val")}
-        return run_rankings(work / "annotations.parquet", mdir, feats, sets, "train", work / "rankings.parquet")
+        return run_rankings(work / "annotations.parquet", mdir, feats, sets, work / "rankings.parquet", RankingSettings("train"))
     if step == "gaps":
-        from spurlab.measure.spuriosity import run_gaps
+        from spurlab.measure.spuriosity import GapSettings, run_gaps
 
         ms = {m: (str(work / "models" / m), str(work / "features" / f"{m}_val.h5")) for m in models}
-        return run_gaps(work / "rankings.parquet", "val", ms, 10, work / "gaps.parquet", work / "gap_models.parquet",
-                        work / "gap_correlations.parquet")  # fmt: skip
+        return run_gaps(work / "rankings.parquet", ms, work / "gaps.parquet", work / "gap_models.parquet",
+                        work / "gap_correlations.parquet", GapSettings("val", 10))  # fmt: skip
     if step == "npca":
-        from spurlab.discover.npca import run_npca
+        from spurlab.discover.npca import NpcaSettings, run_npca
 
-        r = run_npca(feats["train"], mdir, work / "npca.h5", 128, progress=True, workers=npca_workers)
+        r = run_npca(feats["train"], mdir, work / "npca.h5", NpcaSettings(components=128), progress=True, workers=npca_workers)
         return {"classes": r["classes"], "skipped": len(r["skipped"])}
     raise ValueError(step)
 

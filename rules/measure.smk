@@ -28,7 +28,8 @@ rule noise:
         mem_mb=4000,
         runtime=60,
     params:
-        section=SAL["noise"],
+        # the keys the noise table is made from (spurlab.measure.noise.NoiseSettings)
+        section={k: SAL["noise"][k] for k in ("seed", "sigmas", "l2_match_sigmas")},
         configs=CONFIGFILES,
         device=config["compute"]["device"],
         batch_size=config["compute"]["eval_batch_size"],
@@ -97,6 +98,8 @@ rule salient_summary:
         mem_mb=2000,
         runtime=10,
     params:
+        # what the summary reads: salient.noise (the sigmas it reports) and the automatic annotator
+        section={k: SAL[k] for k in ("noise", "annotation")},
         configs=CONFIGFILES,
         model_dir=lambda w: SAL_MODEL,
     shell:
@@ -146,13 +149,14 @@ rule spuriosity_rankings:
         mem_mb=4000,
         runtime=30,
     params:
+        section={"stats_set": SPU["stats_set"]},
+        configs=CONFIGFILES,
         sets=" ".join(SPU["sets"]),
-        stats_set=SPU["stats_set"],
         model_dir=lambda w: SAL_MODEL,
     shell:
-        "spurlab spuriosity-rankings --annotations {input.annotations} --model-dir {params.model_dir} "
-        "--sets {params.sets} --features {input.features} --imagesets {input.imagesets} "
-        "--stats-set {params.stats_set} --out {output.table} > {log} 2>&1"
+        "spurlab spuriosity-rankings --config {params.configs} --annotations {input.annotations} "
+        "--model-dir {params.model_dir} --sets {params.sets} --features {input.features} "
+        "--imagesets {input.imagesets} --out {output.table} > {log} 2>&1"
 
 
 rule spurious_gaps:
@@ -178,12 +182,12 @@ rule spurious_gaps:
         mem_mb=2000,
         runtime=10,
     params:
+        section={k: SPU[k] for k in ("gap_set", "k")},
+        configs=CONFIGFILES,
         models=" ".join(SPU_MODELS),
         model_dirs=lambda w: " ".join(f"results/models/{m}" for m in SPU_MODELS),
-        gap_set=SPU["gap_set"],
-        k=SPU["k"],
     shell:
-        "spurlab spurious-gaps --rankings {input.rankings} --gap-set {params.gap_set} --k {params.k} "
+        "spurlab spurious-gaps --config {params.configs} --rankings {input.rankings} "
         "--models {params.models} --model-dirs {params.model_dirs} --features {input.features} "
         "--out {output.gaps} --out-models {output.models} "
         "--out-correlations {output.correlations} > {log} 2>&1"
@@ -252,16 +256,15 @@ rule label_noise:
         mem_mb=4000,
         runtime=30,
     params:
-        section=SPU["crop"],
+        section={**SPU["crop"], "stats_set": SPU["stats_set"]},
         configs=CONFIGFILES,
-        set=SPU["stats_set"],
         discovery=lambda w: SAL_MODEL,
         models=" ".join(SPU_MODELS),
         model_dirs=lambda w: " ".join(f"results/models/{m}" for m in SPU_MODELS),
         device=config["compute"]["device"],
     shell:
         "spurlab label-noise --config {params.configs} --rankings {input.rankings} --gaps {input.gaps} "
-        "--annotations {input.annotations} --imageset {input.imageset} --set {params.set} "
+        "--annotations {input.annotations} --imageset {input.imageset} "
         "--discovery-dir {params.discovery} --models {params.models} --model-dirs {params.model_dirs} "
         "--out {output.table} --figure {output.figure} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
@@ -313,12 +316,11 @@ rule spuriosity_summary:
             for k in ("models_summary", "lightweight")
             if input[k]
         ),
-        discovery=SAL["model"],
-        gap_target=SPU["tuning"]["gap_target"],
+        section={"model": SAL["model"], "gap_target": SPU["tuning"]["gap_target"]},
+        configs=CONFIGFILES,
     shell:
-        "spurlab spuriosity-summary --imageset {input.imageset} --rankings {input.rankings} "
-        "--discovery-model {params.discovery} --gap-target {params.gap_target} "
-        "--gaps {input.gaps} --gap-models {input.gap_models} "
+        "spurlab spuriosity-summary --config {params.configs} --imageset {input.imageset} "
+        "--rankings {input.rankings} --gaps {input.gaps} --gap-models {input.gap_models} "
         "--gap-correlations {input.gap_correlations} --corruptions {input.corruptions} "
         "--tuning {input.tuning} --label-noise {input.label_noise} {params.optional} "
         "--out {output.summary} --gaps-figure {output.gaps} --tuning-figure {output.tuning} "

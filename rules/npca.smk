@@ -289,11 +289,12 @@ rule npca_spufix:
     params:
         section={k: NPCA[k] for k in ("test_set", "cue_only_set")},
         robust=NPCA_MODEL,
+        configs=CONFIGFILES,
         models=" ".join(NPCA_SUITE),
         model_dirs=" ".join(f"results/models/{m}" for m in NPCA_SUITE),
         pool=" ".join(NPCA_POOL),
     shell:
-        "spurlab npca-spufix --robust {params.robust} --models {params.models} "
+        "spurlab npca-spufix --config {params.configs} --models {params.models} "
         "--model-dirs {params.model_dirs} --train-features {input.train} --test-features {input.test} "
         "--cue-only-features {input.cue_only} --pool-sets {params.pool} --pool-features {input.pool} "
         "--cue-only-set {input.cue_only_set} --bases {input.bases} --pairs {input.pairs} "

@@ -71,7 +71,7 @@ def salient_stages(d: Path, top_k: int = 3, max_images: int = 10, top_images: in
     from spurlab.data.imagesets import ImageSet, write_imageset
     from spurlab.data.sets import build_plan
     from spurlab.discover.auto_annotate import run_annotations
-    from spurlab.discover.importance import run_importance
+    from spurlab.discover.importance import ImportanceSettings, run_importance
     from spurlab.discover.subsets import SubsetSettings, run_consolidated_masks, run_subsets
     from spurlab.features import cache_features, model_checkpoint_sha256
     from spurlab.models import build_classifier, save_model
@@ -84,7 +84,7 @@ def salient_stages(d: Path, top_k: int = 3, max_images: int = 10, top_images: in
     model = build_classifier("cbr_tiny", len(s.class_names), 32, {"width": 8}).eval()
     save_model(model, d / "model", {"name": "m", "class_names": s.class_names})
     cache_features(model, "m", model_checkpoint_sha256(d / "model"), s, d / "f.h5", torch.device("cpu"), progress=False)
-    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", "label", top_k)
+    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", ImportanceSettings("label", top_k))
     settings = SubsetSettings(fraction=0.5, min_images=2, max_images=max_images, top_images=top_images, attack="paper")
     run_subsets(d / "model", d / "test.h5", d / "f.h5", d / "imp.h5", d / "sub.h5", settings, "cpu", False)
     run_annotations(d / "sub.h5", d / "ann.parquet", AUTO_ANNOTATION)

@@ -5,10 +5,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from spurlab.cli import build_parser
+from spurlab.cli import make_parser
 from tests.conftest import ROOT, spurlab_exe
 
-SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
+SUBCOMMANDS = sorted(make_parser()._subparsers._group_actions[0].choices)
 
 
 def test_help_lists_every_subcommand():

@@ -47,16 +47,24 @@ def append(path: Path, text: str) -> None:
 
 
 def test_every_command_is_found_in_the_parser_code():
-    """The handlers read from the source are argparse's own, for every subcommand."""
-    from spurlab.cli import build_parser
+    """The handlers read from the source are the ones the parser runs, for every subcommand: the
+    command table's (with their settings classes) and the registrars' (argparse's `func`)."""
+    from spurlab.cli import COMMANDS, make_parser
 
-    parser = build_parser()
+    parser = make_parser()
     subcommands = next(a for a in parser._actions if a.dest == "command").choices
     handlers = command_handlers(PACKAGE)
     assert set(handlers) == set(subcommands)
+    table = {c.name: c for c in COMMANDS}
     for name, sub in subcommands.items():
-        func = sub.get_default("func")
-        assert handlers[name] == (func.__module__, func.__name__), name
+        if name in table:
+            c = table[name]
+            spec = c.settings.partition(":")[0] if c.settings and ":" in c.settings else None
+            expected = (c.handler.__module__, c.handler.__name__, spec if spec and not spec.startswith("section") else None)
+        else:
+            func = sub.get_default("func")
+            expected = (func.__module__, func.__name__, None)
+        assert handlers[name] == expected, name
 
 
 def test_a_command_runs_its_imports_not_the_other_commands():

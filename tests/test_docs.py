@@ -179,9 +179,9 @@ def test_the_docs_the_readme_relies_on_exist(name):
 
 
 def test_help_lists_every_subcommand_under_a_stage():
-    from spurlab.cli import COMMAND_STAGES, build_parser
+    from spurlab.cli import COMMAND_STAGES, make_parser
 
-    parser = build_parser()
+    parser = make_parser()
     commands = set(parser._subparsers._group_actions[0].choices)
     staged = [c for _, listed in COMMAND_STAGES.values() for c in listed]
     assert len(staged) == len(set(staged)), "a command is listed under two stages"

@@ -55,13 +55,13 @@ def test_shards_cover_every_class_once():
 
 
 def test_npca_bases(stage):
-    from spurlab.discover.npca import run_npca
+    from spurlab.discover.npca import NpcaSettings, run_npca
 
     d = stage
-    run_npca(d / "f.h5", d / "model", d / "bases.h5", 6, progress=False)
+    run_npca(d / "f.h5", d / "model", d / "bases.h5", NpcaSettings(components=6), progress=False)
     parts = [d / f"bases_{s.index}.h5" for s in shards()]
     for s, p in zip(shards(), parts):
-        run_npca(d / "f.h5", d / "model", p, 6, progress=False, shard=s)
+        run_npca(d / "f.h5", d / "model", p, NpcaSettings(components=6), progress=False, shard=s)
     with h5py.File(parts[1]) as f:
         assert f.attrs["shard"] == "1/3" and list(f) == ["class_1"]
     merge_shards(parts, d / "bases_merged.h5")
@@ -83,22 +83,22 @@ def test_salient_subsets(stage):
 
 
 def test_npca_components_and_table(stage):
-    from spurlab.discover.npca import run_npca
-    from spurlab.discover.npfv import run_npca_components
+    from spurlab.discover.npca import NpcaSettings, run_npca
+    from spurlab.discover.npfv import ComponentSettings, run_npca_components
     from spurlab.io.tables import read_table, table_provenance
 
     d = stage
     if not (d / "bases.h5").exists():
-        run_npca(d / "f.h5", d / "model", d / "bases.h5", 6, progress=False)
+        run_npca(d / "f.h5", d / "model", d / "bases.h5", NpcaSettings(components=6), progress=False)
     npfv = {"top_b": 2, "keep": 1, "eps_224": 30.0, "steps": 2}
     subset = {"fraction": 0.5, "min_images": 2, "max_images": 6}
-    args = (npfv, subset, AUTO_ANNOTATION)
+    settings = ComponentSettings(npfv, subset, AUTO_ANNOTATION, top_images=2, neurons_top=2)
     run_npca_components(d / "model", d / "bases.h5", d / "test.h5", d / "f.h5", d / "imp.h5", d / "comp.h5",
-                        d / "pairs.parquet", *args, top_images=2, neurons_top=2, progress=False)  # fmt: skip
+                        d / "pairs.parquet", settings, progress=False)  # fmt: skip
     h5s, tables = [d / f"comp_{s.index}.h5" for s in shards()], [d / f"pairs_{s.index}.parquet" for s in shards()]
     for s, h, t in zip(shards(), h5s, tables):
-        run_npca_components(d / "model", d / "bases.h5", d / "test.h5", d / "f.h5", d / "imp.h5", h, t, *args,
-                            top_images=2, neurons_top=2, progress=False, shard=s)  # fmt: skip
+        run_npca_components(d / "model", d / "bases.h5", d / "test.h5", d / "f.h5", d / "imp.h5", h, t, settings,
+                            progress=False, shard=s)  # fmt: skip
     merge_shards(h5s, d / "comp_merged.h5", tables, d / "pairs_merged.parquet")
     assert_same_h5(d / "comp.h5", d / "comp_merged.h5")
     whole, merged = read_table(d / "pairs.parquet"), read_table(d / "pairs_merged.parquet")
@@ -115,11 +115,11 @@ def test_npca_components_and_table(stage):
 @pytest.fixture(scope="module")
 def noise_parts(stage):
     """The noise table of the toy model, whole and as 3 shards."""
-    from spurlab.measure.noise import run_noise
+    from spurlab.measure.noise import NoiseSettings, run_noise
 
     d = stage
     args = (d / "model", "m", d / "test.h5", d / "sub.h5", d / "ann.parquet", d / "masks.h5")
-    kw = dict(seed=0, sigmas=(0.0, 0.5), l2_sigmas=(0.3,), device="cpu", progress=False)
+    kw = dict(settings=NoiseSettings(seed=0, sigmas=(0.0, 0.5), l2_match_sigmas=(0.3,)), device="cpu", progress=False)
     run_noise(*args, d / "noise.parquet", **kw)
     parts = [d / f"noise_{s.index}.parquet" for s in shards()]
     for s, p in zip(shards(), parts):

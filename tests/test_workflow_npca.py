@@ -25,11 +25,11 @@ def stage(tmp_path_factory):
 
     from spurlab.data.imagesets import ImageSet, write_imageset
     from spurlab.data.sets import build_plan
-    from spurlab.discover.npca import run_npca
-    from spurlab.discover.npfv import run_component_tasks, run_npca_components
-    from spurlab.discover.retrieval import run_retrieval
+    from spurlab.discover.npca import NpcaSettings, run_npca
+    from spurlab.discover.npfv import ComponentSettings, run_component_tasks, run_npca_components
+    from spurlab.discover.retrieval import RetrievalSettings, run_retrieval
     from spurlab.features import cache_features, model_checkpoint_sha256
-    from spurlab.discover.importance import run_importance
+    from spurlab.discover.importance import ImportanceSettings, run_importance
     from spurlab.models import build_classifier, save_model
     from spurlab.io.tables import read_table, table_provenance, write_table
 
@@ -45,13 +45,13 @@ def stage(tmp_path_factory):
     sha = model_checkpoint_sha256(d / "model")
     for name, out in (("test.h5", "f.h5"), ("cue.h5", "fc.h5")):
         cache_features(model, "m", sha, ImageSet(d / name), d / out, torch.device("cpu"), progress=False)
-    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", "label", 3)
+    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", ImportanceSettings("label", 3))
     # the test set stands in for the training set (bases, transfer)
-    run_npca(d / "f.h5", d / "model", d / "bases.h5", 8, progress=False)
+    run_npca(d / "f.h5", d / "model", d / "bases.h5", NpcaSettings(components=8), progress=False)
     npfv = {"top_b": 3, "keep": 2, "eps_224": 30.0, "steps": 4}
     subset = {"fraction": 0.5, "min_images": 2, "max_images": 6}
     run_npca_components(d / "model", d / "bases.h5", d / "test.h5", d / "f.h5", d / "imp.h5", d / "comp.h5",
-                        d / "pairs.parquet", npfv, subset, AUTO_ANNOTATION, top_images=2, neurons_top=3,
+                        d / "pairs.parquet", ComponentSettings(npfv, subset, AUTO_ANNOTATION, top_images=2, neurons_top=3),
                         progress=False)  # fmt: skip
     run_component_tasks(d / "comp.h5", d / "test.h5", d / "tasks")
     # an untrained model's annotations are arbitrary: mark every rank-1 component spurious, except
@@ -67,8 +67,9 @@ def stage(tmp_path_factory):
     write_table(pairs, d / "pairs.parquet", table_provenance(d / "pairs.parquet"))
     pool = {"test": (str(d / "test.h5"), str(d / "f.h5")), "cue_only": (str(d / "cue.h5"), str(d / "fc.h5"))}
     # the harmfulness check with a threshold of 0: every annotated component is harmful, and rated
-    info = run_retrieval(d / "model", d / "bases.h5", d / "pairs.parquet", pool, d / "ret.h5", d / "ret.parquet", 10,
-                         validation=pool["test"], out_harmful=d / "harmful.parquet", harm_min_fraction=0.0)  # fmt: skip
+    info = run_retrieval(d / "model", d / "bases.h5", d / "pairs.parquet", pool, d / "ret.h5", d / "ret.parquet",
+                         RetrievalSettings(max_images=10, harmful_fraction=0.0), validation=pool["test"],
+                         out_harmful=d / "harmful.parquet")  # fmt: skip
     shutil.copytree(d / "model", d / "model2")  # the same network under a second name: a transfer to itself
     return d, cfg, s, info
 
@@ -147,7 +148,7 @@ def test_harmfulness_table_rates_every_annotated_spurious_component(stage):
 
 
 def test_components_below_the_harm_threshold_are_not_retrieved(stage, tmp_path):
-    from spurlab.discover.retrieval import run_retrieval
+    from spurlab.discover.retrieval import RetrievalSettings, run_retrieval
     from spurlab.io.tables import read_table
 
     d = stage[0]
@@ -155,8 +156,8 @@ def test_components_below_the_harm_threshold_are_not_retrieved(stage, tmp_path):
     pool = {"test": (str(d / "test.h5"), str(d / "f.h5")), "cue_only": (str(d / "cue.h5"), str(d / "fc.h5"))}
     for cut in sorted(set(rates)) + [1.01]:
         info = run_retrieval(d / "model", d / "bases.h5", d / "pairs.parquet", pool, tmp_path / "r.h5",
-                             tmp_path / "r.parquet", 10, validation=pool["test"], out_harmful=tmp_path / "h.parquet",
-                             harm_min_fraction=cut)  # fmt: skip
+                             tmp_path / "r.parquet", RetrievalSettings(max_images=10, harmful_fraction=cut),
+                             validation=pool["test"], out_harmful=tmp_path / "h.parquet")  # fmt: skip
         harmful, kept = read_table(tmp_path / "h.parquet"), read_table(tmp_path / "r.parquet")
         assert (harmful["harmful"] == (harmful["harm_rate"] >= cut)).all()
         assert info["harmful"] == int((rates >= cut).sum())
@@ -167,7 +168,7 @@ def test_components_below_the_harm_threshold_are_not_retrieved(stage, tmp_path):
 
 def test_spufix_stage_and_summary(stage):
     from spurlab.measure.npca_summary import run_npca_summary
-    from spurlab.mitigate.spufix import run_spufix
+    from spurlab.mitigate.spufix import SpuFixSettings, run_spufix
     from spurlab.io.tables import read_table
 
     d, _, _, _ = stage
@@ -175,8 +176,8 @@ def test_spufix_stage_and_summary(stage):
     entry = lambda m: {"dir": str(d / m), "train": str(d / "f.h5"), "test": str(d / "f.h5"),  # noqa: E731
                        "cue_only": str(d / "fc.h5")}
     models = {"m": entry("model"), "m2": entry("model2")}
-    run_spufix("m", models, d / "bases.h5", d / "pairs.parquet", d / "cue.h5", d / "ret.parquet",
-               d / "harmful.parquet", d / "spufix.parquet", d / "spufix_models.parquet")  # fmt: skip
+    run_spufix(models, d / "bases.h5", d / "pairs.parquet", d / "cue.h5", d / "ret.parquet", d / "harmful.parquet",
+               d / "spufix.parquet", d / "spufix_models.parquet", SpuFixSettings(robust="m"))  # fmt: skip
     cls, mods = read_table(d / "spufix.parquet"), read_table(d / "spufix_models.parquet")
     assert mods.set_index("model").loc["m", "transfer_invariant_max_abs_err"] < 1e-5
     # the transfer to the same network reproduces the direct SpuFix: same scores after

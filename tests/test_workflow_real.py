@@ -141,13 +141,13 @@ def test_fake_imagenet_1000_classes(tmp_path, venv_env):
     cli = str(Path(venv_env["PATH"].split(os.pathsep)[0]) / "spurlab")
     feats = [str(work / f"results/features/discovery/images_{s}.h5") for s in ("train", "val")]
     model_dir = str(work / "results/models/discovery")
-    subprocess.run([cli, "spuriosity-rankings", "--annotations", str(tmp_path / "annotations.parquet"),
+    subprocess.run([cli, "spuriosity-rankings", "--config", *configs, "--annotations", str(tmp_path / "annotations.parquet"),
                     "--model-dir", model_dir, "--sets", "images_train", "images_val", "--features", *feats,
                     "--imagesets", *(str(work / f"results/datasets/images_{s}.h5") for s in ("train", "val")),
-                    "--stats-set", "images_train", "--out", str(tmp_path / "rankings.parquet")],
+                    "--out", str(tmp_path / "rankings.parquet")],
                    check=True, env=venv_env, capture_output=True)  # fmt: skip
-    subprocess.run([cli, "spurious-gaps", "--rankings", str(tmp_path / "rankings.parquet"), "--gap-set", "images_val",
-                    "--k", "1", "--models", "discovery", "--model-dirs", model_dir, "--features", feats[1],
+    subprocess.run([cli, "spurious-gaps", "--config", *configs, "--rankings", str(tmp_path / "rankings.parquet"),
+                    "--models", "discovery", "--model-dirs", model_dir, "--features", feats[1],
                     "--out", str(tmp_path / "gaps.parquet"), "--out-models", str(tmp_path / "gap_models.parquet"),
                     "--out-correlations", str(tmp_path / "gap_corr.parquet")], check=True, env=venv_env,
                    capture_output=True)  # fmt: skip

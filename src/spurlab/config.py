@@ -9,11 +9,12 @@ at parse time, before any job runs, so a bad config writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import yaml
 
@@ -131,6 +132,55 @@ def load_config(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> dict:
             raise SpurlabError(f"{p}: a config file must be a mapping of keys")
         cfg = merge(cfg, data)
     return validate_config(cfg)
+
+
+_MISSING = object()
+
+
+def config_value(cfg: dict, key: str, default=_MISSING):
+    """The value at dotted `key` ("salient.noise.seed"), or `default` when a part of the path is
+    absent or null (an optional section); without a default that is an error naming the key."""
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            if default is _MISSING:
+                raise SpurlabError(f"config key {key}: missing")
+            return default
+        node = node[part]
+    return node
+
+
+class Settings:
+    """Base of a stage's settings: a dataclass whose fields are config keys, read by `from_config`.
+
+    Each field is the key of the same name under `SECTION` (dotted, e.g. "salient.noise"), or the
+    dotted key `KEYS` names for it; `KEYS[field] = None` marks a field that is not in the config (a
+    run-time option such as a batch size, which the command line sets). A key the config does not
+    give (an optional schema key, an absent section) keeps the field's default: the paper's value.
+    `tests/test_settings.py` checks every field's key against the schema, so a settings class and
+    the schema cannot drift apart."""
+
+    SECTION: ClassVar[str] = ""
+    KEYS: ClassVar[dict[str, str | None]] = {}
+
+    @classmethod
+    def config_keys(cls) -> dict[str, str]:
+        """{field: dotted config key} of every field read from the config."""
+        keys = {}
+        for f in dataclasses.fields(cls):
+            key = cls.KEYS.get(f.name, f"{cls.SECTION}.{f.name}")
+            if f.init and key is not None:
+                keys[f.name] = key
+        return keys
+
+    @classmethod
+    def from_config(cls, cfg: dict):
+        """The settings of a merged, validated config."""
+        found = {name: config_value(cfg, key, default=_MISSING_OK) for name, key in cls.config_keys().items()}
+        return cls(**{name: v for name, v in found.items() if v is not _MISSING_OK})
+
+
+_MISSING_OK = object()  # from_config: an absent key keeps the field's default
 
 
 def _key_path(parts) -> str:

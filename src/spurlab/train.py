@@ -174,6 +174,60 @@ def _discard_stale(ckpt_dir: Path, fingerprint: str) -> None:
             old.unlink()
 
 
+def _resume(model, opt, ckpt_dir: Path, s: TrainSettings) -> tuple[int, list[dict]]:
+    """Load the last checkpoint in `ckpt_dir` into model and optimizer: (its epoch, the history
+    so far); (0, []) when there is none."""
+    start, path = last_checkpoint(ckpt_dir)
+    history: list[dict] = []
+    if path is not None:
+        state = _load_checkpoint(path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history = state["history"]
+        # the kill/resume tests and bench/kill_resume.py look for this line in the train log
+        print(f"resuming from epoch {start} of {s.epochs} ({path})", flush=True)
+    return start, history
+
+
+def _train_epoch(model, opt, train, epoch: int, s: TrainSettings, *, seed: int, eps: float, device,
+                 progress: bool) -> tuple[torch.Generator, float, int]:  # fmt: skip
+    """One epoch of SGD (adversarial when s.robust) in the epoch's order, every random number drawn
+    from the epoch's generator: (the generator, summed loss, correct predictions)."""
+    from tqdm import tqdm
+
+    from .models.robust import l2_pgd
+
+    n = len(train)
+    steps_per_epoch = math.ceil(n / s.batch_size)
+    total = steps_per_epoch * s.epochs
+    gen = epoch_generator(seed, epoch)
+    order = torch.randperm(n, generator=gen)
+    loss_sum, correct = 0.0, 0
+    model.train()
+    batches = tqdm(train.batches(order, s.batch_size), total=steps_per_epoch, desc=f"epoch {epoch}/{s.epochs}",
+                   disable=not progress, mininterval=5.0)  # fmt: skip
+    for k, (xb, yb) in enumerate(batches):
+        step = (epoch - 1) * steps_per_epoch + k
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, total, s, steps_per_epoch)
+        xb = to_device(augment(to_float(xb), gen, s.hflip, s.crop_padding), device)
+        yb = yb.to(device)
+        if s.robust:
+            model.eval()
+            xb = l2_pgd(model, xb, yb, eps=eps, step_size=s.pgd_step_factor * eps / s.pgd_steps,
+                        steps=s.pgd_steps, random_start=True, generator=gen)  # fmt: skip
+            model.train()
+        with autocast(device):  # bf16 on CUDA, nothing on CPU
+            logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.item() * len(yb)
+        correct += (logits.argmax(1) == yb).sum().item()
+    return gen, loss_sum, correct
+
+
 def fit(
     model,
     train,
@@ -192,55 +246,20 @@ def fit(
     checkpoints with another fingerprint are discarded instead of resumed. `stop_after_epoch`
     ends the run after that epoch's checkpoint (used to test resumption). Returns the history.
     """
-    from tqdm import tqdm
-
-    from .models.robust import l2_pgd, scale_eps
+    from .models.robust import scale_eps
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     _discard_stale(ckpt_dir, fingerprint)
     opt = make_optimizer(model, s)
-    start, path = last_checkpoint(ckpt_dir)
-    history: list[dict] = []
-    if path is not None:
-        state = _load_checkpoint(path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        history = state["history"]
-        # the kill/resume tests and bench/kill_resume.py look for this line in the train log
-        print(f"resuming from epoch {start} of {s.epochs} ({path})", flush=True)
-        if start >= s.epochs:
-            return history
+    start, history = _resume(model, opt, ckpt_dir, s)
+    if start and start >= s.epochs:
+        return history
     n = len(train)
-    steps_per_epoch = math.ceil(n / s.batch_size)
-    total = steps_per_epoch * s.epochs
     eps = scale_eps(s.eps_224, train.image_size, train.image_size) if s.robust else 0.0
     for epoch in range(start + 1, s.epochs + 1):
         t0 = time.perf_counter()
-        gen = epoch_generator(seed, epoch)
-        order = torch.randperm(n, generator=gen)
-        loss_sum, correct = 0.0, 0
-        model.train()
-        batches = tqdm(train.batches(order, s.batch_size), total=steps_per_epoch, desc=f"epoch {epoch}/{s.epochs}",
-                       disable=not progress, mininterval=5.0)  # fmt: skip
-        for k, (xb, yb) in enumerate(batches):
-            step = (epoch - 1) * steps_per_epoch + k
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, s, steps_per_epoch)
-            xb = to_device(augment(to_float(xb), gen, s.hflip, s.crop_padding), device)
-            yb = yb.to(device)
-            if s.robust:
-                model.eval()
-                xb = l2_pgd(model, xb, yb, eps=eps, step_size=s.pgd_step_factor * eps / s.pgd_steps,
-                            steps=s.pgd_steps, random_start=True, generator=gen)  # fmt: skip
-                model.train()
-            with autocast(device):  # bf16 on CUDA, nothing on CPU
-                logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(yb)
-            correct += (logits.argmax(1) == yb).sum().item()
+        _, loss_sum, correct = _train_epoch(model, opt, train, epoch, s, seed=seed, eps=eps, device=device,
+                                            progress=progress)  # fmt: skip
         record = {
             "epoch": epoch,
             "train_loss": loss_sum / n,
@@ -348,7 +367,8 @@ def fit_and_save(model, name: str, section: dict, settings: TrainSettings, seed:
     if (extra_meta or {}).get("init_checkpoint"):
         made_from["init"] = extra_meta["init_checkpoint"]["sha256"]
     fingerprint = sha256_json(made_from)
-    history = fit(model, train, val, settings, seed, Path(out_dir) / "checkpoints", device, progress=progress,
+    history = fit(model, train, val=val, s=settings, seed=seed, ckpt_dir=Path(out_dir) / "checkpoints", device=device,
+                  progress=progress,
                   fingerprint=fingerprint)  # fmt: skip
     metrics = {"val_acc": history[-1]["val_acc"], "train_acc": history[-1]["train_acc"]}
     metrics.update(extra_metrics(model) if extra_metrics else {})
@@ -427,8 +447,9 @@ def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, 
             extra_meta = {**(extra_meta or {}), "init_checkpoint": init_from_checkpoint(model, init_checkpoint)}
         model = prepare_model(model, device)
         metrics = None if extra_metrics is None else (lambda m: extra_metrics(m, val, device, tr.image_size))
-        return fit_and_save(model, name, section, settings, seed, tr, va, train, val, Path(out_dir), device, names,
-                            progress, extra_meta=extra_meta, extra_metrics=metrics)  # fmt: skip
+        return fit_and_save(model, name, section=section, settings=settings, seed=seed, tr=tr, va=va, train=train, val=val,
+                            out_dir=Path(out_dir), device=device, class_names=names,
+                            progress=progress, extra_meta=extra_meta, extra_metrics=metrics)  # fmt: skip
 
 
 def train_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2) -> dict:
@@ -448,6 +469,7 @@ def train_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int 
         return {"val_adv_acc": adversarial_accuracy(model, val, device, settings, entry["seed"]),
                 "eps": scale_eps(settings.eps_224, image_size, image_size)}  # fmt: skip
 
-    return train_on_sets(cfg, name, section, settings, entry["seed"], entry["arch"], entry.get("arch_args"), train_set,
-                         val_set, out_dir, threads, extra_metrics=robust_metrics,
+    return train_on_sets(cfg, name, section=section, settings=settings, seed=entry["seed"], arch=entry["arch"],
+                         arch_args=entry.get("arch_args"), train_set=train_set,
+                         val_set=val_set, out_dir=out_dir, threads=threads, extra_metrics=robust_metrics,
                          init_checkpoint=entry.get("init_checkpoint"))  # fmt: skip

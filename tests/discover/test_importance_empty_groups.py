@@ -68,7 +68,7 @@ def never_predicted(tmp_path):
 
 
 def test_a_class_never_predicted_gets_no_top_features(never_predicted, capsys):
-    from spurlab.discover.importance import read_importance, run_importance
+    from spurlab.discover.importance import ImportanceSettings, read_importance, run_importance
     from spurlab.features import open_features
     from spurlab.io.tables import read_table, table_provenance
 
@@ -76,7 +76,7 @@ def test_a_class_never_predicted_gets_no_top_features(never_predicted, capsys):
     with open_features(d / "f.h5") as fc:
         preds = fc["preds"]
     assert sorted(set(preds.tolist())) == [0, 2]  # the premise: class 1 is never predicted
-    info = run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", "prediction", 2)
+    info = run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", ImportanceSettings("prediction", 2))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: ") and "f.h5" in err[0] and "predicted as" in err[0]
     assert err[0].endswith(": goldfish")  # the one class named, and only it
@@ -88,7 +88,7 @@ def test_a_class_never_predicted_gets_no_top_features(never_predicted, capsys):
     assert 1 not in set(table["class_index"]) and len(table) == 2 * 2
     assert table_provenance(d / "imp.parquet")["empty_classes"] == [1]
     # grouping by label: every class has images, nothing is left out, no warning
-    info = run_importance(d / "f.h5", d / "model", d / "imp_label.h5", d / "imp_label.parquet", "label", 2)
+    info = run_importance(d / "f.h5", d / "model", d / "imp_label.h5", d / "imp_label.parquet", ImportanceSettings("label", 2))
     assert info["empty_classes"] == [] and capsys.readouterr().err == ""
     assert read_importance(d / "imp_label.h5")["empty_classes"].tolist() == []
     assert sorted(set(read_table(d / "imp_label.parquet")["class_index"])) == [0, 1, 2]
@@ -96,11 +96,11 @@ def test_a_class_never_predicted_gets_no_top_features(never_predicted, capsys):
 
 def test_subsets_and_task_pages_leave_the_class_out(never_predicted):
     from spurlab.discover.annotate import run_annotation_tasks
-    from spurlab.discover.importance import run_importance
+    from spurlab.discover.importance import ImportanceSettings, run_importance
     from spurlab.discover.subsets import SalientSubsets, SubsetSettings, run_subsets
 
     d, s = never_predicted
-    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", "prediction", 2)
+    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", ImportanceSettings("prediction", 2))
     settings = SubsetSettings(fraction=0.5, min_images=1, max_images=2, top_images=1, attack="paper")
     info = run_subsets(d / "model", d / "real.h5", d / "f.h5", d / "imp.h5", d / "sub.h5", settings, "cpu", False)
     assert info["pairs"] == 2 * 2 and info["classes_without_features"] == ["goldfish"]
@@ -126,7 +126,7 @@ def test_every_group_empty_is_an_error(tmp_path):
 
     from spurlab.data.folders import index_image_folder
     from spurlab.data.imagesets import ImageSet
-    from spurlab.discover.importance import run_importance
+    from spurlab.discover.importance import ImportanceSettings, run_importance
     from spurlab.features import cache_features
 
     root, synsets = _folder(tmp_path / "imgs", empty=(WNIDS[0],))
@@ -136,6 +136,5 @@ def test_every_group_empty_is_an_error(tmp_path):
     model, sha = _model(tmp_path, {0: 1e4})
     cache_features(model, "m", sha, s, tmp_path / "f.h5", torch.device("cpu"), progress=False)
     with pytest.raises(SpurlabError, match=r"f\.h5: no image is correctly classified as any of the 3 classes"):
-        run_importance(tmp_path / "f.h5", tmp_path / "model", tmp_path / "imp.h5", tmp_path / "imp.parquet",
-                       "correct", 2)  # fmt: skip
+        run_importance(tmp_path / "f.h5", tmp_path / "model", tmp_path / "imp.h5", tmp_path / "imp.parquet", ImportanceSettings("correct", 2))  # fmt: skip
     assert not (tmp_path / "imp.h5").exists() and not (tmp_path / "imp.parquet").exists()

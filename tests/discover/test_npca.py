@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from spurlab.discover.npca import NPCABases, alphas, class_pca, fit_npca, residual, run_npca, weighted_features
+from spurlab.discover.npca import NPCABases, NpcaSettings, alphas, class_pca, fit_npca, residual, run_npca, weighted_features
 from spurlab.errors import SpurlabError
 from spurlab.features import column_sha256, model_checkpoint_sha256
 from spurlab.models.factory import build_classifier, save_model
@@ -94,7 +94,7 @@ def test_truncated_route_agrees_with_full_eigh(n):
 
 def test_stage_file_round_trip_and_checkpoint_check(toy):
     d, phi, logits, labels, w, b = toy
-    summary = run_npca(d / "f.h5", d / "model", d / "npca.h5", n_components=8, progress=False)
+    summary = run_npca(d / "f.h5", d / "model", d / "npca.h5", NpcaSettings(components=8), progress=False)
     assert summary == {"classes": 2, "skipped": [2, 3]}
     sha = model_checkpoint_sha256(d / "model")
     with NPCABases(d / "npca.h5", sha) as nb:

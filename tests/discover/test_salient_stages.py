@@ -15,8 +15,8 @@ from spurlab.discover.subsets import SalientSubsets
 from spurlab.errors import SpurlabError
 from spurlab.features import model_checkpoint_sha256, open_features
 from spurlab.io.tables import read_table
-from spurlab.measure.noise import run_noise
-from spurlab.measure.salient_summary import run_salient_summary
+from spurlab.measure.noise import NoiseSettings, run_noise
+from spurlab.measure.salient_summary import SalientSummarySettings, run_salient_summary
 from tests.conftest import AUTO_ANNOTATION, salient_stages
 
 AUTO = AUTO_ANNOTATION
@@ -107,17 +107,17 @@ def test_task_pages(stages, tmp_path):
 def test_noise_and_summary(stages, tmp_path):
     tmp, cfg, s = stages
     cfg = dict(cfg, salient=dict(cfg["salient"], annotation=AUTO), models={"m": {"arch": "cbr_tiny"}})
-    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5", tmp_path / "m.parquet", 0,
-              [0, 0.5], [0.3, 0.6], "cpu", progress=False)  # fmt: skip
+    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5", tmp_path / "m.parquet",
+              NoiseSettings(0, (0, 0.5), (0.3, 0.6)), "cpu", progress=False)  # fmt: skip
     t = read_table(tmp_path / "m.parquet")
     assert set(t["measure"]) <= {"feature", "core_acc", "spurious_acc"}
     assert set(t.loc[t["measure"] == "feature", "sigma"]) == {0, 0.3, 0.5, 0.6}
     assert t["acc"].between(0, 1).all()
     # same seed, same numbers
-    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5", tmp_path / "m2.parquet", 0,
-              [0, 0.5], [0.3, 0.6], "cpu", progress=False)  # fmt: skip
+    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5", tmp_path / "m2.parquet",
+              NoiseSettings(0, (0, 0.5), (0.3, 0.6)), "cpu", progress=False)  # fmt: skip
     assert read_table(tmp_path / "m2.parquet").equals(t)
-    args = (cfg, tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", [tmp_path / "m.parquet"], tmp_path / "summary.json",
+    args = (tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", [tmp_path / "m.parquet"], tmp_path / "summary.json",
             tmp_path / "noise.png", tmp_path / "grid.png")  # fmt: skip
     # the planted truth is measured on the discovery model's features of this very image set
     other = tmp_path / "other_model"
@@ -125,9 +125,9 @@ def test_noise_and_summary(stages, tmp_path):
     with open(other / "model.safetensors", "ab") as f:
         f.write(b"\0")  # another checkpoint
     with pytest.raises(SpurlabError, match="checkpoint"):
-        run_salient_summary(*args, tmp / "f.h5", other)
+        run_salient_summary(*args, tmp / "f.h5", other, SalientSummarySettings.from_config(cfg))
     assert not (tmp_path / "summary.json").exists()
-    summary = run_salient_summary(*args, tmp / "f.h5", tmp / "model")
+    summary = run_salient_summary(*args, tmp / "f.h5", tmp / "model", SalientSummarySettings.from_config(cfg))
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["n_pairs"] == summary["n_pairs"] == len(read_table(tmp / "ann.parquet"))
     for key in ("auto_annotator_precision", "auto_annotator_recall", "planted_cues_recovered",
@@ -140,12 +140,30 @@ def test_noise_and_summary(stages, tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 1000
 
 
+def test_headline_sigma_is_the_configured_one(stages, tmp_path):
+    """salient.noise.headline_sigma picks the sigma of the headline numbers (default 0.25, the
+    paper's); one the tables lack falls back to the smallest swept sigma above 0."""
+    tmp, cfg, _ = stages
+    noise = tmp_path / "n.parquet"
+    run_noise(tmp / "model", "m", tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", tmp / "masks.h5", noise,
+              NoiseSettings(0, (0, 0.25, 0.5), ()), "cpu", progress=False)  # fmt: skip
+    got = {}
+    for headline in (None, 0.5, 1.0):
+        noise_cfg = dict(cfg["salient"]["noise"], **({} if headline is None else {"headline_sigma": headline}))
+        settings = SalientSummarySettings.from_config(dict(cfg, salient=dict(cfg["salient"], annotation=AUTO, noise=noise_cfg)))
+        out = tmp_path / f"summary_{headline}.json"
+        got[headline] = run_salient_summary(tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", [noise], out,
+                                            tmp_path / "noise.png", tmp_path / "grid.png", tmp / "f.h5", tmp / "model",
+                                            settings)["headline_sigma"]  # fmt: skip
+    assert got == {None: 0.25, 0.5: 0.5, 1.0: 0.25}
+
+
 def test_noise_refuses_annotations_of_other_subsets(stages, tmp_path):
     tmp, *_ = stages
     other = tmp_path / "sub.h5"
     other.write_bytes((tmp / "sub.h5").read_bytes() + b"\0")  # any change to the subsets file
     with pytest.raises(SpurlabError, match="subsets_sha256"):
-        run_noise(tmp / "model", "m", tmp / "test.h5", other, tmp / "ann.parquet", tmp / "masks.h5", tmp_path / "n.parquet", 0,
+        run_noise(tmp / "model", "m", tmp / "test.h5", other, tmp / "ann.parquet", tmp / "masks.h5", tmp_path / "n.parquet",
                   progress=False)  # fmt: skip
     assert not (tmp_path / "n.parquet").exists()
 

@@ -126,7 +126,7 @@ def test_scores_for_set_orders_rows_and_checks_sizes():
 
 
 def test_rankings_and_gaps_stages_on_tiny_files(tmp_path):
-    from spurlab.measure.spuriosity import read_rankings, run_gaps, run_rankings
+    from spurlab.measure.spuriosity import GapSettings, RankingSettings, read_rankings, run_gaps, run_rankings
     from spurlab.io.tables import read_table, table_provenance, write_table
     from tests.conftest import salient_stages
 
@@ -136,16 +136,16 @@ def test_rankings_and_gaps_stages_on_tiny_files(tmp_path):
     ann.loc[:, "label"] = "core"
     ann.loc[ann["feature_rank"] == 1, "label"] = "spurious"  # each class's top feature
     write_table(ann, d / "ann1.parquet", {"test": True})
-    run_rankings(d / "ann1.parquet", d / "model", {"test": str(d / "f.h5")}, {"test": str(d / "test.h5")}, "test",
-                 d / "rank.parquet")  # fmt: skip
+    run_rankings(d / "ann1.parquet", d / "model", {"test": str(d / "f.h5")}, {"test": str(d / "test.h5")},
+                 d / "rank.parquet", RankingSettings("test"))  # fmt: skip
     r = read_rankings(d / "rank.parquet", d / "ann1.parquet")
     assert len(r) == len(s) and (r["row"].to_numpy() == np.arange(len(s))).all()
     assert r["spuriosity"].notna().all() and (r.groupby("class_index")["rank"].min() == 0).all()
     assert r["cue_present"].notna().sum() > 0  # tiny.yaml plants cues on some classes
     top = dict(zip(ann.loc[ann["feature_rank"] == 1, "class_index"], ann.loc[ann["feature_rank"] == 1, "feature_index"]))
     assert table_provenance(d / "rank.parquet")["spurious_features"] == {str(c): [int(j)] for c, j in top.items()}
-    info = run_gaps(d / "rank.parquet", "test", {"m": (str(d / "model"), str(d / "f.h5"))}, 3,
-                    d / "g.parquet", d / "gm.parquet", d / "gc.parquet")  # fmt: skip
+    info = run_gaps(d / "rank.parquet", {"m": (str(d / "model"), str(d / "f.h5"))}, d / "g.parquet", d / "gm.parquet",
+                    d / "gc.parquet", GapSettings("test", 3))  # fmt: skip
     g = read_table(d / "g.parquet")
     assert info["classes"] == len(s.class_names) and g["gap"].between(-1, 1).all() and (g["k"] == 3).all()
     with pytest.raises(SpurlabError, match="annotations_sha256"):
@@ -153,6 +153,6 @@ def test_rankings_and_gaps_stages_on_tiny_files(tmp_path):
     ann["label"] = "core"
     write_table(ann, d / "none.parquet", {})
     with pytest.raises(SpurlabError, match="no .class, feature. pair is annotated spurious"):
-        run_rankings(d / "none.parquet", d / "model", {"test": str(d / "f.h5")}, {"test": str(d / "test.h5")}, "test",
-                     d / "x.parquet")  # fmt: skip
+        run_rankings(d / "none.parquet", d / "model", {"test": str(d / "f.h5")}, {"test": str(d / "test.h5")},
+                     d / "x.parquet", RankingSettings("test"))  # fmt: skip
     assert not (d / "x.parquet").exists()

@@ -170,12 +170,12 @@ def test_salient_summary_on_a_folder_set(tmp_path):
     import torch
 
     from spurlab.discover.annotate import ANNOTATION_COLUMNS
-    from spurlab.discover.importance import run_importance
+    from spurlab.discover.importance import ImportanceSettings, run_importance
     from spurlab.discover.subsets import SalientSubsets, SubsetSettings, run_consolidated_masks, run_subsets
     from spurlab.features import cache_features, model_checkpoint_sha256
     from spurlab.io import sha256_file
-    from spurlab.measure.noise import run_noise
-    from spurlab.measure.salient_summary import run_salient_summary
+    from spurlab.measure.noise import NoiseSettings, run_noise
+    from spurlab.measure.salient_summary import SalientSummarySettings, run_salient_summary
     from spurlab.models import build_classifier, save_model
     from spurlab.io.tables import write_table
 
@@ -185,7 +185,7 @@ def test_salient_summary_on_a_folder_set(tmp_path):
     model = build_classifier("cbr_tiny", len(NAMES), 32, {"width": 8}).eval()
     save_model(model, d / "model", {"name": "m", "class_names": NAMES})
     cache_features(model, "m", model_checkpoint_sha256(d / "model"), s, d / "f.h5", torch.device("cpu"), progress=False)
-    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", "label", 2)
+    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", ImportanceSettings("label", 2))
     settings = SubsetSettings(fraction=0.5, min_images=2, max_images=3, top_images=1, attack="paper")
     run_subsets(d / "model", d / "real.h5", d / "f.h5", d / "imp.h5", d / "sub.h5", settings, "cpu", False)
     with SalientSubsets(d / "sub.h5") as sub:
@@ -201,11 +201,12 @@ def test_salient_summary_on_a_folder_set(tmp_path):
     write_table(ann[list(ANNOTATION_COLUMNS)], d / "ann.parquet", {"subsets_sha256": sha256_file(d / "sub.h5"),
                                                                    "source": "human"})  # fmt: skip
     run_consolidated_masks(d / "sub.h5", d / "ann.parquet", d / "masks.h5")
-    run_noise(d / "model", "m", d / "real.h5", d / "sub.h5", d / "ann.parquet", d / "masks.h5", d / "noise.parquet", 0,
-              [0, 0.25], [0.3], "cpu", progress=False)  # fmt: skip
+    run_noise(d / "model", "m", d / "real.h5", d / "sub.h5", d / "ann.parquet", d / "masks.h5", d / "noise.parquet",
+              NoiseSettings(0, (0, 0.25), (0.3,)), "cpu", progress=False)  # fmt: skip
     cfg = load_yaml("tiny.yaml")
-    summary = run_salient_summary(cfg, d / "real.h5", d / "sub.h5", d / "ann.parquet", [d / "noise.parquet"],
-                                  d / "summary.json", d / "noise.png", d / "grid.png", d / "f.h5", d / "model")  # fmt: skip
+    summary = run_salient_summary(d / "real.h5", d / "sub.h5", d / "ann.parquet", [d / "noise.parquet"],
+                                  d / "summary.json", d / "noise.png", d / "grid.png", d / "f.h5", d / "model",
+                                  SalientSummarySettings.from_config(cfg))  # fmt: skip
     saved = json.loads((d / "summary.json").read_text())
     assert saved["not_computed"] == summary["not_computed"]
     for key in ("auto_annotator_precision", "auto_annotator_recall", "auto_annotator_precision_presence_only",

@@ -38,7 +38,7 @@ def real(tmp_path_factory):
 
     from spurlab.data.folders import index_image_folder
     from spurlab.data.imagesets import ImageSet
-    from spurlab.discover.npca import run_npca
+    from spurlab.discover.npca import NpcaSettings, run_npca
     from spurlab.features import cache_features, model_checkpoint_sha256
     from spurlab.io import sha256_file
     from spurlab.models import build_classifier, save_model
@@ -57,7 +57,7 @@ def real(tmp_path_factory):
     sha = model_checkpoint_sha256(d / "model")
     for name, out in (("test.h5", "f.h5"), ("cue.h5", "fc.h5")):
         cache_features(model, "m", sha, ImageSet(d / name), d / out, torch.device("cpu"), progress=False)
-    run_npca(d / "f.h5", d / "model", d / "bases.h5", 4, progress=False)  # the test set stands in for train
+    run_npca(d / "f.h5", d / "model", d / "bases.h5", NpcaSettings(components=4), progress=False)  # the test set stands in for train
     bases_sha = sha256_file(d / "bases.h5")
     # the pair table of real data: no masks (NaN statistics), components not all annotated
     from spurlab.discover.subsets import STAT_COLUMNS
@@ -109,12 +109,12 @@ def test_spufix_scores_folder_negatives_and_the_summary_reports_them(real):
 
     from spurlab.features import open_features
     from spurlab.measure.npca_summary import run_npca_summary
-    from spurlab.mitigate.spufix import run_spufix
+    from spurlab.mitigate.spufix import SpuFixSettings, run_spufix
     from spurlab.io.tables import read_table, table_provenance
 
     d = real
-    run_spufix("m", _models(d), d / "bases.h5", d / "pairs.parquet", d / "cue.h5", d / "ret.parquet",
-               d / "harmful.parquet", d / "spufix.parquet", d / "spufix_models.parquet")  # fmt: skip
+    run_spufix(_models(d), d / "bases.h5", d / "pairs.parquet", d / "cue.h5", d / "ret.parquet", d / "harmful.parquet",
+               d / "spufix.parquet", d / "spufix_models.parquet", SpuFixSettings(robust="m"))  # fmt: skip
     cls, mods = read_table(d / "spufix.parquet"), read_table(d / "spufix_models.parquet")
     assert table_provenance(d / "spufix.parquet")["cue_only_negatives"] == "folder_labels"
     cue = cls[cls["negatives"] == "cue_only"].set_index("class")
@@ -164,7 +164,7 @@ def test_a_cue_folder_indexed_without_the_synset_map_is_refused(real, tmp_path):
     from spurlab.data.folders import index_image_folder
     from spurlab.data.imagesets import ImageSet
     from spurlab.features import cache_features, model_checkpoint_sha256
-    from spurlab.mitigate.spufix import run_spufix
+    from spurlab.mitigate.spufix import SpuFixSettings, run_spufix
     from spurlab.models.factory import load_model
 
     d = real
@@ -176,6 +176,6 @@ def test_a_cue_folder_indexed_without_the_synset_map_is_refused(real, tmp_path):
     models = _models(d)
     models["m"]["cue_only"] = str(tmp_path / "fc.h5")
     with pytest.raises(SpurlabError, match=r"cue_own\.h5: class names differ from those of .*f\.h5"):
-        run_spufix("m", models, d / "bases.h5", d / "pairs.parquet", tmp_path / "cue_own.h5", d / "ret.parquet",
-                   d / "harmful.parquet", tmp_path / "s.parquet", tmp_path / "sm.parquet")  # fmt: skip
+        run_spufix(models, d / "bases.h5", d / "pairs.parquet", tmp_path / "cue_own.h5", d / "ret.parquet",
+                   d / "harmful.parquet", tmp_path / "s.parquet", tmp_path / "sm.parquet", SpuFixSettings(robust="m"))  # fmt: skip
     assert not (tmp_path / "s.parquet").exists()

@@ -27,7 +27,7 @@ def fx(tmp_path_factory):
 
     from spurlab.data.imagesets import ImageSet, write_imageset
     from spurlab.data.sets import build_plan
-    from spurlab.discover.importance import run_importance
+    from spurlab.discover.importance import ImportanceSettings, run_importance
     from spurlab.features import cache_features, model_checkpoint_sha256
     from spurlab.models import build_classifier, save_model
     from tests.conftest import load_yaml
@@ -42,7 +42,7 @@ def fx(tmp_path_factory):
     model = build_classifier("cbr_tiny", len(s.class_names), 32, {"width": 8}).eval()
     save_model(model, d / "model", {"name": "m", "class_names": s.class_names})
     cache_features(model, "m", model_checkpoint_sha256(d / "model"), s, d / "f.h5", torch.device("cpu"), progress=False)
-    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", "label", 1)
+    run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", ImportanceSettings("label", 1))
     return d
 
 

@@ -218,7 +218,7 @@ def case_head_tuning_model_dir_of_another_model(fx, tmp):
 
 def case_spurious_gaps_model_dir_of_another_model(fx, tmp):
     outs = [tmp / "gaps.parquet", tmp / "gap_models.parquet", tmp / "gap_corr.parquet"]
-    argv = ["spurious-gaps", "--rankings", str(tmp / "rankings.parquet"), "--gap-set", "test",
+    argv = ["spurious-gaps", "--config", str(TINY), "--rankings", str(tmp / "rankings.parquet"),
             "--models", "m", "erm_tiny", "--model-dirs", str(fx / "model"), str(fx / "robust_tiny"),
             "--features", str(fx / "f.h5"), str(fx / "f.h5"),
             "--out", str(outs[0]), "--out-models", str(outs[1]), "--out-correlations", str(outs[2])]  # fmt: skip
@@ -228,7 +228,7 @@ def case_spurious_gaps_model_dir_of_another_model(fx, tmp):
 def case_label_noise_model_dir_of_another_model(fx, tmp):
     out = tmp / "label_noise.parquet"
     argv = ["label-noise", "--config", str(TINY), "--rankings", str(tmp / "r.parquet"), "--gaps", str(tmp / "g.parquet"),
-            "--annotations", str(fx / "ann.parquet"), "--imageset", str(fx / "test.h5"), "--set", "test",
+            "--annotations", str(fx / "ann.parquet"), "--imageset", str(fx / "test.h5"),
             "--discovery-dir", str(fx / "model"), "--models", "erm_tiny", "--model-dirs", str(fx / "robust_tiny"),
             "--out", str(out), "--figure", str(tmp / "label_noise.png")]  # fmt: skip
     return argv, f"{fx / 'robust_tiny'}: holds model 'robust_tiny'", [out, tmp / "label_noise.png"]
@@ -237,7 +237,7 @@ def case_label_noise_model_dir_of_another_model(fx, tmp):
 def case_npca_spufix_model_dir_of_another_model(fx, tmp):
     out = tmp / "spufix.parquet"
     f = str(fx / "f.h5")
-    argv = ["npca-spufix", "--robust", "robust_tiny", "--models", "erm_tiny", "--model-dirs", str(fx / "robust_tiny"),
+    argv = ["npca-spufix", "--config", str(TINY), "--models", "erm_tiny", "--model-dirs", str(fx / "robust_tiny"),
             "--train-features", f, "--test-features", f, "--cue-only-features", f, "--pool-sets", "test",
             "--pool-features", f, "--cue-only-set", str(fx / "test.h5"), "--bases", str(tmp / "b.h5"),
             "--pairs", str(tmp / "p.parquet"), "--retrieval", str(tmp / "r.parquet"), "--harmful", str(tmp / "h.parquet"),
@@ -332,14 +332,14 @@ def case_alpha_option_out_of_range(fx, tmp):
     return argv, "argument --alpha: 1.5 is not in (0, 1)", [out]
 
 
-def case_inf_gap_target_option(fx, tmp):
+def case_inf_gap_target(fx, tmp):  # head tuning's stopping target, which the summary judges tuning by
     out = tmp / "summary.json"
     p = str(tmp / "x.parquet")
-    argv = ["spuriosity-summary", "--imageset", str(fx / "test.h5"), "--rankings", p, "--gaps", p, "--gap-models", p,
-            "--gap-correlations", p, "--corruptions", p, "--tuning", p, "--label-noise", p, "--discovery-model", "m",
-            "--gap-target", "inf", "--out", str(out), "--gaps-figure", str(tmp / "g.png"),
-            "--tuning-figure", str(tmp / "t.png")]  # fmt: skip
-    return argv, "argument --gap-target: 'inf' is not a finite number", [out]
+    cfg = write_cfg(tmp / "c.yaml", set_value(("spuriosity", "tuning", "gap_target"), INF))
+    argv = ["spuriosity-summary", "--config", str(cfg), "--imageset", str(fx / "test.h5"), "--rankings", p, "--gaps", p,
+            "--gap-models", p, "--gap-correlations", p, "--corruptions", p, "--tuning", p, "--label-noise", p,
+            "--out", str(out), "--gaps-figure", str(tmp / "g.png"), "--tuning-figure", str(tmp / "t.png")]  # fmt: skip
+    return argv, "config key spuriosity.tuning.gap_target: inf is not a finite number", [out]
 
 
 # training that fails part-way removes what it wrote
@@ -404,7 +404,7 @@ def test_arch_args_are_recorded_and_applied_at_load(fx, tmp_path, capsys):
 
 
 def test_model_dir_of_the_named_model_passes_the_check(fx):
-    from spurlab.cli import check_model_dirs
+    from spurlab.cli.args import check_model_dirs
 
     check_model_dirs(["m", "robust_tiny"], [fx / "model", fx / "robust_tiny"], "--models")
 

@@ -103,8 +103,9 @@ def run_part(cfg: dict, part: str, model_dirs: dict[str, str], sets: dict[str, s
             regions = {"object": obj, "random": rand, "random_outside": outside(rand, obj)}
             for model, set_name, x, y, ok in (("f_o", "bam_os_test", x_os, y_o, ok_o), ("f_s", "bam_os_test", x_os, y_s, ok_s),
                                               ("f_s", "bam_0s_test", x_0s, y_s, ok_s0)):  # fmt: skip
-                t = region_table(models[model], x[rows], y[rows], regions, methods, settings, b["seed"], progress,
-                                 f"{model} {set_name}")  # fmt: skip
+                t = region_table(models[model], x[rows], targets=y[rows], regions=regions, methods=methods,
+                                 settings=settings, seed=b["seed"], progress=progress,
+                                 desc=f"{model} {set_name}")  # fmt: skip
                 frames.append(_finish(t, model, set_name, rows, ok[rows]))
             info.update(candidates=int((ok_o & ok_s & ok_s0).sum()), rows=len(rows))
         elif part in kseries_codes(cfg):
@@ -115,12 +116,14 @@ def run_part(cfg: dict, part: str, model_dirs: dict[str, str], sets: dict[str, s
             rows = _pick(np.flatnonzero(y == 0), limit, part_rng(b["seed"], "kseries"))  # same rows for every k
             obj = s.masks("object", rows) if len(rows) else np.zeros((0,) + x.shape[1:3], np.uint8)
             regions = {"object": obj, "random": random_masks(obj, part_rng(b["seed"], "kseries-random"))}
-            t = region_table(models[name], x[rows], y[rows], regions, methods, settings, b["seed"], progress, name)
+            t = region_table(models[name], x[rows], targets=y[rows], regions=regions, methods=methods, settings=settings,
+                             seed=b["seed"], progress=progress, desc=name)
             frames.append(_finish(t, name, set_name, rows, ok[rows]))
             info.update(rows=len(rows), accuracy=float(ok[rows].mean()) if len(rows) else None)
         elif part == "iir":
-            frames, extra = _iir(cfg, models["f_s"], opened["bam_os_test"], opened["bam_0s_test"], methods, settings,
-                                 rng, limit, progress)  # fmt: skip
+            frames, extra = _iir(cfg, models["f_s"], os_=opened["bam_os_test"], zs=opened["bam_0s_test"], methods=methods,
+                                 settings=settings,
+                                 rng=rng, limit=limit, progress=progress)  # fmt: skip
             info.update(extra)
         else:
             raise SpurlabError(f"BAM attribution part '{part}': unknown")
@@ -176,7 +179,8 @@ def _iir(cfg, model, os_, zs, methods, settings, rng, limit, progress):
     regions = {"object": mask}
     frames = []
     for set_name, imgs in (("bam_0s_test", x), ("bam_0s_test+delta", xd)):
-        t = region_table(model, imgs, y[rows], regions, methods, settings, b["seed"], progress, f"f_s {set_name}")
+        t = region_table(model, imgs, targets=y[rows], regions=regions, methods=methods, settings=settings, seed=b["seed"],
+                         progress=progress, desc=f"f_s {set_name}")
         for col in diag.columns:
             t[col] = diag[col].to_numpy()[t["pos"].to_numpy()]
         frames.append(_finish(t, "f_s", set_name, rows, ok[rows]))

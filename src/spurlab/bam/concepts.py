@@ -96,7 +96,8 @@ def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: s
         model_id = f"{name}-{cache_key(sha, concept_sha, settings, layers)}"
         if progress:
             print(f"tcav {name}: {len(layers)} layers, {settings.random_sets} random sets", flush=True)
-        rows = tcav_scores(am, layers, concept, randoms, x, torch.as_tensor(t), model_id, cache_dir, settings)
+        rows = tcav_scores(am, layers, concept=concept, randoms=randoms, inputs=x, targets=torch.as_tensor(t),
+                           model_id=model_id, save_path=cache_dir, settings=settings)
         comb = combine_layers(rows)
         for r in rows:
             records.append({"model": name, "layer": r["layer"], "score": r["score"], "random_score": r["random_score"],

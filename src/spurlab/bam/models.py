@@ -26,8 +26,10 @@ def train_bam_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: 
     _, _, label_column = model_sets(name)
     section = bam_model_section(cfg, name)
     b = cfg["bam"]["benchmark"]
-    return train_on_sets(cfg, name, section, TrainSettings.from_config(section["train"], None), section["seed"],
-                         b["arch"], b["arch_args"], train_set, val_set, out_dir, threads, progress, label_column,
+    return train_on_sets(cfg, name, section=section, settings=TrainSettings.from_config(section["train"], None),
+                         seed=section["seed"],
+                         arch=b["arch"], arch_args=b["arch_args"], train_set=train_set, val_set=val_set, out_dir=out_dir,
+                         threads=threads, progress=progress, label_column=label_column,
                          extra_meta={"label_column": label_column})  # fmt: skip
 
 

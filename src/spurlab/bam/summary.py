@@ -25,7 +25,9 @@ from .metrics import idr, iir, mcs, pearson, trial_sd
 from .verify import accuracy_drops, verification_record
 
 
-def _g(df: pd.DataFrame, model: str, set_name: str, method: str, normaliser: str, region: str) -> pd.Series:
+def _g(df: pd.DataFrame, model: str, set_name: str, region: str, how: tuple[str, str]) -> pd.Series:
+    """Region means g_c of one model on one set and region, for how = (method, normaliser)."""
+    method, normaliser = how
     sel = df[(df["model"] == model) & (df["set"] == set_name) & (df["method"] == method)
              & (df["normaliser"] == normaliser) & (df["region"] == region)]  # fmt: skip
     return sel.set_index("row")["g"]
@@ -42,6 +44,70 @@ def _check_models(tables: dict[str, str], models: dict[str, str]) -> None:
             if m in models and models[m] != sha:
                 raise SpurlabError(f"{path}: made from model {m} {sha[:12]}..., but the verification table used "
                                    f"{models[m][:12]}...; rebuild it")  # fmt: skip
+
+
+def _mcs_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, rng) -> None:
+    """MCS f_o vs f_s on X_os (object regions, and the random-region baseline), with trial SDs."""
+    for region, key in (("object", "mcs"), ("random", "mcs_random_baseline")):
+        go, gs = _g(con, "f_o", "bam_os_test", region, how), _g(con, "f_s", "bam_os_test", region, how)
+        go, gs = go.align(gs, join="inner")
+        e[key] = _r(mcs(go.to_numpy(), gs.to_numpy()))
+        e[f"{key}_sd"] = _r(trial_sd(mcs, (go.to_numpy(), gs.to_numpy()), trial, rng))
+    e["mcs_n"] = int(len(go))
+
+
+def _idr_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, rng) -> None:
+    """IDR: f_s with the object (X_os) vs without it (X_0s), pairs f_s classifies correctly both
+    times; the baseline's random regions exclude the object: overlapping ones mostly measure it."""
+    ok0 = con[(con["model"] == "f_s") & (con["set"] == "bam_0s_test")].groupby("row")["correct"].first()
+    for region, key in (("object", "idr"), ("random_outside", "idr_random_baseline"), ("random", "idr_random_overlapping")):
+        g_cf = _g(con, "f_s", "bam_os_test", region, how)
+        g_no = _g(con, "f_s", "bam_0s_test", region, how)
+        g_cf, g_no = g_cf.align(g_no, join="inner")
+        keep = ok0.reindex(g_cf.index).fillna(False).to_numpy(bool)
+        a, c = g_cf.to_numpy()[keep], g_no.to_numpy()[keep]
+        e[key] = _r(idr(a, c))
+        e[f"{key}_sd"] = _r(trial_sd(idr, (a, c), trial, rng))
+    e["idr_n"] = int(keep.sum())
+
+
+def _iir_entries(e: dict, iir_df: pd.DataFrame, how: tuple[str, str], trial: int, rng, t: float) -> None:
+    """IIR at threshold t: f_s on X_0s against X_0s + delta, object regions."""
+    gx, gxd = _g(iir_df, "f_s", "bam_0s_test", "object", how), _g(iir_df, "f_s", "bam_0s_test+delta", "object", how)
+    gx, gxd = gx.align(gxd, join="inner")
+    e["iir"] = _r(iir(gx.to_numpy(), gxd.to_numpy(), t))
+    e["iir_sd"] = _r(trial_sd(lambda a, c: iir(a, c, t), (gx.to_numpy(), gxd.to_numpy()), trial, rng))
+    e["iir_n"] = int(len(gx))
+
+
+def _k_series(ks: dict[str, pd.DataFrame], codes: list[str], how: tuple[str, str]) -> tuple[dict, list[dict]]:
+    """k-series: G_c(f_k) - G_c(f_1.0) on the same rows, both correct; {k: mcs} and figure rows."""
+    ref = ks["k100"]
+    series, rows = {}, []
+    for c in codes:
+        gk = _g(ks[c], f"f_{c}", f"bam_{c}_test", "object", how)
+        g1 = _g(ref, "f_k100", "bam_k100_test", "object", how)
+        okk = ks[c].groupby("row")["correct"].first()
+        ok1 = ref.groupby("row")["correct"].first()
+        gk, g1 = gk.align(g1, join="inner")
+        keep = (okk.reindex(gk.index).fillna(False) & ok1.reindex(gk.index).fillna(False)).to_numpy(bool)
+        series[int(c[1:]) / 100] = mcs(gk.to_numpy()[keep], g1.to_numpy()[keep])
+        rows.append({"method": how[0], "k": int(c[1:]) / 100, "mcs": series[int(c[1:]) / 100], "n": int(keep.sum())})
+    return series, rows
+
+
+def _tcav_entries(tc: pd.DataFrame, codes: list[str], k_values: list[float], drops: dict, drops_all: dict) -> dict:
+    """TCAV's MCS (f_o vs f_s), its random baseline, its k-series and their rho with the drops."""
+    comb = tc[tc["layer"] == "combined"].set_index("model")
+    tcav_series = {k: float(comb.loc[f"f_{c}", "score"] - comb.loc["f_k100", "score"]) for k, c in zip(k_values, codes)}
+    return {
+        "tcav_mcs": _r(comb.loc["f_o", "score"] - comb.loc["f_s", "score"]),
+        "tcav_mcs_random_baseline": _r(comb.loc["f_o", "random_score"] - comb.loc["f_s", "random_score"]),
+        "tcav_scores": {m: _r(v) for m, v in comb["score"].items()},
+        "tcav_mcs_k_series": {f"{k:g}": _r(v) for k, v in tcav_series.items()},
+        "tcav_rho_k_series": _r(pearson([tcav_series[k] for k in k_values], [drops[k] for k in k_values])),
+        "tcav_rho_k_series_cf_scenes": _r(pearson([tcav_series[k] for k in k_values], [drops_all[k] for k in k_values])),
+    }
 
 
 def run_bam_summary(cfg: dict, verification: str, contrast: str, kseries: dict[str, str], iir_table: str, tcav: str,
@@ -67,57 +133,20 @@ def run_bam_summary(cfg: dict, verification: str, contrast: str, kseries: dict[s
     for method in methods:
         e: dict = {}
         rng = part_rng(b["seed"], f"trials-{method}")
-        for region, key in (("object", "mcs"), ("random", "mcs_random_baseline")):
-            go, gs = _g(con, "f_o", "bam_os_test", method, norm, region), _g(con, "f_s", "bam_os_test", method, norm, region)
-            go, gs = go.align(gs, join="inner")
-            e[key] = _r(mcs(go.to_numpy(), gs.to_numpy()))
-            e[f"{key}_sd"] = _r(trial_sd(mcs, (go.to_numpy(), gs.to_numpy()), trial, rng))
-        e["mcs_n"] = int(len(go))
-        # IDR: f_s with the object (X_os) vs without it (X_0s), pairs f_s classifies correctly both times
-        ok0 = con[(con["model"] == "f_s") & (con["set"] == "bam_0s_test")].groupby("row")["correct"].first()
-        # the baseline's random regions exclude the object: overlapping ones mostly measure the object
-        for region, key in (("object", "idr"), ("random_outside", "idr_random_baseline"), ("random", "idr_random_overlapping")):
-            g_cf = _g(con, "f_s", "bam_os_test", method, norm, region)
-            g_no = _g(con, "f_s", "bam_0s_test", method, norm, region)
-            g_cf, g_no = g_cf.align(g_no, join="inner")
-            keep = ok0.reindex(g_cf.index).fillna(False).to_numpy(bool)
-            a, c = g_cf.to_numpy()[keep], g_no.to_numpy()[keep]
-            e[key] = _r(idr(a, c))
-            e[f"{key}_sd"] = _r(trial_sd(idr, (a, c), trial, rng))
-        e["idr_n"] = int(keep.sum())
-        gx, gxd = _g(iir_df, "f_s", "bam_0s_test", method, norm, "object"), _g(iir_df, "f_s", "bam_0s_test+delta", method, norm, "object")
-        gx, gxd = gx.align(gxd, join="inner")
-        e["iir"] = _r(iir(gx.to_numpy(), gxd.to_numpy(), t))
-        e["iir_sd"] = _r(trial_sd(lambda a, c: iir(a, c, t), (gx.to_numpy(), gxd.to_numpy()), trial, rng))
-        e["iir_n"] = int(len(gx))
-        # k-series: G_c(f_k) - G_c(f_1.0) on the same rows, both correct
-        ref = ks["k100"]
-        series = {}
-        for c in codes:
-            gk = _g(ks[c], f"f_{c}", f"bam_{c}_test", method, norm, "object")
-            g1 = _g(ref, "f_k100", "bam_k100_test", method, norm, "object")
-            okk = ks[c].groupby("row")["correct"].first()
-            ok1 = ref.groupby("row")["correct"].first()
-            gk, g1 = gk.align(g1, join="inner")
-            keep = (okk.reindex(gk.index).fillna(False) & ok1.reindex(gk.index).fillna(False)).to_numpy(bool)
-            series[int(c[1:]) / 100] = mcs(gk.to_numpy()[keep], g1.to_numpy()[keep])
-            series_rows.append({"method": method, "k": int(c[1:]) / 100, "mcs": series[int(c[1:]) / 100], "n": int(keep.sum())})
+        how = (method, norm)
+        _mcs_entries(e, con, how, trial, rng)
+        _idr_entries(e, con, how, trial, rng)
+        _iir_entries(e, iir_df, how, trial, rng, t=t)
+        series, rows = _k_series(ks, codes, how)
+        series_rows += rows
         e["mcs_k_series"] = {f"{k:g}": _r(v) for k, v in series.items()}
         e["rho_k_series"] = _r(pearson([series[k] for k in k_values], [drops[k] for k in k_values]))
         # the drop over every scene class carrying the object: more images than the first scene's
         e["rho_k_series_cf_scenes"] = _r(pearson([series[k] for k in k_values], [drops_all[k] for k in k_values]))
         per_method[method] = e
-    # TCAV
-    comb = tc[tc["layer"] == "combined"].set_index("model")
-    tcav_series = {k: float(comb.loc[f"f_{c}", "score"] - comb.loc["f_k100", "score"]) for k, c in zip(k_values, codes)}
     summary = {
         "methods": per_method,
-        "tcav_mcs": _r(comb.loc["f_o", "score"] - comb.loc["f_s", "score"]),
-        "tcav_mcs_random_baseline": _r(comb.loc["f_o", "random_score"] - comb.loc["f_s", "random_score"]),
-        "tcav_scores": {m: _r(v) for m, v in comb["score"].items()},
-        "tcav_mcs_k_series": {f"{k:g}": _r(v) for k, v in tcav_series.items()},
-        "tcav_rho_k_series": _r(pearson([tcav_series[k] for k in k_values], [drops[k] for k in k_values])),
-        "tcav_rho_k_series_cf_scenes": _r(pearson([tcav_series[k] for k in k_values], [drops_all[k] for k in k_values])),
+        **_tcav_entries(tc, codes, k_values, drops, drops_all),
         "verification": verification_record(ver),
         "k_series_accuracy_drop": {f"{k:g}": _r(v) for k, v in drops.items()},
         "k_series_accuracy_drop_cf_scenes": {f"{k:g}": _r(v) for k, v in drops_all.items()},

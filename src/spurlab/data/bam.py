@@ -94,9 +94,11 @@ def bam_plan(cfg: dict, seed: int, variant: str, split: str) -> SetPlan:
         present = np.full(len(obj), variant != "0s")
         scenes = np.full(len(obj), GRAY, dtype=object) if variant == "og" else scene_names[scn]
         flags = np.zeros((len(obj), 0), dtype=bool)
-        out = render(world, np.asarray(world.classes, dtype=object)[obj], lat, flags, present, scenes)
+        out = render(world, np.asarray(world.classes, dtype=object)[obj], lat, flags, object_present=present,
+                     scene_override=scenes)
         labels = scn if scene_labels else obj
-        rec = chunk_record(world, f"bam_{variant}_{split}", start, labels.astype(np.int64), lat, out, flags, present)
+        rec = chunk_record(world, f"bam_{variant}_{split}", start=start, labels=labels.astype(np.int64), lat=lat, out=out,
+                           flags=flags, object_present=present)
         rec["meta"]["object_label"] = obj.astype(np.int64)
         rec["meta"]["scene_label"] = scn.astype(np.int64)
         rec["meta"]["scene"] = scn.astype(np.int16) if variant != "og" else np.full(len(obj), -1, np.int16)

@@ -124,8 +124,9 @@ def read_instances(annotations: str | os.PathLike, images_dir: str | os.PathLike
     pools: list[list[Instance]] = [[] for _ in categories]
     for (k, image_id), (area, neg_id, a) in sorted(best.items()):
         im = images[image_id]
-        pools[k].append(Instance(-neg_id, image_id, im["file_name"], str(Path(images_dir) / im["file_name"]),
-                                 im["height"], im["width"], a["segmentation"], area))  # fmt: skip
+        pools[k].append(Instance(-neg_id, image_id, file_name=im["file_name"], path=str(Path(images_dir) / im["file_name"]),
+                                 height=im["height"], width=im["width"], segmentation=a["segmentation"],
+                                 area=area))  # fmt: skip
     for k, name in enumerate(categories):
         if not pools[k]:
             raise SpurlabError(f"{path}: category '{name}' has no usable instance (non-crowd, area > 0)")
@@ -264,82 +265,98 @@ def _pick(u: float, n: int) -> int:
     return min(int(u * n), n - 1)
 
 
-def coco_bam_plan(cfg: dict, seed: int, variant: str, split: str) -> tuple[SetPlan, dict]:
-    """The plan of BAM set `bam_<variant>_<split>` from COCO objects and a scene folder (`cfg` is
-    the validated `bam` section), and the provenance attrs it adds to the set."""
-    if not VARIANT.match(variant):
-        raise SpurlabError(f"BAM variant '{variant}': expected os, 0s, og or kNNN (e.g. k050)")
-    src = cfg["coco"]
-    for key in ("annotations", "images", "scenes_dir"):
-        if not src.get(key):
-            raise SpurlabError(f"config key bam.coco.{key}: required when bam.source is coco")
-    objects, scenes, size = list(cfg["objects"]), list(cfg["scenes"]), int(cfg["image_size"])
-    all_instances, json_sha = read_instances(src["annotations"], src["images"], objects)
-    all_scenes, scenes_sha = list_scenes(src["scenes_dir"], scenes)
-    images_sha = _images_listing_sha256(all_instances)
-    frac = float(src["test_fraction"])
-    obj_pools = []
-    for k, pool in enumerate(all_instances):
-        keep = split_pool(len(pool), frac, seed, 0, k, split, f"{src['annotations']}: category '{objects[k]}' (instances)")
-        obj_pools.append([pool[j] for j in keep])
-    scene_rows = [split_pool(len(files), frac, seed, 1, k, split, f"{Path(src['scenes_dir']) / scenes[k]}: scene folder (images)")
-                  for k, files in enumerate(all_scenes)]  # fmt: skip
-    obj_all, scn_all, scene_labels = bam_grid(cfg, seed, variant, split)
-    n = len(obj_all)
-    lo, hi = side_fraction_range(cfg["scale_rule"])
-    source = str(src["annotations"])
+@dataclass(frozen=True)
+class _CocoComposer:
+    """What every chunk of one BAM set from COCO needs: the grid of (object, scene) rows, the
+    split's instance pools and scene images, and the size rule."""
 
-    def chunk(c: int) -> dict:
-        start = c * CHUNK
-        obj, scn = obj_all[start : start + CHUNK], scn_all[start : start + CHUNK]
-        m = len(obj)
-        # every variant draws the same numbers in the same order: rows correspond across variants
-        rng = chunk_rng(seed, STREAMS[split], c)
-        side_frac = rng.uniform(lo, hi, m)
-        ux, uy, u_obj, u_scene = rng.random((4, m))
+    seed: int
+    variant: str
+    split: str
+    size: int
+    scale_range: tuple[float, float]
+    source: str  # the annotations file, named in errors
+    obj_all: np.ndarray
+    scn_all: np.ndarray
+    scene_labels: bool
+    obj_pools: list[list[Instance]]
+    scene_rows: list[np.ndarray]
+    all_scenes: list[list[str]]
+
+    def _compose(self, obj: np.ndarray, scn: np.ndarray, side_frac: np.ndarray, u: np.ndarray) -> dict[str, np.ndarray]:
+        """Paste row i's object (pool obj[i], drawn by u) on its scene (scn[i]) at its position."""
+        ux, uy, u_obj, u_scene = u
+        m, size = len(obj), self.size
         images = np.empty((m, size, size, 3), dtype=np.uint8)
         masks = np.zeros((m, size, size), dtype=bool)
         cx, cy = np.zeros(m, np.float32), np.zeros(m, np.float32)
         ann_ids, image_ids, scene_image = np.zeros(m, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int32)
         cut_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for i in range(m):
-            pool = obj_pools[obj[i]]
+            pool = self.obj_pools[obj[i]]
             inst = pool[_pick(u_obj[i], len(pool))]
-            rows = scene_rows[scn[i]]
+            rows = self.scene_rows[scn[i]]
             scene_image[i] = rows[_pick(u_scene[i], len(rows))]
             if inst.ann_id not in cut_cache:
-                cut_cache[inst.ann_id] = cut_object(inst, source)
+                cut_cache[inst.ann_id] = cut_object(inst, self.source)
             rgb, mask = resize_object(*cut_cache[inst.ann_id], max(1, int(round(side_frac[i] * size))))
             h, w = mask.shape
             x0, y0 = _pick(ux[i], size - w + 1), _pick(uy[i], size - h + 1)
-            if variant == "og":
+            if self.variant == "og":
                 images[i] = GRAY_VALUE
             else:
-                images[i] = load_scene(all_scenes[scn[i]][scene_image[i]], size)
-            if variant != "0s":
+                images[i] = load_scene(self.all_scenes[scn[i]][scene_image[i]], size)
+            if self.variant != "0s":
                 region = images[i, y0 : y0 + h, x0 : x0 + w]
                 region[mask] = rgb[mask]
                 masks[i, y0 : y0 + h, x0 : x0 + w] = mask
             cx[i], cy[i] = (x0 + w / 2) / size * 2 - 1, (y0 + h / 2) / size * 2 - 1
             ann_ids[i], image_ids[i] = inst.ann_id, inst.image_id
-        labels = (scn if scene_labels else obj).astype(np.int64)
+        return {"images": images, "masks": masks, "cx": cx, "cy": cy, "coco_annotation_id": ann_ids,
+                "coco_image_id": image_ids, "scene_image": scene_image}  # fmt: skip
+
+    def chunk(self, c: int) -> dict:
+        start = c * CHUNK
+        obj, scn = self.obj_all[start : start + CHUNK], self.scn_all[start : start + CHUNK]
+        m, variant = len(obj), self.variant
+        # every variant draws the same numbers in the same order: rows correspond across variants
+        rng = chunk_rng(self.seed, STREAMS[self.split], c)
+        side_frac = rng.uniform(self.scale_range[0], self.scale_range[1], m)
+        made = self._compose(obj, scn, side_frac, rng.random((4, m)))
+        labels = (scn if self.scene_labels else obj).astype(np.int64)
         meta = {
             "scene": scn.astype(np.int16) if variant != "og" else np.full(m, -1, np.int16),
             "object_present": np.full(m, variant != "0s"),
             "colour": np.full(m, -1, np.int16),
             "scale": side_frac.astype(np.float32),
             "angle": np.zeros(m, np.float32),
-            "cx": cx,
-            "cy": cy,
+            "cx": made["cx"],
+            "cy": made["cy"],
             "object_label": obj.astype(np.int64),
             "scene_label": scn.astype(np.int64),
-            "coco_annotation_id": ann_ids,
-            "coco_image_id": image_ids,
-            "scene_image": scene_image,
+            "coco_annotation_id": made["coco_annotation_id"],
+            "coco_image_id": made["coco_image_id"],
+            "scene_image": made["scene_image"],
         }
-        ids = np.array([f"bam_{variant}_{split}-{start + i:07d}".encode() for i in range(m)])
-        return {"images": images, "labels": labels, "ids": ids, "meta": meta, "masks": {"object": masks}}
+        ids = np.array([f"bam_{variant}_{self.split}-{start + i:07d}".encode() for i in range(m)])
+        return {"images": made["images"], "labels": labels, "ids": ids, "meta": meta, "masks": {"object": made["masks"]}}
 
+
+def _split_pools(src: dict, objects: list[str], scenes: list[str], seed: int, split: str):
+    """The split's share of every category's instances and every scene class's images, with the
+    listings' hashes: (object pools, scene rows, all scene files, attrs)."""
+    all_instances, json_sha = read_instances(src["annotations"], src["images"], objects)
+    all_scenes, scenes_sha = list_scenes(src["scenes_dir"], scenes)
+    images_sha = _images_listing_sha256(all_instances)
+    frac = float(src["test_fraction"])
+    obj_pools = []
+    for k, pool in enumerate(all_instances):
+        keep = split_pool(len(pool), frac, seed=seed, kind=0, index=k, split=split,
+                          what=f"{src['annotations']}: category '{objects[k]}' (instances)")  # fmt: skip
+        obj_pools.append([pool[j] for j in keep])
+    scene_rows = [split_pool(len(files), frac, seed=seed, kind=1, index=k, split=split,
+                             what=f"{Path(src['scenes_dir']) / scenes[k]}: scene folder (images)")
+                  for k, files in enumerate(all_scenes)]  # fmt: skip
     attrs = {
         "source": "coco",
         "generator_version": GENERATOR_VERSION,
@@ -351,4 +368,25 @@ def coco_bam_plan(cfg: dict, seed: int, variant: str, split: str) -> tuple[SetPl
             "scenes": {name: len(r) for name, r in zip(scenes, scene_rows)},
         },
     }
-    return SetPlan(n, n_chunks(n), chunk), attrs
+    return obj_pools, scene_rows, all_scenes, attrs
+
+
+def coco_bam_plan(cfg: dict, seed: int, variant: str, split: str) -> tuple[SetPlan, dict]:
+    """The plan of BAM set `bam_<variant>_<split>` from COCO objects and a scene folder (`cfg` is
+    the validated `bam` section), and the provenance attrs it adds to the set."""
+    if not VARIANT.match(variant):
+        raise SpurlabError(f"BAM variant '{variant}': expected os, 0s, og or kNNN (e.g. k050)")
+    src = cfg["coco"]
+    for key in ("annotations", "images", "scenes_dir"):
+        if not src.get(key):
+            raise SpurlabError(f"config key bam.coco.{key}: required when bam.source is coco")
+    objects, scenes, size = list(cfg["objects"]), list(cfg["scenes"]), int(cfg["image_size"])
+    obj_pools, scene_rows, all_scenes, attrs = _split_pools(src, objects, scenes, seed=seed, split=split)
+    obj_all, scn_all, scene_labels = bam_grid(cfg, seed, variant, split)
+    n = len(obj_all)
+    composer = _CocoComposer(
+        seed=seed, variant=variant, split=split, size=size, scale_range=side_fraction_range(cfg["scale_rule"]),
+        source=str(src["annotations"]), obj_all=obj_all, scn_all=scn_all, scene_labels=scene_labels,
+        obj_pools=obj_pools, scene_rows=scene_rows, all_scenes=all_scenes,
+    )  # fmt: skip
+    return SetPlan(n, n_chunks(n), composer.chunk), attrs

@@ -76,7 +76,7 @@ def _co_object(canvas, spec, u, obj: ObjectFrame):
     dist = obj.scale + 1.15 * r
     cx = np.clip(obj.cx + dist * np.cos(ang), -1 + r, 1 - r)
     cy = np.clip(obj.cy + dist * np.sin(ang), -1 + r, 1 - r)
-    mask = shape_masks([spec["glyph"]] * len(u), cx, cy, r, u[:, 1] * 2 * np.pi, size)
+    mask = shape_masks([spec["glyph"]] * len(u), cx, cy=cy, scale=r, angle=u[:, 1] * 2 * np.pi, size=size)
     _paint(canvas, mask, spec["color"])
     return mask
 

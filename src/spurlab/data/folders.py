@@ -275,7 +275,7 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
         if not (labels == label).any():
             where = root / wnids[label] if not val_labels else f"{root} (class {wnids[label]})"
             raise SpurlabError(f"{where}: no readable images left in this class")
-    sha = content_sha256(rel_paths, labels, digests, image_size, names, wnids)
+    sha = content_sha256(rel_paths, labels, digests, image_size=image_size, class_names=names, wnids=wnids)
     n = len(rel_paths)
     section = {"root": str(root), "image_size": int(image_size), "skip_bad_images": bool(skip_bad_images),
                "synsets": str(synsets) if synsets else None, "val_labels": str(val_labels) if val_labels else None}

@@ -463,7 +463,8 @@ def verify_index(imageset) -> None:
         if d != s:
             raise SpurlabError(f"{p}: file changed since {imageset.path} was indexed; rebuild the index")
     digests = [d for d, _ in checked]
-    sha = content_sha256(rel, imageset.labels, digests, imageset.image_size, imageset.class_names,
-                         imageset.attrs.get("wnids") or [], imageset.attrs.get("generator_version", INDEX_VERSION))  # fmt: skip
+    sha = content_sha256(rel, imageset.labels, digests, image_size=imageset.image_size, class_names=imageset.class_names,
+                         wnids=imageset.attrs.get("wnids") or [], version=imageset.attrs.get("generator_version",
+                                                                                             INDEX_VERSION))  # fmt: skip
     if sha != imageset.sha256:
         raise SpurlabError(f"{imageset.path}: content does not match its sha256 attribute (corrupt or edited file)")

@@ -211,7 +211,7 @@ def render(
         canvas -= mean
         canvas *= np.float32(world.scene_contrast)
         canvas += mean
-    obj = shape_masks(shapes, lat.cx, lat.cy, lat.scale, lat.angle, size) & object_present[:, None, None]
+    obj = shape_masks(shapes, lat.cx, cy=lat.cy, scale=lat.scale, angle=lat.angle, size=size) & object_present[:, None, None]
     np.copyto(canvas, lat.colour[:, None, None, :], where=obj[..., None])
     frame = cue_lib.ObjectFrame(obj, lat.cx, lat.cy, lat.scale)
     cue_masks = np.zeros((len(world.cue_names), n, size, size), dtype=bool)
@@ -302,7 +302,7 @@ def split_plan(world: World, seed: int, split: str, n: int) -> SetPlan:
         flags = draw_cue_flags(world, labels, lat)
         present = np.ones(len(labels), dtype=bool)
         out = render(world, shapes_all[start : start + CHUNK], lat, flags, present)
-        return chunk_record(world, split, start, labels, lat, out, flags, present)
+        return chunk_record(world, split, start=start, labels=labels, lat=lat, out=out, flags=flags, object_present=present)
 
     return SetPlan(n, n_chunks(n), chunk)
 
@@ -337,7 +337,8 @@ def counterfactual_plan(world: World, seed: int, n_test: int) -> SetPlan:
             f[rows[has], toggled[has]] = on
             present = np.ones(len(labels), dtype=bool)
             out = render(world, shapes_all[start : start + CHUNK], lat, f, present)
-            rec = chunk_record(world, "counterfactual", 0, labels, lat, out, f, present)
+            rec = chunk_record(world, "counterfactual", start=0, labels=labels, lat=lat, out=out, flags=f,
+                               object_present=present)
             rec["meta"]["pair"] = (start + rows).astype(np.int64)
             rec["meta"]["cue_on"] = np.full(len(labels), on)
             rec["meta"]["toggled_cue"] = toggled.astype(np.int16)
@@ -385,7 +386,8 @@ def cue_only_plan(world: World, seed: int, n: int) -> SetPlan:
         present = np.zeros(m, dtype=bool)
         shapes = np.asarray(world.classes, dtype=object)[np.zeros(m, dtype=int)]  # drawn, then masked out
         out = render(world, shapes, lat, flags, present)
-        rec = chunk_record(world, "cue_only", start, labels, lat, out, flags, present)
+        rec = chunk_record(world, "cue_only", start=start, labels=labels, lat=lat, out=out, flags=flags,
+                           object_present=present)
         rec["meta"]["cue"] = pick.astype(np.int16)
         return rec
 

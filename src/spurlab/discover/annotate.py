@@ -114,21 +114,8 @@ def _delimiter(path: Path) -> str:
     return best
 
 
-def read_mturk_csv(
-    path: str | os.PathLike, class_names: Sequence[str] | None = None, pairs: set[tuple[int, int]] | None = None
-) -> pd.DataFrame:
-    """Validated answers, one row per answer, columns `VOTE_COLUMNS`.
-
-    `row` is the row a spreadsheet shows (header = row 1). With `class_names` (the model's classes)
-    `class_name` is `class_names[class_index]` and a class index beyond them is an error; without
-    (a standalone import) any class index >= 0 is taken and named by its `Input.wordnet_id`, else
-    by the index as text. With `pairs` (a (class_index, feature_index) set) an answer to any other
-    pair is an error; the annotation stages pass none and count such answers instead
-    (`human_annotations`). The delimiter (comma, semicolon or tab) is taken from the header;
-    `Input.wordnet_id` is kept as given (our benchmark has names, not WordNet ids); extra columns
-    are ignored.
-    """
-    path = Path(path)
+def _answer_rows(path: Path) -> pd.DataFrame:
+    """The answers file as text cells, with its delimiter, required columns and at least one row."""
     if not path.is_file():
         raise SpurlabError(f"{path}: no such answers file")
     sep = _delimiter(path)
@@ -144,7 +131,25 @@ def read_mturk_csv(
             raise SpurlabError(f"{path}: required column '{col}' missing")
     if raw.empty:
         raise SpurlabError(f"{path}: no answer rows")
+    return raw
 
+
+def read_mturk_csv(
+    path: str | os.PathLike, class_names: Sequence[str] | None = None, pairs: set[tuple[int, int]] | None = None
+) -> pd.DataFrame:
+    """Validated answers, one row per answer, columns `VOTE_COLUMNS`.
+
+    `row` is the row a spreadsheet shows (header = row 1). With `class_names` (the model's classes)
+    `class_name` is `class_names[class_index]` and a class index beyond them is an error; without
+    (a standalone import) any class index >= 0 is taken and named by its `Input.wordnet_id`, else
+    by the index as text. With `pairs` (a (class_index, feature_index) set) an answer to any other
+    pair is an error; the annotation stages pass none and count such answers instead
+    (`human_annotations`). The delimiter (comma, semicolon or tab) is taken from the header;
+    `Input.wordnet_id` is kept as given (our benchmark has names, not WordNet ids); extra columns
+    are ignored.
+    """
+    path = Path(path)
+    raw = _answer_rows(path)
     n_classes = None if class_names is None else len(class_names)
     out: dict[str, list] = {c: [] for c in VOTE_COLUMNS}
     seen: dict[tuple[str, int, int], int] = {}
@@ -219,29 +224,9 @@ def _pair_list(keys) -> list[str]:
     return [f"{c}/{f}" for c, f in sorted(keys)]
 
 
-def human_annotations(
-    votes: pd.DataFrame, exported: pd.DataFrame | None = None, min_spurious_votes: int = 3
-) -> tuple[pd.DataFrame, dict]:
-    """The human annotations table (`HUMAN_COLUMNS`, source "human") and its coverage: the one
-    majority rule of every human-annotation path (Singla & Feizi 2022, sec. 3.3).
-
-    `votes`: `read_mturk_csv`'s frame (needs class_index, class_name, feature_index, feature_rank,
-    answer, confidence; `row` names where unexported answers start). `exported`: the exported pairs
-    (`EXPORTED_COLUMNS`, e.g. `exported_pairs(subsets.pair_table())`), or None for a standalone
-    import, where every answered pair counts. With k = `min_spurious_votes` (paper 3): spurious when
-    separate_object + background answers >= k (kind "background" / "separate_object" when that
-    answer alone reaches k, background checked first, else "ambiguous"); core (kind "main_object")
-    when main_object answers >= k; otherwise label and kind "undecided". `few_answers`: answered
-    with fewer than 2k - 1 answers (every undecided pair is). Exported pairs without answers are
-    kept with label and kind "unannotated", no votes; answered pairs that were not exported are
-    left out of the table. Sorted by class_index, feature_rank, feature_index.
-
-    Coverage (JSON-ready): exported, answered, answered_and_exported, exported_unanswered (+
-    `_pairs`, "class_index/feature_index"), answered_not_exported (+ `_pairs`, `_first_row`, and
-    `answers_not_exported`, their answer rows), few_answers (pairs), answers, coverage (the
-    fraction of exported pairs answered).
-    """
-    k = _threshold(min_spurious_votes)
+def _vote_counts(votes: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per answered (class_index, feature_index): the answer counts, mean confidence, first row,
+    and the majority rule's label, kind and few_answers at threshold k."""
     need = ("class_index", "class_name", "feature_index", "feature_rank", "answer", "confidence")
     for col in need:
         if col not in votes.columns:
@@ -277,8 +262,12 @@ def human_annotations(
         default="undecided",
     )
     agg["few_answers"] = agg["n_votes"] < 2 * k - 1
-    answered = set(zip(agg["class_index"].tolist(), agg["feature_index"].tolist()))
+    return agg
 
+
+def _pairs_table(agg: pd.DataFrame, exported: pd.DataFrame | None, answered: set) -> tuple[pd.DataFrame, set]:
+    """The table's rows (every exported pair, unanswered ones "unannotated"; without `exported`
+    every answered pair) in `HUMAN_COLUMNS`, and the exported keys."""
     if exported is None:
         table, exp_keys = agg, answered
     else:
@@ -311,10 +300,14 @@ def human_annotations(
     table["source"] = "human"
     table = table.sort_values(["class_index", "feature_rank", "feature_index"], kind="stable")
     table = table[list(HUMAN_COLUMNS)].reset_index(drop=True)
+    return table, exp_keys
 
+
+def _coverage(votes: pd.DataFrame, agg: pd.DataFrame, table: pd.DataFrame, answered: set, exp_keys: set) -> dict:
+    """How much of the exported pairs was answered, and which answers fall outside them."""
     outside = agg[[key not in exp_keys for key in zip(agg["class_index"], agg["feature_index"])]]
     both = answered & exp_keys
-    coverage = {
+    return {
         "exported": len(exp_keys),
         "answered": len(answered),
         "answered_and_exported": len(both),
@@ -329,7 +322,35 @@ def human_annotations(
                                       table.loc[table["few_answers"], "feature_index"])),  # fmt: skip
         "coverage": len(both) / len(exp_keys) if exp_keys else 0.0,
     }
-    return table, coverage
+
+
+def human_annotations(
+    votes: pd.DataFrame, exported: pd.DataFrame | None = None, min_spurious_votes: int = 3
+) -> tuple[pd.DataFrame, dict]:
+    """The human annotations table (`HUMAN_COLUMNS`, source "human") and its coverage: the one
+    majority rule of every human-annotation path (Singla & Feizi 2022, sec. 3.3).
+
+    `votes`: `read_mturk_csv`'s frame (needs class_index, class_name, feature_index, feature_rank,
+    answer, confidence; `row` names where unexported answers start). `exported`: the exported pairs
+    (`EXPORTED_COLUMNS`, e.g. `exported_pairs(subsets.pair_table())`), or None for a standalone
+    import, where every answered pair counts. With k = `min_spurious_votes` (paper 3): spurious when
+    separate_object + background answers >= k (kind "background" / "separate_object" when that
+    answer alone reaches k, background checked first, else "ambiguous"); core (kind "main_object")
+    when main_object answers >= k; otherwise label and kind "undecided". `few_answers`: answered
+    with fewer than 2k - 1 answers (every undecided pair is). Exported pairs without answers are
+    kept with label and kind "unannotated", no votes; answered pairs that were not exported are
+    left out of the table. Sorted by class_index, feature_rank, feature_index.
+
+    Coverage (JSON-ready): exported, answered, answered_and_exported, exported_unanswered (+
+    `_pairs`, "class_index/feature_index"), answered_not_exported (+ `_pairs`, `_first_row`, and
+    `answers_not_exported`, their answer rows), few_answers (pairs), answers, coverage (the
+    fraction of exported pairs answered).
+    """
+    k = _threshold(min_spurious_votes)
+    agg = _vote_counts(votes, k)
+    answered = set(zip(agg["class_index"].tolist(), agg["feature_index"].tolist()))
+    table, exp_keys = _pairs_table(agg, exported, answered)
+    return table, _coverage(votes, agg, table, answered=answered, exp_keys=exp_keys)
 
 
 def check_coverage(coverage: dict, min_coverage: float, answers, key: str = "salient.annotation.min_coverage") -> None:
@@ -548,9 +569,10 @@ def run_annotation_tasks(subsets_path: str | os.PathLike, imageset_path: str | o
                 rows = m["row"][:top]
                 images = imageset.images(np.sort(rows))[np.argsort(np.argsort(rows))]
                 yield AnnotationTask(
-                    int(row["class"]), names[int(row["class"])], int(row["feature"]), int(row["rank"]),
-                    images, m["nam"][:top], subsets.attacks(p),
-                    wnids[int(row["class"])] if len(wnids) > int(row["class"]) else "",
+                    int(row["class"]), names[int(row["class"])], feature_index=int(row["feature"]),
+                                     feature_rank=int(row["rank"]),
+                    images=images, nams=m["nam"][:top], attacks=subsets.attacks(p),
+                    wordnet_id=wnids[int(row["class"])] if len(wnids) > int(row["class"]) else "",
                 )  # fmt: skip
 
         export_tasks(out_dir, tasks())

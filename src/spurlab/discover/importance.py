@@ -15,8 +15,11 @@ pages), and named in a warning on stderr. A set in which every class's group is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..config import Settings
 from ..errors import SpurlabError
 from ..io import atomic_path, create_h5, open_h5, sha256_file
 from ..io.tables import write_table
@@ -78,7 +81,17 @@ def empty_classes(counts: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.asarray(counts) == 0).astype(np.int64)
 
 
-def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = "prediction", top_k: int = 5) -> dict:
+@dataclass(frozen=True)
+class ImportanceSettings(Settings):
+    """Stage `importance` (config `salient`): images grouped by `grouping` (GROUPINGS), the `top_k`
+    features of each class kept."""
+
+    SECTION = "salient"
+    grouping: str = "prediction"  # the paper's: images predicted as the class
+    top_k: int = 5  # the paper's
+
+
+def run_importance(features_path, model_dir, out_h5, out_table, settings: ImportanceSettings = ImportanceSettings()) -> dict:
     """Stage `importance`: IV from a cached feature file of the model in `model_dir` (its head W).
 
     Writes `out_h5` (iv (C, D), counts (C,), top (C, k), empty_classes (E,); attrs: the cache's
@@ -93,6 +106,7 @@ def run_importance(features_path, model_dir, out_h5, out_table, grouping: str = 
     from ..features import open_features
     from ..models.factory import load_model
 
+    grouping, top_k = settings.grouping, settings.top_k
     model, _ = load_model(model_dir)
     weight = model.head()[0].detach().cpu().numpy()
     with open_features(features_path, model_dir=model_dir) as fc:

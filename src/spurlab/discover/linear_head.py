@@ -18,16 +18,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import Settings
 from ..errors import SpurlabError
 
 
 @dataclass
-class HeadSettings:
+class HeadSettings(Settings):
+    """Stage `lightweight_head` (config `lightweight.head`, and the seed `lightweight.seed`)."""
+
+    SECTION = "lightweight.head"
+    KEYS = {"seed": "lightweight.seed"}
     optimizer: str = "adam"  # paper; "sgd" for the reference code (lr 0.01, momentum 0.9)
     lr: float = 0.1  # paper
     weight_decay: float = 0.003  # paper
     epochs: int = 20  # paper
     batch_size: int = 256
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        """The head's settings as meta.json records them (the seed is recorded beside them)."""
+        return {k: v for k, v in vars(self).items() if k != "seed"}
 
 
 def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, settings: HeadSettings,
@@ -64,7 +74,7 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, 
     return head.weight.detach().clone(), head.bias.detach().clone(), history
 
 
-def run_fit_head(model_dir, train_features, test_features, out_dir, settings: HeadSettings, seed: int = 0) -> dict:
+def run_fit_head(model_dir, train_features, test_features, out_dir, settings: HeadSettings) -> dict:
     """Stage `lightweight_head`: `out_dir` holds the backbone of `model_dir` with a head fit on the
     new task's cached features (`train_features`); test accuracy from `test_features`."""
     from ..features import model_checkpoint_sha256, open_features
@@ -80,6 +90,7 @@ def run_fit_head(model_dir, train_features, test_features, out_dir, settings: He
         sets = {"train": tr.attrs["imageset_sha256"], "test": te.attrs["imageset_sha256"]}
     if (y < 0).any():
         raise SpurlabError(f"{train_features}: unlabelled rows; the head needs a labelled training set")
+    seed = settings.seed
     W, b, history = fit_linear_head(x, y, len(names), settings, seed)
     test_acc = float(((torch.from_numpy(xt.astype(np.float32)) @ W.T + b).argmax(1).numpy() == yt).mean())
     base.net.reset_classifier(len(names))
@@ -93,7 +104,7 @@ def run_fit_head(model_dir, train_features, test_features, out_dir, settings: He
         "robust": bool(base_meta.get("robust")),
         "lightweight": {
             "backbone": str(model_dir), "backbone_sha256": model_checkpoint_sha256(model_dir),
-            "imageset_sha256": sets, "settings": vars(settings), "seed": seed, "history": history,
+            "imageset_sha256": sets, "settings": settings.as_dict(), "seed": seed, "history": history,
         },
         "metrics": {"train_acc": history[-1]["train_acc"], "test_acc": test_acc},
     }  # fmt: skip

@@ -27,11 +27,13 @@ agreement: docs/performance.md#class-wise-neural-pca. Method: docs/methods.md#cl
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from ..config import Settings
 from ..errors import SpurlabError
 from ..io import atomic_path, create_h5, open_h5, sha256_file
 from ..shards import Shard, shard_attrs
@@ -144,7 +146,8 @@ def fit_class(phi: np.ndarray, w_k: np.ndarray, n_components: int = 128, solver:
         raise ValueError(f"neural PCA solver must be one of {SOLVERS}, not {solver!r}")
     n, d = phi.shape
     if solver == "randomized" or (solver == "auto" and min(n, d) > n_components + oversample):
-        return class_pca_randomized(phi, w_k, n_components, oversample, power_iterations, seed)
+        return class_pca_randomized(phi, w_k, n_components=n_components, oversample=oversample,
+                                    power_iterations=power_iterations, seed=seed)
     return class_pca(np.asarray(phi, dtype=np.float64) * np.asarray(w_k, dtype=np.float64), n_components)
 
 
@@ -242,10 +245,11 @@ def fit_npca(
             def one(k: int) -> ClassNPCA:
                 n = int(counts[k])
                 if n < 2:
-                    return ClassNPCA(k, n, None, None, None, None)
-                mu, V, ev = fit_class(buf[base[k] : base[k] + n], W[k], n_components, solver, oversample,
-                                      power_iterations, (seed, k))  # fmt: skip
-                return ClassNPCA(k, n, mu, V, ev, float(mu.sum() + b[k]))
+                    return ClassNPCA(k, n, mu=None, V=None, eigvals=None, offset=None)
+                mu, V, ev = fit_class(buf[base[k] : base[k] + n], W[k], n_components=n_components, solver=solver,
+                                      oversample=oversample,
+                                      power_iterations=power_iterations, seed=(seed, k))  # fmt: skip
+                return ClassNPCA(k, n, mu=mu, V=V, eigvals=ev, offset=float(mu.sum() + b[k]))
 
             if workers > 1:
                 from threadpoolctl import threadpool_limits
@@ -261,8 +265,21 @@ def fit_npca(
             del buf
 
 
-def run_npca(features_path, model_dir, out, n_components: int = 128, progress: bool = True,
-             solver: str = "auto", oversample: int = 96, power_iterations: int = 2, seed: int = 0,
+@dataclass(frozen=True)
+class NpcaSettings(Settings):
+    """Stage `npca_bases` (config `npca`): `components` kept per class, the solver and, for the
+    randomised one, its oversampling, power iterations and seed."""
+
+    SECTION = "npca"
+    KEYS = {"seed": None}
+    components: int = 128  # the paper's
+    solver: str = "auto"
+    oversample: int = 96
+    power_iterations: int = 2
+    seed: int = 0
+
+
+def run_npca(features_path, model_dir, out, settings: NpcaSettings = NpcaSettings(), progress: bool = True,
              workers: int = 1, shard: Shard = Shard()) -> dict:  # fmt: skip
     """Stage `npca`: per-class bases of the model in `model_dir` from its cached (train) features
     (only `shard`'s classes, merged by `spurlab.shards`).
@@ -276,6 +293,9 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
     from ..features import open_features
     from ..models.factory import load_model
 
+    s = settings
+    n_components, solver, oversample, power_iterations, seed = (s.components, s.solver, s.oversample, s.power_iterations,
+                                                                s.seed)  # fmt: skip
     model, _ = load_model(model_dir)
     W, b = (t.detach().cpu().double().numpy() for t in model.head())
     skipped = []
@@ -286,7 +306,8 @@ def run_npca(features_path, model_dir, out, n_components: int = 128, progress: b
         attrs = {k: fc.attrs[k] for k in ("checkpoint_sha256", "imageset", "imageset_sha256")}
         attrs["features_sha256"] = sha256_file(features_path)
         with atomic_path(out) as tmp, create_h5(tmp) as f:
-            fits = fit_npca(feats, fc["labels"], W, b, n_components, shard.classes(W.shape[0]), progress=progress, solver=solver,
+            fits = fit_npca(feats, fc["labels"], W=W, b=b, n_components=n_components, classes=shard.classes(W.shape[0]),
+                            progress=progress, solver=solver,
                             oversample=oversample, power_iterations=power_iterations, seed=seed, workers=workers)  # fmt: skip
             for r in fits:
                 if r.mu is None:

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import atomic_path, create_h5, open_h5, sha256_file
@@ -139,7 +142,7 @@ def npfv(model, W: np.ndarray, ks, mus, vs, image_size: int, eps: float, steps: 
          device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """NPFVs of components (k_b, mu_b, v_b) from gray: (images (B, 3, S, S), alpha at the NPFV (B,),
     alpha at gray (B,))."""
-    score = component_score(model, W, ks, mus, vs, device)
+    score = component_score(model, W, ks=ks, mus=mus, vs=vs, device=device)
     x0 = torch.full((len(ks), 3, image_size, image_size), GRAY, device=device)
     with torch.no_grad():
         start = score(x0)
@@ -199,32 +202,137 @@ def _images(imageset, rows: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
     return u8, torch.from_numpy(u8).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def run_npca_components(model_dir, bases_path, imageset_path, features_path, importance_path, out, out_table,
-                        npfv_settings: dict, subset: dict, annotation: dict, top_images: int = 5,
-                        neurons_top: int = 10, device: str = "cpu", batch_size: int = 64,
-                        progress: bool = True, shard: Shard = Shard()) -> dict:  # fmt: skip
-    """Stage `npca_components`: NPFVs of each class's top-B components, the `keep` most confident
-    (sec. 4.2), their top images by alpha with Grad-CAM maps, and for comparison the top
-    `neurons_top` neurons by importance (docs/methods.md#neural-feature-importance) with their NAMs, all annotated by the same
-    annotator (docs/methods.md#annotation: automatic from the maps' object-mask statistics, or human answers).
+COMPONENT_KEYS = ("class", "component", "rank", "prob", "npfv", "npfv_cam", "top_rows", "top_cam")
 
-    `npfv_settings`: top_b, keep, eps_224, steps. `subset` (salient.subset): how many top images of
-    a class feed the annotator's statistics (`subsets.subset_size`), as for the neurons of #4.
-    Writes `out` (HDF5: per selected component its NPFV, Grad-CAMs, top rows) and `out_table`
-    (one row per component or neuron pair: kind, class, feature, rank, map statistics, label).
-    Only `shard`'s classes; `spurlab.shards` merges the shards.
-    """
-    import pandas as pd
-    from tqdm import tqdm
 
+@dataclass
+class _ClassPairs:
+    """What one class's components and top neurons are computed from (stage npca_components):
+    the model and its head, the shown image set with its planted truth, the model's features on
+    it, neuron importance and the NPFV settings."""
+
+    model: Any
+    W: np.ndarray
+    imageset: ImageSet
+    planted: dict
+    phi: np.ndarray
+    labels: np.ndarray
+    iv: np.ndarray
+    cues: tuple  # background_cues(imageset): flags, owners
+    eps: float
+    npfv_settings: dict
+    top_images: int
+    device: Any
+    batch_size: int
+
+    def switched_off(self, k: int, ids, activations) -> list[str | None]:
+        """The planted truth's second kind (auto_annotate.cue_switched_off) for class k's features
+        `ids`; `activations()` gives their activations on every image of the set, a column per id
+        (only called for a generated set with a background cue)."""
+        import pandas as pd
+
+        flags, owners = self.cues
+        if not flags:
+            return [None] * len(ids)
+        a = activations()
+        cols = {int(i): a[:, c] for c, i in enumerate(ids)}
+        return cue_switched_off(pd.DataFrame({"class": k, "feature": list(cols)}), cols, self.labels, flags, owners)
+
+    def _stats(self, maps: np.ndarray, k: int, top: np.ndarray) -> dict:
+        """The maps' statistics inside the object, the planted cues and the rest (what the
+        automatic annotator reads)."""
+        from .subsets import pair_region_stats
+
+        cues = self.planted.get(self.imageset.class_names[k], [])
+        return pair_region_stats(maps, _class_masks(self.imageset, top, cues))
+
+    def _batched(self, x: torch.Tensor, n: int, maps) -> np.ndarray:
+        """maps(batch on the device) over x in batches of batch_size, concatenated (numpy)."""
+        bs = self.batch_size
+        return np.concatenate([maps(x[s : s + bs].to(self.device)).cpu().numpy() for s in range(0, n, bs)])
+
+    def components(self, k: int, rows: np.ndarray, n_ann: int, basis) -> tuple[list[dict], list[dict]]:
+        """NPFVs of class k's top-B components, the `keep` most confident with their top images by
+        alpha and Grad-CAMs: (pair rows, component entries with COMPONENT_KEYS)."""
+        mu, V, ev = (x.astype(np.float64) for x in basis)
+        s, size, dev, W = self.npfv_settings, self.imageset.image_size, self.device, self.W
+        b = min(int(s["top_b"]), len(V))
+        z, best, start = npfv(self.model, W, ks=[k] * b, mus=[mu] * b, vs=V[:b], image_size=size, eps=self.eps,
+                              steps=s["steps"], device=dev)  # fmt: skip
+        probs = _softmax_prob(self.model, z, k)
+        al = alphas(weighted_features(self.phi[rows], W, k), mu, V[:b])  # (n, b)
+        kept = select_components(probs, s["keep"])
+        # a component's activation is max(alpha, 0), what SpuFix removes (eq. 8)
+        off = self.switched_off(k, kept, lambda: np.maximum(alphas(weighted_features(self.phi, W, k), mu, V[kept]), 0))
+        pairs, entries = [], []
+        for rank, pos in enumerate(kept, 1):
+            top = rows[np.argsort(-al[:, pos], kind="stable")[:n_ann]]
+            _, x = _images(self.imageset, top)
+            score = component_score(self.model, W, ks=[k] * len(top), mus=[mu] * len(top), vs=[V[pos]] * len(top), device=dev)
+            cams = self._batched(x, len(top), lambda xb: gradcam(score, xb))
+            stats = self._stats(cams, k, top)
+            cam_z = gradcam(component_score(self.model, W, ks=[k], mus=[mu], vs=[V[pos]], device=dev),
+                            z[pos : pos + 1]).cpu().numpy()[0]  # fmt: skip
+            pairs.append(dict(kind="component", **{"class": k}, class_name=self.imageset.class_names[k], feature=int(pos),
+                              rank=rank, score=float(ev[pos]), prob=float(probs[pos]), alpha_gray=float(start[pos]),
+                              alpha_npfv=float(best[pos]), switched_off=off[rank - 1], **stats))  # fmt: skip
+            entries.append(self._entry(k, rank=rank, pos=pos, prob=float(probs[pos]), images=(z[pos], cam_z, top, cams)))
+        return pairs, entries
+
+    def _entry(self, k: int, rank: int, pos: int, prob: float, images: tuple) -> dict:
+        """One selected component's datasets: its NPFV and Grad-CAM, top rows and their Grad-CAMs
+        (padded to top_images with -1 / zeros)."""
+        z_pos, cam_z, top, cams = images
+        n_top, size = self.top_images, self.imageset.image_size
+        t = np.full(n_top, -1, np.int64)
+        t[: min(n_top, len(top))] = top[:n_top]
+        tc = np.zeros((n_top, size, size), np.uint8)
+        tc[: min(n_top, len(top))] = np.round(cams[:n_top] * 255)
+        return {"class": k, "component": int(pos), "rank": rank, "prob": prob,
+                "npfv": np.round(z_pos.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8),
+                "npfv_cam": np.round(cam_z * 255).astype(np.uint8), "top_rows": t, "top_cam": tc}  # fmt: skip
+
+    def neurons(self, k: int, rows: np.ndarray, n_ann: int, neurons_top: int) -> list[dict]:
+        """The class's top neurons by importance on the same images, with their NAMs, for the same
+        annotator (docs/methods.md#neural-feature-importance, #neural-activation-maps)."""
+        from .nam import neural_activation_maps
+
+        order = np.argsort(-self.iv[k], kind="stable")[:neurons_top]
+        off = self.switched_off(k, order, lambda: self.phi[:, order])
+        out = []
+        for rank, j in enumerate(order, 1):
+            top = rows[np.argsort(-self.phi[rows, j], kind="stable")[:n_ann]]
+            _, x = _images(self.imageset, top)
+            nams = self._batched(x, len(top), lambda xb: neural_activation_maps(self.model, xb, [int(j)] * len(xb)))
+            stats = self._stats(nams, k, top)
+            out.append(dict(kind="neuron", **{"class": k}, class_name=self.imageset.class_names[k], feature=int(j),
+                            rank=rank, score=float(self.iv[k, j]), prob=np.nan, alpha_gray=np.nan, alpha_npfv=np.nan,
+                            switched_off=off[rank - 1], **stats))  # fmt: skip
+        return out
+
+
+def _write_components(out, comp: dict[str, list], attrs: dict) -> None:
+    """The components HDF5 file: one dataset per COMPONENT_KEYS entry (images gzipped), attrs."""
+
+    n = len(comp["class"])
+    with atomic_path(out) as tmp, create_h5(tmp) as f:
+        for key, v in comp.items():
+            arr = np.asarray(v) if n else np.zeros((0,))
+            big = arr.ndim >= 3
+            f.create_dataset(key, data=arr, compression="gzip" if big else None, track_times=False)
+        f.attrs.update(**attrs)
+
+
+def _load_class_pairs(model_dir, imageset_path, features_path, importance_path, settings: dict) -> tuple[_ClassPairs, str]:
+    """The model (frozen, on its device), the image set, features and importance of the stage, and
+    the checkpoint hash. `settings`: npfv, top_images, device, batch_size."""
     from ..device import pick_device
     from ..features import model_checkpoint_sha256, open_features
     from ..models.factory import load_model
     from ..models.robust import scale_eps
-    from .nam import neural_activation_maps
-    from .subsets import pair_region_stats, planted_cue_masks, subset_size
+    from .subsets import planted_cue_masks
 
-    dev = pick_device(device)
+    dev = pick_device(settings["device"])
     model, _ = load_model(model_dir, dev)
     model.eval()
     for p in model.parameters():
@@ -232,25 +340,65 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
     sha = model_checkpoint_sha256(model_dir)
     W = model.head()[0].detach().cpu().double().numpy()
     imageset = ImageSet(imageset_path)
-    names, size = imageset.class_names, imageset.image_size
+    size = imageset.image_size
     planted = planted_cue_masks(imageset)
     imp = read_importance(importance_path, sha)
-    eps = scale_eps(npfv_settings["eps_224"], size, size)
+    eps = scale_eps(settings["npfv"]["eps_224"], size, size)
     with open_features(features_path, model_dir=model_dir, imageset=imageset) as fc:
         phi, labels = fc["features"], fc["labels"]
-    flags, owners = background_cues(imageset)
+    ctx = _ClassPairs(model=model, W=W, imageset=imageset, planted=planted, phi=phi, labels=labels, iv=imp["iv"],
+                      cues=background_cues(imageset), eps=eps, npfv_settings=settings["npfv"],
+                      top_images=settings["top_images"], device=dev, batch_size=settings["batch_size"])  # fmt: skip
+    return ctx, sha
 
-    def switched_off(k: int, ids, activations) -> list[str | None]:
-        """The planted truth's second kind (auto_annotate.cue_switched_off) for class k's features
-        `ids`; `activations()` gives their activations on every image of the set, a column per id
-        (only called for a generated set with a background cue)."""
-        if not flags:
-            return [None] * len(ids)
-        a = activations()
-        cols = {int(i): a[:, c] for c, i in enumerate(ids)}
-        return cue_switched_off(pd.DataFrame({"class": k, "feature": list(cols)}), cols, labels, flags, owners)
 
-    rows_out, comp = [], {k: [] for k in ("class", "component", "rank", "prob", "npfv", "npfv_cam", "top_rows", "top_cam")}
+@dataclass(frozen=True)
+class ComponentSettings(Settings):
+    """Stage `npca_components` (config `npca`): `npfv` (top_b, keep, eps_224, steps), the top
+    images shown per component, the neurons compared; `subset` (salient.subset) sizes the
+    annotator's images, `annotation` (salient.annotation) is its automatic rule: human answers and
+    published lists are applied by `npca_annotations`, after the task pages exist."""
+
+    SECTION = "npca"
+    KEYS = {"subset": "salient.subset", "annotation": "salient.annotation"}
+    npfv: dict
+    subset: dict
+    annotation: dict
+    top_images: int = 5  # the paper's
+    neurons_top: int = 10
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ComponentSettings":
+        s = super().from_config(cfg)
+        return replace(s, annotation=dict(s.annotation, human_csv=None, source="auto"))
+
+
+def run_npca_components(model_dir, bases_path, imageset_path, features_path, importance_path, out, out_table,
+                        settings: ComponentSettings, device: str = "cpu", batch_size: int = 64,
+                        progress: bool = True, shard: Shard = Shard()) -> dict:  # fmt: skip
+    """Stage `npca_components`: NPFVs of each class's top-B components, the `keep` most confident
+    (sec. 4.2), their top images by alpha with Grad-CAM maps, and for comparison the top
+    `neurons_top` neurons by importance (docs/methods.md#neural-feature-importance) with their NAMs, all annotated by the same
+    annotator (docs/methods.md#annotation: automatic from the maps' object-mask statistics, or human answers).
+
+    `settings.npfv`: top_b, keep, eps_224, steps. `settings.subset` (salient.subset): how many top
+    images of a class feed the annotator's statistics (`subsets.subset_size`), as for the neurons of #4.
+    Writes `out` (HDF5: per selected component its NPFV, Grad-CAMs, top rows) and `out_table`
+    (one row per component or neuron pair: kind, class, feature, rank, map statistics, label).
+    Only `shard`'s classes; `spurlab.shards` merges the shards.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from .subsets import subset_size
+
+    npfv_settings, subset, annotation = settings.npfv, settings.subset, settings.annotation
+    top_images, neurons_top = settings.top_images, settings.neurons_top
+    ctx, sha = _load_class_pairs(model_dir, imageset_path, features_path, importance_path,
+                                 {"npfv": npfv_settings, "top_images": top_images, "device": device, "batch_size": batch_size})  # fmt: skip
+    imageset, labels = ctx.imageset, ctx.labels
+    names = imageset.class_names
+    rows_out, comp = [], {k: [] for k in COMPONENT_KEYS}
     with NPCABases(bases_path, sha) as bases:
         mine = set(shard.classes(len(names)))
         classes = [k for k in bases.classes if k in mine]
@@ -259,62 +407,24 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
             if not len(rows):
                 raise SpurlabError(f"{imageset_path}: no image of class {k} ({names[k]}) to show its components")
             n_ann = subset_size(len(rows), subset["fraction"], subset["min_images"], subset["max_images"])
-            mu, V, ev = (x.astype(np.float64) for x in bases.get(k))
-            b = min(int(npfv_settings["top_b"]), len(V))
-            z, best, start = npfv(model, W, [k] * b, [mu] * b, V[:b], size, eps, npfv_settings["steps"], dev)
-            probs = _softmax_prob(model, z, k)
-            al = alphas(weighted_features(phi[rows], W, k), mu, V[:b])  # (n, b)
-            kept = select_components(probs, npfv_settings["keep"])
-            # a component's activation is max(alpha, 0), what SpuFix removes (eq. 8)
-            off = switched_off(k, kept, lambda: np.maximum(alphas(weighted_features(phi, W, k), mu, V[kept]), 0))
-            for rank, pos in enumerate(kept, 1):
-                top = rows[np.argsort(-al[:, pos], kind="stable")[:n_ann]]
-                _, x = _images(imageset, top)
-                score = component_score(model, W, [k] * len(top), [mu] * len(top), [V[pos]] * len(top), dev)
-                cams = np.concatenate([gradcam(score, x[s : s + batch_size].to(dev)).cpu().numpy()
-                                       for s in range(0, len(top), batch_size)])  # fmt: skip
-                stats = pair_region_stats(cams, _class_masks(imageset, top, planted.get(names[k], [])))
-                cam_z = gradcam(component_score(model, W, [k], [mu], [V[pos]], dev), z[pos : pos + 1]).cpu().numpy()[0]
-                rows_out.append(dict(kind="component", **{"class": k}, class_name=names[k], feature=int(pos), rank=rank,
-                                     score=float(ev[pos]), prob=float(probs[pos]), alpha_gray=float(start[pos]),
-                                     alpha_npfv=float(best[pos]), switched_off=off[rank - 1], **stats))  # fmt: skip
-                t = np.full(top_images, -1, np.int64)
-                t[: min(top_images, len(top))] = top[:top_images]
-                tc = np.zeros((top_images, size, size), np.uint8)
-                tc[: min(top_images, len(top))] = np.round(cams[:top_images] * 255)
-                for key, v in (("class", k), ("component", int(pos)), ("rank", rank), ("prob", float(probs[pos])),
-                               ("npfv", np.round(z[pos].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)),
-                               ("npfv_cam", np.round(cam_z * 255).astype(np.uint8)), ("top_rows", t), ("top_cam", tc)):
-                    comp[key].append(v)  # fmt: skip
-            # the top neurons on the same images, for the same annotator (docs/methods.md#neural-feature-importance, #neural-activation-maps)
-            order = np.argsort(-imp["iv"][k], kind="stable")[:neurons_top]
-            off = switched_off(k, order, lambda: phi[:, order])
-            for rank, j in enumerate(order, 1):
-                top = rows[np.argsort(-phi[rows, j], kind="stable")[:n_ann]]
-                _, x = _images(imageset, top)
-                nams = np.concatenate([neural_activation_maps(model, x[s : s + batch_size].to(dev), [int(j)] * len(x[s : s + batch_size])).cpu().numpy()
-                                       for s in range(0, len(top), batch_size)])  # fmt: skip
-                stats = pair_region_stats(nams, _class_masks(imageset, top, planted.get(names[k], [])))
-                rows_out.append(dict(kind="neuron", **{"class": k}, class_name=names[k], feature=int(j), rank=rank,
-                                     score=float(imp["iv"][k, j]), prob=np.nan, alpha_gray=np.nan, alpha_npfv=np.nan,
-                                     switched_off=off[rank - 1], **stats))  # fmt: skip
+            pairs, entries = ctx.components(k, rows, n_ann, bases.get(k))
+            rows_out += pairs
+            for entry in entries:
+                for key in COMPONENT_KEYS:
+                    comp[key].append(entry[key])
+            rows_out += ctx.neurons(k, rows, n_ann, neurons_top)
         bases_sha = sha256_file(bases_path)
     pairs = pd.DataFrame(rows_out)
     pairs = annotate_pairs(pairs, annotation, names, has_masks="object" in imageset.mask_names)
-    n = len(comp["class"])
-    with atomic_path(out) as tmp, create_h5(tmp) as f:
-        for key, v in comp.items():
-            arr = np.asarray(v) if n else np.zeros((0,))
-            big = arr.ndim >= 3
-            f.create_dataset(key, data=arr, compression="gzip" if big else None, track_times=False)
-        f.attrs.update(format=FORMAT, checkpoint_sha256=sha, bases_sha256=bases_sha,
-                       imageset=imageset.attrs.get("set_name", imageset.path.stem), imageset_sha256=imageset.sha256,
-                       features_sha256=sha256_file(features_path), importance_sha256=sha256_file(importance_path),
-                       class_names=json.dumps(names), planted_cues=json.dumps(planted, sort_keys=True),
-                       eps=eps, npfv=json.dumps(npfv_settings, sort_keys=True), top_images=top_images,
-                       **shard_attrs(shard))  # fmt: skip
+    _write_components(out, comp, dict(
+        format=FORMAT, checkpoint_sha256=sha, bases_sha256=bases_sha,
+        imageset=imageset.attrs.get("set_name", imageset.path.stem), imageset_sha256=imageset.sha256,
+        features_sha256=sha256_file(features_path), importance_sha256=sha256_file(importance_path),
+        class_names=json.dumps(names), planted_cues=json.dumps(ctx.planted, sort_keys=True),
+        eps=ctx.eps, npfv=json.dumps(npfv_settings, sort_keys=True), top_images=top_images,
+        **shard_attrs(shard)))  # fmt: skip
     provenance = {"components_sha256": sha256_file(out), "bases_sha256": bases_sha, "checkpoint_sha256": sha,
-                  "imageset_sha256": imageset.sha256, "annotation": annotation, "planted_cues": planted,
+                  "imageset_sha256": imageset.sha256, "annotation": annotation, "planted_cues": ctx.planted,
                   **shard_attrs(shard)}  # fmt: skip
     write_table(pairs, out_table, provenance)
     comps = pairs[pairs["kind"] == "component"]
@@ -404,8 +514,9 @@ def run_component_tasks(components_path, imageset_path, out_dir) -> int:
                 top, _ = _images(imageset, rows[ok])
                 images = np.concatenate([f["npfv"][p][None], top])
                 cams = np.concatenate([f["npfv_cam"][p][None], f["top_cam"][p][ok]]).astype(np.float64) / 255.0
-                yield AnnotationTask(k, names[k], int(f["component"][p]), int(f["rank"][p]), images, cams, None,
-                                     wnids[k] if len(wnids) > k else "")  # fmt: skip
+                yield AnnotationTask(k, names[k], feature_index=int(f["component"][p]), feature_rank=int(f["rank"][p]),
+                                     images=images, nams=cams, attacks=None,
+                                     wordnet_id=wnids[k] if len(wnids) > k else "")  # fmt: skip
 
         export_tasks(out_dir, tasks())
     return n

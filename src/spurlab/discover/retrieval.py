@@ -27,10 +27,12 @@ which the spurious score (docs/methods.md#spurious-score) reads as class k's neg
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ..config import Settings
 from ..data.imagesets import ImageSet, write_imageset
 from ..errors import SpurlabError
 from ..io import sha256_file
@@ -82,14 +84,100 @@ def spurious_components(pairs: pd.DataFrame) -> dict[int, list[int]]:
     return {int(k): sorted(int(x) for x in g["feature"]) for k, g in comp.groupby("class")}
 
 
+def _open_pool(pool: dict[str, tuple[str, str]], model_dir) -> tuple[dict, dict]:
+    """The pool's image sets and the model's (features, labels, preds, index) of each; they must
+    share classes and image size."""
+    from ..features import open_features
+
+    sets, feats = {}, {}
+    for name, (set_path, feat_path) in pool.items():
+        sets[name] = ImageSet(set_path)
+        with open_features(feat_path, model_dir=model_dir, imageset=sets[name]) as fc:
+            feats[name] = (fc["features"], fc["labels"], fc["preds"], fc["index"])
+    first = next(iter(sets.values()))
+    for name, s in sets.items():
+        if s.class_names != first.class_names or s.image_size != first.image_size:
+            raise SpurlabError(f"{s.path}: pool set {name} has other classes or image size than {first.path}")
+    return sets, feats
+
+
+def _open_validation(validation: tuple[str, str], model_dir, first: ImageSet) -> tuple[tuple, ImageSet]:
+    """The validation set's (features, labels, preds) and the set (same classes as the pool)."""
+    from ..features import open_features
+
+    val_set = ImageSet(validation[0])
+    if val_set.class_names != first.class_names:
+        raise SpurlabError(f"{val_set.path}: validation set has other classes than {first.path}")
+    with open_features(validation[1], model_dir=model_dir, imageset=val_set) as fc:
+        return (fc["features"], fc["labels"], fc["preds"]), val_set
+
+
+def _best_images(k: int, comps: list[int], feats: dict, basis: tuple, max_images: int) -> list:
+    """Class k's retrieved images over its components: ((set name, row), (alpha, component, id)),
+    by decreasing alpha, each image once (its highest alpha), the first max_images."""
+    W, mu, V = basis
+    best = {}
+    for l in comps:
+        cand = []
+        for name, (phi, labels, preds, ids) in feats.items():
+            al = alphas(weighted_features(phi, W, k), mu.astype(np.float64), V[l : l + 1].astype(np.float64))[:, 0]
+            for p in retrieve(al, labels, preds, k, max_images):
+                cand.append((al[p], name, int(p), ids[p]))
+        cand.sort(key=lambda c: -c[0])
+        for a, name, p, i in cand[:max_images]:
+            if (name, p) not in best or best[(name, p)][0] < a:
+                best[(name, p)] = (a, l, i)
+    return sorted(best.items(), key=lambda kv: -kv[1][0])[:max_images]
+
+
+def _truth_columns(table: pd.DataFrame, sets: dict, feats: dict, planted: dict, names: list[str]):
+    """Per retrieved image: has_cue (its class's planted cue shown) and object_absent (not of the
+    class), NaN where the set has no planted truth."""
+    has_cue = np.full(len(table), np.nan)
+    absent = np.full(len(table), np.nan)
+    for name, s in sets.items():
+        sel = np.flatnonzero(table["source_set"].to_numpy() == name)
+        for k in np.unique(table["class"].to_numpy()[sel]) if len(sel) else []:
+            idx = sel[table["class"].to_numpy()[sel] == k]
+            truth = cue_truth(s, table["source_row"].to_numpy()[idx], planted.get(names[k], []))
+            if truth is not None:
+                has_cue[idx] = truth
+                absent[idx] = feats[name][1][table["source_row"].to_numpy()[idx]] != k
+    return has_cue, absent
+
+
+def _retrieval_table(rows: list[dict], sets: dict, feats: dict, planted: dict, names: list[str]) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if c not in ("has_cue", "object_absent")])
+    table = table.astype({"class": np.int64, "component": np.int64, "source_row": np.int64, "alpha": np.float64,
+                          "retrieval_rank": np.int64, "class_name": str, "source_set": str, "id": str})  # fmt: skip
+    table["has_cue"], table["object_absent"] = _truth_columns(table, sets, feats, planted, names)
+    return table
+
+
+@dataclass(frozen=True)
+class RetrievalSettings(Settings):
+    """Stage `npca_retrieval` (config `npca.retrieval`): images kept per class, the harmfulness
+    check's images per component and the fraction of them that makes a component harmful, and
+    an optional published component list (npca.published_components, `components.read_component_lists`)
+    used instead of the annotated spurious components."""
+
+    SECTION = "npca.retrieval"
+    KEYS = {"published_components": "npca.published_components"}
+    max_images: int = MAX_IMAGES
+    validation_top: int = HARM_TOP
+    harmful_fraction: float = HARM_MIN_FRACTION
+    published_components: str | None = None
+
+
 def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, str]], out_set, out_table,
-                  max_images: int = MAX_IMAGES, published=None, validation: tuple[str, str] | None = None,
-                  out_harmful=None, harm_top: int = HARM_TOP, harm_min_fraction: float = HARM_MIN_FRACTION) -> dict:  # fmt: skip
+                  settings: RetrievalSettings = RetrievalSettings(), validation: tuple[str, str] | None = None,
+                  out_harmful=None) -> dict:  # fmt: skip
     """Stage `npca_retrieval`. `pool`: {set name: (image set path, the robust model's feature cache
-    of it)}; `published`: optional path of a published component list (`components.read_component_lists`)
-    used instead of the annotated spurious components; `validation`: (image set, feature cache) of
-    the harmfulness check, whose per-component table goes to `out_harmful` (module docstring)."""
-    from ..features import model_checkpoint_sha256, open_features
+    of it)}; `validation`: (image set, feature cache) of the harmfulness check, whose per-component
+    table goes to `out_harmful` (module docstring)."""
+    max_images, published = settings.max_images, settings.published_components
+    harm_top, harm_min_fraction = settings.validation_top, settings.harmful_fraction
+    from ..features import model_checkpoint_sha256
     from ..models.factory import load_model
     from .subsets import planted_cue_masks
 
@@ -99,24 +187,13 @@ def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, 
     spurious = read_component_lists(published) if published else spurious_components(pairs)
     model, _ = load_model(model_dir)
     W = model.head()[0].detach().double().numpy()
-    sets, feats = {}, {}
-    for name, (set_path, feat_path) in pool.items():
-        sets[name] = ImageSet(set_path)
-        with open_features(feat_path, model_dir=model_dir, imageset=sets[name]) as fc:
-            feats[name] = (fc["features"], fc["labels"], fc["preds"], fc["index"])
+    sets, feats = _open_pool(pool, model_dir)
     first = next(iter(sets.values()))
     names, size = first.class_names, first.image_size
-    for name, s in sets.items():
-        if s.class_names != names or s.image_size != size:
-            raise SpurlabError(f"{s.path}: pool set {name} has other classes or image size than {first.path}")
     planted = planted_cue_masks(first)
     val = None
     if validation is not None:
-        val_set = ImageSet(validation[0])
-        if val_set.class_names != names:
-            raise SpurlabError(f"{val_set.path}: validation set has other classes than {first.path}")
-        with open_features(validation[1], model_dir=model_dir, imageset=val_set) as fc:
-            val = (fc["features"], fc["labels"], fc["preds"])
+        val, val_set = _open_validation(validation, model_dir, first)
     rows, harm_rows = [], []
     with NPCABases(bases_path, sha) as bases:
         for k, comps in sorted(spurious.items()):
@@ -132,38 +209,13 @@ def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, 
             ok = {l: published is not None or val is None or rates[l] >= harm_min_fraction for l in comps}
             harm_rows += [{"class": k, "class_name": names[k], "component": l, "harm_rate": rates[l], "harmful": ok[l],
                            "source": "published" if published else "annotated"} for l in sorted(comps)]  # fmt: skip
-            comps = [l for l in sorted(comps) if ok[l]]
-            best = {}
-            for l in comps:
-                cand = []
-                for name, (phi, labels, preds, ids) in feats.items():
-                    al = alphas(weighted_features(phi, W, k), mu.astype(np.float64), V[l : l + 1].astype(np.float64))[:, 0]
-                    for p in retrieve(al, labels, preds, k, max_images):
-                        cand.append((al[p], name, int(p), ids[p]))
-                cand.sort(key=lambda c: -c[0])
-                for a, name, p, i in cand[:max_images]:
-                    if (name, p) not in best or best[(name, p)][0] < a:
-                        best[(name, p)] = (a, l, i)
-            kept = sorted(best.items(), key=lambda kv: -kv[1][0])[:max_images]
+            kept = _best_images(k, [l for l in sorted(comps) if ok[l]], feats, (W, mu, V), max_images)
             for r, ((name, p), (a, l, i)) in enumerate(kept, 1):
                 rows.append({"class": k, "class_name": names[k], "component": l, "source_set": name, "source_row": p,
                              "id": i.decode() if isinstance(i, bytes) else str(i), "alpha": float(a),
                              "retrieval_rank": r})  # fmt: skip
-    table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if c not in ("has_cue", "object_absent")])
-    table = table.astype({"class": np.int64, "component": np.int64, "source_row": np.int64, "alpha": np.float64,
-                          "retrieval_rank": np.int64, "class_name": str, "source_set": str, "id": str})  # fmt: skip
-    has_cue = np.full(len(table), np.nan)
-    absent = np.full(len(table), np.nan)
-    for name, s in sets.items():
-        sel = np.flatnonzero(table["source_set"].to_numpy() == name)
-        for k in np.unique(table["class"].to_numpy()[sel]) if len(sel) else []:
-            idx = sel[table["class"].to_numpy()[sel] == k]
-            truth = cue_truth(s, table["source_row"].to_numpy()[idx], planted.get(names[k], []))
-            if truth is not None:
-                has_cue[idx] = truth
-                absent[idx] = feats[name][1][table["source_row"].to_numpy()[idx]] != k
-    table["has_cue"], table["object_absent"] = has_cue, absent
-    _write_set(out_set, table, sets, names, size)
+    table = _retrieval_table(rows, sets, feats, planted, names)
+    _write_set(out_set, table, sets=sets, names=names, size=size)
     provenance = {"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path), "checkpoint_sha256": sha,
                   "pool": {n: s.sha256 for n, s in sets.items()}, "max_images": max_images,
                   "published_sha256": sha256_file(published) if published else None,

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 import torch
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import atomic_path, create_h5, open_h5, sha256_file
@@ -130,7 +131,12 @@ def pair_region_stats(nams: np.ndarray, masks: dict[str, np.ndarray] | None) -> 
 
 
 @dataclass
-class SubsetSettings:
+class SubsetSettings(Settings):
+    """Stage `salient_subsets` (config `salient.subset`, and `salient.attack`); the batch size is
+    the command line's."""
+
+    SECTION = "salient.subset"
+    KEYS = {"attack": "salient.attack", "batch_size": None}
     fraction: float = 0.05  # paper: 65 of ~1300 per class
     min_images: int = 1
     max_images: int = 65  # paper
@@ -143,6 +149,92 @@ def _ensure(f: h5py.File, name: str, shape, dtype, chunks=None, compression=None
     if not shape[0]:  # no rows (a shard whose classes have no top features): h5py refuses chunks here
         chunks = compression = None
     return f.create_dataset(name, shape, dtype=dtype, chunks=chunks, compression=compression, track_times=False)
+
+
+class _SubsetsWriter:
+    """The datasets of a subsets file being written: members/* and top/attack as they come, the
+    pairs/* columns held and written at the end (`finish`)."""
+
+    def __init__(self, f: h5py.File, n_pairs: int, n_members: int, size: int, top_images: int):
+        t = top_images
+        self.f, self.pos = f, 0
+        self.cols = {c: np.zeros(n_pairs, dtype=np.int64) for c in ("class", "feature", "rank", "start", "count")}
+        self.imp = np.zeros(n_pairs)
+        self.loc = {c: np.full(n_pairs, np.nan) for c in STAT_COLUMNS}
+        self.m_row = _ensure(f, "members/row", (n_members,), "int64")
+        self.m_act = _ensure(f, "members/activation", (n_members,), "float32")
+        self.m_nam = _ensure(f, "members/nam", shape=(n_members, size, size), dtype="uint8", chunks=(1, size, size),
+                             compression="gzip")  # fmt: skip
+        self.tops = _ensure(f, "top/attack", shape=(n_pairs, t, size, size, 3), dtype="uint8",
+                            chunks=(1, t, size, size, 3), compression="gzip")  # fmt: skip
+
+    def add_pair(self, p: int, pair: tuple[int, int, int], rows: np.ndarray, activations: np.ndarray, nams: np.ndarray,
+                 importance: float) -> None:  # fmt: skip
+        """Pair p = (class, feature, rank): its members' rows, activations and NAMs."""
+        pos, n = self.pos, len(rows)
+        self.cols["class"][p], self.cols["feature"][p], self.cols["rank"][p] = pair
+        self.cols["start"][p], self.cols["count"][p] = pos, n
+        self.imp[p] = importance
+        self.m_row[pos : pos + n] = rows
+        self.m_act[pos : pos + n] = activations
+        self.m_nam[pos : pos + n] = np.round(nams * 255).astype(np.uint8)
+        self.pos += n
+
+    def finish(self) -> None:
+        for c, v in self.cols.items():
+            self.f.create_dataset(f"pairs/{c}", data=v, track_times=False)
+        self.f.create_dataset("pairs/importance", data=self.imp, track_times=False)
+        for c, v in self.loc.items():
+            self.f.create_dataset(f"pairs/{c}", data=v, track_times=False)
+
+
+def _class_sizes(imageset: ImageSet, labels: np.ndarray, top: np.ndarray, settings: SubsetSettings):
+    """Per class: its rows, its subset size; and the classes without top features (row of -1)."""
+    num_classes, k = top.shape
+    names = imageset.class_names
+    class_rows = [np.flatnonzero(labels == i) for i in range(num_classes)]
+    featured = np.asarray(top).min(axis=1) >= 0 if k else np.ones(num_classes, bool)
+    without = [i for i in range(num_classes) if not featured[i]]
+    short = [i for i, r in enumerate(class_rows) if featured[i] and len(r) < settings.min_images]
+    if short:  # D(i, j) would silently shrink below the configured k
+        i = short[0]
+        raise SpurlabError(f"{imageset.path}: class '{names[i]}' has {len(class_rows[i])} images, fewer than "
+                           f"salient.subset.min_images = {settings.min_images}")  # fmt: skip
+    sizes = [subset_size(len(r), settings.fraction, settings.min_images, settings.max_images) for r in class_rows]
+    return class_rows, sizes, featured, without
+
+
+def _class_images(imageset: ImageSet, union: np.ndarray, n: int, cue_names: list[str] | None):
+    """The class's member images (float, (m, 3, H, W); None when n is 0) and, with `cue_names`
+    (the set has masks), their object / cue / rest masks ({} without)."""
+    images = torch.from_numpy(imageset.images(union)).permute(0, 3, 1, 2).float().div_(255.0) if n else None
+    masks = {}
+    if cue_names is not None and n:
+        obj = imageset.masks("object", union).astype(bool)
+        cue = np.zeros_like(obj)
+        for m in cue_names:
+            cue |= imageset.masks(m, union).astype(bool)
+        masks = {"object": obj, "cue": cue, "rest": ~(obj | cue)}
+    return images, masks
+
+
+def _pair_nams(model, images: torch.Tensor, sel: list[int], j: int, batch_size: int, device) -> list[np.ndarray]:
+    """NAMs of feature j on images[sel], in batches."""
+    nams = []
+    for s in range(0, len(sel), batch_size):
+        b = images[sel[s : s + batch_size]].to(device)
+        nams.append(neural_activation_maps(model, b, [int(j)] * len(b)).cpu().numpy())
+    return nams
+
+
+def _attack_block(model, first: torch.Tensor, j: int, attack: AttackSettings, t: int) -> np.ndarray:
+    """Feature attacks on feature j of the first members, uint8 (t, H, W, 3), zero-padded."""
+    attacked = feature_attack(model, first, [int(j)] * len(first), attack)
+    arr = np.round(attacked.permute(0, 2, 3, 1).cpu().numpy() * 255).astype(np.uint8)
+    size = first.shape[-1]
+    block = np.zeros((t, size, size, 3), np.uint8)
+    block[: len(arr)] = arr
+    return block
 
 
 def build_salient_subsets(
@@ -170,79 +262,36 @@ def build_salient_subsets(
     from tqdm import tqdm
 
     num_classes, k = top.shape
-    size = imageset.image_size
+    size, names = imageset.image_size, imageset.class_names
     has_masks = "object" in imageset.mask_names
     cues = planted_cue_masks(imageset)
-    names = imageset.class_names
     attack = AttackSettings.for_image_size(settings.attack, size, size)
-    class_rows = [np.flatnonzero(labels == i) for i in range(num_classes)]
-    featured = np.asarray(top).min(axis=1) >= 0 if k else np.ones(num_classes, bool)
-    without = [i for i in range(num_classes) if not featured[i]]
-    short = [i for i, r in enumerate(class_rows) if featured[i] and len(r) < settings.min_images]
-    if short:  # D(i, j) would silently shrink below the configured k
-        i = short[0]
-        raise SpurlabError(f"{imageset.path}: class '{names[i]}' has {len(class_rows[i])} images, fewer than "
-                           f"salient.subset.min_images = {settings.min_images}")  # fmt: skip
-    sizes = [subset_size(len(r), settings.fraction, settings.min_images, settings.max_images) for r in class_rows]
+    class_rows, sizes, featured, without = _class_sizes(imageset, labels, top, settings)
     classes = [i for i in shard.classes(num_classes) if featured[i]]
     n_pairs, n_members = len(classes) * k, sum(sizes[i] for i in classes) * k
     t = settings.top_images
     model.eval()
     with atomic_path(out) as tmp, create_h5(tmp) as f:
-        cols = {c: np.zeros(n_pairs, dtype=np.int64) for c in ("class", "feature", "rank", "start", "count")}
-        imp = np.zeros(n_pairs)
-        loc = {c: np.full(n_pairs, np.nan) for c in STAT_COLUMNS}
-        m_row = _ensure(f, "members/row", (n_members,), "int64")
-        m_act = _ensure(f, "members/activation", (n_members,), "float32")
-        m_nam = _ensure(f, "members/nam", (n_members, size, size), "uint8", (1, size, size), "gzip")
-        tops = _ensure(f, "top/attack", (n_pairs, t, size, size, 3), "uint8", (1, t, size, size, 3), "gzip")
-        pos = 0
+        w = _SubsetsWriter(f, n_pairs, n_members, size=size, top_images=t)
         for done, i in enumerate(tqdm(classes, desc="salient subsets", unit="class", disable=not progress)):
             rows, n = class_rows[i], sizes[i]
-            members = []  # per rank: rows by decreasing phi_j
-            for r, j in enumerate(top[i]):
-                order = np.argsort(-activations[rows, j], kind="stable")[:n]
-                members.append(rows[order])
+            # per rank: rows by decreasing phi_j
+            members = [rows[np.argsort(-activations[rows, j], kind="stable")[:n]] for j in top[i]]
             union = np.unique(np.concatenate(members)) if n else np.zeros(0, dtype=np.int64)
             where = {row: u for u, row in enumerate(union)}
-            images = torch.from_numpy(imageset.images(union)).permute(0, 3, 1, 2).float().div_(255.0) if n else None
-            masks = {}
-            if has_masks and n:
-                obj = imageset.masks("object", union).astype(bool)
-                cue = np.zeros_like(obj)
-                for m in cues.get(names[i], []):
-                    cue |= imageset.masks(m, union).astype(bool)
-                masks = {"object": obj, "cue": cue, "rest": ~(obj | cue)}
+            images, masks = _class_images(imageset, union, n, cues.get(names[i], []) if has_masks else None)
             for r, j in enumerate(top[i]):
                 p = done * k + r  # the kept classes before i, k pairs each
                 sel = [where[row] for row in members[r]]
-                nams = []
-                for s in range(0, len(sel), settings.batch_size):
-                    b = images[sel[s : s + settings.batch_size]].to(device)
-                    nams.append(neural_activation_maps(model, b, [int(j)] * len(b)).cpu().numpy())
+                nams = _pair_nams(model, images, sel, j, batch_size=settings.batch_size, device=device)
                 nams = np.concatenate(nams) if nams else np.zeros((0, size, size), np.float32)
-                cols["class"][p], cols["feature"][p], cols["rank"][p] = i, j, r + 1
-                cols["start"][p], cols["count"][p] = pos, len(sel)
-                imp[p] = importance[i, j]
-                m_row[pos : pos + len(sel)] = members[r]
-                m_act[pos : pos + len(sel)] = activations[members[r], j]
-                m_nam[pos : pos + len(sel)] = np.round(nams * 255).astype(np.uint8)
-                pos += len(sel)
+                w.add_pair(p, (i, j, r + 1), members[r], activations[members[r], j], nams, importance=importance[i, j])
                 if masks:
                     for c, v in pair_region_stats(nams, {q: m[sel] for q, m in masks.items()}).items():
-                        loc[c][p] = v
+                        w.loc[c][p] = v
                 if len(sel):
-                    first = images[sel[:t]].to(device)
-                    attacked = feature_attack(model, first, [int(j)] * len(first), attack)
-                    arr = np.round(attacked.permute(0, 2, 3, 1).cpu().numpy() * 255).astype(np.uint8)
-                    block = np.zeros((t, size, size, 3), np.uint8)
-                    block[: len(arr)] = arr
-                    tops[p] = block
-        for c, v in cols.items():
-            f.create_dataset(f"pairs/{c}", data=v, track_times=False)
-        f.create_dataset("pairs/importance", data=imp, track_times=False)
-        for c, v in loc.items():
-            f.create_dataset(f"pairs/{c}", data=v, track_times=False)
+                    w.tops[p] = _attack_block(model, images[sel[:t]].to(device), j, attack, t)
+        w.finish()
         f.attrs.update(
             format=FORMAT,
             model=getattr(model, "arch", ""),
@@ -358,8 +407,9 @@ def run_subsets(model_dir, imageset_path, features_path, importance_path, out, s
         values = np.concatenate([block[mine[s : s + len(block)]][:, cols] for s, block in fc.blocks("features")])
     phi = _FeatureColumns(values, cols, np.flatnonzero(mine), len(labels))
     return build_salient_subsets(
-        model, sha, imageset, phi, labels, imp["top"], imp["iv"],
-        sha256_file(importance_path), out, settings, dev, progress, shard,
+        model, sha, imageset=imageset, activations=phi, labels=labels, top=imp["top"], importance=imp["iv"],
+        importance_sha256=sha256_file(importance_path), out=out, settings=settings, device=dev, progress=progress,
+        shard=shard,
     )  # fmt: skip
 
 

@@ -121,29 +121,49 @@ def _in(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
 
-def command_handlers(package_dir: Path = PACKAGE_DIR) -> dict[str, tuple[str, str]]:
-    """{command: (cli module, handler function)}, read from the parser code: each
-    `sub.add_parser("<command>", ...)` and the `p.set_defaults(func=<handler>)` after it."""
+def _table_entry(call: ast.Call) -> tuple[str, str, str | None] | None:
+    """(command, handler, settings module) of a `Command(name, stage, help, handler, ...,
+    settings="module:Class")` entry of the command table (spurlab.cli.table), else None."""
+    if not (isinstance(call.func, ast.Name) and call.func.id == "Command"):
+        return None
+    kw = {k.arg: k.value for k in call.keywords}
+    name = call.args[0] if call.args else kw.get("name")
+    handler = call.args[3] if len(call.args) > 3 else kw.get("handler")
+    if not (isinstance(name, ast.Constant) and isinstance(handler, ast.Name)):
+        return None
+    spec = call.args[5] if len(call.args) > 5 else kw.get("settings")
+    settings = spec.value.partition(":")[0] if isinstance(spec, ast.Constant) and ":" in str(spec.value) else None
+    return name.value, handler.id, settings
+
+
+def command_handlers(package_dir: Path = PACKAGE_DIR) -> dict[str, tuple[str, str, str | None]]:
+    """{command: (cli module, handler function, settings module or None)}, read from the cli code:
+    the command table's `Command(...)` entries, and for registrar modules each
+    `sub.add_parser("<command>", ...)` with the `p.set_defaults(func=<handler>)` after it."""
     cli = f"{package_dir.name}.cli"
     out = {}
     for name, path in module_names(package_dir).items():
         if not _in(name, cli):
             continue
-        calls = [n for n in ast.walk(ast.parse(path.read_bytes(), str(path)))
-                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]  # fmt: skip
+        calls = [n for n in ast.walk(ast.parse(path.read_bytes(), str(path))) if isinstance(n, ast.Call)]
         command = None
         for call in sorted(calls, key=lambda n: (n.lineno, n.col_offset)):
-            if call.func.attr == "add_parser" and call.args and isinstance(call.args[0], ast.Constant):
+            entry = _table_entry(call)
+            if entry:
+                out[entry[0]] = (name, entry[1], entry[2])
+            elif not isinstance(call.func, ast.Attribute):
+                continue
+            elif call.func.attr == "add_parser" and call.args and isinstance(call.args[0], ast.Constant):
                 command = call.args[0].value
             elif call.func.attr == "set_defaults" and command is not None:
                 for kw in call.keywords:
                     if kw.arg == "func" and isinstance(kw.value, ast.Name):
-                        out[command] = (name, kw.value.id)
+                        out[command] = (name, kw.value.id, None)
     return out
 
 
 @functools.lru_cache(maxsize=8)
-def _graph(package_dir: Path) -> tuple[dict[str, Path], tuple[Import, ...], dict[str, tuple[str, str]]]:
+def _graph(package_dir: Path) -> tuple[dict[str, Path], tuple[Import, ...], dict[str, tuple[str, str, str | None]]]:
     modules, imports = all_imports(package_dir)
     return modules, tuple(imp for imp in imports if _in(imp.target, package_dir.name)), command_handlers(package_dir)
 
@@ -153,12 +173,14 @@ def command_modules(command: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
     modules, imports, handlers = _graph(package_dir)
     if command not in handlers:
         raise SpurlabError(f"'{command}' is not a spurlab command (see spurlab --help)")
-    other_handlers = set(handlers.values()) - {handlers[command]}
+    own = handlers[command][:2]
+    other_handlers = {h[:2] for h in handlers.values()} - {own}
     edges: dict[str, set[str]] = {}
     for imp in imports:
         if (imp.source, imp.function) not in other_handlers:
             edges.setdefault(imp.source, set()).add(imp.target)
-    todo = [m for m in modules if _in(m, f"{package_dir.name}.cli")]
+    settings = handlers[command][2]  # imported by name when the command runs (spurlab.cli.table)
+    todo = [m for m in modules if _in(m, f"{package_dir.name}.cli")] + ([settings] if settings in modules else [])
     seen: set[str] = set()
     while todo:
         m = todo.pop()

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from .spuriosity import pearson_r
 
@@ -46,9 +47,12 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
 
 
 @dataclass
-class CorruptionSettings:
-    """blur_sigma: Gaussian sigma in pixels, None = 2 * H / 64; patch: tile side in pixels,
-    None = H // 8 (must divide H and W); seed: of the per-row tile rotations."""
+class CorruptionSettings(Settings):
+    """Stage `corruptions` (config `spuriosity.corruptions`). blur_sigma: Gaussian sigma in pixels,
+    None = 2 * H / 64; patch: tile side in pixels, None = H // 8 (must divide H and W); seed: of the
+    per-row tile rotations."""
+
+    SECTION = "spuriosity.corruptions"
 
     blur_sigma: float | None = None
     patch: int | None = None
@@ -99,12 +103,12 @@ def patch_rotate(images: torch.Tensor, patch: int, rngs) -> torch.Tensor:
     if len(rngs) != b:
         raise ValueError(f"patch_rotate: {len(rngs)} generators for {b} images")
     turns = torch.from_numpy(np.stack([g.integers(0, 4, nh * nw) for g in rngs]).reshape(-1)).to(images.device)
-    tiles = images.reshape(b, c, nh, patch, nw, patch).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, patch, patch)
+    tiles = images.reshape((b, c, nh, patch, nw, patch)).permute((0, 2, 4, 1, 3, 5)).reshape(-1, c, patch, patch)
     out = tiles.clone()
     for k in (1, 2, 3):
         sel = turns == k
         out[sel] = torch.rot90(tiles[sel], k, (-2, -1))
-    return out.reshape(b, nh, nw, c, patch, patch).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+    return out.reshape((b, nh, nw, c, patch, patch)).permute((0, 3, 1, 4, 2, 5)).reshape(b, c, h, w)
 
 
 def corrupt_region(images: torch.Tensor, masks: torch.Tensor, kind: str, settings: CorruptionSettings,
@@ -203,7 +207,8 @@ def corruption_table(model, model_name: str, imageset, subsets, annotations, cor
             label = label_of.get((int(i), j), "unannotated")
             sel = np.array([pos[r] for r in rows.tolist()], dtype=np.int64)
             region = region_masks(nams, label, core[sel])
-            clean, hit = accuracy_under_corruptions(model, images[sel], rows, int(i), region, settings, device,
+            clean, hit = accuracy_under_corruptions(model, images[sel], rows=rows, label=int(i), masks=region,
+                                                    settings=settings, device=device,
                                                     batch_size=batch_size)  # fmt: skip
             n = len(rows)
             for kind in CORRUPTIONS:
@@ -226,14 +231,16 @@ def run_corruptions(model_dir, model_name: str, imageset_path, subsets_path, ann
     from .noise import run_on_subsets
 
     def measure(model, dev, imageset, subsets, annotations, masks):
-        return corruption_table(model, model_name, imageset, subsets, annotations, masks, settings, dev, batch_size,
-                                progress)  # fmt: skip
+        return corruption_table(model, model_name, imageset=imageset, subsets=subsets, annotations=annotations,
+                                core_masks=masks, settings=settings, device=dev, batch_size=batch_size,
+                                progress=progress)  # fmt: skip
 
     with ImageSet(imageset_path) as imageset:
         size = imageset.image_size
     used = {"blur_sigma_px": settings.sigma_for(size), "patch_px": settings.patch_for(size)}  # the values applied
-    return run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_path, masks_path, out, device,
-                          {**settings.as_dict(), **used})  # fmt: skip
+    return run_on_subsets(measure, model_dir, imageset_path=imageset_path, subsets_path=subsets_path,
+                          annotations_path=annotations_path, masks_path=masks_path, out=out, device=device,
+                          settings={**settings.as_dict(), **used})  # fmt: skip
 
 
 def sensitivity_correlation(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -14,9 +14,12 @@ accuracy on the candidates before and after cropping.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
@@ -52,11 +55,25 @@ def _in_order(read, rows: np.ndarray) -> np.ndarray:
     return read(order)[np.searchsorted(order, rows)]
 
 
-def run_label_noise(rankings_path, gaps_path, annotations_path, imageset_path, set_name: str, discovery_dir,
-                    models: dict[str, str], out, figure, n: int = 8, threshold: float = 0.9, expand: float = 0.2,
-                    device: str = "auto") -> dict:  # fmt: skip
+@dataclass(frozen=True)
+class LabelNoiseSettings(Settings):
+    """Stage `label_noise` (config `spuriosity.crop`): the `candidates` highest-spuriosity images of
+    each negative-gap class in the ranked set `set_name` (spuriosity.stats_set), cropped to their
+    core NAMs' region above `threshold`, widened by `expand`."""
+
+    SECTION = "spuriosity.crop"
+    KEYS = {"set_name": "spuriosity.stats_set"}
+    set_name: str = "train"
+    candidates: int = 8
+    threshold: float = 0.9
+    expand: float = 0.2
+
+
+def run_label_noise(rankings_path, gaps_path, annotations_path, imageset_path, discovery_dir, models: dict[str, str],
+                    out, figure, settings: LabelNoiseSettings = LabelNoiseSettings(), device: str = "auto") -> dict:  # fmt: skip
     """Stage `label_noise`: candidates of the negative-gap classes, their core crops, and every
     model's predictions on both (`out` table, `figure` PNG)."""
+    set_name, n, threshold, expand = settings.set_name, settings.candidates, settings.threshold, settings.expand
     import torch
 
     from ..device import pick_device

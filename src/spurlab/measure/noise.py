@@ -15,9 +15,12 @@ The consolidated masks come from the `salient_masks` stage (`spurlab.discover.su
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import sha256_file
@@ -111,15 +114,19 @@ def noise_table(model, model_name: str, imageset, subsets, annotations, masks, s
         z = image_noise(seed, union, (3, size, size))
         for j, (rows, nams) in members.items():
             sel = np.array([pos[r] for r in rows.tolist()], dtype=np.int64)
-            correct, l2 = accuracy_under_noise(model, images[sel], labels[sel], nams, z[sel], all_sigmas, device, batch_size)
-            out += _rows(model_name, i, name, j, label_of.get((i, j), "unannotated"), "feature", all_sigmas, correct, l2)
+            correct, l2 = accuracy_under_noise(model, images[sel], labels=labels[sel], masks=nams, z=z[sel],
+                                               sigmas=all_sigmas, device=device, batch_size=batch_size)
+            out += _rows(model_name, i, class_name=name, feature=j, label=label_of.get((i, j), "unannotated"),
+                         measure="feature", sigmas=all_sigmas, correct=correct, l2=l2)
         for measure, noisy_label in (("core_acc", "spurious"), ("spurious_acc", "core")):
             rows, region = masks.get(noisy_label, int(i))
             if not len(rows):
                 continue
             sel = np.array([pos[r] for r in rows.tolist()], dtype=np.int64)
-            correct, l2 = accuracy_under_noise(model, images[sel], labels[sel], region, z[sel], sigmas, device, batch_size)
-            out += _rows(model_name, i, name, -1, noisy_label, measure, sigmas, correct, l2)
+            correct, l2 = accuracy_under_noise(model, images[sel], labels=labels[sel], masks=region, z=z[sel],
+                                               sigmas=sigmas, device=device, batch_size=batch_size)
+            out += _rows(model_name, i, class_name=name, feature=-1, label=noisy_label, measure=measure, sigmas=sigmas,
+                         correct=correct, l2=l2)
     return pd.DataFrame(out)
 
 
@@ -143,7 +150,7 @@ def run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_
     with SalientSubsets(subsets_path) as subsets, ConsolidatedMasks(masks_path, subsets_sha, annotations_sha) as masks:
         if subsets.attrs["imageset_sha256"] != imageset.sha256:
             raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
-        table = measure(model, dev, imageset, subsets, annotations, masks)
+        table = measure(model, dev, imageset=imageset, subsets=subsets, annotations=annotations, masks=masks)
     provenance = {
         "checkpoint_sha256": model_checkpoint_sha256(model_dir),
         "robust": bool(meta.get("robust")),  # trained adversarially, or an imported Madry checkpoint
@@ -156,16 +163,31 @@ def run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_
     return {"rows": len(table)}
 
 
-def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotations_path, masks_path, out, seed: int,
-              sigmas=SIGMAS, l2_sigmas=L2_MATCH_SIGMAS, device: str = "auto", batch_size: int = 256,
+@dataclass(frozen=True)
+class NoiseSettings(Settings):
+    """Stage `noise` (config `salient.noise`): the noise seed, the sigmas swept, and the extra
+    per-feature sigmas of the L2-matched comparison (appendix L)."""
+
+    SECTION = "salient.noise"
+    seed: int = 0
+    sigmas: tuple = SIGMAS
+    l2_match_sigmas: tuple = L2_MATCH_SIGMAS
+
+
+def run_noise(model_dir, model_name: str, imageset_path, subsets_path, annotations_path, masks_path, out,
+              settings: NoiseSettings = NoiseSettings(), device: str = "auto", batch_size: int = 256,
               progress: bool = True, shard: Shard = Shard()) -> dict:  # fmt: skip
     """Stage `noise`: one model's noise table (`out`, .parquet + .csv) with input hashes; only
     `shard`'s classes (merged by `spurlab.shards`)."""
+    seed, sigmas, l2_sigmas = settings.seed, settings.sigmas, settings.l2_match_sigmas
 
     def measure(model, dev, imageset, subsets, annotations, masks):
         classes = shard.classes(len(imageset.class_names))
-        return noise_table(model, model_name, imageset, subsets, annotations, masks, seed, dev, sigmas, l2_sigmas,
-                           batch_size, progress, classes)  # fmt: skip
+        return noise_table(model, model_name, imageset=imageset, subsets=subsets, annotations=annotations, masks=masks,
+                           seed=seed, device=dev, sigmas=sigmas, l2_sigmas=l2_sigmas,
+                           batch_size=batch_size, progress=progress, classes=classes)  # fmt: skip
 
-    return run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_path, masks_path, out, device,
-                          {"seed": int(seed), "sigmas": [float(s) for s in sigmas], **shard_attrs(shard)})  # fmt: skip
+    return run_on_subsets(measure, model_dir, imageset_path=imageset_path, subsets_path=subsets_path,
+                          annotations_path=annotations_path, masks_path=masks_path, out=out, device=device,
+                          settings={"seed": int(seed), "sigmas": [float(s) for s in sigmas],
+                                    **shard_attrs(shard)})  # fmt: skip

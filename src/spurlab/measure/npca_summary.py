@@ -187,7 +187,7 @@ def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, mod
     models = read_table(models_path, expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path),
                                              "harmful_sha256": sha256_file(harmful_path)})
     harmful = read_table(harmful_path, expect={"pairs_sha256": pairs_sha})
-    summary = npca_summary(pairs, prov, retrieval, models, classes, harmful)
+    summary = npca_summary(pairs, prov, retrieval=retrieval, models=models, classes=classes, harmful=harmful)
     summary["cue_only_negatives"] = table_provenance(models_path).get("cue_only_negatives")
     summary["inputs"] = {"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path),
                          "harmful_sha256": sha256_file(harmful_path),

@@ -23,9 +23,12 @@ spurious or core.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth, switched_off_truth
 from ..errors import SpurlabError
@@ -133,15 +136,16 @@ def classes_with_large_gap(noise: pd.DataFrame, sigma: float = HEADLINE_SIGMA, g
 
 def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[str, pd.DataFrame],
                     planted: dict[str, list[str]], auto: dict | None, erm_models: list[str],
-                    planted_truth: bool | None = None) -> dict:  # fmt: skip
+                    planted_truth: bool | None = None, headline_sigma: float = HEADLINE_SIGMA) -> dict:  # fmt: skip
     """The summary (module docstring). `auto`: the automatic annotator scored against the planted
     truth (None without masks); `planted_truth`: whether the image set has planted cues
     (`subsets.has_planted_truth`; default: `planted` is not empty). Fields that need what is
-    missing are null and named, with a one-line reason, in `not_computed`."""
+    missing are null and named, with a one-line reason, in `not_computed`. The headline numbers
+    are at `headline_sigma`, or at the smallest swept sigma above 0 when the tables lack it."""
     truth = bool(planted) if planted_truth is None else bool(planted_truth)
     names = dict(zip(pairs["class"], pairs["class_name"]))
     swept = sorted({float(x) for t in noise.values() for x in t.loc[t["measure"] != "feature", "sigma"]} - {0.0})
-    sigma = HEADLINE_SIGMA if HEADLINE_SIGMA in swept or not swept else swept[0]
+    sigma = headline_sigma if headline_sigma in swept or not swept else swept[0]
     labels = annotations.groupby("class_index")["label"]
     both = sorted(i for i, g in labels if (g == "spurious").any() and (g == "core").any())
     cue_classes = sorted(i for i in both if names[i] in planted)
@@ -189,8 +193,21 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
     return summary
 
 
-def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path, noise_paths, out,
-                        figure, grid_figure, features_path, model_dir) -> dict:  # fmt: skip
+@dataclass(frozen=True)
+class SalientSummarySettings(Settings):
+    """Stage `salient_summary` (config `salient.annotation`): the automatic annotator's criterion
+    and threshold, scored against the planted truth; and the sigma of the headline numbers
+    (salient.noise.headline_sigma)."""
+
+    SECTION = "salient.annotation"
+    KEYS = {"headline_sigma": "salient.noise.headline_sigma"}
+    auto_criterion: str = "hot"
+    auto_threshold: float = 0.5
+    headline_sigma: float = HEADLINE_SIGMA
+
+
+def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_paths, out, figure, grid_figure,
+                        features_path, model_dir, settings: SalientSummarySettings = SalientSummarySettings()) -> dict:  # fmt: skip
     """Stage `salient_summary`: summary.json, the noise-curve figure and the feature grid.
     `features_path` is `model_dir`'s (salient.model's) feature cache of the image set: the planted
     truth's second kind (`auto_annotate.cue_switched_off`) is measured on it."""
@@ -216,11 +233,10 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
             raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
         pairs, planted = subsets.pair_table(require=STAT_COLUMNS), subsets.planted_cues
         has_masks = bool(subsets.attrs["has_masks"])
-        ann = cfg["salient"]["annotation"]
         auto, truth = None, [None] * len(pairs)
         if has_masks:
             off = switched_off_truth(pairs, imageset, features_path, model_dir)
-            auto_table = auto_annotations(pairs, ann["auto_criterion"], ann["auto_threshold"])
+            auto_table = auto_annotations(pairs, settings.auto_criterion, settings.auto_threshold)
             auto = score_against_truth(auto_table, pairs, planted, off)
             used = score_against_truth(annotations, pairs, planted, off)
             auto["planted_cues_recovered"], auto["recovered"] = used["planted_cues_recovered"], used["recovered"]
@@ -236,7 +252,8 @@ def run_salient_summary(cfg: dict, imageset_path, subsets_path, annotations_path
             grid.append({"class_name": row["class_name"], "feature": int(row["feature"]), "rank": int(row["rank"]),
                          "label": label_of.get((row["class"], row["feature"]), "unannotated"),
                          "truth": truth[p], "heatmap": heatmap(img, m["nam"][0])})  # fmt: skip
-    summary = salient_summary(pairs, annotations, noise, planted, auto, erm, has_planted_truth(imageset))
+    summary = salient_summary(pairs, annotations, noise=noise, planted=planted, auto=auto, erm_models=erm,
+                              planted_truth=has_planted_truth(imageset), headline_sigma=settings.headline_sigma)
     if summary["annotation_source"] == "human":
         summary["coverage"] = table_provenance(annotations_path).get("coverage")
     summary["inputs"] = {"subsets_sha256": subsets_sha, "annotations_sha256": annotations_sha,

@@ -20,11 +20,13 @@ over the suite (appendix D).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import sha256_file
@@ -206,12 +208,22 @@ def _cue_present(imageset, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_rankings(annotations_path, model_dir, features: dict[str, str], imagesets: dict[str, str], stats_set: str,
-                 out) -> dict:  # fmt: skip
+@dataclass(frozen=True)
+class RankingSettings(Settings):
+    """Stage `spuriosity_rankings` (config `spuriosity`): the set whose class statistics z-score
+    every ranked set."""
+
+    SECTION = "spuriosity"
+    stats_set: str = "train"
+
+
+def run_rankings(annotations_path, model_dir, features: dict[str, str], imagesets: dict[str, str], out,
+                 settings: RankingSettings = RankingSettings()) -> dict:  # fmt: skip
     """Stage `spuriosity_rankings`: spuriosity and within-class rank of every image of each set.
 
     `features` / `imagesets` map set names to the discovery model's feature caches and the image
-    sets; class statistics come from `stats_set`. Writes the rankings table (RANKING_COLUMNS)."""
+    sets; class statistics come from `settings.stats_set`. Writes the rankings table (RANKING_COLUMNS)."""
+    stats_set = settings.stats_set
     from ..features import model_checkpoint_sha256, open_features
 
     if stats_set not in features:
@@ -257,12 +269,23 @@ def read_rankings(path, annotations_path=None) -> pd.DataFrame:
     return read_table(path, expect=expect, columns=RANKING_COLUMNS)
 
 
-def run_gaps(rankings_path, gap_set: str, models: dict[str, tuple[str, str]], k: int, out_gaps, out_models,
-             out_correlations) -> dict:  # fmt: skip
-    """Stage `spurious_gaps`: every model's class-wise gap on `gap_set`, the suite's effective
-    robustness and the pairwise gap correlations.
+@dataclass(frozen=True)
+class GapSettings(Settings):
+    """Stage `spurious_gaps` (config `spuriosity`): the ranked set the gaps are measured on, and k,
+    the images at each end of a class's ranking."""
 
-    `models` maps model names to (model directory, feature cache of `gap_set`)."""
+    SECTION = "spuriosity"
+    gap_set: str = "val"  # the paper's: validation
+    k: int = K_GAP
+
+
+def run_gaps(rankings_path, models: dict[str, tuple[str, str]], out_gaps, out_models, out_correlations,
+             settings: GapSettings = GapSettings()) -> dict:  # fmt: skip
+    """Stage `spurious_gaps`: every model's class-wise gap on `settings.gap_set`, the suite's
+    effective robustness and the pairwise gap correlations.
+
+    `models` maps model names to (model directory, feature cache of the gap set)."""
+    gap_set, k = settings.gap_set, settings.k
     from ..features import model_checkpoint_sha256, open_features
 
     rankings = read_rankings(rankings_path)

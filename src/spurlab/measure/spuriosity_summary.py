@@ -24,9 +24,12 @@ the models stage's summary, and the label-noise candidates' cue statistics).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import sha256_file, write_json
@@ -193,12 +196,24 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
     return summary
 
 
+@dataclass(frozen=True)
+class SpuriositySummarySettings(Settings):
+    """Stage `spuriosity_summary`: the model that ranked the images (salient.model; every other
+    model is audited) and head tuning's stopping target, which `acceptance` judges tuning by."""
+
+    KEYS = {"discovery_model": "salient.model", "gap_target": "spuriosity.tuning.gap_target"}
+    discovery_model: str | None = None
+    gap_target: float = 0.05
+
+
 def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path, correlations_path,
                            corruption_paths, tuning_paths, label_noise_path, models_summary_path, out,
-                           gaps_figure, tuning_figure, lightweight_path=None, discovery_model: str | None = None,
-                           gap_target: float = 0.05) -> dict:  # fmt: skip
-    """Stage `spuriosity_summary`: summary.json and the gap and tuning figures. `discovery_model`
-    ranks the images; every other model is audited (its tuning is what `acceptance` judges)."""
+                           gaps_figure, tuning_figure, lightweight_path=None,
+                           settings: SpuriositySummarySettings = SpuriositySummarySettings()) -> dict:  # fmt: skip
+    """Stage `spuriosity_summary`: summary.json and the gap and tuning figures. The settings'
+    `discovery_model` ranks the images; every other model is audited (its tuning is what
+    `acceptance` judges)."""
+    discovery_model, gap_target = settings.discovery_model, settings.gap_target
     import json
     from pathlib import Path
 
@@ -216,7 +231,8 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
         counterfactual = {m: e["counterfactual_gap"] for m, e in ms["models"].items()}
     gap_set = table_provenance(gaps_path)["gap_set"]
     truth = has_planted_truth(imageset)
-    summary = spuriosity_summary(rankings, gaps, suite, corr, planted, names, gap_set, counterfactual, truth)
+    summary = spuriosity_summary(rankings, gaps, suite=suite, correlations=corr, planted=planted, class_names=names,
+                                 gap_set=gap_set, counterfactual=counterfactual, planted_truth=truth)
     corruption = {}
     same_annotations = {"annotations_sha256": table_provenance(rankings_path)["annotations_sha256"]}
     for p in corruption_paths:

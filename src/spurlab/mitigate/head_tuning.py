@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import Settings
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import write_table
@@ -43,7 +44,14 @@ COLUMNS = ["model", "method", "trial", "split", "when", "acc", "gap", "acc_high"
 
 
 @dataclass
-class TuningSettings:
+class TuningSettings(Settings):
+    """Stage `head_tuning` (config `spuriosity.tuning`; k_gap is spuriosity.k): and the rankings'
+    sets the tuning data (spuriosity.stats_set), early stopping (gap_set) and the held-out
+    scores (heldout_set) come from."""
+
+    SECTION = "spuriosity.tuning"
+    KEYS = {"k_gap": "spuriosity.k", "train_set": "spuriosity.stats_set", "val_set": "spuriosity.gap_set",
+            "test_set": "spuriosity.heldout_set"}  # fmt: skip
     k: int = 100
     lr: float = 0.001
     momentum: float = 0.9
@@ -54,6 +62,13 @@ class TuningSettings:
     trials: int = 3
     seed: int = 0
     other_classes: str = "random"
+    train_set: str = "train"
+    val_set: str = "val"
+    test_set: str | None = "test"
+
+    def as_dict(self) -> dict:
+        """The tuning settings (the provenance's `settings`; the set names are its `sets`)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("train_set", "val_set", "test_set")}
 
     def __post_init__(self):
         for name in ("k", "batch_size", "k_gap", "trials"):
@@ -92,10 +107,12 @@ def tuning_rows(scores: np.ndarray, labels: np.ndarray, correct: np.ndarray, s: 
     others = np.setdiff1d(np.unique(labels[labels >= 0]), classes)
     picks = {}
     for t in range(s.trials):
-        extra = (select_rows("random", scores, labels, correct, others, s.k, np.random.default_rng([s.seed, t, 1]))
+        extra = (select_rows("random", scores, labels=labels, correct=correct, classes=others, k=s.k,
+                             rng=np.random.default_rng([s.seed, t, 1]))
                  if s.other_classes == "random" else np.zeros(0, np.int64))  # fmt: skip
         for m in METHODS:
-            rows = select_rows(m, scores, labels, correct, classes, s.k, np.random.default_rng(s.seed + t))
+            rows = select_rows(m, scores, labels=labels, correct=correct, classes=classes, k=s.k,
+                               rng=np.random.default_rng(s.seed + t))
             picks[(m, t)] = np.union1d(rows, extra)
     return picks
 
@@ -137,7 +154,7 @@ def tune_head(W, b, feats, labels, rows, val_feats, val_labels, val_scores, clas
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        m = evaluate(Wt.detach(), bt.detach(), val_feats, val_labels, val_scores, classes, settings.k_gap)
+        m = evaluate(Wt.detach(), bt.detach(), val_feats, val_labels, val_scores, classes=classes, k_gap=settings.k_gap)
         history.append({"epoch": epoch, "loss": total / len(y), "val_gap": m["gap"], "val_acc": m["acc"]})
         if m["gap"] < settings.gap_target:
             break
@@ -166,14 +183,16 @@ def _gather(fc, name: str, rows: np.ndarray) -> np.ndarray:
 
 
 def run_head_tuning(model_dir, model_name: str, train_features, val_features, test_features, rankings_path, out,
-                    settings: TuningSettings | None = None, sets=("train", "val", "test")) -> dict:  # fmt: skip
+                    settings: TuningSettings | None = None) -> dict:  # fmt: skip
     """Stage `head_tuning`: every method x trial tuned on `train_features`, scored before and after
-    on val (early stopping) and test (held out; `test_features` may be None). `sets` names the
-    rankings table's sets for train, val, test. Writes the tidy table `out` (.parquet + .csv)."""
+    on val (early stopping) and test (held out; `test_features` may be None). The settings'
+    train_set, val_set and test_set name the rankings table's sets of the three. Writes the tidy
+    table `out` (.parquet + .csv)."""
     from ..features import model_checkpoint_sha256, open_features
     from ..models.factory import load_model
 
     s = settings or TuningSettings()
+    sets = (s.train_set, s.val_set, s.test_set)
     model, _ = load_model(model_dir)
     W, b = (t.detach().cpu().numpy().astype(np.float32) for t in model.head())
     rankings = read_rankings(rankings_path)
@@ -198,7 +217,9 @@ def run_head_tuning(model_dir, model_name: str, train_features, val_features, te
     before = {split: evaluate(W, b, *d, classes, s.k_gap) for split, d in data.items()}
     rows = []
     for (method, t), picked in picks.items():
-        W2, b2, history = tune_head(W, b, *train, np.searchsorted(union, picked), *val, classes, s, s.seed + t)
+        W2, b2, history = tune_head(W, b, *train, rows=np.searchsorted(union, picked), val_feats=val[0], val_labels=val[1],
+                                    val_scores=val[2],
+                                      classes=classes, settings=s, seed=s.seed + t)  # fmt: skip
         for split, d in data.items():
             for when, m in (("before", before[split]), ("after", evaluate(W2, b2, *d, classes, s.k_gap))):
                 epochs = len(history) if when == "after" else 0
@@ -211,7 +232,7 @@ def run_head_tuning(model_dir, model_name: str, train_features, val_features, te
         "rankings_sha256": sha256_file(rankings_path),
         "features_sha256": {split: sha256_file(p) for split, p in paths.items()},
         "sets": dict(zip(paths, sets)),
-        "settings": asdict(s),
+        "settings": s.as_dict(),
     }
     write_table(table, out, provenance)
     return summarize_tuning(table)

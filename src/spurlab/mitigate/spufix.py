@@ -21,9 +21,11 @@ spurious components is left untouched bit for bit; a zero u_l or D^T D with cond
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import Settings
 from ..data.imagesets import ImageSet
 from ..discover.npca import NPCABases, alphas, weighted_features
 from ..discover.retrieval import harmful_components
@@ -171,8 +173,110 @@ def robust_train_alphas(phi_train, labels_train, W: np.ndarray, bases, spurious:
     return out
 
 
-def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, retrieval_path, harmful_path,
-               out_classes, out_models) -> dict:  # fmt: skip
+def _load_features(entry: dict, key: str, imageset=None) -> dict:
+    """phi, logits, labels, image-set hash and class names of a model's feature cache entry[key]."""
+    from ..features import open_features
+
+    with open_features(entry[key], model_dir=entry["dir"], imageset=imageset) as fc:
+        return {"phi": fc["features"], "logits": fc["logits"], "labels": fc["labels"],
+                "imageset_sha256": fc.attrs["imageset_sha256"], "class_names": fc.class_names}  # fmt: skip
+
+
+def _retrieved_negatives(retrieved, entry: dict) -> tuple[dict, dict]:
+    """The model's phi and logits of the retrieved images (grouped by source set, in set-name
+    order) and, per class, the positions of its retrieved images among them."""
+    parts = []
+    for set_name in sorted(retrieved["source_set"].unique()):
+        data = _load_features(entry, set_name)
+        sel = retrieved["source_set"].to_numpy() == set_name
+        parts.append({key: data[key][retrieved["source_row"].to_numpy()[sel]] for key in ("phi", "logits")})
+    order = np.concatenate([np.flatnonzero(retrieved["source_set"].to_numpy() == s)
+                            for s in sorted(retrieved["source_set"].unique())])  # fmt: skip
+    data = {key: np.concatenate([p[key] for p in parts]) for key in ("phi", "logits")}
+    cls = retrieved["class"].to_numpy()[order]
+    return data, {int(k): np.flatnonzero(cls == k) for k in np.unique(cls)}
+
+
+@dataclass
+class _SpuFixRun:
+    """What every model's SpuFix needs: the robust model's name, its training alphas and direct
+    bases of the removed components, the cue-only set with its negatives, the retrieval table."""
+
+    robust: str
+    spurious: dict
+    r_alphas: dict
+    direct_bases: dict
+    train_sha256: str  # the robust model's training images
+    cue_set: ImageSet
+    cue_only_set: str
+    negatives: dict
+    retrieved: object  # the retrieval table (DataFrame)
+
+    @property
+    def cue_source(self) -> str:
+        return "folder_labels" if self.cue_set.kind == "index" else "planted_cues"
+
+    def model(self, name: str, entry: dict) -> tuple[list, dict]:
+        """Model `name`: its per-class score rows and its model row (accuracies, mean scores)."""
+        from ..models.factory import load_model
+
+        model, _ = load_model(entry["dir"])
+        W = model.head()[0].detach().double().numpy()
+        train = _load_features(entry, "train")
+        if train["imageset_sha256"] != self.train_sha256:
+            raise SpurlabError(f"{entry['train']}: not the robust model's training images; SpuFix transfer needs the same images")
+        dirs = transfer_directions(train["phi"], train["labels"], W, self.r_alphas)
+        is_robust = name == self.robust
+
+        def fixed(data):
+            if is_robust:
+                return spufix_logits(data["logits"], data["phi"], W, self.direct_bases)
+            return spufix_transfer_logits(data["logits"], data["phi"], W, dirs)
+
+        test = _load_features(entry, "test")
+        if self.cue_source == "folder_labels" and test["class_names"] != self.cue_set.class_names:
+            raise SpurlabError(f"{self.cue_only_set}: class names differ from those of {entry['test']}; index the "
+                               "cue-only folder with the model's class-name/synset file so that class indices agree")
+        after = {"test": fixed(test)}
+        row = {"model": name, "transferred": not is_robust, "acc_before": float((test["logits"].argmax(1) == test["labels"]).mean()),
+               "acc_after": float((after["test"].argmax(1) == test["labels"]).mean())}  # fmt: skip
+        if is_robust:
+            row["transfer_invariant_max_abs_err"] = float(np.abs(
+                spufix_transfer_logits(test["logits"], test["phi"], W, dirs) - after["test"]).max())  # fmt: skip
+        neg_sets = {"cue_only": (_load_features(entry, "cue_only", self.cue_set), self.negatives["cue_only"])}
+        if len(self.retrieved):
+            neg_sets["retrieved"] = _retrieved_negatives(self.retrieved, entry)
+        return self._scores(name, test, (softmax(test["logits"]), softmax(after["test"])), neg_sets=neg_sets, fixed=fixed,
+                            row=row)  # fmt: skip
+
+    def _scores(self, name, test, pos: tuple, neg_sets: dict, fixed, row: dict) -> tuple[list, dict]:
+        """Spurious AUC and AP before / after per class and negatives set; means into `row`."""
+        pos_before, pos_after = pos
+        class_rows = []
+        for neg_name, (data, neg) in neg_sets.items():
+            before = spurious_scores(pos_before, test["labels"], softmax(data["logits"]), neg)
+            aft = spurious_scores(pos_after, test["labels"], softmax(fixed(data)), neg)
+            t = before.merge(aft[["class", "spurious_auc", "spurious_ap"]], on="class", suffixes=("_before", "_after"))
+            t.insert(0, "negatives", neg_name)
+            t.insert(0, "model", name)
+            t["spufix_components"] = [len(self.spurious.get(int(k), [])) for k in t["class"]]
+            class_rows.append(t)
+            mb, ma = mean_scores(before), mean_scores(aft)
+            row.update({f"{neg_name}_auc_before": mb["spurious_auc"], f"{neg_name}_auc_after": ma["spurious_auc"],
+                        f"{neg_name}_ap_before": mb["spurious_ap"], f"{neg_name}_ap_after": ma["spurious_ap"]})  # fmt: skip
+        return class_rows, row
+
+
+@dataclass(frozen=True)
+class SpuFixSettings(Settings):
+    """Stage `npca_spufix`: the robust model the components come from (salient.model)."""
+
+    KEYS = {"robust": "salient.model"}
+    robust: str = "robust"
+
+
+def run_spufix(models: dict, bases_path, pairs_path, cue_only_set, retrieval_path, harmful_path, out_classes,
+               out_models, settings: SpuFixSettings = SpuFixSettings()) -> dict:  # fmt: skip
     """Stage `npca_spufix`: SpuFix on the robust model (eq. 8) and transferred to every other model
     (eqs. 9-11), from cached features only. `models`: {name: {"dir", "train", "test", "cue_only",
     and one entry per retrieval pool set}} (feature caches). Components removed: those the
@@ -190,9 +294,10 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
     import pandas as pd
 
     from ..discover.subsets import planted_cue_masks
-    from ..features import model_checkpoint_sha256, open_features
+    from ..features import model_checkpoint_sha256
     from ..models.factory import load_model
 
+    robust = settings.robust
     bases_sha = sha256_file(bases_path)
     read_table(pairs_path, expect={"bases_sha256": bases_sha})  # the pair table must come from these bases
     retrieved = read_table(retrieval_path, expect={"bases_sha256": bases_sha})
@@ -202,75 +307,26 @@ def run_spufix(robust: str, models: dict, bases_path, pairs_path, cue_only_set, 
     # a folder set (kind "index"): class k's negatives are its rows labelled k; the generated set:
     # the rows with k's planted cue flag (`cue_only_negatives`)
     negatives = {"cue_only": cue_only_negatives(cue_set, planted_cue_masks(cue_set))}
-    cue_source = "folder_labels" if cue_set.kind == "index" else "planted_cues"
-
-    def load(name, key, entry, imageset=None):
-        with open_features(entry[key], model_dir=entry["dir"], imageset=imageset) as fc:
-            return {"phi": fc["features"], "logits": fc["logits"], "labels": fc["labels"],
-                    "imageset_sha256": fc.attrs["imageset_sha256"], "class_names": fc.class_names}  # fmt: skip
-
     r_entry = models[robust]
     r_sha = model_checkpoint_sha256(r_entry["dir"])
     r_model, _ = load_model(r_entry["dir"])
     W_r = r_model.head()[0].detach().double().numpy()
-    r_train = load(robust, "train", r_entry)
-    class_rows, model_rows = [], []
+    r_train = _load_features(r_entry, "train")
     with NPCABases(bases_path, r_sha) as bases:
         r_alphas = robust_train_alphas(r_train["phi"], r_train["labels"], W_r, bases, spurious)
         direct_bases = {k: (bases.get(k)[0].astype(np.float64), bases.get(k)[1][c].astype(np.float64))
                         for k, c in spurious.items()}  # fmt: skip
+    run = _SpuFixRun(robust=robust, spurious=spurious, r_alphas=r_alphas, direct_bases=direct_bases,
+                     train_sha256=r_train["imageset_sha256"], cue_set=cue_set, cue_only_set=cue_only_set,
+                     negatives=negatives, retrieved=retrieved)  # fmt: skip
+    class_rows, model_rows = [], []
     for name, entry in models.items():
-        model, _ = load_model(entry["dir"])
-        W = model.head()[0].detach().double().numpy()
-        train = load(name, "train", entry)
-        if train["imageset_sha256"] != r_train["imageset_sha256"]:
-            raise SpurlabError(f"{entry['train']}: not the robust model's training images; SpuFix transfer needs the same images")
-        dirs = transfer_directions(train["phi"], train["labels"], W, r_alphas)
-
-        def fixed(data, is_robust=name == robust):
-            if is_robust:
-                return spufix_logits(data["logits"], data["phi"], W, direct_bases)
-            return spufix_transfer_logits(data["logits"], data["phi"], W, dirs)
-
-        test = load(name, "test", entry)
-        if cue_source == "folder_labels" and test["class_names"] != cue_set.class_names:
-            raise SpurlabError(f"{cue_only_set}: class names differ from those of {entry['test']}; index the "
-                               "cue-only folder with the model's class-name/synset file so that class indices agree")
-        after = {"test": fixed(test)}
-        row = {"model": name, "transferred": name != robust, "acc_before": float((test["logits"].argmax(1) == test["labels"]).mean()),
-               "acc_after": float((after["test"].argmax(1) == test["labels"]).mean())}  # fmt: skip
-        if name == robust:
-            row["transfer_invariant_max_abs_err"] = float(np.abs(
-                spufix_transfer_logits(test["logits"], test["phi"], W, dirs) - after["test"]).max())  # fmt: skip
-        pos_before, pos_after = softmax(test["logits"]), softmax(after["test"])
-        neg_sets = {"cue_only": (load(name, "cue_only", entry, cue_set), negatives["cue_only"])}
-        if len(retrieved):
-            parts, neg = [], {}
-            for set_name in sorted(retrieved["source_set"].unique()):
-                data = load(name, set_name, entry)
-                sel = retrieved["source_set"].to_numpy() == set_name
-                parts.append({key: data[key][retrieved["source_row"].to_numpy()[sel]] for key in ("phi", "logits")})
-            order = np.concatenate([np.flatnonzero(retrieved["source_set"].to_numpy() == s)
-                                    for s in sorted(retrieved["source_set"].unique())])  # fmt: skip
-            data = {key: np.concatenate([p[key] for p in parts]) for key in ("phi", "logits")}
-            cls = retrieved["class"].to_numpy()[order]
-            neg = {int(k): np.flatnonzero(cls == k) for k in np.unique(cls)}
-            neg_sets["retrieved"] = (data, neg)
-        for neg_name, (data, neg) in neg_sets.items():
-            before = spurious_scores(pos_before, test["labels"], softmax(data["logits"]), neg)
-            aft = spurious_scores(pos_after, test["labels"], softmax(fixed(data)), neg)
-            t = before.merge(aft[["class", "spurious_auc", "spurious_ap"]], on="class", suffixes=("_before", "_after"))
-            t.insert(0, "negatives", neg_name)
-            t.insert(0, "model", name)
-            t["spufix_components"] = [len(spurious.get(int(k), [])) for k in t["class"]]
-            class_rows.append(t)
-            mb, ma = mean_scores(before), mean_scores(aft)
-            row.update({f"{neg_name}_auc_before": mb["spurious_auc"], f"{neg_name}_auc_after": ma["spurious_auc"],
-                        f"{neg_name}_ap_before": mb["spurious_ap"], f"{neg_name}_ap_after": ma["spurious_ap"]})  # fmt: skip
+        rows, row = run.model(name, entry)
+        class_rows += rows
         model_rows.append(row)
     classes = pd.concat(class_rows, ignore_index=True) if class_rows else pd.DataFrame()
     provenance = {"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path),
-                  "retrieval_sha256": sha256_file(retrieval_path), "robust": robust, "cue_only_negatives": cue_source,
+                  "retrieval_sha256": sha256_file(retrieval_path), "robust": robust, "cue_only_negatives": run.cue_source,
                   "harmful_sha256": sha256_file(harmful_path), "spurious_components": {str(k): v for k, v in spurious.items()},
                   "features_sha256": {n: {k: sha256_file(p) for k, p in e.items() if k != "dir"} for n, e in models.items()}}  # fmt: skip
     write_table(classes, out_classes, provenance)

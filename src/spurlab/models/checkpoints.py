@@ -136,7 +136,7 @@ def import_checkpoint(path: str | os.PathLike, arch: str = "resnet50", num_class
         source = "argument"
     net = create_model(arch, num_classes=num_classes, **(arch_args or {}))
     load_state_strict(net, state, path)
-    model = Classifier(net, arch, input_size, norm_mean, norm_std, arch_args).eval()
+    model = Classifier(net, arch, input_size=input_size, mean=norm_mean, std=norm_std, arch_args=arch_args).eval()
     info = {
         "layout": kind,
         "sha256": sha256_file(path),

@@ -101,7 +101,8 @@ def run_signal(cfg: dict, signal: str, model_dirs: dict[str, str], sets: dict[st
     for role, m in names.items():
         model, _ = load_model(model_dirs[m])
         for kind in ("norm", "spu"):
-            maps[role, kind], preds[role, kind] = maps_for(model, x[kind], methods, settings, p["seed"], progress, f"{m} x_{kind}")
+            maps[role, kind], preds[role, kind] = maps_for(model, x[kind], methods=methods, settings=settings,
+                                                           seed=p["seed"], progress=progress, desc=f"{m} x_{kind}")
     records = []
     for method in methods:
         for i, r in enumerate(rows):
@@ -116,7 +117,7 @@ def run_signal(cfg: dict, signal: str, model_dirs: dict[str, str], sets: dict[st
                   "imagesets": shas, "methods": methods, "attribution": settings.record(), "normaliser": "adebayo",
                   "seed": p["seed"], "n_images": len(rows)}  # fmt: skip
     write_table(df, out, provenance)
-    panels(figure, signal, x, maps, methods, int(p["panel_images"]), svg)
+    panels(figure, signal, x=x, maps=maps, methods=methods, n=int(p["panel_images"]), svg=svg)
     return {"signal": signal, "rows": len(rows), **{k: round(float(df[k].mean()), 4) for k in MEASURES}}
 
 

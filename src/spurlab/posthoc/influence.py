@@ -144,8 +144,9 @@ def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], o
         preds = predict(model, xs)
         if progress:
             print(f"tracin {m}: {len(xs)} test images, {len(ckpts)} checkpoints, {len(train_y)} training images", flush=True)
-        top, scores = tracin_top(model, train_x, train_y, ckpts, lrs, _float(xs), torch.from_numpy(preds),
-                                 int(inf["top_k"]), int(inf["batch_size"]))  # fmt: skip
+        top, scores = tracin_top(model, train_x, train_y=train_y, ckpts=ckpts, lrs=lrs, test_x=_float(xs),
+                                 test_y=torch.from_numpy(preds),
+                                 k=int(inf["top_k"]), batch_size=int(inf["batch_size"]))  # fmt: skip
         top_labels = train_y.numpy()[top]
         for j, kind in enumerate(kinds):
             for i, r in enumerate(rows):

@@ -22,5 +22,7 @@ def train_posthoc_model(cfg: dict, name: str, train_set, val_set, out_dir, threa
         raise SpurlabError(f"posthoc model '{name}': not defined by this config (defined: {', '.join(posthoc_models(cfg))})")
     section = posthoc_model_section(cfg, name)
     p = cfg["posthoc"]
-    return train_on_sets(cfg, name, section, TrainSettings.from_config(section["train"], None), section["seed"],
-                         p["arch"], p["arch_args"], train_set, val_set, out_dir, threads, progress)  # fmt: skip
+    return train_on_sets(cfg, name, section=section, settings=TrainSettings.from_config(section["train"], None),
+                         seed=section["seed"],
+                         arch=p["arch"], arch_args=p["arch_args"], train_set=train_set, val_set=val_set, out_dir=out_dir,
+                         threads=threads, progress=progress)  # fmt: skip

@@ -143,6 +143,63 @@ def questionnaire_html(group: str, assignment: pd.DataFrame, stimuli: dict[str, 
                   likert=list(LIKERT))  # fmt: skip
 
 
+def _tcav_stimulus(plt, d, aligned_class: str):
+    """Bar chart of a model's mean TCAV score per concept."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(d.index, d.to_numpy())
+    ax.set_ylabel(f"TCAV score (class {aligned_class})")
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", rotation=60, labelsize=7)
+    return fig
+
+
+def _image_stimulus(plt, method: str, shown: dict, inf_rows, train):
+    """One row per stimulus image: the image with the model's prediction, then its SmoothGrad map
+    (smoothgrad), its top-3 proponents (influence) or nothing (control). `shown`: x, rows, names,
+    pred, maps of the model `model`."""
+    x, rows, names, pred = shown["x"], shown["rows"], shown["names"], shown["pred"]
+    cols = 4 if method == "influence" else 2
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.6 * len(rows)), squeeze=False)
+    for i in range(len(rows)):
+        axes[i, 0].imshow(x[i])
+        axes[i, 0].set_title(f"predicted: {names[pred[i]]}", fontsize=7)
+        if method == "smoothgrad":
+            axes[i, 1].imshow(shown["maps"]["smoothgrad"][i], cmap="gray", vmin=0, vmax=1)
+            axes[i, 1].set_title("SmoothGrad", fontsize=7)
+        elif method == "influence":
+            r = inf_rows[(inf_rows.model == shown["model"]) & (inf_rows.row == rows[i])]
+            top = json.loads(r.top_rows.iloc[0])[: cols - 1] if len(r) else []
+            for j, t in enumerate(top):
+                axes[i, 1 + j].imshow(train.images(int(t)))
+                axes[i, 1 + j].set_title(f"top {j + 1}: {names[int(train.labels[int(t)])]}", fontsize=7)
+        elif method == "control":
+            axes[i, 1].set_visible(False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    return fig
+
+
+def _write_kit(cfg: dict, out_dir: Path, stimuli: dict, methods: list[str]) -> dict:
+    """Assignment, questionnaires, simulated responses and their analysis (the planted effect)."""
+    st = cfg["posthoc"]["study"]
+    assignment = assign(st["participants_per_group"], methods, st["seed"])
+    with atomic_path(out_dir / "assignment.csv") as tmp:
+        assignment.to_csv(tmp, index=False)
+    sig = cfg["contamination"]["signals"][st["signal"]]
+    text = f"a {sig['type']} added to images of class '{cfg['contamination']['aligned_class']}'"
+    for g in GROUPS:
+        with atomic_path(out_dir / f"questionnaire_{g}.html") as tmp:
+            tmp.write_text(questionnaire_html(g, assignment, stimuli, text))
+    effect_method = next(m for m in methods if m != "control")
+    sim = simulate_responses(assignment, float(st["simulated_effect"]), effect_method, st["seed"])
+    with atomic_path(out_dir / "simulated_responses.csv") as tmp:
+        sim.to_csv(tmp, index=False)
+    res = analyse_responses(sim)
+    res["planted"] = {"method": effect_method, "condition": "spurious", "effect": -float(st["simulated_effect"])}
+    write_json(out_dir / "simulated_analysis.json", res)
+    return {"stimuli": len(stimuli), "participants": int(assignment.participant.nunique())}
+
+
 def build_study(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], tcav: str | Path, influence: str | Path,
                 out_dir: str | Path) -> dict:  # fmt: skip
     """Stimuli, assignment, questionnaires, simulated responses and their analysis under `out_dir`."""
@@ -174,53 +231,18 @@ def build_study(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], tca
     stimuli = {}
     for cond, m in roles.items():
         model, _ = load_model(model_dirs[m])
-        maps, pred = maps_for(model, x, ["smoothgrad"], settings, p["seed"], False, "study")
-        with open_imageset(sets[model_sets(cfg, m)[0]]) as tr:
-            train = tr
+        maps, pred = maps_for(model, x, methods=["smoothgrad"], settings=settings, seed=p["seed"], progress=False,
+                              desc="study")  # fmt: skip
+        shown = {"x": x, "rows": rows, "names": names, "pred": pred, "maps": maps, "model": m}
+        with open_imageset(sets[model_sets(cfg, m)[0]]) as train:
             for method in methods:
                 path = out_dir / "stimuli" / f"{cond}_{method}.png"
                 if method == "tcav":
                     d = tc[(tc.model == m) & (tc.inputs == "norm")].groupby("concept").score.mean()
-                    fig, ax = plt.subplots(figsize=(6, 3))
-                    ax.bar(d.index, d.to_numpy())
-                    ax.set_ylabel(f"TCAV score (class {cfg['contamination']['aligned_class']})")
-                    ax.set_ylim(0, 1)
-                    ax.tick_params(axis="x", rotation=60, labelsize=7)
+                    fig = _tcav_stimulus(plt, d, cfg["contamination"]["aligned_class"])
                 else:
-                    cols = 4 if method == "influence" else 2
-                    fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.6 * len(rows)), squeeze=False)
-                    for i in range(len(rows)):
-                        axes[i, 0].imshow(x[i])
-                        axes[i, 0].set_title(f"predicted: {names[pred[i]]}", fontsize=7)
-                        if method == "smoothgrad":
-                            axes[i, 1].imshow(maps["smoothgrad"][i], cmap="gray", vmin=0, vmax=1)
-                            axes[i, 1].set_title("SmoothGrad", fontsize=7)
-                        elif method == "influence":
-                            r = inf_rows[(inf_rows.model == m) & (inf_rows.row == rows[i])]
-                            top = json.loads(r.top_rows.iloc[0])[: cols - 1] if len(r) else []
-                            for j, t in enumerate(top):
-                                axes[i, 1 + j].imshow(train.images(int(t)))
-                                axes[i, 1 + j].set_title(f"top {j + 1}: {names[int(train.labels[int(t)])]}", fontsize=7)
-                        elif method == "control":
-                            axes[i, 1].set_visible(False)
-                    for ax in axes.ravel():
-                        ax.axis("off")
+                    fig = _image_stimulus(plt, method, shown, inf_rows, train)
                 fig.tight_layout()
                 save_figure(fig, path, dpi=90)
                 stimuli[path.name] = path
-    assignment = assign(st["participants_per_group"], methods, st["seed"])
-    with atomic_path(out_dir / "assignment.csv") as tmp:
-        assignment.to_csv(tmp, index=False)
-    sig = cfg["contamination"]["signals"][signal]
-    text = f"a {sig['type']} added to images of class '{cfg['contamination']['aligned_class']}'"
-    for g in GROUPS:
-        with atomic_path(out_dir / f"questionnaire_{g}.html") as tmp:
-            tmp.write_text(questionnaire_html(g, assignment, stimuli, text))
-    effect_method = next(m for m in methods if m != "control")
-    sim = simulate_responses(assignment, float(st["simulated_effect"]), effect_method, st["seed"])
-    with atomic_path(out_dir / "simulated_responses.csv") as tmp:
-        sim.to_csv(tmp, index=False)
-    res = analyse_responses(sim)
-    res["planted"] = {"method": effect_method, "condition": "spurious", "effect": -float(st["simulated_effect"])}
-    write_json(out_dir / "simulated_analysis.json", res)
-    return {"stimuli": len(stimuli), "participants": int(assignment.participant.nunique())}
+    return _write_kit(cfg, out_dir, stimuli, methods)

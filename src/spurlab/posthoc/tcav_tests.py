@@ -70,26 +70,12 @@ def _float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: str | Path, cache_dir: str | Path,
-             threads: int = 2, progress: bool = True) -> pd.DataFrame:  # fmt: skip
-    from ..attribution import AttributionModel
-    from ..attribution.tcav import TCAVSettings, cache_key, tcav_scores
-    from ..bam.concepts import layer_names
-    from ..features import model_checkpoint_sha256
-    from ..models import load_model
-
+def _gather_concepts(cfg: dict, sets: dict[str, str], random_sets: int) -> dict:
+    """The concepts' images (shapes, scenes, colours from the clean train set; signals from the
+    contaminated test sets, on images of other classes), the random sets, the inputs (the aligned
+    class's clean and contaminated test images) and the sets' hashes, drawn in one seeded order."""
     p = cfg["posthoc"]
     tc = p["tcav"]
-    torch.set_num_threads(threads)
-    settings = TCAVSettings(random_sets=int(tc["random_sets"]), alpha=float(p["ks_alpha"]), seed=int(p["seed"]))
-    need = ["contam_clean_train", "contam_clean_test"] + [f"contam_{s}_test" for s in signals(cfg)]
-    for n in need:
-        if n not in sets:
-            raise SpurlabError(f"posthoc tcav: image set {n} not given (--set-names/--imagesets)")
-    models = posthoc_models(cfg)
-    for m in models:
-        if m not in model_dirs:
-            raise SpurlabError(f"posthoc tcav: model {m} not given (--models/--model-dirs)")
     rng = np.random.default_rng(np.random.SeedSequence([int(p["seed"]), zlib.crc32(b"posthoc-tcav")]))
     n = int(tc["concept_images"])
     concepts: dict[str, tuple[str, torch.Tensor, list]] = {}
@@ -112,7 +98,7 @@ def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: s
         for colour in tc["colours"]:
             r = pick(np.flatnonzero(meta.colour.to_numpy() == int(colour)), f"colour:{colour}")
             concepts[f"colour:{colour}"] = ("colour", _float(tr.images(r)), r.tolist())
-        rand_rows = [np.sort(rng.choice(len(tr), size=min(n, len(tr)), replace=False)) for _ in range(settings.random_sets + 1)]
+        rand_rows = [np.sort(rng.choice(len(tr), size=min(n, len(tr)), replace=False)) for _ in range(random_sets + 1)]
         randoms = [_float(tr.images(r)) for r in rand_rows]
         shas = {"contam_clean_train": tr.sha256}
     inputs = {}
@@ -127,8 +113,34 @@ def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: s
             concepts[f"signal:{s}"] = ("signal", _float(st.images(r)), r.tolist())
             inputs[f"spu_{s}"] = _float(st.images(rows_a))
             shas[f"contam_{s}_test"] = st.sha256
-    base_sha = sha256_json({"sets": shas, "random": [r.tolist() for r in rand_rows]})
-    target = torch.full((len(rows_a),), aligned, dtype=torch.long)
+    return {"concepts": concepts, "randoms": randoms, "rand_rows": rand_rows, "inputs": inputs, "shas": shas,
+            "names": names, "aligned": aligned, "n_inputs": len(rows_a)}  # fmt: skip
+
+
+def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: str | Path, cache_dir: str | Path,
+             threads: int = 2, progress: bool = True) -> pd.DataFrame:  # fmt: skip
+    from ..attribution import AttributionModel
+    from ..attribution.tcav import TCAVSettings, cache_key, tcav_scores
+    from ..bam.concepts import layer_names
+    from ..features import model_checkpoint_sha256
+    from ..models import load_model
+
+    p = cfg["posthoc"]
+    tc = p["tcav"]
+    torch.set_num_threads(threads)
+    settings = TCAVSettings(random_sets=int(tc["random_sets"]), alpha=float(p["ks_alpha"]), seed=int(p["seed"]))
+    need = ["contam_clean_train", "contam_clean_test"] + [f"contam_{s}_test" for s in signals(cfg)]
+    for n in need:
+        if n not in sets:
+            raise SpurlabError(f"posthoc tcav: image set {n} not given (--set-names/--imagesets)")
+    models = posthoc_models(cfg)
+    for m in models:
+        if m not in model_dirs:
+            raise SpurlabError(f"posthoc tcav: model {m} not given (--models/--model-dirs)")
+    g = _gather_concepts(cfg, sets, settings.random_sets)
+    concepts, randoms, inputs, shas = g["concepts"], g["randoms"], g["inputs"], g["shas"]
+    base_sha = sha256_json({"sets": shas, "random": [r.tolist() for r in g["rand_rows"]]})
+    target = torch.full((g["n_inputs"],), g["aligned"], dtype=torch.long)
     records = []
     for m in models:
         model, _ = load_model(model_dirs[m])
@@ -141,13 +153,14 @@ def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: s
             for k in kinds:
                 if progress:
                     print(f"tcav {m} {cname} x_{k}", flush=True)
-                for row in tcav_scores(am, layers, imgs, randoms, inputs[k], target, model_id, cache_dir, settings):
+                for row in tcav_scores(am, layers, concept=imgs, randoms=randoms, inputs=inputs[k], targets=target,
+                                       model_id=model_id, save_path=cache_dir, settings=settings):
                     for run, (cs, rs) in enumerate(zip(row["concept_scores"], row["random_scores"])):
                         records.append({"model": m, "concept": cname, "kind": kind, "inputs": "spu" if k != "norm" else "norm",
                                         "layer": row["layer"], "run": run, "score": cs, "random_score": rs,
                                         "t_test_p": row["p_value"]})  # fmt: skip
     df = pd.DataFrame(records)
     provenance = {"models": {m: model_checkpoint_sha256(model_dirs[m]) for m in models}, "imagesets": shas,
-                  "tcav": tc, "seed": p["seed"], "aligned_class": names[aligned]}  # fmt: skip
+                  "tcav": tc, "seed": p["seed"], "aligned_class": g["names"][g["aligned"]]}  # fmt: skip
     write_table(df, out, provenance)
     return df

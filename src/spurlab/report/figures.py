@@ -245,7 +245,7 @@ def bam_summary_figure(summary: dict, out, svg=None) -> None:
                            for k, v in (e.get("mcs_k_series") or {}).items()])  # fmt: skip
     if series.empty:
         series = pd.DataFrame(columns=["method", "k", "mcs"])
-    bam_figure(summary, series, k_values, drops, out, svg)
+    bam_figure(summary, series, k_values=k_values, drops=drops, path=out, svg=svg)
 
 
 def _one(inputs: dict, key: str):

@@ -141,8 +141,10 @@ def _feature_pages(w: _Writer, subsets_path, annotations: pd.DataFrame, imageset
         for p, row in pairs.iterrows():
             k, j = int(row["class"]), int(row["feature"])
             shared = [c for c in by_feature.get(j, []) if c != k]
-            entries.append(_feature_page(w, subsets, p, row, pairs, ann.get((k, j), {}), imageset,
-                                         _pair_tables(noise, corruptions, k, j), shared, n_show))  # fmt: skip
+            entries.append(_feature_page(w, subsets, p=p, row=row, pairs=pairs, annotation=ann.get((k, j), {}),
+                                         imageset=imageset,
+                                         tables=_pair_tables(noise, corruptions, k, j), shared=shared,
+                                         n_show=n_show))  # fmt: skip
     return entries
 
 
@@ -197,8 +199,9 @@ def _component_pages(w: _Writer, components_path, pairs: pd.DataFrame, imageset,
         row = comp_rows.loc[(k, c)] if (k, c) in comp_rows.index else None
         same_class = [(int(r.feature), str(r.label)) for r in neurons[neurons["class"] == k].itertuples()
                       if feature_page_name(k, int(r.feature)) in feature_pages]  # fmt: skip
-        entries.append(_component_page(w, comp, i, names, row, imageset, retrieval, retrieved, spufix, same_class,
-                                       n_show))  # fmt: skip
+        entries.append(_component_page(w, comp, i=i, names=names, row=row, imageset=imageset, retrieval=retrieval,
+                                       retrieved=retrieved, spufix=spufix, neurons=same_class,
+                                       n_show=n_show))  # fmt: skip
     return entries
 
 
@@ -218,7 +221,8 @@ def build_site(out: str | os.PathLike, *, subsets, annotations, imageset, compon
         noise_df = pd.concat([pd.read_parquet(p) for p in noise], ignore_index=True) if noise else None
         corr_df = pd.concat([pd.read_parquet(p) for p in corruptions], ignore_index=True) if corruptions else None
         with ImageSet(imageset) as ims:
-            entries = _feature_pages(w, subsets, pd.read_parquet(annotations), ims, noise_df, corr_df, n_show)
+            entries = _feature_pages(w, subsets, annotations=pd.read_parquet(annotations), imageset=ims, noise=noise_df,
+                                     corruptions=corr_df, n_show=n_show)
         feature_names = {Path(e["href"]).name for e in entries}
         if components:
             if not (npca_pairs and npca_imageset):
@@ -226,8 +230,10 @@ def build_site(out: str | os.PathLike, *, subsets, annotations, imageset, compon
             with ImageSet(npca_imageset) as ims:
                 ret = ImageSet(retrieved) if retrieved else None
                 try:
-                    entries += _component_pages(w, components, pd.read_parquet(npca_pairs), ims, _read(retrieval), ret,
-                                                _read(spufix), n_show, feature_names)  # fmt: skip
+                    entries += _component_pages(w, components, pairs=pd.read_parquet(npca_pairs), imageset=ims,
+                                                retrieval=_read(retrieval), retrieved=ret,
+                                                spufix=_read(spufix), n_show=n_show,
+                                                feature_pages=feature_names)  # fmt: skip
                 finally:
                     if ret is not None:
                         ret.close()

@@ -59,6 +59,108 @@ def _leaf_value(v):
     return None
 
 
+def _with_sem(n, sem, sd):
+    """The SEM, or sd / sqrt(n) when only the SD is given."""
+    import math
+
+    if sem is None and sd is not None and n:
+        sem = sd / math.sqrt(n)
+    return sem
+
+
+class _SummaryWalker:
+    """`flatten_summary`'s walk: collects one row per numeric leaf in `rows`."""
+
+    def __init__(self, summary: dict, vocab: Vocabulary):
+        self.summary, self.vocab, self.rows = summary, vocab, []
+
+    def walk(self, node, ids: dict, metric: list[str], parent: str) -> None:
+        if isinstance(node, dict):
+            if "mean" in node and ("sem" in node or "n" in node) and all(
+                    _leaf_value(x) is not None or x is None for x in node.values()):  # fmt: skip
+                # an estimate record {mean, n, sem[, sd]}: one row
+                n, sem, sd = (_leaf_value(node.get(x)) for x in ("n", "sem", "sd"))
+                if _leaf_value(node["mean"]) is not None:
+                    self.rows.append({**ids, "metric": "/".join(metric) or parent, "value": _leaf_value(node["mean"]),
+                                      "n": n, "sem": _with_sem(n, sem, sd)})  # fmt: skip
+                return
+            self._mapping(node, ids, metric, parent)
+        elif isinstance(node, list):
+            self._list(node, ids, metric, parent)
+
+    def _ids(self, k: str, v, ids: dict, metric: list[str], parent: str) -> tuple[dict, list[str]]:
+        """The ids and metric path below key k: k names a model, a class (or class/feature), a
+        method (or method/setting), a number (setting), or else extends the metric."""
+        vocab = self.vocab
+        sub, m = dict(ids), list(metric)
+        head, _, tail = k.partition("/")
+        if vocab.is_model(k) and "model" not in sub:
+            sub["model"] = k
+        elif k in vocab.classes and "class_name" not in sub:
+            sub["class_name"] = k
+        elif tail and head in vocab.classes and "class_name" not in sub:
+            sub["class_name"], sub["feature"] = head, tail
+        elif (parent in _METHOD_PARENTS or k in vocab.methods) and "method" not in sub and isinstance(v, dict):
+            sub["method"] = k
+        elif k in vocab.methods and "setting" not in sub and isinstance(v, dict):
+            # a second method-like key (a signal, then an attribution method): the inner one is the method
+            sub["setting"], sub["method"] = sub["method"], k
+        elif tail and head in vocab.methods and "method" not in sub:
+            sub["method"], sub["setting"] = head, tail
+        elif _is_number_key(k) and "setting" not in sub:
+            sub["setting"] = k
+        else:
+            m.append(k)
+        return sub, m
+
+    def _mapping(self, node: dict, ids: dict, metric: list[str], parent: str) -> None:
+        keys = set(map(str, node))
+        # a group's own count qualifies its siblings; the root's counts describe the stage only
+        n_here = None if node is self.summary else next(
+            (node[k] for k in ("n", "n_classes", "n_pairs") if k in node and _leaf_value(node[k]) is not None), None)
+        for k, v in node.items():
+            k = str(k)
+            if k in _SKIP_KEYS or k.endswith(("_sem", "_sd")) or (k.endswith("_n") and k[:-2] in keys):
+                continue
+            sub, m = self._ids(k, v, ids, metric, parent)
+            if isinstance(v, (dict, list)):
+                self.walk(v, sub, m, k)
+                continue
+            value = _leaf_value(v)
+            if value is None:
+                continue
+            n = _leaf_value(node.get(f"{k}_n", n_here if k not in ("n", "n_classes", "n_pairs") else None))
+            sem = _with_sem(n, _leaf_value(node.get(f"{k}_sem")), _leaf_value(node.get(f"{k}_sd")))
+            self.rows.append({**sub, "metric": "/".join(m) or parent, "value": value, "n": n, "sem": sem})
+
+    def _list(self, node: list, ids: dict, metric: list[str], parent: str) -> None:
+        import math
+
+        import numpy as np
+
+        nums = [_leaf_value(x) for x in node]
+        if node and all(x is not None for x in nums):
+            a = np.asarray(nums, float)
+            sem = float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else None
+            self.rows.append({**ids, "metric": "/".join(metric) + "/mean", "value": float(a.mean()), "n": float(len(a)), "sem": sem})
+        elif node and all(isinstance(x, dict) for x in node):
+            # a list of records: string fields identify the row (joined into setting), numbers are metrics
+            for rec in node:
+                sub, rest, labels = dict(ids), {}, []
+                for k, v in rec.items():
+                    if k in ("model", "class_name", "method", "feature"):
+                        sub.setdefault(k, str(v))
+                    elif k == "class" and "class_name" not in rec:
+                        sub.setdefault("class_name", str(v))
+                    elif isinstance(v, str):
+                        labels.append(str(v))
+                    else:
+                        rest[k] = v
+                if labels:
+                    sub["setting"] = "|".join(([sub["setting"]] if "setting" in sub else []) + labels)
+                self.walk(rest, sub, metric, parent)
+
+
 def flatten_summary(stage: str, summary: dict, vocab: Vocabulary, source: str = "") -> pd.DataFrame:
     """One tidy row per numeric leaf of a stage's summary.json.
 
@@ -68,87 +170,9 @@ def flatten_summary(stage: str, summary: dict, vocab: Vocabulary, source: str = 
     or `<metric>_sd` / sqrt(n) the SEM. A list of numbers becomes its mean with n and SEM.
     Booleans are 0/1; strings and hashes are left out.
     """
-    import math
-
-    import numpy as np
-
-    rows = []
-
-    def walk(node, ids: dict, metric: list[str], parent: str):
-        if isinstance(node, dict):
-            if "mean" in node and ("sem" in node or "n" in node) and all(
-                    _leaf_value(x) is not None or x is None for x in node.values()):  # fmt: skip
-                # an estimate record {mean, n, sem[, sd]}: one row
-                n, sem, sd = (_leaf_value(node.get(x)) for x in ("n", "sem", "sd"))
-                if sem is None and sd is not None and n:
-                    sem = sd / math.sqrt(n)
-                if _leaf_value(node["mean"]) is not None:
-                    rows.append({**ids, "metric": "/".join(metric) or parent, "value": _leaf_value(node["mean"]), "n": n, "sem": sem})
-                return
-            keys = set(map(str, node))
-            # a group's own count qualifies its siblings; the root's counts describe the stage only
-            n_here = None if node is summary else next(
-                (node[k] for k in ("n", "n_classes", "n_pairs") if k in node and _leaf_value(node[k]) is not None), None)
-            for k, v in node.items():
-                k = str(k)
-                if k in _SKIP_KEYS or k.endswith(("_sem", "_sd")) or (k.endswith("_n") and k[:-2] in keys):
-                    continue
-                sub, m = dict(ids), list(metric)
-                head, _, tail = k.partition("/")
-                if vocab.is_model(k) and "model" not in sub:
-                    sub["model"] = k
-                elif k in vocab.classes and "class_name" not in sub:
-                    sub["class_name"] = k
-                elif tail and head in vocab.classes and "class_name" not in sub:
-                    sub["class_name"], sub["feature"] = head, tail
-                elif (parent in _METHOD_PARENTS or k in vocab.methods) and "method" not in sub and isinstance(v, dict):
-                    sub["method"] = k
-                elif k in vocab.methods and "setting" not in sub and isinstance(v, dict):
-                    # a second method-like key (a signal, then an attribution method): the inner one is the method
-                    sub["setting"], sub["method"] = sub["method"], k
-                elif tail and head in vocab.methods and "method" not in sub:
-                    sub["method"], sub["setting"] = head, tail
-                elif _is_number_key(k) and "setting" not in sub:
-                    sub["setting"] = k
-                else:
-                    m.append(k)
-                if isinstance(v, (dict, list)):
-                    walk(v, sub, m, k)
-                    continue
-                value = _leaf_value(v)
-                if value is None:
-                    continue
-                n = _leaf_value(node.get(f"{k}_n", n_here if k not in ("n", "n_classes", "n_pairs") else None))
-                sem = _leaf_value(node.get(f"{k}_sem"))
-                sd = _leaf_value(node.get(f"{k}_sd"))
-                if sem is None and sd is not None and n:
-                    sem = sd / math.sqrt(n)
-                rows.append({**sub, "metric": "/".join(m) or parent, "value": value, "n": n, "sem": sem})
-        elif isinstance(node, list):
-            nums = [_leaf_value(x) for x in node]
-            if node and all(x is not None for x in nums):
-                a = np.asarray(nums, float)
-                sem = float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else None
-                rows.append({**ids, "metric": "/".join(metric) + "/mean", "value": float(a.mean()), "n": float(len(a)), "sem": sem})
-            elif node and all(isinstance(x, dict) for x in node):
-                # a list of records: string fields identify the row (joined into setting), numbers are metrics
-                for rec in node:
-                    sub, rest, labels = dict(ids), {}, []
-                    for k, v in rec.items():
-                        if k in ("model", "class_name", "method", "feature"):
-                            sub.setdefault(k, str(v))
-                        elif k == "class" and "class_name" not in rec:
-                            sub.setdefault("class_name", str(v))
-                        elif isinstance(v, str):
-                            labels.append(str(v))
-                        else:
-                            rest[k] = v
-                    if labels:
-                        sub["setting"] = "|".join(([sub["setting"]] if "setting" in sub else []) + labels)
-                    walk(rest, sub, metric, parent)
-
-    walk(summary, {}, [], stage)
-    df = pd.DataFrame(rows)
+    walker = _SummaryWalker(summary, vocab)
+    walker.walk(summary, {}, [], stage)
+    df = pd.DataFrame(walker.rows)
     for c in TIDY_COLUMNS:
         if c not in df.columns:
             df[c] = None
