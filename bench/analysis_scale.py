@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -155,8 +154,9 @@ def make_data(work: Path, rows: int, classes: int, dim: int, n_models: int, val_
         path = work / "features" / f"{m}_val.h5"
         with h5py.File(path, "w") as f:
             f["labels"] = val_labels
-            f.create_dataset("features", (len(val_labels), dim), dtype="float16",
-                             chunks=(min(1024, len(val_labels)), dim))  # declared, never written: not read
+            f.create_dataset(
+                "features", (len(val_labels), dim), dtype="float16", chunks=(min(1024, len(val_labels)), dim)
+            )  # declared, never written: not read
         _finish_cache(path, m, work / "models" / m, work / "val.h5", rng)
     return models
 
@@ -201,12 +201,20 @@ def run_step(step: str, work: Path, models: list[str], npca_workers: int) -> dic
     if step == "importance":
         from spurlab.discover.importance import ImportanceSettings, run_importance
 
-        return run_importance(feats["train"], mdir, work / "importance.h5", work / "importance.parquet", ImportanceSettings("prediction", 5))
+        return run_importance(
+            feats["train"],
+            mdir,
+            work / "importance.h5",
+            work / "importance.parquet",
+            ImportanceSettings("prediction", 5),
+        )
     if step == "rankings":
         from spurlab.measure.spuriosity import RankingSettings, run_rankings
 
         sets = {s: str(work / f"{s}.h5") for s in ("train", "val")}
-        return run_rankings(work / "annotations.parquet", mdir, feats, sets, work / "rankings.parquet", RankingSettings("train"))
+        return run_rankings(
+            work / "annotations.parquet", mdir, feats, sets, work / "rankings.parquet", RankingSettings("train")
+        )
     if step == "gaps":
         from spurlab.measure.spuriosity import GapSettings, run_gaps
 
@@ -216,7 +224,9 @@ def run_step(step: str, work: Path, models: list[str], npca_workers: int) -> dic
     if step == "npca":
         from spurlab.discover.npca import NpcaSettings, run_npca
 
-        r = run_npca(feats["train"], mdir, work / "npca.h5", NpcaSettings(components=128), progress=True, workers=npca_workers)
+        r = run_npca(
+            feats["train"], mdir, work / "npca.h5", NpcaSettings(components=128), progress=True, workers=npca_workers
+        )
         return {"classes": r["classes"], "skipped": len(r["skipped"])}
     raise ValueError(step)
 
@@ -225,8 +235,12 @@ def child(args) -> None:
     t, cpu = time.perf_counter(), time.process_time()
     info = run_step(args.child, Path(args.work), args.model_names.split(","), args.npca_workers)
     # CPU seconds beside wall: on a shared machine wall time mostly measures the neighbours
-    out = {"wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - cpu, "peak_rss_mib": peak_rss_mib(),
-           "info": info}
+    out = {
+        "wall_s": time.perf_counter() - t,
+        "cpu_s": time.process_time() - cpu,
+        "peak_rss_mib": peak_rss_mib(),
+        "info": info,
+    }
     print("RESULT " + json.dumps(out, default=str), flush=True)
 
 
@@ -237,8 +251,11 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=2048)
     p.add_argument("--models", type=int, default=3, help="models whose val logits are cached (gaps)")
     p.add_argument("--val-per-class", type=int, default=50)
-    p.add_argument("--no-train-logits", action="store_true",
-                   help="leave the train cache's logits out (no step reads them; saves N x 1000 x 4 bytes of writing)")
+    p.add_argument(
+        "--no-train-logits",
+        action="store_true",
+        help="leave the train cache's logits out (no step reads them; saves N x 1000 x 4 bytes of writing)",
+    )
     p.add_argument("--npca-workers", type=int, default=1)
     p.add_argument("--skip", nargs="*", default=[], choices=STEPS)
     p.add_argument("--tmpdir", default=None)

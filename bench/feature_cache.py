@@ -41,7 +41,9 @@ def make_set(path: Path, n: int) -> None:
         while row < n:
             rec = chunks[(row // 256) % len(chunks)]
             m = min(len(rec["labels"]), n - row)
-            w.append({k: (v[:m] if not isinstance(v, dict) else {c: a[:m] for c, a in v.items()}) for k, v in rec.items()})
+            w.append(
+                {k: (v[:m] if not isinstance(v, dict) else {c: a[:m] for c, a in v.items()}) for k, v in rec.items()}
+            )
             row += m
 
 
@@ -95,7 +97,9 @@ def main() -> None:
 
         def full_caching() -> float:
             t = time.perf_counter()
-            cache_features(m, "bench", "0" * 64, s, d / "f.h5", torch.device("cpu"), batch_size=args.batch_size, progress=False)
+            cache_features(
+                m, "bench", "0" * 64, s, d / "f.h5", torch.device("cpu"), batch_size=args.batch_size, progress=False
+            )
             return args.n / (time.perf_counter() - t)
 
         bare_forward()  # warm-up

@@ -123,8 +123,17 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def chained(base: Path, clean: Path, targets, configs, clean_s: float, trials: int, rng: random.Random, stretch,
-            reference: bool = False) -> None:
+def chained(
+    base: Path,
+    clean: Path,
+    targets,
+    configs,
+    clean_s: float,
+    trials: int,
+    rng: random.Random,
+    stretch,
+    reference: bool = False,
+) -> None:
     """One run SIGKILLed `trials` times (see the module docstring), checked after every kill against
     `clean` (a `reference` run may hold more targets' files than this run makes)."""
     work = base / "chained"

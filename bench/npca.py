@@ -119,8 +119,12 @@ def run_child(args, which: str, path: Path, ref_classes: list[int]) -> dict:
 
 
 def opts(args) -> dict:
-    return {"solver": args.solver, "oversample": args.oversample, "power_iterations": args.power_iterations,
-            "workers": args.workers}
+    return {
+        "solver": args.solver,
+        "oversample": args.oversample,
+        "power_iterations": args.power_iterations,
+        "workers": args.workers,
+    }
 
 
 def main() -> None:
@@ -143,7 +147,9 @@ def main() -> None:
     if args.child:
         which, path, ref = args.child
         fn = child_ours if which == "ours" else child_ref
-        return print(json.dumps(fn(Path(path), args.components, json.loads(ref), args.buffer_mib, json.loads(args.opts))))
+        return print(
+            json.dumps(fn(Path(path), args.components, json.loads(ref), args.buffer_mib, json.loads(args.opts)))
+        )
 
     c, d, m, top = args.classes, args.dim, args.per_class, args.components
     ref_classes = sorted(np.random.default_rng(1).choice(c, min(args.reference_classes, c), replace=False).tolist())

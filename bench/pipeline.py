@@ -575,7 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("run_dir", type=Path, help="the run's working directory (benchmarks/, .snakemake/log/)")
     ap.add_argument("--cores", type=int, default=2, help="cores of the run, for the idle share (default 2)")
-    ap.add_argument("--log", type=Path, help="the Snakemake log (default: the newest in RUN_DIR/.snakemake/log that ran jobs)")
+    ap.add_argument(
+        "--log", type=Path, help="the Snakemake log (default: the newest in RUN_DIR/.snakemake/log that ran jobs)"
+    )
     ap.add_argument("--workflow", type=Path, help="where Snakefile and rules/ are (default: RUN_DIR, else this repo)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     ap.add_argument("--compare", type=Path, metavar="BEFORE_RUN_DIR", help="baseline run; RUN_DIR is 'after'")

@@ -229,8 +229,14 @@ def make_photo_folders(root: Path, image_size: int = 48, seed: int = 0, cued: tu
         "save_size": save_size,
         "seed": seed,
         "cued": [{"class": c, "wnid": wnids[c], "name": names[c], "colour": list(colour[c])} for c in cued],
-        "tag": {"frac": tag_frac, "corner": "bottom-right", "prob_cued": tag_prob[0], "prob_other": tag_prob[1],
-                "object_scale": list(object_scale) if object_scale else None, "cue_background": cue_background},
+        "tag": {
+            "frac": tag_frac,
+            "corner": "bottom-right",
+            "prob_cued": tag_prob[0],
+            "prob_other": tag_prob[1],
+            "object_scale": list(object_scale) if object_scale else None,
+            "cue_background": cue_background,
+        },
         "tagged": tagged,
         "cue_sources": cue_sources,
         "counts": {"train": n_train * len(wnids), "val": n_val * len(wnids), "cue_only": n_cue * len(cued)},
@@ -473,8 +479,10 @@ if __name__ == "__main__":
         print(f"training {res['train_seconds']:.1f} s ({res['epochs']} epochs), with saving and checks {total:.1f} s")
         print(f"train acc {res['train_acc']:.3f}, val acc {res['val_acc']:.3f} (chance {1 / res['num_classes']:.2f}); "
               f"tagged val {res.get('val_acc_tagged')}, untagged val {res.get('val_acc_untagged')}")  # fmt: skip
-        print(f"cue-only images predicted as the cued class: {res['cue_fooled']}; "
-              f"the same scenes without the tag: {res['cue_control']}")
+        print(
+            f"cue-only images predicted as the cued class: {res['cue_fooled']}; "
+            f"the same scenes without the tag: {res['cue_control']}"
+        )
         print(f"plain and madry layouts import to identical logits: {res['layouts_identical']}")
         cue = info["cued"][0]["wnid"]
         assert res["layouts_identical"] and res["val_acc"] > 0.5 and res["cue_fooled"][cue] > 0.5, res

@@ -16,8 +16,8 @@ The rules are checked on synthetic graphs too, so a checker that finds nothing f
 
 from __future__ import annotations
 
-import re
 import functools
+import re
 from pathlib import Path
 
 # The import graph is the one spurlab.io.code hashes each command's source by (a command's code
@@ -257,12 +257,14 @@ def test_checkers_on_a_synthetic_package(tmp_path):
     assert find_cycles(spurlab_graph(imports)) == [["spurlab.data.a", "spurlab.data.b", "spurlab.report"]]
     layers = (("spurlab", "errors"), ("data",), ("report",))
     assert upward_imports(imports, layers) == [
-        "spurlab.data.a:2 imports spurlab.report (layer report is not below data)"]
+        "spurlab.data.a:2 imports spurlab.report (layer report is not below data)"
+    ]
     # torch under TYPE_CHECKING is never loaded: errors stays light
     assert heavy_modules(imports) == {"spurlab.data.a", "spurlab.data.b", "spurlab.report"}
     assert lazy_imports(imports, heavy=set()) == [
         "spurlab.data.a:5 imports spurlab.data.b inside a function (import it at the top of the module)",
-        "spurlab.report:4 imports spurlab.errors inside a function (import it at the top of the module)"]
+        "spurlab.report:4 imports spurlab.errors inside a function (import it at the top of the module)",
+    ]
     assert lazy_imports(imports, heavy={"spurlab.data.b"}, lazy_importers=("spurlab.report",)) == []
     # a module imported at the top need not be imported again inside a function, heavy or not
     (pkg / "data" / "b.py").write_text("from . import a\n\ndef h():\n    from .a import f\n")
@@ -270,4 +272,5 @@ def test_checkers_on_a_synthetic_package(tmp_path):
     assert lazy_imports(imports, heavy={"spurlab.data.a"}, lazy_importers=()) == [
         "spurlab.data.a:5 imports spurlab.data.b inside a function (import it at the top of the module)",
         "spurlab.data.b:4 imports spurlab.data.a inside a function (import it at the top of the module)",
-        "spurlab.report:4 imports spurlab.errors inside a function (import it at the top of the module)"]
+        "spurlab.report:4 imports spurlab.errors inside a function (import it at the top of the module)",
+    ]

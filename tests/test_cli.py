@@ -15,7 +15,9 @@ def test_help_lists_every_subcommand():
     r = subprocess.run([spurlab_exe(), "--help"], capture_output=True, text=True, check=True)
     for name in SUBCOMMANDS:
         assert name in r.stdout
-    assert {"make-set", "datasets-summary", "contact-sheet", "inspect", "validate-config", "list-sets"} <= set(SUBCOMMANDS)
+    assert {"make-set", "datasets-summary", "contact-sheet", "inspect", "validate-config", "list-sets"} <= set(
+        SUBCOMMANDS
+    )
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
@@ -27,7 +29,9 @@ def test_each_subcommand_has_help(name):
 def test_make_set_inspect_and_contact_sheet(tmp_path):
     cfg = str(ROOT / "config" / "tiny.yaml")
     out = tmp_path / "cue_only.h5"
-    subprocess.run([spurlab_exe(), "make-set", "-c", cfg, "--set", "cue_only", "--out", str(out), "--quiet"], check=True)
+    subprocess.run(
+        [spurlab_exe(), "make-set", "-c", cfg, "--set", "cue_only", "--out", str(out), "--quiet"], check=True
+    )
     r = subprocess.run([spurlab_exe(), "inspect", str(out), "--verify"], capture_output=True, text=True, check=True)
     assert "image set 'cue_only' (packed), 40 images of 32x32" in r.stdout
     assert "(verified)" in r.stdout and "(none) 40" in r.stdout
@@ -44,7 +48,12 @@ def test_make_set_inspect_and_contact_sheet(tmp_path):
 
 
 def test_list_sets(tiny_cfg):
-    r = subprocess.run([spurlab_exe(), "list-sets", "-c", str(ROOT / "config" / "tiny.yaml")], capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [spurlab_exe(), "list-sets", "-c", str(ROOT / "config" / "tiny.yaml")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     names = r.stdout.split()
     assert names[:5] == ["train", "val", "test", "counterfactual", "cue_only"]
     assert "bam_k030_test" in names and "contam_blur_train" in names and "contam_stripe_train" not in names

@@ -60,7 +60,9 @@ def test_the_checks_find_what_they_look_for():
     source = (
         f"def fits():\n{body}\n\n"
         f"def too_long():\n{body}\n    x = 0\n\n"  # 81 lines
-        f"class C:\n    def method(self):\n        def nested():\n" + "\n".join(f"        {ln}" for ln in body.splitlines()) + "\n"
+        f"class C:\n    def method(self):\n        def nested():\n"
+        + "\n".join(f"        {ln}" for ln in body.splitlines())
+        + "\n"
         "            return 1\n"  # nested: 82 lines; method: 83
         "\n"
         "f(1, 2, 3, 4, 5)\n"  # 5 positional: allowed

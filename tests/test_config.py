@@ -124,7 +124,9 @@ def test_cli_rejects_bad_config_with_one_line_and_writes_nothing(tmp_path, defau
     assert r.stderr.strip().count("\n") == 0
     assert r.stderr.startswith("spurlab: error: config key datasets.cue_table.disk.p_in_class")
     assert not (tmp_path / "results").exists()
-    r = subprocess.run([spurlab_exe(), "validate-config", "-c", str(tmp_path / "missing.yaml")], capture_output=True, text=True)
+    r = subprocess.run(
+        [spurlab_exe(), "validate-config", "-c", str(tmp_path / "missing.yaml")], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "missing.yaml: config file not found" in r.stderr
     bad.write_text("datasets: [unclosed")
     r = subprocess.run([spurlab_exe(), "validate-config", "-c", str(bad)], capture_output=True, text=True)
@@ -160,7 +162,11 @@ REAL_BAD = [
     (("npca", "human_csv"), "data/answers/salient.csv", "npca.human_csv: the same file"),
     (("posthoc",), "as in config.yaml", "posthoc.enabled: the posthoc stage runs on the planted-cue benchmark"),
     (("contamination",), "as in config.yaml", "contamination.enabled: the contamination stage runs on"),
-    (("models", "mine"), {"arch": "resnet18", "train_set": "images_train", "seed": 0}, "train: required for the trained model"),
+    (
+        ("models", "mine"),
+        {"arch": "resnet18", "train_set": "images_train", "seed": 0},
+        "train: required for the trained model",
+    ),
 ]
 
 

@@ -25,7 +25,17 @@ def setup(tiny_cfg, tmp_path):
 def test_cache_has_the_schema_and_hashes(setup):
     tmp, model, s = setup
     out = tmp / "f.h5"
-    cache_features(model, "m", model_checkpoint_sha256(tmp / "model"), s, out, torch.device("cpu"), batch_size=16, block=30, progress=False)
+    cache_features(
+        model,
+        "m",
+        model_checkpoint_sha256(tmp / "model"),
+        s,
+        out,
+        torch.device("cpu"),
+        batch_size=16,
+        block=30,
+        progress=False,
+    )
     with open_features(out, model_dir=tmp / "model", imageset=s) as fc:
         assert len(fc) == len(s)
         feats, logits = fc["features"], fc["logits"]
@@ -79,7 +89,9 @@ def test_inspect_describes_a_feature_cache(setup):
     from spurlab.inspect import describe
 
     tmp, model, s = setup
-    cache_features(model, "m", model_checkpoint_sha256(tmp / "model"), s, tmp / "f.h5", torch.device("cpu"), progress=False)
+    cache_features(
+        model, "m", model_checkpoint_sha256(tmp / "model"), s, tmp / "f.h5", torch.device("cpu"), progress=False
+    )
     text = describe(tmp / "f.h5")
     assert "feature cache of model 'm' (cbr_tiny) on image set 'test'" in text
     assert f"{len(s)} rows, {model.num_features} features (float32), 4 logits" in text

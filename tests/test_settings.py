@@ -16,7 +16,9 @@ from spurlab.cli.table import CONFIG, resolve_settings
 from spurlab.config import Settings, config_value, load_config, schema
 from tests.conftest import ROOT
 
-SETTINGS_CLASSES = sorted({c.settings for c in COMMANDS if c.settings and ":" in c.settings and not c.settings.startswith("section:")})
+SETTINGS_CLASSES = sorted(
+    {c.settings for c in COMMANDS if c.settings and ":" in c.settings and not c.settings.startswith("section:")}
+)
 SECTIONS = sorted({c.settings.partition(":")[2] for c in COMMANDS if c.settings and c.settings.startswith("section:")})
 CONFIGS = [["config.yaml"], ["tiny.yaml"], ["folders.yaml"], ["folders.yaml", "imagenet.yaml"]]
 

@@ -66,7 +66,16 @@ def test_robust_training_runs_and_records_adversarial_settings(data, tmp_path):
     rob = cfg["models"]["robust_tiny"]["robust"]
     s = TrainSettings.from_config(dict(cfg["train"], epochs=1), rob)
     assert s.robust and s.pgd_steps == rob["steps"]
-    hist = fit(new_model(), InMemoryBatches(train.x[:128], train.y[:128]), val, s, 0, tmp_path, torch.device("cpu"), progress=False)
+    hist = fit(
+        new_model(),
+        InMemoryBatches(train.x[:128], train.y[:128]),
+        val,
+        s,
+        0,
+        tmp_path,
+        torch.device("cpu"),
+        progress=False,
+    )
     assert np.isfinite(hist[0]["train_loss"])
 
 
@@ -88,13 +97,35 @@ def test_augment_is_a_shift_or_flip_of_the_image():
 
 def test_checkpoints_of_another_config_are_not_resumed(data, tmp_path):
     cfg, train, val = data
-    fit(new_model(), train, val, settings(cfg, epochs=2), 0, tmp_path, torch.device("cpu"), progress=False, fingerprint="old")
+    fit(
+        new_model(),
+        train,
+        val,
+        settings(cfg, epochs=2),
+        0,
+        tmp_path,
+        torch.device("cpu"),
+        progress=False,
+        fingerprint="old",
+    )
     assert last_checkpoint(tmp_path)[0] == 2
     fresh = new_model()
-    hist = fit(fresh, train, val, settings(cfg, epochs=1), 0, tmp_path, torch.device("cpu"), progress=False, fingerprint="new")
+    hist = fit(
+        fresh, train, val, settings(cfg, epochs=1), 0, tmp_path, torch.device("cpu"), progress=False, fingerprint="new"
+    )
     assert [h["epoch"] for h in hist] == [1] and last_checkpoint(tmp_path)[0] == 1
     same = new_model()
-    fit(same, train, val, settings(cfg, epochs=1), 0, tmp_path / "clean", torch.device("cpu"), progress=False, fingerprint="new")
+    fit(
+        same,
+        train,
+        val,
+        settings(cfg, epochs=1),
+        0,
+        tmp_path / "clean",
+        torch.device("cpu"),
+        progress=False,
+        fingerprint="new",
+    )
     for a, b in zip(fresh.state_dict().values(), same.state_dict().values()):
         assert torch.equal(a, b)
 
@@ -115,7 +146,9 @@ def test_streaming_an_index_set_trains_the_same_weights_as_in_memory(data, tmp_p
     with h5py.File(tmp_path / "index.h5", "w") as f:
         f["paths"] = np.array(paths)
         f["labels"] = train.y[:96].numpy()
-        f.attrs.update(format=FORMAT, kind="index", n_images=96, class_names='["a","b","c","d"]', image_size=32, sha256="x")
+        f.attrs.update(
+            format=FORMAT, kind="index", n_images=96, class_names='["a","b","c","d"]', image_size=32, sha256="x"
+        )
     streamed = StreamingBatches(ImageSet(tmp_path / "index.h5"), workers=2)
     packed = InMemoryBatches(train.x[:96], train.y[:96])
     order = torch.randperm(96, generator=torch.Generator().manual_seed(0))

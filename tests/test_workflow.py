@@ -62,7 +62,19 @@ def test_rerun_does_nothing_and_forcerun_is_byte_identical(tiny_run):
     before = (work / "results/datasets/train.h5").read_bytes()
     r = snakemake(work, "datasets", "--cores", "2", "--configfile", cfg, "-n", env=env)
     assert "Nothing to be done" in r.stdout + r.stderr
-    snakemake(work, "results/datasets/train.h5", "--cores", "2", "--configfile", cfg, "--forcerun", "image_set", "--allowed-rules", "image_set", env=env)
+    snakemake(
+        work,
+        "results/datasets/train.h5",
+        "--cores",
+        "2",
+        "--configfile",
+        cfg,
+        "--forcerun",
+        "image_set",
+        "--allowed-rules",
+        "image_set",
+        env=env,
+    )
     assert (work / "results/datasets/train.h5").read_bytes() == before
 
 
@@ -107,7 +119,9 @@ def test_lint_and_format(venv_env):
                        cwd=ROOT, capture_output=True, text=True, env=venv_env)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Congratulations" in r.stdout + r.stderr
-    r = subprocess.run(["snakefmt", "--check", "Snakefile", "rules/"], cwd=ROOT, capture_output=True, text=True, env=venv_env)
+    r = subprocess.run(
+        ["snakefmt", "--check", "Snakefile", "rules/"], cwd=ROOT, capture_output=True, text=True, env=venv_env
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -140,14 +154,22 @@ def test_models_target_on_tiny(tiny_run):
     summary = json.loads((work / "results/models/summary.json").read_text())
     assert set(summary["models"]) == {"robust_tiny", "erm_tiny"}
     rob, erm = summary["models"]["robust_tiny"], summary["models"]["erm_tiny"]
-    assert rob["robust"] and not erm["robust"] and 0 <= rob["adv_acc"] <= 1 and rob["eps"] == pytest.approx(3 * 32 / 224)
+    assert (
+        rob["robust"] and not erm["robust"] and 0 <= rob["adv_acc"] <= 1 and rob["eps"] == pytest.approx(3 * 32 / 224)
+    )
     assert set(erm["counterfactual_gap"]) == set(load_config(cfg)["datasets"]["classes"])
     assert all(-1 <= g <= 1 for g in erm["counterfactual_gap"].values())
     assert summary["erm_models"] == ["erm_tiny"] and -1 <= summary["cue_class_mean_gap"] <= 1
     for model in ("robust_tiny", "erm_tiny"):
         meta = json.loads((work / f"results/models/{model}/meta.json").read_text())
-        assert len(meta["history"]) == 2 and meta["data"]["train_sha256"] == ImageSet(work / "results/datasets/train.h5").sha256
-        assert sorted(p.name for p in (work / f"results/models/{model}/checkpoints").iterdir()) == ["epoch_001.pt", "epoch_002.pt"]
+        assert (
+            len(meta["history"]) == 2
+            and meta["data"]["train_sha256"] == ImageSet(work / "results/datasets/train.h5").sha256
+        )
+        assert sorted(p.name for p in (work / f"results/models/{model}/checkpoints").iterdir()) == [
+            "epoch_001.pt",
+            "epoch_002.pt",
+        ]
         for s in load_config(cfg)["features"]["sets"]:
             assert (work / f"results/features/{model}/{s}.h5").exists()
 
@@ -181,7 +203,7 @@ def test_npca_bases_on_tiny(tiny_run):
     import numpy as np
 
     from spurlab.discover.npca import NPCABases, alphas, residual, weighted_features
-    from spurlab.features import open_features, model_checkpoint_sha256
+    from spurlab.features import model_checkpoint_sha256, open_features
     from spurlab.models import load_model
 
     work, cfg, env = tiny_run
@@ -247,8 +269,16 @@ def test_mitigation_target_on_tiny(tiny_run):
     s = json.loads((work / "results/mitigation/summary.json").read_text())
     assert s["audited_models"] == ["erm_tiny"]
     methods = s["models"]["erm_tiny"]["methods"]
-    assert s["method_order"] == ["erm", "dfr", "jtt", "low_spuriosity", "spufix"] and set(methods) == set(s["method_order"])
-    assert [methods[m]["labels_needed"] for m in s["method_order"]] == ["none", "group labels", "group labels", "none", "none"]
+    assert s["method_order"] == ["erm", "dfr", "jtt", "low_spuriosity", "spufix"] and set(methods) == set(
+        s["method_order"]
+    )
+    assert [methods[m]["labels_needed"] for m in s["method_order"]] == [
+        "none",
+        "group labels",
+        "group labels",
+        "none",
+        "none",
+    ]
     for e in methods.values():
         assert 0 <= e["worst_group_acc"] <= e["mean_group_acc"] <= 1 and 0 <= e["acc"] <= 1 and -1 <= e["gap"] <= 1
     # the ERM row is the model as trained: the models stage's numbers on the same images

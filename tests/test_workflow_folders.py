@@ -60,8 +60,14 @@ def override(checkpoints: dict) -> dict:
             "noise": {"sigmas": [0, 0.5], "l2_match_sigmas": [0.3, 0.45]},
         },
         "spuriosity": {"k": 3, "tuning": {"k": 5, "max_epochs": 3, "batch_size": 16, "trials": 1}},
-        "npca": {"components": 8, "oversample": 4, "npfv": {"top_b": 3, "keep": 2, "eps_224": 30.0, "steps": 4},
-                 "top_images": 3, "neurons_top": 2, "retrieval": {"max_images": 10, "validation_top": 5}},  # fmt: skip
+        "npca": {
+            "components": 8,
+            "oversample": 4,
+            "npfv": {"top_b": 3, "keep": 2, "eps_224": 30.0, "steps": 4},
+            "top_images": 3,
+            "neurons_top": 2,
+            "retrieval": {"max_images": 10, "validation_top": 5},
+        },  # fmt: skip
     }
 
 
@@ -123,13 +129,21 @@ def folders_run(tmp_path_factory):
         return (row["class_index"], row["feature_index"]) in unanswered
 
     extra = [[f"W{k}", "n00000004", "3", "99999", "1", "background", "3.0", "not exported"] for k in range(5)]
-    out["salient_rows"] = answer(work / "data/answers/salient.csv", work / "results/salient/tasks/manifest.csv",
-                                 lambda row: row["wordnet_id"] in cued and row["feature_rank"] == "1", skip, extra)
+    out["salient_rows"] = answer(
+        work / "data/answers/salient.csv",
+        work / "results/salient/tasks/manifest.csv",
+        lambda row: row["wordnet_id"] in cued and row["feature_rank"] == "1",
+        skip,
+        extra,
+    )
     out["unanswered"] = list(unanswered)
     out["import"] = run(work, IMPORT, env)
     out["second_stop"] = run(work, RUN_ALL, env, check=False)
-    out["npca_rows"] = answer(work / "data/answers/npca.csv", work / "results/npca/tasks/manifest.csv",
-                              lambda row: row["wordnet_id"] in cued and row["feature_rank"] == "1")
+    out["npca_rows"] = answer(
+        work / "data/answers/npca.csv",
+        work / "results/npca/tasks/manifest.csv",
+        lambda row: row["wordnet_id"] in cued and row["feature_rank"] == "1",
+    )
     out["final"] = run(work, RUN_ALL, env)
     return out
 

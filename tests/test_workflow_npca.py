@@ -25,13 +25,13 @@ def stage(tmp_path_factory):
 
     from spurlab.data.imagesets import ImageSet, write_imageset
     from spurlab.data.sets import build_plan
+    from spurlab.discover.importance import ImportanceSettings, run_importance
     from spurlab.discover.npca import NpcaSettings, run_npca
     from spurlab.discover.npfv import ComponentSettings, run_component_tasks, run_npca_components
     from spurlab.discover.retrieval import RetrievalSettings, run_retrieval
     from spurlab.features import cache_features, model_checkpoint_sha256
-    from spurlab.discover.importance import ImportanceSettings, run_importance
-    from spurlab.models import build_classifier, save_model
     from spurlab.io.tables import read_table, table_provenance, write_table
+    from spurlab.models import build_classifier, save_model
 
     d = tmp_path_factory.mktemp("npca_stage")
     cfg = load_yaml("tiny.yaml")
@@ -167,14 +167,18 @@ def test_components_below_the_harm_threshold_are_not_retrieved(stage, tmp_path):
 
 
 def test_spufix_stage_and_summary(stage):
+    from spurlab.io.tables import read_table
     from spurlab.measure.npca_summary import run_npca_summary
     from spurlab.mitigate.spufix import SpuFixSettings, run_spufix
-    from spurlab.io.tables import read_table
 
     d, _, _, _ = stage
     # pool sets (test, cue_only) are read through the same keys as the test and cue_only caches
-    entry = lambda m: {"dir": str(d / m), "train": str(d / "f.h5"), "test": str(d / "f.h5"),  # noqa: E731
-                       "cue_only": str(d / "fc.h5")}
+    entry = lambda m: {
+        "dir": str(d / m),
+        "train": str(d / "f.h5"),
+        "test": str(d / "f.h5"),  # noqa: E731
+        "cue_only": str(d / "fc.h5"),
+    }
     models = {"m": entry("model"), "m2": entry("model2")}
     run_spufix(models, d / "bases.h5", d / "pairs.parquet", d / "cue.h5", d / "ret.parquet", d / "harmful.parquet",
                d / "spufix.parquet", d / "spufix_models.parquet", SpuFixSettings(robust="m"))  # fmt: skip
@@ -210,6 +214,12 @@ def test_npca_target_builds_its_dag(tmp_path, venv_env):
                "--configfile", str(ROOT / "config" / cfg)]  # fmt: skip
         r = subprocess.run(cmd, capture_output=True, text=True, env=venv_env)
         assert r.returncode == 0, r.stderr[-2000:]
-        for rule in ("npca_bases", "npca_components", "npca_annotation_tasks", "npca_retrieval", "npca_spufix",
-                     "npca_summary"):
+        for rule in (
+            "npca_bases",
+            "npca_components",
+            "npca_annotation_tasks",
+            "npca_retrieval",
+            "npca_spufix",
+            "npca_summary",
+        ):
             assert rule in r.stdout

@@ -167,7 +167,9 @@ def test_fake_imagenet_1000_classes(tmp_path, venv_env):
     assert len(rank) == 5 * N_WNIDS and set(rank["set"]) == {"images_train", "images_val"}
     ranked = rank[rank["spuriosity"].notna()]
     assert set(ranked["class_index"]) == set(range(0, N_WNIDS, 2))  # exactly the classes answered spurious
-    assert (ranked.groupby(["set", "class_index"])["rank"].max() == ranked.groupby(["set", "class_index"]).size() - 1).all()
+    assert (
+        ranked.groupby(["set", "class_index"])["rank"].max() == ranked.groupby(["set", "class_index"]).size() - 1
+    ).all()
     j = int(top.loc[top["class_index"] == 998, "feature_index"].iloc[0])  # a z-score by hand, class 998
     with h5py.File(feats[0], "r") as f:
         r = f["features"][np.flatnonzero(f["labels"][:] == 998), j].astype(np.float64)

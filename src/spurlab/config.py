@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import yaml
 
@@ -232,7 +233,9 @@ def _check_datasets(ds: dict, where: str) -> None:
     classes, scenes, cues = ds["classes"], ds["scenes"], ds["cues"]
     for i, c in enumerate(classes):
         if c not in SHAPE_NAMES:
-            raise SpurlabError(f"config key {where}.classes[{i}]: unknown shape '{c}' (known: {', '.join(SHAPE_NAMES)})")
+            raise SpurlabError(
+                f"config key {where}.classes[{i}]: unknown shape '{c}' (known: {', '.join(SHAPE_NAMES)})"
+            )
     for i, s in enumerate(scenes):
         if s not in SCENE_NAMES:
             raise SpurlabError(f"config key {where}.scenes[{i}]: unknown scene '{s}' (known: {', '.join(SCENE_NAMES)})")
@@ -253,7 +256,11 @@ def _check_datasets(ds: dict, where: str) -> None:
     bg = {n: c["scene"] for n, c in cues.items() if c["type"] == "background"}
     for cname in classes:
         total = sum(
-            (ds["cue_table"][cname]["p_in_class"] if ds["cue_table"].get(cname, {}).get("cue") == n else elsewhere.get(n, 0.0))
+            (
+                ds["cue_table"][cname]["p_in_class"]
+                if ds["cue_table"].get(cname, {}).get("cue") == n
+                else elsewhere.get(n, 0.0)
+            )
             for n in bg
         )
         if total > 1 + 1e-9:
@@ -266,14 +273,18 @@ def _check_datasets(ds: dict, where: str) -> None:
     control = ds["counterfactual_control_cue"]
     if control is not None:
         if control not in cues:
-            raise SpurlabError(f"config key {where}.counterfactual_control_cue: cue '{control}' is not defined in {where}.cues")
+            raise SpurlabError(
+                f"config key {where}.counterfactual_control_cue: cue '{control}' is not defined in {where}.cues"
+            )
         if control in elsewhere:
             raise SpurlabError(
                 f"config key {where}.counterfactual_control_cue: cue '{control}' is assigned in {where}.cue_table; "
                 "the control cue must be one no class is trained with"
             )
         if cues[control]["type"] == "background":
-            raise SpurlabError(f"config key {where}.counterfactual_control_cue: a background cue cannot be the control cue")
+            raise SpurlabError(
+                f"config key {where}.counterfactual_control_cue: a background cue cannot be the control cue"
+            )
     if ds["object"]["scale"][0] > ds["object"]["scale"][1]:
         raise SpurlabError(f"config key {where}.object.scale: minimum is larger than maximum")
 
@@ -341,13 +352,17 @@ def _check_contamination(cfg: dict) -> None:
         return
     classes, scenes = cfg["datasets"]["classes"], cfg["datasets"]["scenes"]
     if con["aligned_class"] not in classes:
-        raise SpurlabError(f"config key contamination.aligned_class: '{con['aligned_class']}' is not in datasets.classes")
+        raise SpurlabError(
+            f"config key contamination.aligned_class: '{con['aligned_class']}' is not in datasets.classes"
+        )
     for name, sig in con["signals"].items():
         if name == "clean":
             raise SpurlabError("config key contamination.signals.clean: 'clean' names the sets without a signal "
                                "(contam_clean_*); give the signal another name")  # fmt: skip
         if sig["type"] == "background":
-            raise SpurlabError(f"config key contamination.signals.{name}.type: a background cannot be applied to an image")
+            raise SpurlabError(
+                f"config key contamination.signals.{name}.type: a background cannot be applied to an image"
+            )
     _check_cues(con["signals"], classes, scenes, "contamination.signals")
 
 
@@ -374,7 +389,9 @@ def _check_interventions(cfg: dict) -> None:
     if not enabled(cfg, "interventions"):
         return
     if not (benchmark_on(cfg) or enabled(cfg, "bam") or enabled(cfg, "posthoc")):
-        raise SpurlabError("config key interventions.enabled: needs the planted-cue benchmark (datasets), bam or posthoc")
+        raise SpurlabError(
+            "config key interventions.enabled: needs the planted-cue benchmark (datasets), bam or posthoc"
+        )
     stages = {"bam": ("bam.benchmark.methods", (cfg.get("bam") or {}).get("benchmark", {}).get("methods")),
               "posthoc": ("posthoc.methods", (cfg.get("posthoc") or {}).get("methods"))}  # fmt: skip
     for family, (key, known) in stages.items():
@@ -422,6 +439,7 @@ def check_paths(cfg: dict) -> None:
     state (the workflow writes the task pages and stops). Separate from `check_semantics` because a
     config is also validated where its data does not live (`spurlab validate-config` without
     `--check-paths`); the Snakefile calls both, so a missing path fails before any job runs."""
+
     def need(key: str, path, folder: bool = False) -> None:
         p = Path(path)
         where = "" if p.is_absolute() else f" (relative to {os.getcwd()})"
@@ -528,7 +546,9 @@ def _check_salient(cfg: dict) -> None:
         raise SpurlabError(f"config key salient.model: '{sal['model']}' is not a key of models")
     for key in ("importance_set", "subset_set"):
         if sal[key] not in cached:
-            raise SpurlabError(f"config key salient.{key}: '{sal[key]}' is not in features.sets (its features must be cached)")
+            raise SpurlabError(
+                f"config key salient.{key}: '{sal[key]}' is not in features.sets (its features must be cached)"
+            )
     if sal["subset_set"] not in labelled_sets(cfg):
         raise SpurlabError(f"config key salient.subset_set: '{sal['subset_set']}' is not a labelled image set")
     sub = sal["subset"]
@@ -546,14 +566,18 @@ def _check_salient(cfg: dict) -> None:
         if m not in models:
             raise SpurlabError(f"config key salient.noise.models[{i}]: '{m}' is not a key of models")
     if 0 not in noise["sigmas"]:
-        raise SpurlabError("config key salient.noise.sigmas: must include 0 (the clean accuracy every drop is measured from)")
+        raise SpurlabError(
+            "config key salient.noise.sigmas: must include 0 (the clean accuracy every drop is measured from)"
+        )
 
 
 def _check_spuriosity(cfg: dict) -> None:
     sp, cached = cfg["spuriosity"], cfg["features"]["sets"]
     for i, name in enumerate(sp["sets"]):
         if name not in cached:
-            raise SpurlabError(f"config key spuriosity.sets[{i}]: '{name}' is not in features.sets (its features must be cached)")
+            raise SpurlabError(
+                f"config key spuriosity.sets[{i}]: '{name}' is not in features.sets (its features must be cached)"
+            )
         if name not in labelled_sets(cfg):
             raise SpurlabError(f"config key spuriosity.sets[{i}]: '{name}' is not a labelled image set")
     for key in ("stats_set", "gap_set", "heldout_set"):
@@ -588,7 +612,9 @@ def _check_npca(cfg: dict) -> None:
     if val is None:
         return
     if val not in labelled_sets(cfg):
-        raise SpurlabError(f"config key npca.retrieval.validation_set: '{val}' is not a labelled image set of this config")
+        raise SpurlabError(
+            f"config key npca.retrieval.validation_set: '{val}' is not a labelled image set of this config"
+        )
     if val == npca["test_set"] or val in ret["pool_sets"]:
         raise SpurlabError("config key npca.retrieval.validation_set: must differ from npca.test_set and "
                            "npca.retrieval.pool_sets (the harmfulness check is kept apart from what it selects)")  # fmt: skip
@@ -619,7 +645,9 @@ def _check_mitigation(cfg: dict) -> None:
         raise SpurlabError(f"config key mitigation.test_set: '{mit['test_set']}' is not in spuriosity.sets "
                            "(its spurious gap needs the images' spuriosity)")  # fmt: skip
     if mit["test_set"] == mit["val_set"]:
-        raise SpurlabError("config key mitigation.test_set: must differ from mitigation.val_set (DFR and JTT fit there)")
+        raise SpurlabError(
+            "config key mitigation.test_set: must differ from mitigation.val_set (DFR and JTT fit there)"
+        )
     if not mitigation_models(cfg):
         raise SpurlabError("config key mitigation.enabled: no audited model (spuriosity.models without salient.model, "
                            "the discovery model) to compare mitigations on")  # fmt: skip
@@ -663,7 +691,9 @@ def _check_cues(cues: dict, classes: list, scenes: list, where: str) -> None:
             if c["glyph"] not in SHAPE_NAMES:
                 raise SpurlabError(f"config key {where}.{name}.glyph: unknown shape '{c['glyph']}'")
             if c["glyph"] in classes:
-                raise SpurlabError(f"config key {where}.{name}.glyph: '{c['glyph']}' is a class shape; a co-object must differ")
+                raise SpurlabError(
+                    f"config key {where}.{name}.glyph: '{c['glyph']}' is a class shape; a co-object must differ"
+                )
 
 
 def _check_shards(cfg: dict) -> None:

@@ -235,7 +235,7 @@ class FeatureCache:
             raise SpurlabError(f"{self.path}: no dataset '{name}'")
         return check_finite(self.f[name][:], f"{self.path}: {name}")
 
-    def rows(self, name: str) -> "FiniteRows":
+    def rows(self, name: str) -> FiniteRows:
         """A dataset to slice by rows without reading it whole (as an h5py dataset), each slice
         checked finite: for code that takes an array-like (`spurlab.discover.npca.fit_npca`)."""
         if name not in self.f:

@@ -68,5 +68,7 @@ def _describe_imageset(path, verify: bool) -> str:
             for c in np.unique(labels):
                 rows = labels == c
                 name = names[c] if c >= 0 else "(none)"
-                lines.append(f"    {name:<12}" + "  ".join(f"{meta[col].to_numpy()[rows].mean():>{width}.3f}" for col in cues))
+                lines.append(
+                    f"    {name:<12}" + "  ".join(f"{meta[col].to_numpy()[rows].mean():>{width}.3f}" for col in cues)
+                )
         return "\n".join(lines)

@@ -30,7 +30,11 @@ def counterfactual_gaps(preds: np.ndarray, labels: np.ndarray, cue_on: np.ndarra
         raise SpurlabError("counterfactual set: rows must alternate cue on / cue off")
     correct = preds == labels
     on, off, y = correct[0::2], correct[1::2], labels[0::2]
-    return {name: round(float(on[y == c].mean() - off[y == c].mean()), 6) for c, name in enumerate(class_names) if (y == c).any()}
+    return {
+        name: round(float(on[y == c].mean() - off[y == c].mean()), 6)
+        for c, name in enumerate(class_names)
+        if (y == c).any()
+    }
 
 
 def models_summary(cfg: dict, models_dir: Path, features_dir: Path, counterfactual_set: Path) -> dict:

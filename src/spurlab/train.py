@@ -49,7 +49,7 @@ class TrainSettings:
     eval_adv_images: int = 500
 
     @classmethod
-    def from_config(cls, train: dict, robust: dict | None) -> "TrainSettings":
+    def from_config(cls, train: dict, robust: dict | None) -> TrainSettings:
         aug = train["augmentation"]
         s = cls(
             epochs=train["epochs"],
@@ -106,7 +106,9 @@ def lr_at(step: int, total: int, s: TrainSettings, steps_per_epoch: int) -> floa
 
 def make_optimizer(model: torch.nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
     if s.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.momentum > 0)
+        return torch.optim.SGD(
+            model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.momentum > 0
+        )
     return torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
 
 
@@ -160,7 +162,9 @@ def _load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe pickles
-        raise SpurlabError(f"{path}: not a readable weights-only checkpoint ({type(e).__name__}); delete it to start over") from e
+        raise SpurlabError(
+            f"{path}: not a readable weights-only checkpoint ({type(e).__name__}); delete it to start over"
+        ) from e
 
 
 def _discard_stale(ckpt_dir: Path, fingerprint: str) -> None:
@@ -293,7 +297,7 @@ class InMemoryBatches:
         self.image_size = int(x.shape[1])
 
     @classmethod
-    def from_imageset(cls, imageset, label_column: str | None = None) -> "InMemoryBatches":
+    def from_imageset(cls, imageset, label_column: str | None = None) -> InMemoryBatches:
         x = torch.from_numpy(np.ascontiguousarray(imageset.images()))
         return cls(x, _labels(imageset, label_column))
 
@@ -378,7 +382,12 @@ def fit_and_save(model, name: str, section: dict, settings: TrainSettings, seed:
         **(extra_meta or {}),
         "robust": settings.robust,
         "training": section,
-        "data": {"train_set": str(tr.path), "train_sha256": tr.sha256, "val_set": str(va.path), "val_sha256": va.sha256},
+        "data": {
+            "train_set": str(tr.path),
+            "train_sha256": tr.sha256,
+            "val_set": str(va.path),
+            "val_sha256": va.sha256,
+        },
         "history": history,
         "metrics": metrics,
         "train_seconds": round(sum(h["seconds"] for h in history), 2),

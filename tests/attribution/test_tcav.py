@@ -40,7 +40,9 @@ def test_planted_concept_is_significant_and_random_cavs_are_not(tmp_path):
     randoms = [_images(g, 30) for _ in range(settings.random_sets + 1)]
     inputs = _images(g, 20)
     key = cache_key("a" * 64, "b" * 64, settings, ["conv"])
-    rows = tcav_scores(model, ["conv"], concept, randoms, inputs, torch.zeros(20, dtype=torch.long), key, tmp_path, settings)
+    rows = tcav_scores(
+        model, ["conv"], concept, randoms, inputs, torch.zeros(20, dtype=torch.long), key, tmp_path, settings
+    )
     (r,) = rows
     # the red CAV points along +red, which raises logit 0 for every input
     assert r["score"] == pytest.approx(1.0) and r["significant"] and r["p_value"] < 0.01
@@ -48,7 +50,9 @@ def test_planted_concept_is_significant_and_random_cavs_are_not(tmp_path):
     comb = combine_layers(rows)
     assert comb["score"] == pytest.approx(1.0) and comb["layers_kept"] == ["conv"]
     # for the opposite class the concept lowers the logit: score 0, still significant
-    rows1 = tcav_scores(model, ["conv"], concept, randoms, inputs, torch.ones(20, dtype=torch.long), key, tmp_path, settings)
+    rows1 = tcav_scores(
+        model, ["conv"], concept, randoms, inputs, torch.ones(20, dtype=torch.long), key, tmp_path, settings
+    )
     assert rows1[0]["score"] == pytest.approx(0.0) and rows1[0]["significant"]
 
 

@@ -37,7 +37,11 @@ def stage(tmp_path_factory):
         with ImageSet(sets[model_sets(m)[0]]) as s:
             n = len(s.attrs["scene_class_names"]) if model_sets(m)[2] or m.startswith("f_k") else len(s.class_names)
         torch.manual_seed(i)
-        save_model(build_classifier("cbr_tiny", n, 32, {"width": 4}).eval(), d / m, {"name": m, "label_column": model_sets(m)[2]})
+        save_model(
+            build_classifier("cbr_tiny", n, 32, {"width": 4}).eval(),
+            d / m,
+            {"name": m, "label_column": model_sets(m)[2]},
+        )
         dirs[m] = str(d / m)
     return cfg, d, sets, dirs
 
@@ -94,8 +98,9 @@ def test_mcs_of_a_model_against_itself_is_zero_on_real_maps(stage):
 
 
 def test_summary_refuses_tables_of_other_checkpoints(stage, tmp_path):
-    from spurlab.io.tables import write_table
     import pandas as pd
+
+    from spurlab.io.tables import write_table
 
     cfg, d, sets, dirs = stage
     write_table(pd.DataFrame({"model": ["f_o"], "set": ["x"], "rows": ["all"], "k": [np.nan], "accuracy": [1.0], "n": [1]}),

@@ -70,7 +70,7 @@ def make_coco(root, seed=0):
         pixels = rng.integers(60, 200, (h, w, 3)).astype(np.uint8)
         images.append({"id": i + 1, "file_name": f"sub/{i:012d}.png", "height": h, "width": w})
 
-        def poly_mask(cx, cy, r):
+        def poly_mask(cx, cy, r, h=h, w=w):
             p = _polygon(cx, cy, r, 7, rng)
             return [p], mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([p], h, w))).astype(bool)
 
@@ -104,7 +104,9 @@ def make_coco(root, seed=0):
 def _gradient(shape):
     h, w = shape
     yy, xx = np.mgrid[:h, :w]
-    return np.stack([(xx * 255 // max(1, w - 1)), (yy * 255 // max(1, h - 1)), np.full_like(xx, 90)], -1).astype(np.uint8)
+    return np.stack([(xx * 255 // max(1, w - 1)), (yy * 255 // max(1, h - 1)), np.full_like(xx, 90)], -1).astype(
+        np.uint8
+    )
 
 
 def make_scenes(root, seed=1):
@@ -245,7 +247,9 @@ def _broken(data, tmp_path, edit):
     root = tmp_path / "broken"
     shutil.copytree(data["root"], root)
     c = cfg["bam"]["coco"]
-    c.update(annotations=str(root / "instances.json"), images=str(root / "coco_images"), scenes_dir=str(root / "scenes"))
+    c.update(
+        annotations=str(root / "instances.json"), images=str(root / "coco_images"), scenes_dir=str(root / "scenes")
+    )
     js = json.loads((root / "instances.json").read_text())
     if edit(js, root, cfg) == "delete":
         (root / "instances.json").unlink()
@@ -289,7 +293,10 @@ def _only_crowd_kites(js, root, cfg):
     [
         (lambda js, root, cfg: js.pop("categories"), r"instances\.json: missing key 'categories'"),
         (_drop_area, r"instances\.json: annotations\[3\] \(id 104\): missing key 'area'"),
-        (lambda js, root, cfg: cfg["bam"].update(objects=["cat", "horse", "kite"]), r"category 'horse' \(bam\.objects\[1\]\)"),
+        (
+            lambda js, root, cfg: cfg["bam"].update(objects=["cat", "horse", "kite"]),
+            r"category 'horse' \(bam\.objects\[1\]\)",
+        ),
         (_only_crowd_kites, r"instances\.json: category 'kite' has no usable instance"),
         (_empty_scene, r"scenes/street: empty scene folder"),
         (_one_scene_image, r"scenes/beach: scene folder \(images\) has only 1 usable; at least 2 are needed"),
@@ -320,7 +327,10 @@ def test_cli_make_set_and_config(data, tmp_path, capsys):
         s.verify()
     c = data["cfg"]["bam"]["coco"]
     assert bam_source_inputs(data["cfg"], "bam_os_train") == [c["annotations"], c["images"], c["scenes_dir"]]
-    assert bam_source_inputs(data["cfg"], "train") == [] and bam_source_inputs(load_yaml("tiny.yaml"), "bam_os_train") == []
+    assert (
+        bam_source_inputs(data["cfg"], "train") == []
+        and bam_source_inputs(load_yaml("tiny.yaml"), "bam_os_train") == []
+    )
     # the synthetic default's set hash does not see the (unused) coco keys
     assert "coco" not in section_for_set(load_yaml("tiny.yaml"), "bam_os_train")["bam"]
     assert "coco" in section_for_set(data["cfg"], "bam_os_train")["bam"]

@@ -118,7 +118,9 @@ def test_synset_map_fixes_class_indices(folder, tmp_path):
         assert s.attrs["wnids"] == order and s.class_names[1] == f"name of {WNIDS[2]}, a thing"
         assert s.labels.tolist() == [1] * 6 + [2] * 6 + [4] * 6  # rows in class index order
         paths = [p.decode() for p in s.f["paths"][:]]
-        assert paths[0].endswith(f"{WNIDS[2]}/{WNIDS[2]}_00.png") and paths[-1].endswith(f"{WNIDS[1]}/{WNIDS[1]}_05.png")
+        assert paths[0].endswith(f"{WNIDS[2]}/{WNIDS[2]}_00.png") and paths[-1].endswith(
+            f"{WNIDS[1]}/{WNIDS[1]}_05.png"
+        )
         assert int(np.median(s.images(0))) == 180  # WNIDS[2]'s flat colour: the label points at the right files
     index_image_folder(folder, tmp_path / "n.h5", 16, synsets=mapping, class_names=list("abcde"))
     with ImageSet(tmp_path / "n.h5") as s:
@@ -144,7 +146,9 @@ def test_flat_val_layout(tmp_path):
         shutil.copy(p, flat / f"{name}.JPEG")  # a PNG under a .JPEG name: PIL reads the content
         truth[name] = p.parent.name
     csv_path = tmp_path / "LOC_val_solution.csv"
-    csv_path.write_text("ImageId,PredictionString\n" + "".join(f"{n},{w} 1 2 30 40 {w} 5 6 7 8\n" for n, w in truth.items()))
+    csv_path.write_text(
+        "ImageId,PredictionString\n" + "".join(f"{n},{w} 1 2 30 40 {w} 5 6 7 8\n" for n, w in truth.items())
+    )
     info = index_image_folder(flat, tmp_path / "v.h5", 16, val_labels=csv_path)
     assert info["n_images"] == 6 and info["n_classes"] == 3
     with ImageSet(tmp_path / "v.h5") as s:
@@ -170,7 +174,9 @@ def test_flat_val_layout(tmp_path):
     lines.write_text(lines.read_text().replace("n01010101", WNIDS[0]))
     with pytest.raises(SpurlabError, match=r"extra.JPEG: not a readable image"):
         index_image_folder(flat, tmp_path / "x.h5", 16, val_labels=lines)
-    assert index_image_folder(flat, tmp_path / "x.h5", 16, val_labels=lines, skip_bad_images=True)["skipped"] == ["extra.JPEG"]
+    assert index_image_folder(flat, tmp_path / "x.h5", 16, val_labels=lines, skip_bad_images=True)["skipped"] == [
+        "extra.JPEG"
+    ]
 
 
 def test_cli_index_folder(folder, tmp_path, capsys):
@@ -203,7 +209,10 @@ def test_folders_config(tiny_cfg):
     assert folder_sets(cfg) == ["real_train", "real_val"] and "real_train" not in generated_sets(cfg)
     assert set_names(cfg) == generated_sets(cfg) + ["real_train", "real_val"]
     assert section_for_set(cfg, "real_train") == {"folders": {"real_train": {"root": "data/x", "image_size": 32}}}
-    assert folder_options(cfg, "real_train") == "" and folder_options(cfg, "real_val") == "--class-names n.txt --skip-bad-images"
+    assert (
+        folder_options(cfg, "real_train") == ""
+        and folder_options(cfg, "real_val") == "--class-names n.txt --skip-bad-images"
+    )
     assert set_names(tiny_cfg) == generated_sets(tiny_cfg) and folder_sets(dict(tiny_cfg, folders=None)) == []
     clash = dict(tiny_cfg, folders={"test": {"root": "data/x", "image_size": 32}})
     with pytest.raises(SpurlabError, match=r"^config key folders.test: 'test' is already a generated image set"):

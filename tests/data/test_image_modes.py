@@ -132,7 +132,9 @@ def test_exif_orientation_is_applied_at_index_and_read_time(tmp_path, fmt):
     root = tmp_path / "imgs"
     (root / "a").mkdir(parents=True)
     path = root / "a" / ("rot.jpg" if fmt == "JPEG" else "rot.png")
-    Image.fromarray(src).save(path, format=fmt, exif=exif.tobytes(), **({"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}))
+    Image.fromarray(src).save(
+        path, format=fmt, exif=exif.tobytes(), **({"quality": 100, "subsampling": 0} if fmt == "JPEG" else {})
+    )
     upright = np.rot90(src, k=-1)  # tall: red on top
     got = np.asarray(decode_rgb(path)).astype(int)
     assert got.shape == upright.shape == (2 * S, S, 3)

@@ -87,7 +87,9 @@ def test_index_sets_decode_files_on_the_fly(tmp_path):
     with h5py.File(idx, "w") as f:
         f["paths"] = np.array(paths)
         f["labels"] = np.arange(5)
-        f.attrs.update(format=FORMAT, kind="index", n_images=5, class_names='["a","b","c","d","e"]', image_size=8, sha256="x")
+        f.attrs.update(
+            format=FORMAT, kind="index", n_images=5, class_names='["a","b","c","d","e"]', image_size=8, sha256="x"
+        )
     s = ImageSet(idx)
     assert s.images(2)[0, 0, 0] == 80
     assert s.images(1).shape == (8, 8, 3)

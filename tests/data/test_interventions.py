@@ -25,7 +25,9 @@ def test_contamination_twins_are_the_stored_rows_and_differ_only_in_their_part(c
     clean = contaminate.contamination_plan(ds, con, seed, None, "test").chunk(0)
     check_same(tw["original"], spu["images"][ROWS], "contam_tag_test")
     check_same(tw["no_cue"], clean["images"][ROWS], "contam_clean_test")
-    assert np.array_equal(tw["object"], spu["masks"]["object"][ROWS]) and np.array_equal(tw["cue"], spu["masks"]["tag"][ROWS])
+    assert np.array_equal(tw["object"], spu["masks"]["object"][ROWS]) and np.array_equal(
+        tw["cue"], spu["masks"]["tag"][ROWS]
+    )
     changed = (tw["no_object"] != tw["original"]).any(-1)
     assert changed.any() and not (changed & ~tw["object"]).any()  # only the object's pixels change
     assert list(tw["labels"]) == list(spu["labels"][ROWS])

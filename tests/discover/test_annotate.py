@@ -23,10 +23,18 @@ FIXTURE = Path(__file__).parent / "fixtures" / "mturk_answers_small.csv"
 NAMES = ["heron", "cow", "camel", "lighthouse"]
 # The fixture: 12 pairs x 5 workers, answers per pair (M main, S separate, B background), in file order.
 DESIGN = {
-    (3, 40): "SSSSB", (3, 42): "BSMMM", (3, 41): "MMMMB",
-    (0, 10): "MMMMM", (0, 11): "BBBBB", (0, 12): "SSSMM",
-    (2, 30): "SSMMM", (2, 31): "BSSBM", (2, 32): "BBBSS",
-    (1, 20): "BBSMM", (1, 22): "BBBMM", (1, 21): "BBMMM",
+    (3, 40): "SSSSB",
+    (3, 42): "BSMMM",
+    (3, 41): "MMMMB",
+    (0, 10): "MMMMM",
+    (0, 11): "BBBBB",
+    (0, 12): "SSSMM",
+    (2, 30): "SSMMM",
+    (2, 31): "BSSBM",
+    (2, 32): "BBBSS",
+    (1, 20): "BBSMM",
+    (1, 22): "BBBMM",
+    (1, 21): "BBMMM",
 }
 PAIRS = set(DESIGN)
 
@@ -79,8 +87,15 @@ def test_fixture_majority_rule():
     assert row.class_name == "lighthouse" and row.source == "human"
     # sorted by class, then rank (the file lists class 3 first and ranks out of order)
     assert list(zip(ann.class_index, ann.feature_rank)) == [(c, r) for c in range(4) for r in (1, 2, 3)]
-    for col in ("class_index", "feature_index", "feature_rank", "votes_main", "votes_separate",
-                "votes_background", "n_votes"):
+    for col in (
+        "class_index",
+        "feature_index",
+        "feature_rank",
+        "votes_main",
+        "votes_separate",
+        "votes_background",
+        "n_votes",
+    ):
         assert ann[col].dtype == np.int64, col
     assert ann["mean_confidence"].dtype == np.float64
 
@@ -187,8 +202,11 @@ def tasks_for(pairs, **kw):
 
 
 def test_export_pages_manifest_index(tmp_path):
-    tasks = [make_task(0, 10, 1, name='salt & "pepper" <shaker>'), make_task(2, 31, 2, attacks=False),
-             make_task(0, 7, 2)]
+    tasks = [
+        make_task(0, 10, 1, name='salt & "pepper" <shaker>'),
+        make_task(2, 31, 2, attacks=False),
+        make_task(0, 7, 2),
+    ]
     export_tasks(tmp_path, tasks, class_descriptions={0: "a <b>shaker</b> & mill"})
     man = pd.read_csv(tmp_path / "manifest.csv", dtype={"wordnet_id": str})
     assert list(man.columns) == ["wordnet_id", "class_index", "class_name", "feature_index", "feature_rank", "page"]

@@ -182,7 +182,6 @@ def test_truth_counts_switched_off_features_and_reports_presence_alone():
 
 def test_background_cues_of_a_generated_set(tiny_cfg, tmp_path):
     from spurlab.data.imagesets import ImageSet
-
     from tests.conftest import render_sets, small
 
     s = ImageSet(render_sets(small(tiny_cfg, test=60), ["test"], tmp_path)["test"])

@@ -170,7 +170,9 @@ def test_semicolon_and_tab_files_read_like_commas(tmp_path, delimiter):
 def test_header_without_required_columns_names_delimiter_and_line(tmp_path):
     path = tmp_path / "pipes.csv"
     path.write_text("|".join(CSV_COLUMNS).replace("Answer.", "A_").replace("Input.", "I_") + "\nx|y\n")
-    with pytest.raises(SpurlabError, match=r"none of the required columns .*delimiter '\|'.*first line 'WorkerId\|") as e:
+    with pytest.raises(
+        SpurlabError, match=r"none of the required columns .*delimiter '\|'.*first line 'WorkerId\|"
+    ) as e:
         read_mturk_csv(path, NAMES)
     assert str(e.value).startswith(f"{path}: header") and "\n" not in str(e.value)
     (tmp_path / "semi.csv").write_text("worker;class;feature\n1;2;3\n")
@@ -241,11 +243,19 @@ def test_import_annotations_command(tmp_path, capsys):
     assert prov["human_csv_sha256"] == sha256_file(csv_path) and prov["coverage"]["answered_and_exported"] == 11
     s = json.loads(summary.read_text())
     assert {k: s[k] for k in ("pairs", "spurious", "core", "undecided", "unannotated", "classes_with_spurious")} == {
-        "pairs": 14, "spurious": 7, "core": 4, "undecided": 0, "unannotated": 3, "classes_with_spurious": 4}
+        "pairs": 14,
+        "spurious": 7,
+        "core": 4,
+        "undecided": 0,
+        "unannotated": 3,
+        "classes_with_spurious": 4,
+    }
     cov = s["coverage"]
     assert (cov["exported"], cov["answered_and_exported"], cov["exported_unanswered"], cov["answered_not_exported"]) \
         == (14, 11, 3, 1)  # fmt: skip
-    assert cov["exported_unanswered_pairs"] == ["0/13", "2/30", "3/43"] and cov["answered_not_exported_pairs"] == ["1/99"]
+    assert cov["exported_unanswered_pairs"] == ["0/13", "2/30", "3/43"] and cov["answered_not_exported_pairs"] == [
+        "1/99"
+    ]
     assert cov["coverage"] == pytest.approx(11 / 14)
     assert s["kinds"] == {"background": 3, "separate_object": 2, "ambiguous": 2}  # (2, 30), unanswered, is core
 
@@ -267,7 +277,10 @@ def test_import_annotations_bad_input_is_one_line(tmp_path, capsys):
     (tmp_path / "empty.csv").write_text("")
     assert main(["import-annotations", "--csv", str(tmp_path / "empty.csv"), "--out", str(tmp_path / "a.parquet")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0] == f"spurlab: error: {tmp_path / 'empty.csv'}: empty file, expected the MTurk answers layout"
+    assert (
+        len(err) == 1
+        and err[0] == f"spurlab: error: {tmp_path / 'empty.csv'}: empty file, expected the MTurk answers layout"
+    )
     assert main(["import-annotations", "--csv", str(FIXTURE), "--out", str(tmp_path / "a.table")]) == 2
     assert "must end in .parquet" in capsys.readouterr().err
     assert not list(tmp_path.glob("a.*"))
@@ -287,7 +300,9 @@ def test_annotations_rule_keeps_unanswered_pairs_and_checks_coverage(tmp_path):
     with pytest.raises(SpurlabError) as e:
         run_annotations(sub, out, dict(HUMAN, human_csv=str(csv_path)), human_csv=csv_path)
     msg = str(e.value)
-    assert msg.startswith("config key salient.annotation.min_coverage: 11 of 14 exported pairs (78.6%) have answers in ")
+    assert msg.startswith(
+        "config key salient.annotation.min_coverage: 11 of 14 exported pairs (78.6%) have answers in "
+    )
     assert str(csv_path) in msg and "below 1" in msg and "first unanswered class/feature 0/13" in msg
     assert f"1 answered pair(s) were not exported, the first at {csv_path}: row 57" in msg
     assert not out.exists() and not out.with_suffix(".csv").exists()
@@ -313,7 +328,9 @@ def test_answers_to_other_pairs_only_name_their_first_row(tmp_path):
     sub = write_subsets(tmp_path / "sub.h5", {(0, 10): 1})
     path = write_records(tmp_path / "other.csv", [list(CSV_COLUMNS), extra_answer(0, 11), extra_answer(2, 5, "w2")])
     where = re.escape(f"the first at {path}: row 2")
-    with pytest.raises(SpurlabError, match=rf"0 of 1 exported pairs .*2 answered pair\(s\) were not exported, {where}$"):
+    with pytest.raises(
+        SpurlabError, match=rf"0 of 1 exported pairs .*2 answered pair\(s\) were not exported, {where}$"
+    ):
         run_annotations(sub, tmp_path / "ann.parquet", dict(HUMAN, min_coverage=0.5), human_csv=path)
     info = run_annotations(sub, tmp_path / "ann.parquet", dict(HUMAN, min_coverage=0.0), human_csv=path)
     assert (info["pairs"], info["unannotated"], info["spurious"]) == (1, 1, 0)
@@ -359,7 +376,10 @@ def test_component_answers_of_other_shards_are_counted_not_refused(tmp_path):
     assert (comp["source"] == "human").all()
     assert (out.loc[out["kind"] == "neuron", "label"] == "unannotated").all()
     assert (cov["answered_and_exported"], cov["exported_unanswered_pairs"], cov["answered_not_exported_pairs"]) == (
-        2, ["0/2"], ["3/0", "3/4"])
+        2,
+        ["0/2"],
+        ["3/0", "3/4"],
+    )
     # the old call without `coverage` still works
     again = annotate_pairs(pairs, annotation, NAMES, has_masks=False)
     pd.testing.assert_frame_equal(again, out)

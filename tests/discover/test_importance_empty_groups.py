@@ -88,7 +88,9 @@ def test_a_class_never_predicted_gets_no_top_features(never_predicted, capsys):
     assert 1 not in set(table["class_index"]) and len(table) == 2 * 2
     assert table_provenance(d / "imp.parquet")["empty_classes"] == [1]
     # grouping by label: every class has images, nothing is left out, no warning
-    info = run_importance(d / "f.h5", d / "model", d / "imp_label.h5", d / "imp_label.parquet", ImportanceSettings("label", 2))
+    info = run_importance(
+        d / "f.h5", d / "model", d / "imp_label.h5", d / "imp_label.parquet", ImportanceSettings("label", 2)
+    )
     assert info["empty_classes"] == [] and capsys.readouterr().err == ""
     assert read_importance(d / "imp_label.h5")["empty_classes"].tolist() == []
     assert sorted(set(read_table(d / "imp_label.parquet")["class_index"])) == [0, 1, 2]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from spurlab.config import lightweight_datasets, lightweight_model, set_names, validate_config, check_semantics
+from spurlab.config import check_semantics, lightweight_datasets, lightweight_model, set_names, validate_config
 from spurlab.data.sets import build_plan
 from spurlab.discover.linear_head import HeadSettings, fit_linear_head
 from spurlab.errors import SpurlabError

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from spurlab.discover.npca import NPCABases, NpcaSettings, alphas, class_pca, fit_npca, residual, run_npca, weighted_features
+from spurlab.discover.npca import (
+    NPCABases,
+    NpcaSettings,
+    alphas,
+    class_pca,
+    fit_npca,
+    residual,
+    run_npca,
+    weighted_features,
+)
 from spurlab.errors import SpurlabError
 from spurlab.features import column_sha256, model_checkpoint_sha256
 from spurlab.models.factory import build_classifier, save_model

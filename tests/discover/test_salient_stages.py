@@ -135,7 +135,10 @@ def test_noise_and_summary(stages, tmp_path):
         assert on_disk[key] is None or 0 <= on_disk[key] <= 1 or np.isnan(on_disk[key])
     auto = on_disk["auto_annotator"]
     assert auto["n_truly_spurious"] == auto["n_cue_present"] + auto["n_cue_switched_off"]
-    assert auto["true_positives"] >= auto["precision_presence_only"] * (auto["true_positives"] + auto["false_positives"]) - 1e-9
+    assert (
+        auto["true_positives"]
+        >= auto["precision_presence_only"] * (auto["true_positives"] + auto["false_positives"]) - 1e-9
+    )
     assert "m" in on_disk["noise"] and (tmp_path / "noise.png").stat().st_size > 1000
     assert (tmp_path / "grid.png").stat().st_size > 1000
 
@@ -150,7 +153,9 @@ def test_headline_sigma_is_the_configured_one(stages, tmp_path):
     got = {}
     for headline in (None, 0.5, 1.0):
         noise_cfg = dict(cfg["salient"]["noise"], **({} if headline is None else {"headline_sigma": headline}))
-        settings = SalientSummarySettings.from_config(dict(cfg, salient=dict(cfg["salient"], annotation=AUTO, noise=noise_cfg)))
+        settings = SalientSummarySettings.from_config(
+            dict(cfg, salient=dict(cfg["salient"], annotation=AUTO, noise=noise_cfg))
+        )
         out = tmp_path / f"summary_{headline}.json"
         got[headline] = run_salient_summary(tmp / "test.h5", tmp / "sub.h5", tmp / "ann.parquet", [noise], out,
                                             tmp_path / "noise.png", tmp_path / "grid.png", tmp / "f.h5", tmp / "model",
@@ -177,7 +182,9 @@ def test_subsets_file_without_a_statistic_is_refused(stages, tmp_path):
     with h5py.File(stale, "a") as f:
         del f["pairs/cue_share"]  # as written before the planted truth needed it
     with pytest.raises(SpurlabError, match=r"sub\.h5: dataset pairs/cue_share missing"):
-        run_annotations(stale, tmp_path / "ann.parquet", {"source": "auto", "auto_criterion": "hot", "auto_threshold": 0.5})
+        run_annotations(
+            stale, tmp_path / "ann.parquet", {"source": "auto", "auto_criterion": "hot", "auto_threshold": 0.5}
+        )
     assert not (tmp_path / "ann.parquet").exists()
     with SalientSubsets(stale) as sub, SalientSubsets(tmp / "sub.h5") as fresh:  # readers needing no statistics
         assert len(sub.pair_table()) == len(fresh.pair_table())
@@ -190,9 +197,10 @@ def test_consolidated_masks_file_is_eq2_of_the_annotated_features(stages):
     tmp, *_ = stages
     ann = read_table(tmp / "ann.parquet")
     label_of = {(r.class_index, r.feature_index): r.label for r in ann.itertuples()}
-    with SalientSubsets(tmp / "sub.h5") as sub, ConsolidatedMasks(
-        tmp / "masks.h5", sha256_file(tmp / "sub.h5"), sha256_file(tmp / "ann.parquet")
-    ) as masks:
+    with (
+        SalientSubsets(tmp / "sub.h5") as sub,
+        ConsolidatedMasks(tmp / "masks.h5", sha256_file(tmp / "sub.h5"), sha256_file(tmp / "ann.parquet")) as masks,
+    ):
         pairs = sub.pair_table()
         for i in sorted(set(pairs["class"])):
             for kind in ("spurious", "core"):

@@ -180,8 +180,8 @@ def test_sensitivity_correlation():
 def test_run_corruptions_end_to_end(tmp_path):
     from spurlab.discover.auto_annotate import run_annotations
     from spurlab.errors import SpurlabError
-    from spurlab.measure.corruptions import run_corruptions
     from spurlab.io.tables import read_table, table_provenance
+    from spurlab.measure.corruptions import run_corruptions
     from tests.conftest import AUTO_ANNOTATION, salient_stages
 
     d = tmp_path

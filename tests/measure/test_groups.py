@@ -36,11 +36,20 @@ def test_group_accuracy_and_worst_group_match_the_hand_count():
     correct, labels, cue = _hand_made()
     t = group_accuracy(correct, labels, cue, NAMES)
     assert list(zip(t["class_name"], t["cue_on"], t["n"])) == [
-        ("disk", False, 4), ("disk", True, 4), ("square", False, 5), ("square", True, 5), ("star", False, 2)]
+        ("disk", False, 4),
+        ("disk", True, 4),
+        ("square", False, 5),
+        ("square", True, 5),
+        ("star", False, 2),
+    ]
     np.testing.assert_allclose(t["acc"], [0.25, 1.0, 1.0, 0.6, 0.5])
     w = worst_group(t)
-    assert w == {"worst_group_acc": 0.25, "worst_group": "disk/cue_off",
-                 "mean_group_acc": pytest.approx((0.25 + 1 + 1 + 0.6 + 0.5) / 5), "n_groups": 5}
+    assert w == {
+        "worst_group_acc": 0.25,
+        "worst_group": "disk/cue_off",
+        "mean_group_acc": pytest.approx((0.25 + 1 + 1 + 0.6 + 0.5) / 5),
+        "n_groups": 5,
+    }
     # the same minimum from group ids; the mean over images (0.7) is not the mean over groups (0.67)
     assert worst_group_accuracy(correct, group_ids(labels, cue)) == 0.25
     assert correct[labels >= 0].mean() != pytest.approx(w["mean_group_acc"])
@@ -49,8 +58,11 @@ def test_group_accuracy_and_worst_group_match_the_hand_count():
 def test_group_summary_nests_accuracy_by_class_and_cue():
     correct, labels, cue = _hand_made()
     s = group_summary(correct, labels, cue, NAMES)
-    assert s["group_acc"] == {"disk": {"cue_off": 0.25, "cue_on": 1.0}, "square": {"cue_off": 1.0, "cue_on": 0.6},
-                              "star": {"cue_off": 0.5}}
+    assert s["group_acc"] == {
+        "disk": {"cue_off": 0.25, "cue_on": 1.0},
+        "square": {"cue_off": 1.0, "cue_on": 0.6},
+        "star": {"cue_off": 0.5},
+    }
     assert s["worst_group"] == "disk/cue_off" and s["n_groups"] == 5
 
 

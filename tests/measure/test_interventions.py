@@ -68,7 +68,9 @@ class RegionNet(nn.Module):
 
 
 def region_model(reads: str) -> Classifier:
-    return Classifier(RegionNet(reads), arch=f"region_{reads}", input_size=SIZE, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)).eval()
+    return Classifier(
+        RegionNet(reads), arch=f"region_{reads}", input_size=SIZE, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)
+    ).eval()
 
 
 def twins(seed: int = 0) -> dict:
@@ -101,9 +103,13 @@ def family_table(methods=("gradient",), wrong: bool = False) -> pd.DataFrame:
         if wrong:
             other = tw["cue"] if reads == "object" else tw["object"]
             probs = {k: probabilities(region_model(reads), tw[k]) for k in ("original", "no_object", "no_cue")}
-            t = pd.concat([t, score_table(probs, {"wrong": other.astype(float)}, tw["object"], tw["cue"])], ignore_index=True)
+            t = pd.concat(
+                [t, score_table(probs, {"wrong": other.astype(float)}, tw["object"], tw["cue"])], ignore_index=True
+            )
         labels = np.ones(N, np.int64)
-        frames.append(label_rows(t, np.arange(N), labels, family="test", setting="", model=f"reads_{reads}", planted=planted))
+        frames.append(
+            label_rows(t, np.arange(N), labels, family="test", setting="", model=f"reads_{reads}", planted=planted)
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -134,7 +140,11 @@ def test_gradient_scores_deletion_and_preservation_one_and_the_wrong_region_scor
 def test_maps_without_mass_claim_nothing_and_score_nothing():
     shares = part_shares(np.zeros((2, 4, 4)), np.ones((2, 4, 4), bool), np.zeros((2, 4, 4), bool))
     assert np.isnan(shares).all() and list(top_parts(shares)) == ["none", "none"]
-    probs = {"original": np.array([[0.9, 0.1]] * 2), "no_object": np.array([[0.1, 0.9]] * 2), "no_cue": np.array([[0.9, 0.1]] * 2)}
+    probs = {
+        "original": np.array([[0.9, 0.1]] * 2),
+        "no_object": np.array([[0.1, 0.9]] * 2),
+        "no_cue": np.array([[0.9, 0.1]] * 2),
+    }
     t = score_table(probs, {"blank": np.zeros((2, 4, 4))}, np.ones((2, 4, 4), bool), np.zeros((2, 4, 4), bool))
     assert not t["deletion"].any() and not t["preservation"].any()
     with pytest.raises(SpurlabError, match="differ in shape"):
@@ -166,7 +176,13 @@ def test_ranking_agreement():
 def test_summary_ranks_methods_and_refuses_tables_from_other_checkpoints(tmp_path):
     df = family_table(("gradient", "smoothgrad"), wrong=True)
     df = df[df["method"] != "wrong"].assign(family="bam")
-    cfg = {"interventions": {"seed": 0, "tie_tolerance": 0.05, "methods": {"bam": ["gradient", "smoothgrad"], "posthoc": None}}}
+    cfg = {
+        "interventions": {
+            "seed": 0,
+            "tie_tolerance": 0.05,
+            "methods": {"bam": ["gradient", "smoothgrad"], "posthoc": None},
+        }
+    }
     table, contrast = tmp_path / "bam.parquet", tmp_path / "contrast.parquet"
     write_table(df, table, {"models": {"reads_object": "a1", "reads_cue": "b1"}, "methods": ["gradient", "smoothgrad"]})
     write_table(pd.DataFrame({"x": [1]}), contrast, {"models": {"reads_object": "a1", "reads_cue": "b1"}})

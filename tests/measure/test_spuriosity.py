@@ -48,7 +48,9 @@ def test_per_class_zscores_have_mean_zero_and_std_one(toy):
     one = {0: [1]}
     r = feats[labels == 0, 1].astype(np.float64)
     expected = (r - r.mean()) / r.std()
-    np.testing.assert_allclose(spuriosity(feats, labels, one, class_statistics(feats, labels, one))[labels == 0], expected)
+    np.testing.assert_allclose(
+        spuriosity(feats, labels, one, class_statistics(feats, labels, one))[labels == 0], expected
+    )
 
 
 def test_constant_feature_contributes_zero_not_nan():
@@ -126,8 +128,8 @@ def test_scores_for_set_orders_rows_and_checks_sizes():
 
 
 def test_rankings_and_gaps_stages_on_tiny_files(tmp_path):
-    from spurlab.measure.spuriosity import GapSettings, RankingSettings, read_rankings, run_gaps, run_rankings
     from spurlab.io.tables import read_table, table_provenance, write_table
+    from spurlab.measure.spuriosity import GapSettings, RankingSettings, read_rankings, run_gaps, run_rankings
     from tests.conftest import salient_stages
 
     d = tmp_path
@@ -142,7 +144,9 @@ def test_rankings_and_gaps_stages_on_tiny_files(tmp_path):
     assert len(r) == len(s) and (r["row"].to_numpy() == np.arange(len(s))).all()
     assert r["spuriosity"].notna().all() and (r.groupby("class_index")["rank"].min() == 0).all()
     assert r["cue_present"].notna().sum() > 0  # tiny.yaml plants cues on some classes
-    top = dict(zip(ann.loc[ann["feature_rank"] == 1, "class_index"], ann.loc[ann["feature_rank"] == 1, "feature_index"]))
+    top = dict(
+        zip(ann.loc[ann["feature_rank"] == 1, "class_index"], ann.loc[ann["feature_rank"] == 1, "feature_index"])
+    )
     assert table_provenance(d / "rank.parquet")["spurious_features"] == {str(c): [int(j)] for c, j in top.items()}
     info = run_gaps(d / "rank.parquet", {"m": (str(d / "model"), str(d / "f.h5"))}, d / "g.parquet", d / "gm.parquet",
                     d / "gc.parquet", GapSettings("test", 3))  # fmt: skip

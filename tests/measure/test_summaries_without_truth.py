@@ -133,7 +133,10 @@ def test_spuriosity_summary_on_a_folder_set(tmp_path):
     assert {"class_roles", "spuriosity_auc", "spuriosity_auc_mean", "models/*/cue_class_mean_gap",
             "models/*/control_class_mean_gap", "gap_vs_counterfactual_r"} <= set(s["not_computed"])  # fmt: skip
     assert all("no planted cues" in v for v in s["not_computed"].values())
-    assert s["label_noise"]["tench"]["cue_present"] is None and "label_noise/*/cue_present, cue_removed_by_crop" in s["not_computed"]
+    assert (
+        s["label_noise"]["tench"]["cue_present"] is None
+        and "label_noise/*/cue_present, cue_removed_by_crop" in s["not_computed"]
+    )
     assert s["ranked_classes"] == sorted(NAMES) and s["gap_correlation_mean"] == 0.5
 
 
@@ -174,10 +177,10 @@ def test_salient_summary_on_a_folder_set(tmp_path):
     from spurlab.discover.subsets import SalientSubsets, SubsetSettings, run_consolidated_masks, run_subsets
     from spurlab.features import cache_features, model_checkpoint_sha256
     from spurlab.io import sha256_file
+    from spurlab.io.tables import write_table
     from spurlab.measure.noise import NoiseSettings, run_noise
     from spurlab.measure.salient_summary import SalientSummarySettings, run_salient_summary
     from spurlab.models import build_classifier, save_model
-    from spurlab.io.tables import write_table
 
     d = tmp_path
     s = _index_set(d)
@@ -234,9 +237,21 @@ def test_salient_summary_fields_with_planted_truth_are_unchanged():
     pairs = pd.DataFrame({"class": [0, 0, 1, 1], "class_name": ["a", "a", "b", "b"]})
     ann = pd.DataFrame({"class_index": [0, 0, 1, 1], "feature_index": [1, 2, 1, 2], "source": "auto",
                         "label": ["spurious", "core", "spurious", "core"]})  # fmt: skip
-    rows = [{"model": "m", "class_index": c, "feature_index": -1, "measure": meas, "sigma": sg, "acc": acc,
-             "label": "", "l2_mean": 0.0}
-            for c in (0, 1) for meas in ("core_acc", "spurious_acc") for sg, acc in ((0.0, 0.9), (0.25, 0.5 + 0.1 * c))]
+    rows = [
+        {
+            "model": "m",
+            "class_index": c,
+            "feature_index": -1,
+            "measure": meas,
+            "sigma": sg,
+            "acc": acc,
+            "label": "",
+            "l2_mean": 0.0,
+        }
+        for c in (0, 1)
+        for meas in ("core_acc", "spurious_acc")
+        for sg, acc in ((0.0, 0.9), (0.25, 0.5 + 0.1 * c))
+    ]
     noise = {"m": pd.DataFrame(rows)}
     auto = {"precision": 0.5, "recall": 1.0, "precision_presence_only": 0.5, "recall_presence_only": 1.0,
             "planted_cues_recovered": 1.0, "recovered": {"a/tag": True}}  # fmt: skip
@@ -269,14 +284,25 @@ def _npca_inputs(with_truth: bool, labels):
                            "transfer_invariant_max_abs_err": [1e-9, np.nan]})  # fmt: skip
     classes = pd.DataFrame({"model": ["r"], "negatives": ["cue_only"], "class": [0], "spufix_components": [1],
                             "spurious_auc_before": [0.6], "spurious_auc_after": [0.7]})  # fmt: skip
-    harmful = pd.DataFrame({"class": [0], "class_name": ["c0"], "component": [0], "harm_rate": [0.6], "harmful": [True]})
+    harmful = pd.DataFrame(
+        {"class": [0], "class_name": ["c0"], "component": [0], "harm_rate": [0.6], "harmful": [True]}
+    )
     return pairs, retrieval, models, classes, harmful
 
 
 def test_npca_summary_on_data_without_planted_truth():
     from spurlab.measure.npca_summary import npca_summary
 
-    labels = ["spurious", "unannotated", "unannotated", "undecided", "core", "unannotated", "unannotated", "unannotated"]
+    labels = [
+        "spurious",
+        "unannotated",
+        "unannotated",
+        "undecided",
+        "core",
+        "unannotated",
+        "unannotated",
+        "unannotated",
+    ]
     pairs, retrieval, models, classes, harmful = _npca_inputs(False, labels)
     s = npca_summary(pairs, {"planted_cues": {}}, retrieval, models, classes, harmful)
     assert s["n_components"] == 8 and s["n_components_annotated"] == 2 and s["n_components_spurious"] == 1

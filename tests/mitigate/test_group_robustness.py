@@ -51,8 +51,8 @@ def test_dfr_raises_worst_group_accuracy_over_an_erm_logistic_head(seed):
     assert erm_wga < 0.2 and dfr_wga > erm_wga + 0.2, (erm_wga, dfr_wga)
     assert info["C"] in gr.DFR_C and set(info["val_worst_group_by_C"]) == {str(c) for c in gr.DFR_C}
     # the head leans on the core features more than ERM's: its weight mass moved off the cue
-    core, cue = np.abs(W[:, :K]).sum(), np.abs(W[:, K:2 * K]).sum()
-    erm_core, erm_cue = np.abs(erm.coef_[:, :K]).sum(), np.abs(erm.coef_[:, K:2 * K]).sum()
+    core, cue = np.abs(W[:, :K]).sum(), np.abs(W[:, K : 2 * K]).sum()
+    erm_core, erm_cue = np.abs(erm.coef_[:, :K]).sum(), np.abs(erm.coef_[:, K : 2 * K]).sum()
     assert core / cue > erm_core / erm_cue
 
 
@@ -78,7 +78,9 @@ def test_jtt_upweights_exactly_the_erm_heads_errors(monkeypatch):
     assert (w[~erm_correct] == 37.0).all() and (w[erm_correct] == 1.0).all()
     seen = []
     real = gr.fit_weighted_head
-    monkeypatch.setattr(gr, "fit_weighted_head", lambda x, y, weights, C, n: seen.append(weights) or real(x, y, weights, C, n))
+    monkeypatch.setattr(
+        gr, "fit_weighted_head", lambda x, y, weights, C, n: seen.append(weights) or real(x, y, weights, C, n)
+    )
     _, _, info = jtt_head({"features": xtr, "labels": ytr, "erm_correct": erm_correct},
                           {"features": xva, "labels": yva, "groups": gva}, K, JTTSettings(lambda_up=(20, 50)))  # fmt: skip
     assert [np.unique(s[~erm_correct]).tolist() for s in seen] == [[20.0], [50.0]]
@@ -162,7 +164,9 @@ def test_summary_reaches_the_metrics_table_the_acceptance_table_and_summary_md()
                            for on in (False, True)])  # fmt: skip
     s = summarize_mitigation(table, groups)
     rows = flatten_summary("mitigation", s, Vocabulary(models=["m1"], classes=["disk"]))
-    wga = rows[(rows["metric"] == "models/methods/worst_group_acc") & (rows["model"] == "m1")].set_index("method")["value"]
+    wga = rows[(rows["metric"] == "models/methods/worst_group_acc") & (rows["model"] == "m1")].set_index("method")[
+        "value"
+    ]
     assert wga.to_dict() == pytest.approx({"erm": 0.3, "dfr": 0.5, "jtt": 0.35, "low_spuriosity": 0.5, "spufix": 0.32})
     per_group = rows[(rows["class_name"] == "disk") & (rows["method"] == "dfr")]
     assert set(per_group["metric"]) == {"models/methods/group_acc/cue_on", "models/methods/group_acc/cue_off"}

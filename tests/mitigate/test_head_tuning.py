@@ -208,7 +208,7 @@ def test_unbiased_classes_get_the_same_random_rows_for_every_method():
     correct = rng.random(150) > 0.3
     picks = tuning_rows(scores, labels, correct, replace(FAST, k=10, trials=2))
     extra = {t: set(np.flatnonzero(labels == 2)) & set(picks[("random", t)]) for t in (0, 1)}
-    for (method, t), rows in picks.items():
+    for (_method, t), rows in picks.items():
         assert (labels[rows] == 2).sum() == 10 and set(rows[labels[rows] == 2]) == extra[t]
         assert (labels[rows] == 0).sum() == 10 and (labels[rows] == 1).sum() == 10
     paper = tuning_rows(scores, labels, correct, replace(FAST, k=10, trials=1, other_classes="none"))

@@ -41,8 +41,8 @@ def real(tmp_path_factory):
     from spurlab.discover.npca import NpcaSettings, run_npca
     from spurlab.features import cache_features, model_checkpoint_sha256
     from spurlab.io import sha256_file
-    from spurlab.models import build_classifier, save_model
     from spurlab.io.tables import write_table
+    from spurlab.models import build_classifier, save_model
 
     d = tmp_path_factory.mktemp("spufix_folder")
     synsets = d / "synsets.txt"
@@ -57,7 +57,9 @@ def real(tmp_path_factory):
     sha = model_checkpoint_sha256(d / "model")
     for name, out in (("test.h5", "f.h5"), ("cue.h5", "fc.h5")):
         cache_features(model, "m", sha, ImageSet(d / name), d / out, torch.device("cpu"), progress=False)
-    run_npca(d / "f.h5", d / "model", d / "bases.h5", NpcaSettings(components=4), progress=False)  # the test set stands in for train
+    run_npca(
+        d / "f.h5", d / "model", d / "bases.h5", NpcaSettings(components=4), progress=False
+    )  # the test set stands in for train
     bases_sha = sha256_file(d / "bases.h5")
     # the pair table of real data: no masks (NaN statistics), components not all annotated
     from spurlab.discover.subsets import STAT_COLUMNS
@@ -108,9 +110,9 @@ def test_spufix_scores_folder_negatives_and_the_summary_reports_them(real):
     from sklearn.metrics import roc_auc_score
 
     from spurlab.features import open_features
+    from spurlab.io.tables import read_table, table_provenance
     from spurlab.measure.npca_summary import run_npca_summary
     from spurlab.mitigate.spufix import SpuFixSettings, run_spufix
-    from spurlab.io.tables import read_table, table_provenance
 
     d = real
     run_spufix(_models(d), d / "bases.h5", d / "pairs.parquet", d / "cue.h5", d / "ret.parquet", d / "harmful.parquet",

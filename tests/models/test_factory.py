@@ -126,7 +126,9 @@ def test_every_relu_application_has_its_own_module():
         calls = {}
         for name, mod in m.named_modules():
             if isinstance(mod, nn.ReLU):
-                mod.register_forward_hook(lambda mod, i, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+                mod.register_forward_hook(
+                    lambda mod, i, o, name=name, calls=calls: calls.__setitem__(name, calls.get(name, 0) + 1)
+                )
         m(torch.rand(1, 3, 32, 32))
         assert calls and max(calls.values()) == 1, f"{arch}: reused ReLU {calls}"
 

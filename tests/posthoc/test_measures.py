@@ -113,6 +113,8 @@ def test_study_analysis_recovers_a_planted_effect_and_not_a_null_one():
 def test_study_analysis_rejects_bad_responses():
     from spurlab.errors import SpurlabError
 
-    df = pd.DataFrame({"participant": ["P0"], "group": ["blinded"], "condition": ["normal"], "method": ["control"], "likert": [7]})
+    df = pd.DataFrame(
+        {"participant": ["P0"], "group": ["blinded"], "condition": ["normal"], "method": ["control"], "likert": [7]}
+    )
     with pytest.raises(SpurlabError, match="likert must be 1..5"):
         analyse_responses(df)

@@ -29,7 +29,11 @@ def stage(tmp_path_factory):
     p["tcav"].update(concept_images=4, random_sets=2, shapes=["disk"], scenes=["grass"], colours=[0])
     p["influence"].update(test_images=4, top_k=3)
     p["study"].update(participants_per_group=3, stimulus_images=1)
-    names = sorted({model_sets(cfg, m)[0] for m in posthoc_models(cfg)} | {"contam_clean_test"} | {f"contam_{s}_test" for s in signals(cfg)})
+    names = sorted(
+        {model_sets(cfg, m)[0] for m in posthoc_models(cfg)}
+        | {"contam_clean_test"}
+        | {f"contam_{s}_test" for s in signals(cfg)}
+    )
     sets = render_sets(cfg, names, d)
     dirs = {}
     for m in posthoc_models(cfg):
@@ -58,12 +62,16 @@ def test_stage_writes_tables_kit_and_summary_keys(stage):
     assert inf.icm.between(0, 1).all() and len(json.loads(inf.top_rows.iloc[0])) == 3
     build_study(cfg, dirs, sets, d / "tcav.parquet", d / "influence.parquet", d / "study")
     html = (d / "study" / "questionnaire_not_blinded.html").read_text()
-    assert "data:image/png;base64" in html and "spurious signal" in html and "http" not in html.replace("http-equiv", "")
+    assert (
+        "data:image/png;base64" in html and "spurious signal" in html and "http" not in html.replace("http-equiv", "")
+    )
     assert "spurious signal" not in (d / "study" / "questionnaire_blinded.html").read_text()
     analyse_responses_file(d / "study" / "simulated_responses.csv", d / "analysis.json")
     s = run_summary(cfg, d / "scores.parquet", attr, d / "tcav.parquet", d / "influence.parquet",
                     d / "study" / "simulated_analysis.json", d / "summary.json", d / "tables")  # fmt: skip
-    assert set(s["spurious_score"]) == set(posthoc_models(cfg)) and set(s["spurious_score"]["normal"]) == set(signals(cfg))
+    assert set(s["spurious_score"]) == set(posthoc_models(cfg)) and set(s["spurious_score"]["normal"]) == set(
+        signals(cfg)
+    )
     assert set(s["conditions"].values()) <= {"normal", "spurious", "neither"}
     for sig in signals(cfg):
         for m in cfg["posthoc"]["methods"]:

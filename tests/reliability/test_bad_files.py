@@ -175,7 +175,11 @@ def case_missing_root(fx, tmp):
 def case_missing_synsets_file(fx, tmp):
     root = image_folder(tmp / "imgs", {"a": 1})
     out = tmp / "idx.h5"
-    return index_argv(root, out, "--synsets", tmp / "LOC_synset_mapping.txt"), str(tmp / "LOC_synset_mapping.txt"), [out]
+    return (
+        index_argv(root, out, "--synsets", tmp / "LOC_synset_mapping.txt"),
+        str(tmp / "LOC_synset_mapping.txt"),
+        [out],
+    )
 
 
 # ---------------------------------------------------- paths a config names (validate-config --check-paths)
@@ -293,7 +297,9 @@ case_cache_without_features = _importance_case(_delete("features"), "feature cac
 case_cache_without_labels = _importance_case(_delete("labels"), "feature cache has no dataset 'labels'")
 case_cache_without_index = _npca_case(_delete("index"), "feature cache has no dataset 'index'")
 case_cache_rows_cut = _importance_case(_cut_rows(10), "dataset 'features' has 10 rows, the cache records n_rows=80")
-case_cache_rows_cut_and_recorded = _importance_case(_cut_rows(10, True), "dataset 'labels' does not match its labels_sha256")
+case_cache_rows_cut_and_recorded = _importance_case(
+    _cut_rows(10, True), "dataset 'labels' does not match its labels_sha256"
+)
 case_cache_labels_reversed = _importance_case(_reverse("labels"), "dataset 'labels' does not match its labels_sha256")
 case_cache_ids_reversed = _npca_case(_reverse("index"), "dataset 'index' does not match its index_sha256")
 case_cache_nan_row = _npca_case(_nan_row, "features: row 5 is not finite")
@@ -330,7 +336,7 @@ def case_cache_claiming_another_imageset(fx, tmp):
     return argv, f"of image set {fx / 'val.h5'}", outs
 
 
-CASES = {name[len("case_"):]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
+CASES = {name[len("case_") :]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 SUBPROCESS_CASES = ("truncated_jpeg", "cache_rows_cut")  # the console script and a real traceback, too
 
 
@@ -424,14 +430,18 @@ def test_missing_root_fails_while_the_dag_is_built(tmp_path, venv_env):
     work = tmp_path / "work"
     work.mkdir()
     for dry in (["-n"], []):
-        r = snakemake(work, "results/datasets/real.h5", "--cores", "1", *dry, "--configfile", cfg, env=venv_env, check=False)
+        r = snakemake(
+            work, "results/datasets/real.h5", "--cores", "1", *dry, "--configfile", cfg, env=venv_env, check=False
+        )
         assert r.returncode != 0, r.stdout[-2000:]
         err = r.stdout + r.stderr
         assert f"config key folders.real.root: folder data/real not found (relative to {work})" in err, err[-3000:]
         assert "Traceback" not in r.stderr
         assert not (work / "results").exists() and not (work / "logs").exists()
     image_folder(work / "data" / "real", {"a": 1})
-    r = snakemake(work, "results/datasets/real.h5", "--cores", "1", "-n", "--configfile", cfg, env=venv_env, check=False)
+    r = snakemake(
+        work, "results/datasets/real.h5", "--cores", "1", "-n", "--configfile", cfg, env=venv_env, check=False
+    )
     assert r.returncode == 0 and "index_folder" in r.stdout, (r.stdout + r.stderr)[-3000:]
 
 
@@ -444,7 +454,9 @@ def test_missing_synsets_file_fails_while_the_dag_is_built(tmp_path, venv_env):
     cfg = _folder_config(tmp_path, synsets=str(tmp_path / "LOC_synset_mapping.txt"))
     r = snakemake(work, "results/datasets/real.h5", "--cores", "1", "--configfile", cfg, env=venv_env, check=False)
     assert r.returncode != 0
-    assert f"config key folders.real.synsets: file {tmp_path / 'LOC_synset_mapping.txt'} not found" in r.stdout + r.stderr
+    assert (
+        f"config key folders.real.synsets: file {tmp_path / 'LOC_synset_mapping.txt'} not found" in r.stdout + r.stderr
+    )
     assert "Traceback" not in r.stderr and not (work / "results").exists()
 
 

@@ -104,7 +104,11 @@ def case_corrupt_image(fx, tmp):
 def case_empty_class(fx, tmp):
     root = image_folder(tmp / "imgs", {"a": 2, "b": 0})
     out = tmp / "idx.h5"
-    return ["index-folder", "--root", str(root), "--out", str(out), "--image-size", "8"], f"{root}/b: empty class", [out]
+    return (
+        ["index-folder", "--root", str(root), "--out", str(out), "--image-size", "8"],
+        f"{root}/b: empty class",
+        [out],
+    )
 
 
 def case_fewer_images_than_k(fx, tmp):
@@ -192,7 +196,9 @@ def _annotation_case(rows_of, culprit):
     return case
 
 
-case_annotation_unknown_class = _annotation_case(lambda c, f: [mturk(c=c, f=f), mturk("W2", c=9, f=f)], "answers.csv: row 3")
+case_annotation_unknown_class = _annotation_case(
+    lambda c, f: [mturk(c=c, f=f), mturk("W2", c=9, f=f)], "answers.csv: row 3"
+)
 case_annotation_unknown_feature = _annotation_case(lambda c, f: [mturk(c=c, f=f + 1000)], "answers.csv: row 2")
 case_annotation_duplicate_row = _annotation_case(lambda c, f: [mturk(c=c, f=f), mturk("W2", c=c, f=f), mturk(c=c, f=f)],
                                                  "answers.csv: row 4")  # fmt: skip
@@ -201,7 +207,11 @@ case_annotation_duplicate_row = _annotation_case(lambda c, f: [mturk(c=c, f=f), 
 def case_truncated_imageset(fx, tmp):
     s = truncated(fx / "test.h5", tmp / "test_cut.h5")
     out = tmp / "f.h5"
-    return ["features", "--model-dir", str(fx / "model"), "--imageset", str(s), "--out", str(out), "--device", "cpu"], str(s), [out]
+    return (
+        ["features", "--model-dir", str(fx / "model"), "--imageset", str(s), "--out", str(out), "--device", "cpu"],
+        str(s),
+        [out],
+    )
 
 
 def case_truncated_feature_cache(fx, tmp):
@@ -217,7 +227,17 @@ def case_truncated_weights(fx, tmp):
     shutil.copytree(fx / "model", model)
     truncated(fx / "model" / "model.safetensors", model / "model.safetensors")
     out = tmp / "f.h5"
-    argv = ["features", "--model-dir", str(model), "--imageset", str(fx / "test.h5"), "--out", str(out), "--device", "cpu"]
+    argv = [
+        "features",
+        "--model-dir",
+        str(model),
+        "--imageset",
+        str(fx / "test.h5"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     return argv, str(model / "model.safetensors"), [out]
 
 
@@ -237,7 +257,7 @@ def case_output_dir_read_only(fx, tmp):
     return ["make-set", "--config", str(TINY), "--set", "val", "--out", str(out), "--quiet"], str(ro), [out]
 
 
-CASES = {name[len("case_"):]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
+CASES = {name[len("case_") :]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 
 
 # Cases run the CLI's entry point in-process (`spurlab.cli.main`: argument parsing, the command, the
@@ -328,11 +348,22 @@ SNAKEMAKE_CASES = {
     "unknown_key": (lambda c: c["datasets"].update(n_imges=3), "n_imges"),
     "wrong_type": (lambda c: c["train"].update(epochs="two"), "epochs"),
     "probability_out_of_range": (lambda c: c["datasets"]["cue_table"]["disk"].update(p_in_class=1.5), "p_in_class"),
-    "cue_of_unknown_class": (lambda c: c["datasets"]["cue_table"].update(octagon=dict(c["datasets"]["cue_table"]["disk"])),
-                             "octagon"),  # fmt: skip
+    "cue_of_unknown_class": (
+        lambda c: c["datasets"]["cue_table"].update(octagon=dict(c["datasets"]["cue_table"]["disk"])),
+        "octagon",
+    ),  # fmt: skip
     "missing_checkpoint": (
-        lambda c: c["models"].update(imp={"arch": "cbr_tiny", "checkpoint": {"path": "/nonexistent/ck.pt",
-                                          "layout": "state_dict", "num_classes": 4, "input_size": 32}}),  # fmt: skip
+        lambda c: c["models"].update(
+            imp={
+                "arch": "cbr_tiny",
+                "checkpoint": {
+                    "path": "/nonexistent/ck.pt",
+                    "layout": "state_dict",
+                    "num_classes": 4,
+                    "input_size": 32,
+                },
+            }
+        ),  # fmt: skip
         "/nonexistent/ck.pt",
     ),
 }

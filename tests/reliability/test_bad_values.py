@@ -123,7 +123,11 @@ def _make_set_case(edit, culprit, set_name="train"):
 def case_nan_noise_sigma(fx, tmp):  # the issue's example: noise wrote rows with sigma NaN
     cfg = write_cfg(tmp / "c.yaml", append_value(("salient", "noise", "sigmas"), NAN))
     out = tmp / "noise.parquet"
-    return noise_argv(fx, cfg, "m", fx / "model", out), "config key salient.noise.sigmas[3]: nan", [out, tmp / "noise.csv"]
+    return (
+        noise_argv(fx, cfg, "m", fx / "model", out),
+        "config key salient.noise.sigmas[3]: nan",
+        [out, tmp / "noise.csv"],
+    )
 
 
 def case_inf_train_lr(fx, tmp):  # the issue's example: passed validation, the train job failed
@@ -142,8 +146,12 @@ case_nan_object_scale = _make_set_case(set_value(("datasets", "object", "scale")
                                        "config key datasets.object.scale[1]: nan")  # fmt: skip
 case_nan_tag_size = _make_set_case(set_value(("datasets", "cues", "hospital_tag", "size"), [NAN, 0.25]),
                                    "config key datasets.cues.hospital_tag.size[0]: nan")  # fmt: skip
-case_minus_inf_pixel_noise = _make_set_case(set_value(("datasets", "pixel_noise"), -INF), "config key datasets.pixel_noise: -inf")
-case_inf_lightweight_lr = _make_set_case(set_value(("lightweight", "head", "lr"), INF), "config key lightweight.head.lr: inf")
+case_minus_inf_pixel_noise = _make_set_case(
+    set_value(("datasets", "pixel_noise"), -INF), "config key datasets.pixel_noise: -inf"
+)
+case_inf_lightweight_lr = _make_set_case(
+    set_value(("lightweight", "head", "lr"), INF), "config key lightweight.head.lr: inf"
+)
 case_nan_l2_match_sigma = _make_set_case(set_value(("salient", "noise", "l2_match_sigmas"), [0.3, NAN]),
                                          "config key salient.noise.l2_match_sigmas[1]: nan")  # fmt: skip
 case_inf_robust_eps = _make_set_case(set_value(("models", "robust_tiny", "robust", "eps_224"), INF),
@@ -165,15 +173,23 @@ def _file_case(make_bytes, culprit_of):
         cfg = tmp / "c.yaml"
         cfg.write_bytes(make_bytes())
         out = tmp / "train.h5"
-        return ["make-set", "--config", str(cfg), "--set", "train", "--out", str(out), "--quiet"], culprit_of(cfg), [out]
+        return (
+            ["make-set", "--config", str(cfg), "--set", "train", "--out", str(out), "--quiet"],
+            culprit_of(cfg),
+            [out],
+        )
 
     return case
 
 
-case_utf16_config = _file_case(lambda: tiny_text().encode("utf-16"), lambda p: f"{p}: not UTF-8 text (byte 0xff on line 1")
+case_utf16_config = _file_case(
+    lambda: tiny_text().encode("utf-16"), lambda p: f"{p}: not UTF-8 text (byte 0xff on line 1"
+)
 case_latin1_config = _file_case(lambda: (tiny_text() + "# caf\xe9 au lait\n").encode("latin-1"),
                                 lambda p: f"{p}: not UTF-8 text (byte 0xe9 on line ")  # fmt: skip
 case_binary_config = _file_case(lambda: gzip.compress(tiny_text().encode(), mtime=0), lambda p: f"{p}: not UTF-8 text")
+
+
 def seed_lines() -> str:
     """The two lines of `seed` in tiny_text(extra="seed: 5")."""
     lines = tiny_text().splitlines()
@@ -182,7 +198,9 @@ def seed_lines() -> str:
 
 case_duplicate_top_level_key = _file_case(lambda: tiny_text(extra="seed: 5\n").encode(),
                                           lambda p: f"{p}: duplicate key seed {seed_lines()}")  # fmt: skip
-case_duplicate_nested_key = _file_case(lambda: duplicate_train_lr().encode(), lambda p: f"{p}: duplicate key train.lr (lines ")
+case_duplicate_nested_key = _file_case(
+    lambda: duplicate_train_lr().encode(), lambda p: f"{p}: duplicate key train.lr (lines "
+)
 case_duplicate_key_in_flow_mapping = _file_case(lambda: duplicate_in_flow_mapping().encode(),
                                                 lambda p: f"{p}: duplicate key lightweight.datasets.cue_table.cross.p_in_class")  # fmt: skip
 
@@ -198,7 +216,11 @@ def case_duplicate_key_in_second_config(fx, tmp):
 # a model directory given for another model (meta.json's name)
 def case_noise_model_dir_of_another_model(fx, tmp):
     out = tmp / "noise.parquet"
-    return noise_argv(fx, TINY, "erm_tiny", fx / "robust_tiny", out), f"{fx / 'robust_tiny'}: holds model 'robust_tiny'", [out]
+    return (
+        noise_argv(fx, TINY, "erm_tiny", fx / "robust_tiny", out),
+        f"{fx / 'robust_tiny'}: holds model 'robust_tiny'",
+        [out],
+    )
 
 
 def case_corruptions_model_dir_of_another_model(fx, tmp):
@@ -289,10 +311,14 @@ def _good_pt(fx, tmp):
     return fx / "good.pt"
 
 
-case_empty_checkpoint = _import_case(_bytes_file("empty.pt", b""), lambda p: f"{p}: cannot be read as a torch checkpoint: empty file")
+case_empty_checkpoint = _import_case(
+    _bytes_file("empty.pt", b""), lambda p: f"{p}: cannot be read as a torch checkpoint: empty file"
+)
 case_text_checkpoint = _import_case(_bytes_file("notes.pt", b"weights are on the other disk\n"),
                                     lambda p: f"{p}: cannot be read as a torch checkpoint: not a torch file")  # fmt: skip
-case_truncated_checkpoint = _import_case(_truncated_pt, lambda p: f"{p}: cannot be read as a torch checkpoint: damaged or truncated")
+case_truncated_checkpoint = _import_case(
+    _truncated_pt, lambda p: f"{p}: cannot be read as a torch checkpoint: damaged or truncated"
+)
 case_arch_args_bad_json = _import_case(_good_pt, lambda p: "--arch-args: not valid YAML", "--arch-args", '{"width": 8')
 case_arch_args_checkpoint_path = _import_case(_good_pt, lambda p: "--arch-args.checkpoint_path: not an architecture argument",
                                               "--arch-args", '{"width": 8, "checkpoint_path": "w.pt"}')  # fmt: skip
@@ -367,7 +393,7 @@ def case_train_fails_in_new_dir(fx, tmp):
     return argv, "lower train.lr", [tmp / "models"]
 
 
-CASES = {name[len("case_"):]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
+CASES = {name[len("case_") :]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 # commands that print progress on stderr before failing: their last line is the error
 PROGRESS = {"train_fails_in_existing_dir", "train_fails_in_new_dir"}
 # run as a real `spurlab` process too (console script, argparse's exit, a real traceback)

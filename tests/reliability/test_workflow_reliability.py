@@ -104,7 +104,9 @@ def test_config_change_reruns_exactly_that_stage_and_downstream(clean):
         c["features"]["block_rows"] = 64
         write(d / "config.yaml", c)
         assert wf.planned_outputs(d / "clean", TARGET, [cfg]) == {
-            f"results/features/{m}/{s}.h5" for m in ("robust_tiny", "erm_tiny") for s in ("train", "test", "counterfactual")
+            f"results/features/{m}/{s}.h5"
+            for m in ("robust_tiny", "erm_tiny")
+            for s in ("train", "test", "counterfactual")
         } | {"results/models/summary.json"}
     finally:
         (d / "config.yaml").write_text(original)
@@ -121,7 +123,9 @@ def test_two_clean_runs_are_identical(clean):
     assert sum(wf.is_excluded(k) for k in names) <= 2 * 3 + 2 * 2 + 1  # meta, 3 epochs and summary
     assert not any(k.endswith((".h5", ".parquet", ".png")) and wf.is_excluded(k) for k in names)
     for stage in ("datasets", "models", "features", "salient"):  # every stage of the targets was compared
-        assert any(k.startswith(f"results/{stage}/") and k.endswith((".h5", ".parquet", ".safetensors")) for k in names), stage
+        assert any(
+            k.startswith(f"results/{stage}/") and k.endswith((".h5", ".parquet", ".safetensors")) for k in names
+        ), stage
     print(f"{len(names)} files under results/ compared, {sum(map(wf.is_excluded, names))} without their timing fields")
 
 

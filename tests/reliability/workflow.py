@@ -41,7 +41,9 @@ def snakemake_cmd(work: Path, targets, configs, *extra) -> list[str]:
 
 
 def run(work, targets, configs, *extra, env=None, check=True) -> subprocess.CompletedProcess:
-    r = subprocess.run(snakemake_cmd(work, targets, configs, *extra), capture_output=True, text=True, env=env or env_with_venv())
+    r = subprocess.run(
+        snakemake_cmd(work, targets, configs, *extra), capture_output=True, text=True, env=env or env_with_venv()
+    )
     if check and r.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(extra)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return r
@@ -179,7 +181,9 @@ def verify_outputs(work: Path, allow_tmp: bool = False) -> int:
         load_model(d)
         n += 1
     for p in sorted((work / "results/features").glob("*/*.h5")):
-        with open_features(p, model_dir=work / "results/models" / p.parent.name, imageset=work / "results/datasets" / p.name) as fc:
+        with open_features(
+            p, model_dir=work / "results/models" / p.parent.name, imageset=work / "results/datasets" / p.name
+        ) as fc:
             for name in ("features", "logits"):
                 fc[name]  # noqa: B018 - reads and checks every value is finite
         n += 1

@@ -34,7 +34,9 @@ def write_subsets(d, class_names, labels, size):
                         "mass_cue": rng.random(n), "mass_object": rng.random(n)}.items():  # fmt: skip
             f[f"pairs/{name}"] = v
         f["members/row"] = np.concatenate(rows)
-        f["members/activation"] = -np.sort(-rng.random(n * MEMBERS).reshape(n, MEMBERS), axis=1).ravel().astype(np.float32)
+        f["members/activation"] = (
+            -np.sort(-rng.random(n * MEMBERS).reshape(n, MEMBERS), axis=1).ravel().astype(np.float32)
+        )
         f["members/nam"] = rng.integers(0, 255, (n * MEMBERS, size, size), dtype=np.uint8)
         f["top/attack"] = rng.integers(0, 255, (n, TOP, size, size, 3), dtype=np.uint8)
     ann = pd.DataFrame({"class_index": k, "class_name": [class_names[c] for c in k], "feature_index": j,

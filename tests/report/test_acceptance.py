@@ -5,8 +5,10 @@ from spurlab.report.summary_md import summary_markdown
 
 
 def summaries():
-    tuning = {"erm_a": {"gap_before": 0.2, "cut": 0.7, "accuracy_cost_points": 0.5, "random_cut": 0.1, "holds": True},
-              "erm_b": {"gap_before": 0.04, "cut": 0.1, "accuracy_cost_points": 0.0, "random_cut": 0.0, "holds": None}}
+    tuning = {
+        "erm_a": {"gap_before": 0.2, "cut": 0.7, "accuracy_cost_points": 0.5, "random_cut": 0.1, "holds": True},
+        "erm_b": {"gap_before": 0.04, "cut": 0.1, "accuracy_cost_points": 0.0, "random_cut": 0.0, "holds": None},
+    }
     return {
         "models": {"cue_class_mean_gap": 0.4, "control_class_mean_gap": -0.01},
         "salient": {"auto_annotator_precision": 0.95, "auto_annotator_recall": 1.0, "headline_sigma": 0.25,

@@ -38,7 +38,9 @@ def test_flatten_fills_id_columns_and_metric_path():
     assert r["n"] == 4 and math.isclose(r["sem"], 0.02 / 2)  # sd / sqrt(n)
     assert row(df, model="robust_b", class_name="disk")["metric"] == "models/class_gap"
     assert not (df["metric"].str.contains("sha256") | df["metric"].str.contains("mcs_sd")).any()
-    assert row(df, metric="headline")["value"] == 3 and pd.isna(row(df, metric="headline")["n"])  # root counts stay rows
+    assert row(df, metric="headline")["value"] == 3 and pd.isna(
+        row(df, metric="headline")["n"]
+    )  # root counts stay rows
     assert (df["stage"] == "st").all() and (df["source"] == "st/summary.json").all()
 
 
@@ -47,7 +49,11 @@ def test_list_of_numbers_becomes_mean_with_n_and_sem_and_records_keep_ids():
          "per_class": [{"class": 0, "model": "erm_a", "negatives": "cue_only", "auc": 0.8}]}  # fmt: skip
     df = flatten_summary("st", s, VOCAB)
     r = row(df, metric="gap_after_trials/mean")
-    assert math.isclose(r["value"], 0.2) and r["n"] == 3 and math.isclose(r["sem"], np.std([0.1, 0.2, 0.3], ddof=1) / 3**0.5)
+    assert (
+        math.isclose(r["value"], 0.2)
+        and r["n"] == 3
+        and math.isclose(r["sem"], np.std([0.1, 0.2, 0.3], ddof=1) / 3**0.5)
+    )
     r = row(df, metric="per_class/auc")
     assert (r["model"], r["class_name"], r["setting"], r["value"]) == ("erm_a", "0", "cue_only", 0.8)
 
@@ -83,7 +89,9 @@ SALIENT = {"n_pairs": 50, "n_spurious": 36, "n_classes_with_spurious": 8, "plant
 def test_summary_md_has_headline_numbers_and_a_sentence_each(tmp_path):
     (tmp_path / "salient.json").write_text(json.dumps(SALIENT))
     (tmp_path / "new.json").write_text(json.dumps({"known_spurious_detected": 0.25, "by_method": {"gradient": 0.5}}))
-    text = write_summary_md({"salient": tmp_path / "salient.json", "newstage": tmp_path / "new.json"}, tmp_path / "s.md")
+    text = write_summary_md(
+        {"salient": tmp_path / "salient.json", "newstage": tmp_path / "new.json"}, tmp_path / "s.md"
+    )
     assert (tmp_path / "s.md").read_text() == text
     assert "## Salient ImageNet" in text and "36 of 50" in text and "Planted cues recovered: 83.3%" in text
     headline = [line for line in text.splitlines() if line.startswith("- **")]

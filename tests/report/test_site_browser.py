@@ -148,7 +148,9 @@ def test_site_in_headless_chromium(small_site, browser, tmp_path):
 def test_browser_check_sees_broken_images_and_console_errors(browser, tmp_path):
     """Control: the same checks flag a missing image and a console error."""
     page = tmp_path / "broken.html"
-    page.write_text('<!DOCTYPE html><html><body><img src="missing.png"><script>console.error("boom")</script></body></html>')
+    page.write_text(
+        '<!DOCTYPE html><html><body><img src="missing.png"><script>console.error("boom")</script></body></html>'
+    )
     browser.navigate(page.as_uri())
     images = browser.eval("Array.from(document.images).map(i => i.naturalWidth)")
     assert images == [0]

@@ -27,8 +27,8 @@ from torch's generator seeded per batch, so the same seed gives the same maps on
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import numpy as np
 import torch

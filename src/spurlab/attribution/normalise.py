@@ -49,5 +49,7 @@ def normalise(attributions: torch.Tensor, name: str) -> torch.Tensor:
     if name not in NORMALISERS:
         raise SpurlabError(f"normaliser '{name}': expected one of {', '.join(NORMALISERS)}")
     if attributions.ndim != 4:
-        raise SpurlabError(f"normaliser '{name}': expected attributions of shape (B, C, H, W), got {tuple(attributions.shape)}")
+        raise SpurlabError(
+            f"normaliser '{name}': expected attributions of shape (B, C, H, W), got {tuple(attributions.shape)}"
+        )
     return scale_unit(NORMALISERS[name](attributions.detach().float()))

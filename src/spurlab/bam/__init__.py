@@ -58,4 +58,6 @@ def part_inputs(cfg: dict, part: str) -> dict:
         return {"models": ["f_s"], "sets": ["bam_os_test", "bam_0s_test"]}
     if part in kseries_codes(cfg):
         return {"models": [f"f_{part}"], "sets": [f"bam_{part}_test"]}
-    raise SpurlabError(f"BAM attribution part '{part}': expected contrast, iir or one of {', '.join(kseries_codes(cfg))}")
+    raise SpurlabError(
+        f"BAM attribution part '{part}': expected contrast, iir or one of {', '.join(kseries_codes(cfg))}"
+    )

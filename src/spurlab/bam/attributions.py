@@ -51,7 +51,9 @@ def region_table(model, images, targets, regions: dict[str, np.ndarray], methods
     method, normaliser, region, g."""
     am = AttributionModel(model)
     parts = []
-    for start, maps in attribute_batched(am, images, targets, methods, settings, seed=seed, progress=progress, desc=desc):
+    for start, maps in attribute_batched(
+        am, images, targets, methods, settings, seed=seed, progress=progress, desc=desc
+    ):
         for method, raw in maps.items():
             n = len(raw)
             for norm in NORMALISERS:
@@ -116,8 +118,8 @@ def run_part(cfg: dict, part: str, model_dirs: dict[str, str], sets: dict[str, s
             rows = _pick(np.flatnonzero(y == 0), limit, part_rng(b["seed"], "kseries"))  # same rows for every k
             obj = s.masks("object", rows) if len(rows) else np.zeros((0,) + x.shape[1:3], np.uint8)
             regions = {"object": obj, "random": random_masks(obj, part_rng(b["seed"], "kseries-random"))}
-            t = region_table(models[name], x[rows], targets=y[rows], regions=regions, methods=methods, settings=settings,
-                             seed=b["seed"], progress=progress, desc=name)
+            t = region_table(models[name], x[rows], targets=y[rows], regions=regions, methods=methods,
+                             settings=settings, seed=b["seed"], progress=progress, desc=name)  # fmt: skip
             frames.append(_finish(t, name, set_name, rows, ok[rows]))
             info.update(rows=len(rows), accuracy=float(ok[rows].mean()) if len(rows) else None)
         elif part == "iir":
@@ -179,8 +181,17 @@ def _iir(cfg, model, os_, zs, methods, settings, rng, limit, progress):
     regions = {"object": mask}
     frames = []
     for set_name, imgs in (("bam_0s_test", x), ("bam_0s_test+delta", xd)):
-        t = region_table(model, imgs, targets=y[rows], regions=regions, methods=methods, settings=settings, seed=b["seed"],
-                         progress=progress, desc=f"f_s {set_name}")
+        t = region_table(
+            model,
+            imgs,
+            targets=y[rows],
+            regions=regions,
+            methods=methods,
+            settings=settings,
+            seed=b["seed"],
+            progress=progress,
+            desc=f"f_s {set_name}",
+        )
         for col in diag.columns:
             t[col] = diag[col].to_numpy()[t["pos"].to_numpy()]
         frames.append(_finish(t, "f_s", set_name, rows, ok[rows]))

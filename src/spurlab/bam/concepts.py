@@ -74,10 +74,15 @@ def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: s
             raise SpurlabError(f"{sets['bam_os_train']}: fewer than 2 images of the common object for its concept")
         pos = np.sort(rng.permutation(pos)[:n])
         concept = _float(os_tr.images(pos))
-        rand_rows = [np.sort(rng.choice(len(zs_tr), size=min(n, len(zs_tr)), replace=False)) for _ in range(settings.random_sets + 1)]
+        rand_rows = [
+            np.sort(rng.choice(len(zs_tr), size=min(n, len(zs_tr)), replace=False))
+            for _ in range(settings.random_sets + 1)
+        ]
         all_zs = zs_tr.images()
         randoms = [_float(all_zs[r]) for r in rand_rows]
-        concept_sha = sha256_json({"os": os_tr.sha256, "0s": zs_tr.sha256, "pos": pos.tolist(), "random": [r.tolist() for r in rand_rows]})
+        concept_sha = sha256_json(
+            {"os": os_tr.sha256, "0s": zs_tr.sha256, "pos": pos.tolist(), "random": [r.tolist() for r in rand_rows]}
+        )
     with open_imageset(sets["bam_os_test"]) as os_te, open_imageset(sets["bam_k100_test"]) as k_te:
         rows_o = np.flatnonzero(os_te.f["meta/object_label"][:] == cf)
         inputs_os = _float(os_te.images(rows_o))
@@ -92,12 +97,23 @@ def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: s
         am = AttributionModel(model)
         layers = layer_names(am, tc["layers"])
         sha = model_checkpoint_sha256(model_dirs[name])
-        x, t = (inputs_os, targets[name]) if name in ("f_o", "f_s") else (inputs_k, np.zeros(len(rows_k), dtype=np.int64))
+        x, t = (
+            (inputs_os, targets[name]) if name in ("f_o", "f_s") else (inputs_k, np.zeros(len(rows_k), dtype=np.int64))
+        )
         model_id = f"{name}-{cache_key(sha, concept_sha, settings, layers)}"
         if progress:
             print(f"tcav {name}: {len(layers)} layers, {settings.random_sets} random sets", flush=True)
-        rows = tcav_scores(am, layers, concept=concept, randoms=randoms, inputs=x, targets=torch.as_tensor(t),
-                           model_id=model_id, save_path=cache_dir, settings=settings)
+        rows = tcav_scores(
+            am,
+            layers,
+            concept=concept,
+            randoms=randoms,
+            inputs=x,
+            targets=torch.as_tensor(t),
+            model_id=model_id,
+            save_path=cache_dir,
+            settings=settings,
+        )
         comb = combine_layers(rows)
         for r in rows:
             records.append({"model": name, "layer": r["layer"], "score": r["score"], "random_score": r["random_score"],

@@ -46,7 +46,9 @@ def delta_loss(model, x, delta, f_x, s: DeltaSettings) -> torch.Tensor:
     return out - s.eta1 * size + s.eta2 * over
 
 
-def optimise_delta(model, x: torch.Tensor, delta0: torch.Tensor, mask: torch.Tensor, s: DeltaSettings) -> tuple[torch.Tensor, dict]:
+def optimise_delta(
+    model, x: torch.Tensor, delta0: torch.Tensor, mask: torch.Tensor, s: DeltaSettings
+) -> tuple[torch.Tensor, dict]:
     """delta for a batch: `x` (B, 3, H, W) scenes in [0, 1], `delta0` the initial object pixels,
     `mask` (B, H, W) 0/1 the patch region. Returns delta (zero outside the mask, x + delta in
     [0, 1]) and per-image diagnostics: output change relative to ||f(x)||, before and after."""

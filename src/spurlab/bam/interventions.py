@@ -35,7 +35,9 @@ def check_variant_twins(opened: dict) -> None:
     for name in (SETS["no_object"], SETS["no_cue"]):
         other = opened[name]
         cols = [c for c in _SHARED_META if c in os_.meta_columns and c in other.meta_columns]
-        same = len(other) == len(os_) and all(np.array_equal(os_.f[f"meta/{c}"][:], other.f[f"meta/{c}"][:]) for c in cols)
+        same = len(other) == len(os_) and all(
+            np.array_equal(os_.f[f"meta/{c}"][:], other.f[f"meta/{c}"][:]) for c in cols
+        )
         if not same:
             raise SpurlabError(f"{other.path}: rows are not the twins of {os_.path} (grid or latents differ)")
     if not np.array_equal(opened[SETS["no_cue"]].masks("object"), os_.masks("object")):
@@ -84,4 +86,7 @@ def run_bam_interventions(cfg: dict, model_dirs: dict[str, str], sets: dict[str,
                   "imagesets": shas, "methods": methods, "attribution": settings.record(), "normaliser": b["normaliser"],
                   "seed": iv["seed"], "n_images": len(rows)}  # fmt: skip
     write_table(df, out, provenance)
-    return {"rows": len(rows), "deletion": {m: round(float(g["deletion"].mean()), 3) for m, g in df.groupby("method", sort=False)}}
+    return {
+        "rows": len(rows),
+        "deletion": {m: round(float(g["deletion"].mean()), 3) for m, g in df.groupby("method", sort=False)},
+    }

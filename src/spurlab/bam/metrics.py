@@ -12,7 +12,7 @@ seeded permutation (the paper: 10 trials of 100 images); None with fewer than tw
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

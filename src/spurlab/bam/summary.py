@@ -60,7 +60,11 @@ def _idr_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, r
     """IDR: f_s with the object (X_os) vs without it (X_0s), pairs f_s classifies correctly both
     times; the baseline's random regions exclude the object: overlapping ones mostly measure it."""
     ok0 = con[(con["model"] == "f_s") & (con["set"] == "bam_0s_test")].groupby("row")["correct"].first()
-    for region, key in (("object", "idr"), ("random_outside", "idr_random_baseline"), ("random", "idr_random_overlapping")):
+    for region, key in (
+        ("object", "idr"),
+        ("random_outside", "idr_random_baseline"),
+        ("random", "idr_random_overlapping"),
+    ):
         g_cf = _g(con, "f_s", "bam_os_test", region, how)
         g_no = _g(con, "f_s", "bam_0s_test", region, how)
         g_cf, g_no = g_cf.align(g_no, join="inner")
@@ -106,7 +110,9 @@ def _tcav_entries(tc: pd.DataFrame, codes: list[str], k_values: list[float], dro
         "tcav_scores": {m: _r(v) for m, v in comb["score"].items()},
         "tcav_mcs_k_series": {f"{k:g}": _r(v) for k, v in tcav_series.items()},
         "tcav_rho_k_series": _r(pearson([tcav_series[k] for k in k_values], [drops[k] for k in k_values])),
-        "tcav_rho_k_series_cf_scenes": _r(pearson([tcav_series[k] for k in k_values], [drops_all[k] for k in k_values])),
+        "tcav_rho_k_series_cf_scenes": _r(
+            pearson([tcav_series[k] for k in k_values], [drops_all[k] for k in k_values])
+        ),
     }
 
 
@@ -154,7 +160,9 @@ def run_bam_summary(cfg: dict, verification: str, contrast: str, kseries: dict[s
         "iir_threshold": t,
         "trial_size": trial,
         "delta": _delta_stats(iir_df),
-        "ranking_mcs": sorted(per_method, key=lambda m: -(per_method[m]["mcs"] if per_method[m]["mcs"] is not None else -1e9)),
+        "ranking_mcs": sorted(
+            per_method, key=lambda m: -(per_method[m]["mcs"] if per_method[m]["mcs"] is not None else -1e9)
+        ),
     }
     summary["gradcam_mcs_exceeds_gradient"] = bool((per_method.get("gradcam", {}).get("mcs") or -1e9)
                                                   > (per_method.get("gradient", {}).get("mcs") or 1e9))  # fmt: skip
@@ -190,7 +198,9 @@ def bam_figure(summary: dict, series: pd.DataFrame, k_values, drops, path, svg=N
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.5))
     x = np.arange(len(methods) + 1)
     vals = [summary["methods"][m]["mcs"] or 0 for m in methods] + [summary["tcav_mcs"] or 0]
-    base = [summary["methods"][m]["mcs_random_baseline"] or 0 for m in methods] + [summary["tcav_mcs_random_baseline"] or 0]
+    base = [summary["methods"][m]["mcs_random_baseline"] or 0 for m in methods] + [
+        summary["tcav_mcs_random_baseline"] or 0
+    ]
     sds = [summary["methods"][m]["mcs_sd"] or 0 for m in methods] + [0]
     a1.bar(x - 0.2, vals, 0.4, yerr=sds, label="object regions", color="tab:blue")
     a1.bar(x + 0.2, base, 0.4, label="random regions (baseline)", color="tab:orange")
@@ -203,7 +213,14 @@ def bam_figure(summary: dict, series: pd.DataFrame, k_values, drops, path, svg=N
         s = series[series["method"] == m].sort_values("k")
         a2.plot(s["k"], s["mcs"], marker="o", label=f"{m} (rho {summary['methods'][m]['rho_k_series']})")
     tk = summary["tcav_mcs_k_series"]
-    a2.plot(k_values, [tk[f"{k:g}"] for k in k_values], ls=":", marker="s", color="tab:blue", label=f"tcav (rho {summary['tcav_rho_k_series']})")
+    a2.plot(
+        k_values,
+        [tk[f"{k:g}"] for k in k_values],
+        ls=":",
+        marker="s",
+        color="tab:blue",
+        label=f"tcav (rho {summary['tcav_rho_k_series']})",
+    )
     a2.plot(k_values, [drops[k] for k in k_values], ls="--", color="k", label="accuracy drop without CF")
     a2.set_xlabel("commonality k")
     a2.set_ylabel("MCS vs k = 1.0  /  accuracy drop")

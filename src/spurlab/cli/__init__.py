@@ -42,7 +42,6 @@ REGISTRARS: tuple[Registrar, ...] = (
 )  # fmt: skip
 
 
-
 def command_stages(commands: tuple[Command, ...], registrars: tuple[Registrar, ...] = ()) -> dict:
     """stage -> (what, command names), in table order: how `spurlab --help` groups the commands."""
     return {
@@ -88,7 +87,9 @@ def make_parser(commands: tuple[Command, ...] = COMMANDS, registrars: tuple[Regi
     """The `spurlab` parser: one subparser per command of the table, then the registrars'."""
     from .. import __version__
 
-    parser = _Parser(prog="spurlab", description="Discover, measure and mitigate spurious features in image classifiers.")
+    parser = _Parser(
+        prog="spurlab", description="Discover, measure and mitigate spurious features in image classifiers."
+    )
     parser.add_argument("--version", action="version", version=f"spurlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in commands:

@@ -72,22 +72,33 @@ def add_interventions_parsers(sub, config_arg) -> None:
         p.add_argument("--out", required=True, type=Path, help="table (.parquet, with a .csv twin)")
         p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
-    p = sub.add_parser("interventions-bam", help="deletion / preservation of BAM's methods on f_o and f_s, objects and scenes removed (rule interventions_bam)")
+    p = sub.add_parser(
+        "interventions-bam",
+        help="deletion / preservation of BAM's methods on f_o and f_s, objects and scenes removed (rule interventions_bam)",
+    )
     io(p)
     p.set_defaults(func=cmd_bam)
 
-    p = sub.add_parser("interventions-posthoc", help="deletion / preservation of the post hoc methods, signals and objects removed by re-rendering (rule interventions_posthoc)")
+    p = sub.add_parser(
+        "interventions-posthoc",
+        help="deletion / preservation of the post hoc methods, signals and objects removed by re-rendering (rule interventions_posthoc)",
+    )
     io(p)
     p.add_argument("--figure", required=True, type=Path, help="example twins and maps (PNG)")
     p.add_argument("--svg", type=Path, help="the same as SVG")
     p.set_defaults(func=cmd_posthoc)
 
-    p = sub.add_parser("interventions-background", help="prediction flips of every model on test images re-rendered on another scene (rule interventions_background)")
+    p = sub.add_parser(
+        "interventions-background",
+        help="prediction flips of every model on test images re-rendered on another scene (rule interventions_background)",
+    )
     io(p, sets=False)
     p.add_argument("--imageset", required=True, type=Path, help="the planted-cue test set")
     p.set_defaults(func=cmd_background)
 
-    p = sub.add_parser("interventions-summary", help="results/interventions/summary.json and its figure (rule interventions_summary)")
+    p = sub.add_parser(
+        "interventions-summary", help="results/interventions/summary.json and its figure (rule interventions_summary)"
+    )
     config_arg(p)
     p.add_argument("--bam", type=Path, help="the BAM family table, if any")
     p.add_argument("--bam-contrast", type=Path, help="results/bam/attributions/contrast.parquet (same checkpoints)")

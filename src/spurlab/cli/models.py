@@ -12,7 +12,10 @@ def train(cfg: dict, a) -> int:
 
     meta = train_model(cfg, a.model, train_set=a.train_set, val_set=a.val_set, out_dir=a.out_dir, threads=a.threads)
     m = meta["metrics"]
-    print(f"{a.out_dir}: {a.model} val acc {m['val_acc']:.3f}" + (f", adv {m['val_adv_acc']:.3f}" if meta["robust"] else ""))
+    print(
+        f"{a.out_dir}: {a.model} val acc {m['val_acc']:.3f}"
+        + (f", adv {m['val_adv_acc']:.3f}" if meta["robust"] else "")
+    )
     return 0
 
 
@@ -49,8 +52,10 @@ def import_checkpoint(cfg: dict | None, a) -> int:
 
     arch_args = _arch_args(a.arch_args)
     if cfg is not None and arch_args is not None:
-        raise SpurlabError("--arch-args: not used with --config (an imported model of the config loads into its "
-                           "architecture with the default arguments; models.<name>.arch_args is refused there too)")
+        raise SpurlabError(
+            "--arch-args: not used with --config (an imported model of the config loads into its "
+            "architecture with the default arguments; models.<name>.arch_args is refused there too)"
+        )
     src = _checkpoint_source(cfg, a)
     n_classes, names_file = src["num_classes"], src["class_names"]
     class_names = [str(i) for i in range(n_classes)]
@@ -80,7 +85,9 @@ def features(_, a) -> int:
     model = prepare_model(model, device)
     with open_imageset(a.imageset) as s:
         if s.image_size != model.input_size:
-            raise SpurlabError(f"{a.imageset}: images are {s.image_size}px, model {a.model_dir} expects {model.input_size}px")
+            raise SpurlabError(
+                f"{a.imageset}: images are {s.image_size}px, model {a.model_dir} expects {model.input_size}px"
+            )
         cache_features(model, meta.get("name", a.model_dir.name), model_sha256=model_checkpoint_sha256(a.model_dir),
                        imageset=s, out=a.out, device=device, batch_size=a.batch_size, block=a.block_rows,
                        dtype=a.dtype, progress=not a.quiet)  # fmt: skip
@@ -94,7 +101,9 @@ def models_summary(cfg: dict, a) -> int:
 
     summary = models_summary(cfg, a.models_dir, a.features_dir, a.counterfactual_set)
     write_json(a.out, summary)
-    print(f"{a.out}: cue-class mean gap {summary['cue_class_mean_gap']:.3f}, control {summary['control_class_mean_gap']:.3f}")
+    print(
+        f"{a.out}: cue-class mean gap {summary['cue_class_mean_gap']:.3f}, control {summary['control_class_mean_gap']:.3f}"
+    )
     return 0
 
 
@@ -140,4 +149,3 @@ COMMANDS = (
         path("--out"),
     ), settings=CONFIG),
 )  # fmt: skip
-

@@ -33,8 +33,10 @@ def npca_annotate(annotation: dict, a) -> int:
     from ..discover.npfv import run_component_annotations
 
     info = run_component_annotations(a.pairs, a.out, annotation, a.human_csv, a.published)
-    print(f"{a.out}: {info['spurious']} of {info['components']} components spurious, "
-          f"{info['annotated']} annotated ({info['source']})")
+    print(
+        f"{a.out}: {info['spurious']} of {info['components']} components spurious, "
+        f"{info['annotated']} annotated ({info['source']})"
+    )
     return 0
 
 
@@ -56,8 +58,10 @@ def npca_retrieval(s, a) -> int:
     validation = None if a.validation_imageset is None else (str(a.validation_imageset), str(a.validation_features))
     info = run_retrieval(a.model_dir, a.bases, a.pairs, pool, a.out_set, out_table=a.out, settings=s,
                          validation=validation, out_harmful=a.out_harmful)  # fmt: skip
-    print(f"{a.out}: {info['harmful']} of {info['components']} spurious components harmful; "
-          f"{info['images']} images for {info['classes']} classes, precision {info['precision']}")
+    print(
+        f"{a.out}: {info['harmful']} of {info['components']} spurious components harmful; "
+        f"{info['images']} images for {info['classes']} classes, precision {info['precision']}"
+    )
     return 0
 
 
@@ -67,7 +71,9 @@ def _spufix_models(a) -> dict:
     check_model_dirs(a.models, a.model_dirs, "--models")
     n_pool = len(a.pool_sets)
     if len(a.pool_features) != n_pool * len(a.models):
-        raise SpurlabError(f"--pool-features: expected {n_pool} per model ({n_pool * len(a.models)}), got {len(a.pool_features)}")
+        raise SpurlabError(
+            f"--pool-features: expected {n_pool} per model ({n_pool * len(a.models)}), got {len(a.pool_features)}"
+        )
     models = {}
     for i, m in enumerate(a.models):
         e = {"dir": str(a.model_dirs[i]), "train": str(a.train_features[i]), "test": str(a.test_features[i]),

@@ -14,7 +14,9 @@ def spuriosity_rankings(s, a) -> int:
     aligned(a, ("sets", "features", "imagesets"))
     info = run_rankings(a.annotations, a.model_dir, features=dict(zip(a.sets, map(str, a.features))),
                         imagesets=dict(zip(a.sets, map(str, a.imagesets))), out=a.out, settings=s)  # fmt: skip
-    print(f"{a.out}: {info['rows']} images of {len(info['sets'])} sets ranked; {info['classes']} classes with spurious features")
+    print(
+        f"{a.out}: {info['rows']} images of {len(info['sets'])} sets ranked; {info['classes']} classes with spurious features"
+    )
     return 0
 
 

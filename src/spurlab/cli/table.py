@@ -21,10 +21,11 @@ stage function reads: neither the table nor the rule changes (docs/architecture.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import SpurlabError
 

@@ -25,8 +25,8 @@ import re
 import numpy as np
 
 from ..errors import SpurlabError
-from .synth import CHUNK, SetPlan, World, chunk_record, chunk_rng, draw_latents, n_chunks, render
 from .scenes import GRAY
+from .synth import CHUNK, SetPlan, World, chunk_record, chunk_rng, draw_latents, n_chunks, render
 
 STREAMS = {"train": 21, "test": 23}
 VARIANT = re.compile(r"^(os|0s|og|k(\d{3}))$")
@@ -47,7 +47,9 @@ def side_fraction_range(scale_rule: str) -> tuple[float, float]:
 
 
 def bam_world(cfg: dict) -> World:
-    return World.plain(cfg["image_size"], cfg["objects"], cfg["scenes"], SCALE_RULES[cfg["scale_rule"]], cfg["pixel_noise"])
+    return World.plain(
+        cfg["image_size"], cfg["objects"], cfg["scenes"], SCALE_RULES[cfg["scale_rule"]], cfg["pixel_noise"]
+    )
 
 
 def cf_scene_count(k: float, n_scenes: int) -> int:
@@ -94,11 +96,25 @@ def bam_plan(cfg: dict, seed: int, variant: str, split: str) -> SetPlan:
         present = np.full(len(obj), variant != "0s")
         scenes = np.full(len(obj), GRAY, dtype=object) if variant == "og" else scene_names[scn]
         flags = np.zeros((len(obj), 0), dtype=bool)
-        out = render(world, np.asarray(world.classes, dtype=object)[obj], lat, flags, object_present=present,
-                     scene_override=scenes)
+        out = render(
+            world,
+            np.asarray(world.classes, dtype=object)[obj],
+            lat,
+            flags,
+            object_present=present,
+            scene_override=scenes,
+        )
         labels = scn if scene_labels else obj
-        rec = chunk_record(world, f"bam_{variant}_{split}", start=start, labels=labels.astype(np.int64), lat=lat, out=out,
-                           flags=flags, object_present=present)
+        rec = chunk_record(
+            world,
+            f"bam_{variant}_{split}",
+            start=start,
+            labels=labels.astype(np.int64),
+            lat=lat,
+            out=out,
+            flags=flags,
+            object_present=present,
+        )
         rec["meta"]["object_label"] = obj.astype(np.int64)
         rec["meta"]["scene_label"] = scn.astype(np.int64)
         rec["meta"]["scene"] = scn.astype(np.int16) if variant != "og" else np.full(len(obj), -1, np.int16)

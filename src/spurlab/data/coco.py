@@ -93,7 +93,9 @@ def read_instances(annotations: str | os.PathLike, images_dir: str | os.PathLike
     for k, name in enumerate(categories):
         if name not in by_name:
             known = ", ".join(sorted(by_name)[:30])
-            raise SpurlabError(f"{path}: category '{name}' (bam.objects[{k}]) is not in the JSON's categories (known: {known})")
+            raise SpurlabError(
+                f"{path}: category '{name}' (bam.objects[{k}]) is not in the JSON's categories (known: {known})"
+            )
         wanted[by_name[name]] = k
     images: dict[int, dict] = {}
     for i, im in enumerate(coco["images"]):
@@ -244,7 +246,9 @@ def split_pool(n: int, test_fraction: float, seed: int, kind: int, index: int, s
     """Sorted positions of `split`'s share of a pool of n items: a seeded disjoint train / test
     partition with at least one item on each side."""
     if n < 2:
-        raise SpurlabError(f"{what} has only {n} usable; at least 2 are needed (train and test sets use different ones)")
+        raise SpurlabError(
+            f"{what} has only {n} usable; at least 2 are needed (train and test sets use different ones)"
+        )
     n_test = min(n - 1, max(1, int(round(test_fraction * n))))
     perm = np.random.default_rng(np.random.SeedSequence([int(seed), _POOL_STREAM, kind, index])).permutation(n)
     return np.sort(perm[:n_test] if split == "test" else perm[n_test:])
@@ -339,7 +343,13 @@ class _CocoComposer:
             "scene_image": made["scene_image"],
         }
         ids = np.array([f"bam_{variant}_{self.split}-{start + i:07d}".encode() for i in range(m)])
-        return {"images": made["images"], "labels": labels, "ids": ids, "meta": meta, "masks": {"object": made["masks"]}}
+        return {
+            "images": made["images"],
+            "labels": labels,
+            "ids": ids,
+            "meta": meta,
+            "masks": {"object": made["masks"]},
+        }
 
 
 def _split_pools(src: dict, objects: list[str], scenes: list[str], seed: int, split: str):

@@ -40,8 +40,14 @@ def scf(images: np.ndarray, object_mask: np.ndarray, signal: dict, rng: np.rando
 
 
 def contamination_world(ds: dict, cfg: dict) -> World:
-    w = World.plain(ds["image_size"], ds["classes"], scenes=ds["scenes"], scale=ds["object"]["scale"],
-                    pixel_noise=ds["pixel_noise"], cues=cfg["signals"])
+    w = World.plain(
+        ds["image_size"],
+        ds["classes"],
+        scenes=ds["scenes"],
+        scale=ds["object"]["scale"],
+        pixel_noise=ds["pixel_noise"],
+        cues=cfg["signals"],
+    )
     if cfg["aligned_class"] not in w.classes:
         raise SpurlabError(f"contamination.aligned_class: '{cfg['aligned_class']}' is not in datasets.classes")
     return w
@@ -68,6 +74,8 @@ def contamination_plan(ds: dict, cfg: dict, seed: int, signal: str | None, split
             flags[:, q] = (labels == aligned) if split == "train" else True
         present = np.ones(len(labels), dtype=bool)
         out = render(world, shapes_all[start : start + CHUNK], lat, flags, present)
-        return chunk_record(world, name, start=start, labels=labels, lat=lat, out=out, flags=flags, object_present=present)
+        return chunk_record(
+            world, name, start=start, labels=labels, lat=lat, out=out, flags=flags, object_present=present
+        )
 
     return SetPlan(n, n_chunks(n), chunk)

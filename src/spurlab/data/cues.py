@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from .shapes import pixel_grid, shape_masks
 
 N_PARAMS = 64
@@ -36,7 +37,7 @@ class ObjectFrame:
     scale: np.ndarray
 
     @classmethod
-    def from_masks(cls, mask: np.ndarray) -> "ObjectFrame":
+    def from_masks(cls, mask: np.ndarray) -> ObjectFrame:
         """Centroid and equivalent radius of each mask (for images the generator did not draw)."""
         b, h, w = mask.shape
         gx, gy = pixel_grid(h)
@@ -132,9 +133,7 @@ _RENDERERS = {
 }
 
 
-def apply_cue(
-    canvas: np.ndarray, spec: dict, u: np.ndarray, obj: ObjectFrame, on: np.ndarray
-) -> np.ndarray:
+def apply_cue(canvas: np.ndarray, spec: dict, u: np.ndarray, obj: ObjectFrame, on: np.ndarray) -> np.ndarray:
     """Draw cue `spec` on the rows of `canvas` where `on`; return its mask (zero where off)."""
     b, size = canvas.shape[0], canvas.shape[1]
     mask = np.zeros((b, size, size), dtype=bool)

@@ -57,8 +57,8 @@ reads every file again (without decoding).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -232,6 +232,20 @@ def _collect(root: Path, synsets, val_labels) -> tuple[list[str], list[str], lis
     return wnids, names, rel_paths, labels
 
 
+def _readable(root: Path, rel_paths: list[str], checked: list, skip_bad_images: bool) -> tuple[list[int], dict]:
+    """The indices of the readable files, and {relative path: why} of the others (skipped when
+    `skip_bad_images`, else the first one is an error)."""
+    keep, reasons = [], {}
+    for i, (rel, (_, why)) in enumerate(zip(rel_paths, checked)):
+        if why is None:
+            keep.append(i)
+        elif skip_bad_images:
+            reasons[rel] = why
+        else:
+            raise SpurlabError(f"{root / rel}: not a readable image ({why}); remove it or set skip_bad_images")
+    return keep, reasons
+
+
 def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_size: int,
                        class_names: Sequence[str] | None = None, set_name: str | None = None,
                        skip_bad_images: bool = False, threads: int = 1, synsets=None,
@@ -258,16 +272,8 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
             what = "classes in the synset map" if synsets else "classes" if val_labels else "class folders"
             raise SpurlabError(f"{root}: {len(names)} class names given for {len(wnids)} {what}")
     checked = hash_files([str(root / r) for r in rel_paths], threads)
-    skipped, reasons = [], {}
-    keep = []
-    for i, (rel, (_, why)) in enumerate(zip(rel_paths, checked)):
-        if why is None:
-            keep.append(i)
-        elif skip_bad_images:
-            skipped.append(rel)
-            reasons[rel] = why
-        else:
-            raise SpurlabError(f"{root / rel}: not a readable image ({why}); remove it or set skip_bad_images")
+    keep, reasons = _readable(root, rel_paths, checked, skip_bad_images)
+    skipped = list(reasons)
     rel_paths = [rel_paths[i] for i in keep]
     labels = np.asarray([labels[i] for i in keep], dtype=np.int64)
     digests = [checked[i][0] for i in keep]
@@ -277,8 +283,13 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
             raise SpurlabError(f"{where}: no readable images left in this class")
     sha = content_sha256(rel_paths, labels, digests, image_size=image_size, class_names=names, wnids=wnids)
     n = len(rel_paths)
-    section = {"root": str(root), "image_size": int(image_size), "skip_bad_images": bool(skip_bad_images),
-               "synsets": str(synsets) if synsets else None, "val_labels": str(val_labels) if val_labels else None}
+    section = {
+        "root": str(root),
+        "image_size": int(image_size),
+        "skip_bad_images": bool(skip_bad_images),
+        "synsets": str(synsets) if synsets else None,
+        "val_labels": str(val_labels) if val_labels else None,
+    }
     section = {k: v for k, v in section.items() if v is not None}  # the keys of an older index stay as they were
     attrs = {
         "format": FORMAT,
@@ -301,8 +312,12 @@ def index_image_folder(root: str | os.PathLike, out: str | os.PathLike, image_si
         with create_h5(tmp) as f:
             f.create_dataset("paths", data=np.array([str(root / r).encode() for r in rel_paths]), track_times=False)
             f.create_dataset("labels", data=labels, track_times=False)
-            f.create_dataset("ids", data=np.array([f"{set_name}-{i:07d}".encode() for i in range(n)]), track_times=False)
-            f.create_dataset("file_sha256", data=np.array([d.encode() for d in digests], dtype="S64"), track_times=False)
+            f.create_dataset(
+                "ids", data=np.array([f"{set_name}-{i:07d}".encode() for i in range(n)]), track_times=False
+            )
+            f.create_dataset(
+                "file_sha256", data=np.array([d.encode() for d in digests], dtype="S64"), track_times=False
+            )
             for k, v in attrs.items():
                 f.attrs[k] = canonical_json(v) if isinstance(v, (list, dict)) else v
     return {"n_images": n, "n_classes": len(wnids), "sha256": sha, "skipped": skipped, "skipped_reasons": reasons}

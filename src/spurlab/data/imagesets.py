@@ -29,9 +29,10 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -110,7 +111,9 @@ class ImageSetWriter:
     def content_sha256(self) -> str:
         h = hashlib.sha256()
         for name in sorted(self._hashers):
-            h.update(f"{name}:{self.f[name].dtype.str}:{self.f[name].shape}:{self._hashers[name].hexdigest()}\n".encode())
+            h.update(
+                f"{name}:{self.f[name].dtype.str}:{self.f[name].shape}:{self._hashers[name].hexdigest()}\n".encode()
+            )
         h.update(canonical_json(self.attrs.get("class_names", [])).encode())
         return h.hexdigest()
 
@@ -132,7 +135,9 @@ class ImageSetWriter:
         return self._atomic.__exit__(exc_type, exc, tb)
 
 
-def write_imageset(path: str | os.PathLike, n: int, chunks: Iterable[dict], attrs: dict[str, Any], progress=None) -> str:
+def write_imageset(
+    path: str | os.PathLike, n: int, chunks: Iterable[dict], attrs: dict[str, Any], progress=None
+) -> str:
     """Write an image set from an iterator of row chunks; return its content sha256."""
     with ImageSetWriter(path, n, attrs) as w:
         for rec in chunks:

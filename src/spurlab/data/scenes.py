@@ -8,8 +8,8 @@ changes nothing else about it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 
@@ -87,10 +87,7 @@ def _grass(p, noise, size):
 def _water(p, noise, size):
     gx, gy = pixel_grid(size)
     ph = p[:, :3, None, None] * 6.28
-    t = (
-        np.sin(gy * 9 + 2.0 * np.sin(gx * 3 + ph[:, 0]) + ph[:, 1])
-        + 0.5 * np.sin(gy * 17 + gx * 5 + ph[:, 2])
-    )
+    t = np.sin(gy * 9 + 2.0 * np.sin(gx * 3 + ph[:, 0]) + ph[:, 1]) + 0.5 * np.sin(gy * 17 + gx * 5 + ph[:, 2])
     t = np.clip(0.5 + 0.3 * t, 0, 1)
     return _mix(_jitter([0.05, 0.25, 0.55], p[:, 3]), _jitter([0.30, 0.60, 0.85], p[:, 4]), t)
 

@@ -32,7 +32,6 @@ def build_plan(cfg: dict, name: str) -> tuple[synth.SetPlan, dict]:
         variant, split = m.groups()
         b = cfg["bam"]
         if b.get("source", "synthetic") == "coco":  # real objects and scenes (spurlab.data.coco)
-
             plan, source_attrs = coco_bam_plan(b, seed, variant, split)
         else:
             plan, source_attrs = bam.bam_plan(b, seed, variant, split), {}
@@ -61,7 +60,9 @@ def build_plan(cfg: dict, name: str) -> tuple[synth.SetPlan, dict]:
             image_size=ds["image_size"],
         )
         return plan, attrs
-    name = name.removeprefix("lightweight_")  # the second task (docs/methods.md#lightweight-discovery): its own classes, cues, seed
+    name = name.removeprefix(
+        "lightweight_"
+    )  # the second task (docs/methods.md#lightweight-discovery): its own classes, cues, seed
     world = synth.World.from_config(ds)
     if name == "counterfactual":
         plan = synth.counterfactual_plan(world, seed, ds["n_images"]["test"])

@@ -8,7 +8,7 @@ part of a shape: it is drawn from a palette shared by all classes.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -65,8 +65,11 @@ def datasets_summary(cfg: dict, paths: list, threads: int = 1) -> dict:
                 "cue_rates": cue_rates(s),
             }
     if not benchmark_on(cfg):  # real-data folders only: no generator to describe or time
-        return {"sets": sets, "planted_cue_rates": None, "not_computed": {
-            "planted_cue_rates": "no planted-cue benchmark in this config (real data)"}}
+        return {
+            "sets": sets,
+            "planted_cue_rates": None,
+            "not_computed": {"planted_cue_rates": "no planted-cue benchmark in this config (real data)"},
+        }
     world = World.from_config(cfg["datasets"])
     planted = {
         c: {q: float(world.prob[i, j]) for j, q in enumerate(world.cue_names)} for i, c in enumerate(world.classes)

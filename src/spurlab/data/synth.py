@@ -15,9 +15,9 @@ Design:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class World:
     n_images: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, ds: dict) -> "World":
+    def from_config(cls, ds: dict) -> World:
         """Resolve a validated `datasets` section (see `spurlab.config.check_semantics`)."""
         classes, cue_names = list(ds["classes"]), list(ds["cues"])
         specs = [dict(ds["cues"][n]) for n in cue_names]
@@ -83,7 +83,7 @@ class World:
         )
 
     @classmethod
-    def plain(cls, image_size, classes, scenes, scale, pixel_noise, cues: dict | None = None) -> "World":
+    def plain(cls, image_size, classes, scenes, scale, pixel_noise, cues: dict | None = None) -> World:
         """A world whose cues (if any) are assigned to no class: BAM and contamination set
         their flags explicitly."""
         cues = cues or {}
@@ -139,9 +139,7 @@ def chunk_rng(seed: int, stream: int, chunk: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(stream), int(chunk)]))
 
 
-def draw_latents(
-    rng: np.random.Generator, n: int, world: World, scale: tuple[float, float] | None = None
-) -> Latents:
+def draw_latents(rng: np.random.Generator, n: int, world: World, scale: tuple[float, float] | None = None) -> Latents:
     size, q = world.image_size, len(world.cue_names)
     lo, hi = scale or world.scale
     colour_index = rng.integers(0, len(PALETTE), n)
@@ -211,7 +209,10 @@ def render(
         canvas -= mean
         canvas *= np.float32(world.scene_contrast)
         canvas += mean
-    obj = shape_masks(shapes, lat.cx, cy=lat.cy, scale=lat.scale, angle=lat.angle, size=size) & object_present[:, None, None]
+    obj = (
+        shape_masks(shapes, lat.cx, cy=lat.cy, scale=lat.scale, angle=lat.angle, size=size)
+        & object_present[:, None, None]
+    )
     np.copyto(canvas, lat.colour[:, None, None, :], where=obj[..., None])
     frame = cue_lib.ObjectFrame(obj, lat.cx, lat.cy, lat.scale)
     cue_masks = np.zeros((len(world.cue_names), n, size, size), dtype=bool)
@@ -302,7 +303,9 @@ def split_plan(world: World, seed: int, split: str, n: int) -> SetPlan:
         flags = draw_cue_flags(world, labels, lat)
         present = np.ones(len(labels), dtype=bool)
         out = render(world, shapes_all[start : start + CHUNK], lat, flags, present)
-        return chunk_record(world, split, start=start, labels=labels, lat=lat, out=out, flags=flags, object_present=present)
+        return chunk_record(
+            world, split, start=start, labels=labels, lat=lat, out=out, flags=flags, object_present=present
+        )
 
     return SetPlan(n, n_chunks(n), chunk)
 
@@ -337,8 +340,9 @@ def counterfactual_plan(world: World, seed: int, n_test: int) -> SetPlan:
             f[rows[has], toggled[has]] = on
             present = np.ones(len(labels), dtype=bool)
             out = render(world, shapes_all[start : start + CHUNK], lat, f, present)
-            rec = chunk_record(world, "counterfactual", start=0, labels=labels, lat=lat, out=out, flags=f,
-                               object_present=present)
+            rec = chunk_record(
+                world, "counterfactual", start=0, labels=labels, lat=lat, out=out, flags=f, object_present=present
+            )
             rec["meta"]["pair"] = (start + rows).astype(np.int64)
             rec["meta"]["cue_on"] = np.full(len(labels), on)
             rec["meta"]["toggled_cue"] = toggled.astype(np.int16)
@@ -386,8 +390,9 @@ def cue_only_plan(world: World, seed: int, n: int) -> SetPlan:
         present = np.zeros(m, dtype=bool)
         shapes = np.asarray(world.classes, dtype=object)[np.zeros(m, dtype=int)]  # drawn, then masked out
         out = render(world, shapes, lat, flags, present)
-        rec = chunk_record(world, "cue_only", start=start, labels=labels, lat=lat, out=out, flags=flags,
-                           object_present=present)
+        rec = chunk_record(
+            world, "cue_only", start=start, labels=labels, lat=lat, out=out, flags=flags, object_present=present
+        )
         rec["meta"]["cue"] = pick.astype(np.int16)
         return rec
 

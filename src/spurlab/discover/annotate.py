@@ -27,9 +27,9 @@ import csv
 import io
 import math
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,8 +37,8 @@ import pandas as pd
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import atomic_path, sha256_file, write_json
-from ..io.tables import write_table
 from ..io.render import render
+from ..io.tables import write_table
 
 ANSWERS = ("main_object", "separate_object", "background")
 CSV_COLUMNS = (
@@ -52,12 +52,30 @@ CSV_COLUMNS = (
     "Answer.reasons",
 )
 VOTE_COLUMNS = (
-    "row", "worker_id", "wordnet_id", "class_index", "class_name", "feature_index", "feature_rank",
-    "answer", "confidence", "reasons",
+    "row",
+    "worker_id",
+    "wordnet_id",
+    "class_index",
+    "class_name",
+    "feature_index",
+    "feature_rank",
+    "answer",
+    "confidence",
+    "reasons",
 )
 ANNOTATION_COLUMNS = (
-    "class_index", "class_name", "feature_index", "feature_rank", "label", "kind",
-    "votes_main", "votes_separate", "votes_background", "n_votes", "mean_confidence", "source",
+    "class_index",
+    "class_name",
+    "feature_index",
+    "feature_rank",
+    "label",
+    "kind",
+    "votes_main",
+    "votes_separate",
+    "votes_background",
+    "n_votes",
+    "mean_confidence",
+    "source",
 )
 # the human table adds a flag: fewer answers than the 2k - 1 a k-of-(2k - 1) majority needs
 HUMAN_COLUMNS = ANNOTATION_COLUMNS + ("few_answers",)
@@ -191,9 +209,16 @@ def read_mturk_csv(
             raise SpurlabError(f"{where}: worker '{worker}' already answered class {c} feature {f} in row {prev}")
         name = class_names[c] if class_names is not None else (wnid.strip() or str(c))
         for key, value in (
-            ("row", row), ("worker_id", worker), ("wordnet_id", wnid.strip()), ("class_index", c),
-            ("class_name", name), ("feature_index", f), ("feature_rank", r), ("answer", answer),
-            ("confidence", conf), ("reasons", reasons),
+            ("row", row),
+            ("worker_id", worker),
+            ("wordnet_id", wnid.strip()),
+            ("class_index", c),
+            ("class_name", name),
+            ("feature_index", f),
+            ("feature_rank", r),
+            ("answer", answer),
+            ("confidence", conf),
+            ("reasons", reasons),
         ):
             out[key].append(value)
     df = pd.DataFrame(out)
@@ -203,8 +228,11 @@ def read_mturk_csv(
 
 
 def _threshold(min_spurious_votes) -> int:
-    if isinstance(min_spurious_votes, bool) or not isinstance(min_spurious_votes, (int, np.integer)) \
-            or min_spurious_votes < 1:
+    if (
+        isinstance(min_spurious_votes, bool)
+        or not isinstance(min_spurious_votes, (int, np.integer))
+        or min_spurious_votes < 1
+    ):
         raise SpurlabError(f"min_spurious_votes: {min_spurious_votes!r} is not a positive integer")
     return int(min_spurious_votes)
 
@@ -293,8 +321,15 @@ def _pairs_table(agg: pd.DataFrame, exported: pd.DataFrame | None, answered: set
             table[col] = table[col].fillna(0)
         table.loc[none, ["label", "kind"]] = "unannotated"
         table["few_answers"] = table["few_answers"].eq(True)  # unanswered: NaN after the merge
-    for col in ("class_index", "feature_index", "feature_rank", "votes_main", "votes_separate",
-                "votes_background", "n_votes"):
+    for col in (
+        "class_index",
+        "feature_index",
+        "feature_rank",
+        "votes_main",
+        "votes_separate",
+        "votes_background",
+        "n_votes",
+    ):
         table[col] = table[col].astype("int64")
     table["mean_confidence"] = table["mean_confidence"].astype("float64")
     table["source"] = "human"
@@ -315,11 +350,14 @@ def _coverage(votes: pd.DataFrame, agg: pd.DataFrame, table: pd.DataFrame, answe
         "exported_unanswered_pairs": _pair_list(exp_keys - answered),
         "answered_not_exported": len(outside),
         "answered_not_exported_pairs": _pair_list(zip(outside["class_index"], outside["feature_index"])),
-        "answered_not_exported_first_row": int(outside["first_row"].min()) if len(outside) and "row" in votes.columns else None,
+        "answered_not_exported_first_row": int(outside["first_row"].min())
+        if len(outside) and "row" in votes.columns
+        else None,
         "answers": int(len(votes)),
         "answers_not_exported": int(outside["n_votes"].sum()),
-        "few_answers": _pair_list(zip(table.loc[table["few_answers"], "class_index"],
-                                      table.loc[table["few_answers"], "feature_index"])),  # fmt: skip
+        "few_answers": _pair_list(
+            zip(table.loc[table["few_answers"], "class_index"], table.loc[table["few_answers"], "feature_index"])
+        ),  # fmt: skip
         "coverage": len(both) / len(exp_keys) if exp_keys else 0.0,
     }
 
@@ -458,8 +496,12 @@ def _check_task(task: AnnotationTask, where: str) -> None:
         raise SpurlabError(f"{where}: images must be uint8 (T, H, W, 3) with T >= 1, got {img.dtype} {img.shape}")
     if nam.shape != img.shape[:3]:
         raise SpurlabError(f"{where}: nams shape {nam.shape} does not match images {img.shape[:3]}")
-    if not np.issubdtype(nam.dtype, np.floating) or not np.isfinite(nam).all() \
-            or nam.min() < -1e-6 or nam.max() > 1 + 1e-6:
+    if (
+        not np.issubdtype(nam.dtype, np.floating)
+        or not np.isfinite(nam).all()
+        or nam.min() < -1e-6
+        or nam.max() > 1 + 1e-6
+    ):
         raise SpurlabError(f"{where}: nams must be finite floats in [0, 1]")
     if task.attacks is not None:
         att = np.asarray(task.attacks)
@@ -530,8 +572,16 @@ def export_tasks(
         text = _render_page(task, _describe(class_descriptions, key[0]))
         with atomic_path(page) as tmp:
             tmp.write_text(text, encoding="utf-8")
-        rows.append(dict(wordnet_id=task.wordnet_id, class_index=key[0], class_name=str(task.class_name),
-                         feature_index=key[1], feature_rank=int(task.feature_rank), page=task.page))
+        rows.append(
+            dict(
+                wordnet_id=task.wordnet_id,
+                class_index=key[0],
+                class_name=str(task.class_name),
+                feature_index=key[1],
+                feature_rank=int(task.feature_rank),
+                page=task.page,
+            )
+        )
     if not rows:
         raise SpurlabError(f"{out_dir}: no annotation tasks to export")
     rows.sort(key=lambda d: (d["class_index"], d["feature_rank"], d["feature_index"]))

@@ -32,7 +32,7 @@ class AttackSettings:
     rho: float | None  # None: no projection (the reference code)
 
     @classmethod
-    def for_image_size(cls, preset: str, height: int, width: int) -> "AttackSettings":
+    def for_image_size(cls, preset: str, height: int, width: int) -> AttackSettings:
         if preset not in PRESETS:
             raise ValueError(f"feature attack preset must be one of {sorted(PRESETS)}, not {preset!r}")
         p, scale = PRESETS[preset], math.sqrt(height * width) / 224.0

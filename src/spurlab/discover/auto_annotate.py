@@ -184,6 +184,7 @@ def score_against_truth(annotations: pd.DataFrame, pairs: pd.DataFrame, planted:
         hit = merged[(merged["class_name"] == cname) & merged["presence"] & (merged["label"] == "spurious")]
         for cue in cues:
             recovered[f"{cname}/{cue}"] = bool(len(hit))
+
     def listed(mask):
         return [f"{c}/{int(j)}" for c, j in zip(merged.loc[mask, "class_name"], merged.loc[mask, "feature"])]
 
@@ -268,7 +269,9 @@ def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path
         if subsets.attrs["imageset_sha256"] != imageset.sha256:
             raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
     meta = json.loads((Path(model_dir) / "meta.json").read_text())
-    score = score_against_truth(annotations, pairs, planted, switched_off_truth(pairs, imageset, features_path, model_dir))
+    score = score_against_truth(
+        annotations, pairs, planted, switched_off_truth(pairs, imageset, features_path, model_dir)
+    )
     return {
         "classes": meta["class_names"],
         "head_train_acc": meta["metrics"]["train_acc"],
@@ -282,6 +285,10 @@ def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path
         "planted_cue_recovery": score["recovered"],
         "switched_off": score["switched_off_list"],
         "false_positives": score["false_positives_list"],
-        "inputs": {"subsets_sha256": sha256_file(subsets_path), "annotations_sha256": sha256_file(annotations_path),
-                   "imageset_sha256": imageset.sha256, "features_sha256": sha256_file(features_path)},  # fmt: skip
+        "inputs": {
+            "subsets_sha256": sha256_file(subsets_path),
+            "annotations_sha256": sha256_file(annotations_path),
+            "imageset_sha256": imageset.sha256,
+            "features_sha256": sha256_file(features_path),
+        },  # fmt: skip
     }

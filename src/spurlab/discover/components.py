@@ -48,9 +48,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in ALLOWED_GLOBALS:
-            raise SpurlabError(
-                f"{self.source}: refused pickle global {module}.{name} (not in the allow-list)"
-            )
+            raise SpurlabError(f"{self.source}: refused pickle global {module}.{name} (not in the allow-list)")
         return super().find_class(module, name)
 
 

@@ -91,7 +91,9 @@ class ImportanceSettings(Settings):
     top_k: int = 5  # the paper's
 
 
-def run_importance(features_path, model_dir, out_h5, out_table, settings: ImportanceSettings = ImportanceSettings()) -> dict:
+def run_importance(
+    features_path, model_dir, out_h5, out_table, settings: ImportanceSettings = ImportanceSettings()
+) -> dict:
     """Stage `importance`: IV from a cached feature file of the model in `model_dir` (its head W).
 
     Writes `out_h5` (iv (C, D), counts (C,), top (C, k), empty_classes (E,); attrs: the cache's
@@ -142,7 +144,9 @@ def run_importance(features_path, model_dir, out_h5, out_table, settings: Import
          "importance": float(iv[i, j]), "group_size": int(counts[i])}
         for i in range(num_classes) if i not in skip for r, j in enumerate(top[i])
     ]  # fmt: skip
-    table = pd.DataFrame(rows, columns=["class_index", "class_name", "rank", "feature_index", "importance", "group_size"])
+    table = pd.DataFrame(
+        rows, columns=["class_index", "class_name", "rank", "feature_index", "importance", "group_size"]
+    )
     write_table(table, out_table, {"importance_sha256": sha256_file(out_h5), **attrs,
                                    "empty_classes": [int(i) for i in empty]})  # fmt: skip
     return {"classes": num_classes - len(empty), "empty_groups": len(empty),

@@ -81,7 +81,10 @@ def run_fit_head(model_dir, train_features, test_features, out_dir, settings: He
     from ..models.factory import load_model, save_model
 
     base, base_meta = load_model(model_dir)
-    with open_features(train_features, model_dir=model_dir) as tr, open_features(test_features, model_dir=model_dir) as te:
+    with (
+        open_features(train_features, model_dir=model_dir) as tr,
+        open_features(test_features, model_dir=model_dir) as te,
+    ):
         names = tr.class_names
         if te.class_names != names:
             raise SpurlabError(f"{test_features}: classes {te.class_names} differ from {train_features}'s {names}")

@@ -27,9 +27,10 @@ agreement: docs/performance.md#class-wise-neural-pca. Method: docs/methods.md#cl
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -94,7 +95,11 @@ def _lu_normalise(y: np.ndarray) -> np.ndarray:
 
 
 def class_pca_randomized(
-    phi: np.ndarray, w_k: np.ndarray, n_components: int = 128, oversample: int = 96, power_iterations: int = 2,
+    phi: np.ndarray,
+    w_k: np.ndarray,
+    n_components: int = 128,
+    oversample: int = 96,
+    power_iterations: int = 2,
     seed=0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`class_pca` of a = w_k * phi by randomised subspace iteration (module docstring).
@@ -138,16 +143,24 @@ def class_pca_randomized(
     return mu, np.ascontiguousarray(v), w / n
 
 
-def fit_class(phi: np.ndarray, w_k: np.ndarray, n_components: int = 128, solver: str = "auto",
-              oversample: int = 96, power_iterations: int = 2, seed=0):
+def fit_class(
+    phi: np.ndarray,
+    w_k: np.ndarray,
+    n_components: int = 128,
+    solver: str = "auto",
+    oversample: int = 96,
+    power_iterations: int = 2,
+    seed=0,
+):
     """(mu, V, eigvals) of one class by `solver`: exact (`class_pca`), randomized, or auto
     (randomised only when min(n, D) > n_components + oversample, i.e. when it saves work)."""
     if solver not in SOLVERS:
         raise ValueError(f"neural PCA solver must be one of {SOLVERS}, not {solver!r}")
     n, d = phi.shape
     if solver == "randomized" or (solver == "auto" and min(n, d) > n_components + oversample):
-        return class_pca_randomized(phi, w_k, n_components=n_components, oversample=oversample,
-                                    power_iterations=power_iterations, seed=seed)
+        return class_pca_randomized(
+            phi, w_k, n_components=n_components, oversample=oversample, power_iterations=power_iterations, seed=seed
+        )
     return class_pca(np.asarray(phi, dtype=np.float64) * np.asarray(w_k, dtype=np.float64), n_components)
 
 
@@ -242,7 +255,8 @@ def fit_npca(
                     sel = dst >= 0
                     if sel.any():
                         buf[dst[sel]] = features[s : s + block_rows][sel]
-            def one(k: int) -> ClassNPCA:
+
+            def one(k: int, buf=buf, base=base) -> ClassNPCA:  # this group's rows (bound now)
                 n = int(counts[k])
                 if n < 2:
                     return ClassNPCA(k, n, mu=None, V=None, eigvals=None, offset=None)
@@ -321,8 +335,9 @@ def run_npca(features_path, model_dir, out, settings: NpcaSettings = NpcaSetting
             f.attrs.update(
                 format=FORMAT,
                 n_components=n_components,
-                solver=json.dumps({"solver": solver, "oversample": oversample,
-                                   "power_iterations": power_iterations, "seed": seed}),  # fmt: skip
+                solver=json.dumps(
+                    {"solver": solver, "oversample": oversample, "power_iterations": power_iterations, "seed": seed}
+                ),  # fmt: skip
                 num_classes=W.shape[0],
                 num_features=W.shape[1],
                 skipped_classes=json.dumps(skipped),

@@ -268,15 +268,19 @@ class _ClassPairs:
         for rank, pos in enumerate(kept, 1):
             top = rows[np.argsort(-al[:, pos], kind="stable")[:n_ann]]
             _, x = _images(self.imageset, top)
-            score = component_score(self.model, W, ks=[k] * len(top), mus=[mu] * len(top), vs=[V[pos]] * len(top), device=dev)
-            cams = self._batched(x, len(top), lambda xb: gradcam(score, xb))
+            score = component_score(
+                self.model, W, ks=[k] * len(top), mus=[mu] * len(top), vs=[V[pos]] * len(top), device=dev
+            )
+            cams = self._batched(x, len(top), lambda xb, score=score: gradcam(score, xb))
             stats = self._stats(cams, k, top)
             cam_z = gradcam(component_score(self.model, W, ks=[k], mus=[mu], vs=[V[pos]], device=dev),
                             z[pos : pos + 1]).cpu().numpy()[0]  # fmt: skip
             pairs.append(dict(kind="component", **{"class": k}, class_name=self.imageset.class_names[k], feature=int(pos),
                               rank=rank, score=float(ev[pos]), prob=float(probs[pos]), alpha_gray=float(start[pos]),
                               alpha_npfv=float(best[pos]), switched_off=off[rank - 1], **stats))  # fmt: skip
-            entries.append(self._entry(k, rank=rank, pos=pos, prob=float(probs[pos]), images=(z[pos], cam_z, top, cams)))
+            entries.append(
+                self._entry(k, rank=rank, pos=pos, prob=float(probs[pos]), images=(z[pos], cam_z, top, cams))
+            )
         return pairs, entries
 
     def _entry(self, k: int, rank: int, pos: int, prob: float, images: tuple) -> dict:
@@ -303,7 +307,9 @@ class _ClassPairs:
         for rank, j in enumerate(order, 1):
             top = rows[np.argsort(-self.phi[rows, j], kind="stable")[:n_ann]]
             _, x = _images(self.imageset, top)
-            nams = self._batched(x, len(top), lambda xb: neural_activation_maps(self.model, xb, [int(j)] * len(xb)))
+            nams = self._batched(
+                x, len(top), lambda xb, j=j: neural_activation_maps(self.model, xb, [int(j)] * len(xb))
+            )
             stats = self._stats(nams, k, top)
             out.append(dict(kind="neuron", **{"class": k}, class_name=self.imageset.class_names[k], feature=int(j),
                             rank=rank, score=float(self.iv[k, j]), prob=np.nan, alpha_gray=np.nan, alpha_npfv=np.nan,
@@ -323,7 +329,9 @@ def _write_components(out, comp: dict[str, list], attrs: dict) -> None:
         f.attrs.update(**attrs)
 
 
-def _load_class_pairs(model_dir, imageset_path, features_path, importance_path, settings: dict) -> tuple[_ClassPairs, str]:
+def _load_class_pairs(
+    model_dir, imageset_path, features_path, importance_path, settings: dict
+) -> tuple[_ClassPairs, str]:
     """The model (frozen, on its device), the image set, features and importance of the stage, and
     the checkpoint hash. `settings`: npfv, top_images, device, batch_size."""
     from ..device import pick_device
@@ -368,7 +376,7 @@ class ComponentSettings(Settings):
     neurons_top: int = 10
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "ComponentSettings":
+    def from_config(cls, cfg: dict) -> ComponentSettings:
         s = super().from_config(cfg)
         return replace(s, annotation=dict(s.annotation, human_csv=None, source="auto"))
 
@@ -490,8 +498,12 @@ def run_component_annotations(pairs_path, out, annotation: dict, human_csv=None,
         prov |= {"component_source": "auto"}
     write_table(pairs, out, prov)
     c = pairs[comp]
-    return {"components": int(comp.sum()), "spurious": int((c["label"] == "spurious").sum()),
-            "annotated": int(c["label"].isin(("spurious", "core")).sum()), "source": prov["component_source"]}
+    return {
+        "components": int(comp.sum()),
+        "spurious": int((c["label"] == "spurious").sum()),
+        "annotated": int(c["label"].isin(("spurious", "core")).sum()),
+        "source": prov["component_source"],
+    }
 
 
 def run_component_tasks(components_path, imageset_path, out_dir) -> int:

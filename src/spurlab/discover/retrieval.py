@@ -48,7 +48,9 @@ TABLE_COLUMNS = ("class", "class_name", "component", "source_set", "source_row",
                  "has_cue", "object_absent")  # fmt: skip
 
 
-def retrieve(alpha: np.ndarray, labels: np.ndarray, preds: np.ndarray, k: int, max_images: int = MAX_IMAGES) -> np.ndarray:
+def retrieve(
+    alpha: np.ndarray, labels: np.ndarray, preds: np.ndarray, k: int, max_images: int = MAX_IMAGES
+) -> np.ndarray:
     """Pool positions, by decreasing alpha, of images not labelled k that the model predicts as k."""
     ok = np.flatnonzero((np.asarray(labels) != k) & (np.asarray(preds) == k))
     return ok[np.argsort(-np.asarray(alpha)[ok], kind="stable")][:max_images]
@@ -224,7 +226,15 @@ def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, 
                                                           "top": harm_top, "min_fraction": harm_min_fraction}}  # fmt: skip
     write_table(table, out_table, provenance)
     harmful = pd.DataFrame(harm_rows, columns=list(HARMFUL_COLUMNS)).astype(
-        {"class": np.int64, "component": np.int64, "harm_rate": np.float64, "harmful": bool, "class_name": str, "source": str})
+        {
+            "class": np.int64,
+            "component": np.int64,
+            "harm_rate": np.float64,
+            "harmful": bool,
+            "class_name": str,
+            "source": str,
+        }
+    )
     if out_harmful is not None:
         write_table(harmful, out_harmful, provenance)
     return {"images": len(table), "classes": int(table["class"].nunique()), "precision": retrieval_precision(table),

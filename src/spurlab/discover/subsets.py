@@ -310,8 +310,12 @@ def build_salient_subsets(
             classes_without_features=json.dumps(without),
             **shard_attrs(shard),
         )
-    return {"pairs": n_pairs, "members": n_members, "has_masks": has_masks,
-            "classes_without_features": [names[i] for i in without]}
+    return {
+        "pairs": n_pairs,
+        "members": n_members,
+        "has_masks": has_masks,
+        "classes_without_features": [names[i] for i in without],
+    }
 
 
 class SalientSubsets:
@@ -467,8 +471,12 @@ def run_consolidated_masks(subsets_path, annotations_path, out) -> dict:
                     d.resize(n0 + n, axis=0)
                     if n:
                         d[n0:] = values
-        f.attrs.update(format=MASKS_FORMAT, subsets_sha256=subsets_sha, annotations_sha256=sha256_file(annotations_path),
-                       imageset_sha256=subsets.attrs["imageset_sha256"])
+        f.attrs.update(
+            format=MASKS_FORMAT,
+            subsets_sha256=subsets_sha,
+            annotations_sha256=sha256_file(annotations_path),
+            imageset_sha256=subsets.attrs["imageset_sha256"],
+        )
         return {kind: int(ds[kind][0].shape[0]) for kind in KINDS}
 
 

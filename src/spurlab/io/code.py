@@ -24,8 +24,9 @@ import contextlib
 import functools
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from .. import __version__
 from ..errors import SpurlabError

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jinja2
@@ -48,7 +48,7 @@ def inline(name: str) -> Markup:
     return Markup(static_text(name).removesuffix("\n"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),

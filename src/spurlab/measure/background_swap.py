@@ -31,7 +31,9 @@ def swap_rows(model, tw: dict) -> pd.DataFrame:
                          "correct": pred == labels, "correct_swapped": pred_s == labels, "flip": pred != pred_s})  # fmt: skip
 
 
-def run_background_swap(cfg: dict, model_dirs: dict[str, str], imageset: str | Path, out: str | Path, threads: int = 2) -> dict:
+def run_background_swap(
+    cfg: dict, model_dirs: dict[str, str], imageset: str | Path, out: str | Path, threads: int = 2
+) -> dict:
     """The background-swap table of every model in `model_dirs` on the `test` set -> `out`."""
     import torch
 
@@ -58,7 +60,10 @@ def run_background_swap(cfg: dict, model_dirs: dict[str, str], imageset: str | P
     provenance = {"models": {m: model_checkpoint_sha256(d) for m, d in model_dirs.items()}, "imagesets": {"test": sha},
                   "seed": iv["seed"], "n_images": len(rows), "swap": "mixed_rand"}  # fmt: skip
     write_table(df, out, provenance)
-    return {"rows": len(rows), "flip_rate": {m: round(float(g["flip"].mean()), 4) for m, g in df.groupby("model", sort=False)}}
+    return {
+        "rows": len(rows),
+        "flip_rate": {m: round(float(g["flip"].mean()), 4) for m, g in df.groupby("model", sort=False)},
+    }
 
 
 def summarize_background(df: pd.DataFrame) -> dict:

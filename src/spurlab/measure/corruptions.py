@@ -190,7 +190,9 @@ def corruption_table(model, model_name: str, imageset, subsets, annotations, cor
     pairs = subsets.pair_table()
     label_of = {(int(r.class_index), int(r.feature_index)): r.label for r in annotations.itertuples()}
     out = []
-    for i in tqdm(sorted(pairs["class"].unique()), desc=f"corruptions {model_name}", unit="class", disable=not progress):
+    for i in tqdm(
+        sorted(pairs["class"].unique()), desc=f"corruptions {model_name}", unit="class", disable=not progress
+    ):
         cp = pairs[pairs["class"] == i]
         members = {p: subsets.members(p) for p in cp.index}
         union = np.unique(np.concatenate([m["row"] for m in members.values()]))

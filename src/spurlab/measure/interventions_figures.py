@@ -122,6 +122,8 @@ def summary_figure(summary: dict, path, svg=None) -> None:
     _background(axes[1, 2], (summary.get("background_swap") or {}).get("models"))
     for ax in axes.ravel():
         ax.tick_params(labelsize=5)
-    fig.suptitle("Interventional checks of explanations (re-rendered twins; FunnyBirds, ImageNet-9 backgrounds)", fontsize=9)
+    fig.suptitle(
+        "Interventional checks of explanations (re-rendered twins; FunnyBirds, ImageNet-9 backgrounds)", fontsize=9
+    )
     fig.tight_layout()
     save_figure(fig, path, svg)

@@ -72,7 +72,9 @@ def _correlational(key: str, bam_summary=None, posthoc_summary=None, methods=())
     s = _json(posthoc_summary, "post hoc summary")
     att = s.get("attribution")
     if not isinstance(att, dict) or not att:
-        raise SpurlabError(f"{posthoc_summary}: key 'attribution' missing (an older posthoc-summary wrote it); rebuild it")
+        raise SpurlabError(
+            f"{posthoc_summary}: key 'attribution' missing (an older posthoc-summary wrote it); rebuild it"
+        )
     out = {}
     for m in methods:
         vals = [att[sig][m]["kssd"]["mean"] for sig in att if m in att[sig]]
@@ -85,7 +87,9 @@ def _family(df, tolerance: float, cue: str) -> dict:
     rec = {"cue": cue, "tie_tolerance": tolerance, **method_scores(df, tolerance), "models": planted_order(df)}
     rec["by_model"] = {str(m): method_scores(g, tolerance)["methods"] for m, g in df.groupby("model", sort=False)}
     if (df["setting"] != "").any():
-        rec["by_signal"] = {str(s): method_scores(g, tolerance)["methods"] for s, g in df.groupby("setting", sort=False)}
+        rec["by_signal"] = {
+            str(s): method_scores(g, tolerance)["methods"] for s, g in df.groupby("setting", sort=False)
+        }
     return rec
 
 
@@ -99,7 +103,10 @@ def run_interventions_summary(cfg: dict, out, figure, svg=None, bam=None, bam_co
     tol = float(iv["tie_tolerance"])
     summary: dict = {"families": {}, "ranking_agreement": {}, "seed": iv["seed"]}
     inputs = {}
-    for fam, table, others, corr in (("bam", bam, [bam_contrast], "mcs"), ("posthoc", posthoc, list(posthoc_attributions), "kssd")):
+    for fam, table, others, corr in (
+        ("bam", bam, [bam_contrast], "mcs"),
+        ("posthoc", posthoc, list(posthoc_attributions), "kssd"),
+    ):
         if table is None:
             continue
         if not all(others) or (bam_summary if fam == "bam" else posthoc_summary) is None:

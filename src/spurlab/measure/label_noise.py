@@ -109,7 +109,7 @@ def run_label_noise(rankings_path, gaps_path, annotations_path, imageset_path, d
         g["relative_threshold"], g["n_core_features"] = relative, len(core)
         cue = planted.get(g["class_name"].iloc[0])
         if cue:
-            masks = _in_order(lambda r: imageset.masks(cue[0], r), rows)
+            masks = _in_order(lambda r, cue=cue: imageset.masks(cue[0], r), rows)
             g["cue_removed"] = cue_removed(masks.astype(bool), boxes)
         else:
             g["cue_removed"] = np.nan

@@ -66,16 +66,39 @@ def accuracy_under_noise(model, images: np.ndarray, labels: np.ndarray, masks: n
     return correct, l2
 
 
-def _rows(model_name, class_index, class_name, feature, label, measure, sigmas, correct, l2):
+def _rows(row: dict, sigmas, correct, l2):
+    """Table rows of one noised region (`row`: model, class_index, class_name, feature, label,
+    measure), one per sigma."""
     n = correct.shape[1]
     for q, sigma in enumerate(sigmas):
         acc = float(correct[q].mean()) if n else float("nan")
         sem = float(correct[q].std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         yield {
-            "model": model_name, "class_index": class_index, "class_name": class_name, "feature_index": feature,
-            "label": label, "measure": measure, "sigma": float(sigma), "acc": acc, "sem": sem, "n": n,
-            "l2_mean": float(l2[q].mean()) if n else float("nan"),
+            "model": row["model"], "class_index": row["class_index"], "class_name": row["class_name"],
+            "feature_index": row["feature"], "label": row["label"], "measure": row["measure"], "sigma": float(sigma),
+            "acc": acc, "sem": sem, "n": n, "l2_mean": float(l2[q].mean()) if n else float("nan"),
         }  # fmt: skip
+
+
+@dataclass
+class _ClassImages:
+    """One class's images under test (rows `pos`-indexed), their labels and fixed noise `z`."""
+
+    model: torch.nn.Module
+    images: np.ndarray
+    labels: np.ndarray
+    z: np.ndarray
+    pos: dict
+    device: object
+    batch_size: int
+
+    def rows(self, rows: np.ndarray, masks, sigmas, row: dict) -> list[dict]:
+        """Accuracy on `rows` with noise on `masks` at each sigma, as table rows."""
+        sel = np.array([self.pos[r] for r in rows.tolist()], dtype=np.int64)
+        correct, l2 = accuracy_under_noise(self.model, self.images[sel], labels=self.labels[sel], masks=masks,
+                                           z=self.z[sel], sigmas=sigmas, device=self.device,
+                                           batch_size=self.batch_size)  # fmt: skip
+        return list(_rows(row, sigmas, correct, l2))
 
 
 def noise_table(model, model_name: str, imageset, subsets, annotations, masks, seed: int, device,
@@ -112,21 +135,16 @@ def noise_table(model, model_name: str, imageset, subsets, annotations, masks, s
         images = imageset.images(union)
         labels = np.full(len(union), i, dtype=np.int64)
         z = image_noise(seed, union, (3, size, size))
+        ctx = _ClassImages(model, images, labels, z, pos, device=device, batch_size=batch_size)
+        head = {"model": model_name, "class_index": int(i), "class_name": name}
         for j, (rows, nams) in members.items():
-            sel = np.array([pos[r] for r in rows.tolist()], dtype=np.int64)
-            correct, l2 = accuracy_under_noise(model, images[sel], labels=labels[sel], masks=nams, z=z[sel],
-                                               sigmas=all_sigmas, device=device, batch_size=batch_size)
-            out += _rows(model_name, i, class_name=name, feature=j, label=label_of.get((i, j), "unannotated"),
-                         measure="feature", sigmas=all_sigmas, correct=correct, l2=l2)
+            row = {**head, "feature": j, "label": label_of.get((i, j), "unannotated"), "measure": "feature"}
+            out += ctx.rows(rows, nams, sigmas=all_sigmas, row=row)
         for measure, noisy_label in (("core_acc", "spurious"), ("spurious_acc", "core")):
             rows, region = masks.get(noisy_label, int(i))
-            if not len(rows):
-                continue
-            sel = np.array([pos[r] for r in rows.tolist()], dtype=np.int64)
-            correct, l2 = accuracy_under_noise(model, images[sel], labels=labels[sel], masks=region, z=z[sel],
-                                               sigmas=sigmas, device=device, batch_size=batch_size)
-            out += _rows(model_name, i, class_name=name, feature=-1, label=noisy_label, measure=measure, sigmas=sigmas,
-                         correct=correct, l2=l2)
+            if len(rows):
+                row = {**head, "feature": -1, "label": noisy_label, "measure": measure}
+                out += ctx.rows(rows, region, sigmas=sigmas, row=row)
     return pd.DataFrame(out)
 
 

@@ -37,7 +37,6 @@ from ..discover.retrieval import retrieval_precision
 from ..io import sha256_file, write_json
 from ..io.tables import read_table, table_provenance
 
-
 NO_TRUTH = "the image set has no planted cues or object masks (real data)"
 ANNOTATED = ("spurious", "core")  # labels that count as annotated; not `unannotated`, `undecided`
 
@@ -60,7 +59,9 @@ def recovery(pairs, planted: dict[str, list[str]]) -> dict:
         if part.empty or part["mass_object"].isna().any():
             out[key] = None
             continue
-        ann = part.rename(columns={"class": "class_index", "feature": "feature_index"})[["class_index", "feature_index", "label"]]
+        ann = part.rename(columns={"class": "class_index", "feature": "feature_index"})[
+            ["class_index", "feature_index", "label"]
+        ]
         off = part["switched_off"].tolist() if "switched_off" in part else None
         out[key] = score_against_truth(ann, part.drop(columns=["label", "source"], errors="ignore"), planted, off)
     return out
@@ -73,8 +74,10 @@ def harmful_record(pairs, harmful) -> dict:
     comps = pairs[pairs["kind"] == "component"]
     has_truth = comps["hot_object"].notna().to_numpy()  # no masks (real data): no truth
     off = comps["switched_off"].notna().to_numpy() if "switched_off" in comps else np.zeros(len(comps), bool)
-    truth = {(int(k), int(l)): (bool(t) if h else None)
-             for k, l, t, h in zip(comps["class"], comps["feature"], localises_cue(comps) | off, has_truth)}
+    truth = {
+        (int(k), int(l)): (bool(t) if h else None)
+        for k, l, t, h in zip(comps["class"], comps["feature"], localises_cue(comps) | off, has_truth)
+    }
     sel = harmful[harmful["harmful"].astype(bool)]
     hits = [truth.get((int(k), int(l))) for k, l in zip(sel["class"], sel["component"])]
     known = [h for h in hits if h is not None]
@@ -82,7 +85,9 @@ def harmful_record(pairs, harmful) -> dict:
         "n_components_checked": int(len(harmful)),
         "n_components_harmful": int(len(sel)),
         "harmful_components": {f"{k}": sorted(int(x) for x in g["component"]) for k, g in sel.groupby("class")},
-        "harm_rate": {f"{c}/{l}": _f(r) for c, l, r in zip(harmful["class_name"], harmful["component"], harmful["harm_rate"])},
+        "harm_rate": {
+            f"{c}/{l}": _f(r) for c, l, r in zip(harmful["class_name"], harmful["component"], harmful["harm_rate"])
+        },
         "harmful_precision": _f(np.mean(known)) if known else None,
     }
 
@@ -90,7 +95,9 @@ def harmful_record(pairs, harmful) -> dict:
 def repaired_scores(classes, model: str, names: dict) -> dict:
     """The classes SpuFix repairs (some harmful component removed) and the model's mean cue-only
     spurious AUC over them before and after (Neuhaus et al. measure on such classes only)."""
-    rows = classes[(classes["model"] == model) & (classes["negatives"] == "cue_only") & (classes["spufix_components"] > 0)]
+    rows = classes[
+        (classes["model"] == model) & (classes["negatives"] == "cue_only") & (classes["spufix_components"] > 0)
+    ]
     rows = rows.dropna(subset=["spurious_auc_before", "spurious_auc_after"])
     return {
         "repaired_classes": [names.get(int(k), str(k)) for k in rows["class"]],
@@ -99,31 +106,37 @@ def repaired_scores(classes, model: str, names: dict) -> dict:
     }
 
 
+MODEL_SCORES = ("spurious_auc", "spurious_ap", "retrieved_auc", "retrieved_ap")
+
+
+def _model_scores(models, classes, names: dict) -> dict:
+    """Per model: transferred or not, its spurious and retrieval scores and accuracy before/after
+    SpuFix, and the repaired classes' mean cue-only AUC (`repaired_scores`)."""
+    per_model = {}
+    for r in models.to_dict("records"):
+        column = {"spurious_auc": "cue_only_auc", "spurious_ap": "cue_only_ap"}
+        m = {"transferred": bool(r["transferred"])}
+        for score in MODEL_SCORES:
+            for when in ("before", "after"):
+                m[f"{score}_{when}"] = _f(r.get(f"{column.get(score, score)}_{when}"))
+        m.update(acc_before=_f(r["acc_before"]), acc_after=_f(r["acc_after"]))
+        per_model[r["model"]] = {**m, **repaired_scores(classes, r["model"], names)}
+    return per_model
+
+
 def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -> dict:
     truth = has_planted_truth(pairs)
     rec = recovery(pairs, provenance.get("planted_cues", {})) if truth else None
     comps = pairs[pairs["kind"] == "component"]
     labels = comps["label"].fillna("unannotated").astype(str)
     names = dict(zip(pairs["class"].astype(int), pairs["class_name"]))
-    per_model = {}
-    for r in models.to_dict("records"):
-        m = {
-            "transferred": bool(r["transferred"]),
-            "spurious_auc_before": _f(r.get("cue_only_auc_before")),
-            "spurious_auc_after": _f(r.get("cue_only_auc_after")),
-            "spurious_ap_before": _f(r.get("cue_only_ap_before")),
-            "spurious_ap_after": _f(r.get("cue_only_ap_after")),
-            "retrieved_auc_before": _f(r.get("retrieved_auc_before")),
-            "retrieved_auc_after": _f(r.get("retrieved_auc_after")),
-            "retrieved_ap_before": _f(r.get("retrieved_ap_before")),
-            "retrieved_ap_after": _f(r.get("retrieved_ap_after")),
-            "acc_before": _f(r["acc_before"]),
-            "acc_after": _f(r["acc_after"]),
-            **repaired_scores(classes, r["model"], names),
-        }
-        per_model[r["model"]] = m
+    per_model = _model_scores(models, classes, names)
     robust = models[~models["transferred"].astype(bool)]
-    err = robust["transfer_invariant_max_abs_err"].iloc[0] if len(robust) and "transfer_invariant_max_abs_err" in robust else None
+    err = (
+        robust["transfer_invariant_max_abs_err"].iloc[0]
+        if len(robust) and "transfer_invariant_max_abs_err" in robust
+        else None
+    )
     # the cue-only score exists where the cue-only set gave some class negatives (either kind of set)
     scored = {n: None not in (m["spurious_auc_before"], m["spurious_auc_after"]) for n, m in per_model.items()}
     auc_up = {n: m["spurious_auc_after"] > m["spurious_auc_before"] if scored[n] else None
@@ -133,8 +146,13 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
     ret_precision = retrieval_precision(retrieval) if len(retrieval) else None
     not_computed = {}
     if not truth:
-        for key in ("planted_cues_recovered", "planted_cue_recovery", "annotator_precision",
-                    "annotator_precision_presence_only", "acceptance/npca_recovery_at_least_0.9"):
+        for key in (
+            "planted_cues_recovered",
+            "planted_cue_recovery",
+            "annotator_precision",
+            "annotator_precision_presence_only",
+            "acceptance/npca_recovery_at_least_0.9",
+        ):
             not_computed[key] = NO_TRUTH
     if harm["harmful_precision"] is None:
         not_computed["harmfulness/harmful_precision"] = NO_TRUTH if not truth else "no component was validated harmful"
@@ -142,6 +160,7 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
         not_computed["retrieval_precision"] = NO_TRUTH if not truth and len(retrieval) else "no image was retrieved"
     if per_model and not any(scored.values()):
         not_computed["models/*/spurious_auc_*, spurious_ap_*"] = "no class had both test images and cue-only negatives"
+
     def per_kind(value):
         """{kind: value(score) or None} of the recovery scores; None without planted truth."""
         return {k: (value(v) if v else None) for k, v in rec.items()} if rec else None
@@ -155,8 +174,9 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
         "n_components_annotated": int(labels.isin(ANNOTATED).sum()),
         "n_components_spurious": int((labels == "spurious").sum()),
         "component_labels": {str(k): int(v) for k, v in labels.value_counts().sort_index().items()},
-        "spurious_components": {f"{k}": sorted(int(x) for x in g["feature"])
-                                for k, g in comps[labels == "spurious"].groupby("class")},  # fmt: skip
+        "spurious_components": {
+            f"{k}": sorted(int(x) for x in g["feature"]) for k, g in comps[labels == "spurious"].groupby("class")
+        },  # fmt: skip
         "harmfulness": harm,
         "retrieval_precision": ret_precision,
         "retrieved_images": int(len(retrieval)),
@@ -166,8 +186,13 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
             "spufix_raises_mean_spurious_auc": auc_up,
             # judged on the classes SpuFix repairs, as Neuhaus et al. measure it
             "spufix_raises_repaired_spurious_auc": {
-                n: (m["spurious_auc_repaired_after"] > m["spurious_auc_repaired_before"]
-                    if m["spurious_auc_repaired_before"] is not None else None) for n, m in per_model.items()},
+                n: (
+                    m["spurious_auc_repaired_after"] > m["spurious_auc_repaired_before"]
+                    if m["spurious_auc_repaired_before"] is not None
+                    else None
+                )
+                for n, m in per_model.items()
+            },
             "test_accuracy_loss_points": acc_loss,
             "npca_recovery_at_least_0.9": (rec["npca"] or {}).get("planted_cues_recovered", 0) >= 0.9 if rec else None,
         },
@@ -183,9 +208,17 @@ def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, mod
     prov = table_provenance(pairs_path)
     pairs_sha = sha256_file(pairs_path)
     retrieval = read_table(retrieval_path, expect={"pairs_sha256": pairs_sha})
-    classes = read_table(classes_path, expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path)})
-    models = read_table(models_path, expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path),
-                                             "harmful_sha256": sha256_file(harmful_path)})
+    classes = read_table(
+        classes_path, expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path)}
+    )
+    models = read_table(
+        models_path,
+        expect={
+            "pairs_sha256": pairs_sha,
+            "retrieval_sha256": sha256_file(retrieval_path),
+            "harmful_sha256": sha256_file(harmful_path),
+        },
+    )
     harmful = read_table(harmful_path, expect={"pairs_sha256": pairs_sha})
     summary = npca_summary(pairs, prov, retrieval=retrieval, models=models, classes=classes, harmful=harmful)
     summary["cue_only_negatives"] = table_provenance(models_path).get("cue_only_negatives")

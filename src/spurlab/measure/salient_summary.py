@@ -252,8 +252,16 @@ def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_pat
             grid.append({"class_name": row["class_name"], "feature": int(row["feature"]), "rank": int(row["rank"]),
                          "label": label_of.get((row["class"], row["feature"]), "unannotated"),
                          "truth": truth[p], "heatmap": heatmap(img, m["nam"][0])})  # fmt: skip
-    summary = salient_summary(pairs, annotations, noise=noise, planted=planted, auto=auto, erm_models=erm,
-                              planted_truth=has_planted_truth(imageset), headline_sigma=settings.headline_sigma)
+    summary = salient_summary(
+        pairs,
+        annotations,
+        noise=noise,
+        planted=planted,
+        auto=auto,
+        erm_models=erm,
+        planted_truth=has_planted_truth(imageset),
+        headline_sigma=settings.headline_sigma,
+    )
     if summary["annotation_source"] == "human":
         summary["coverage"] = table_provenance(annotations_path).get("coverage")
     summary["inputs"] = {"subsets_sha256": subsets_sha, "annotations_sha256": annotations_sha,

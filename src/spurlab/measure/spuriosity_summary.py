@@ -38,7 +38,6 @@ from . import figures
 from .label_noise import label_noise_summary
 from .spuriosity import pearson_r, read_rankings, spuriosity_auc
 
-
 NO_TRUTH = "the image set has no planted cues (real data)"
 
 
@@ -95,8 +94,9 @@ def tuning_summary(tables: dict[str, pd.DataFrame]) -> dict:
     return {model: summarize_tuning(t) for model, t in tables.items()}
 
 
-def tuning_acceptance(tuning: dict, audited: list[str], gap_target: float, max_cost_points: float = 3.0,
-                      min_cut: float = 0.5) -> dict:
+def tuning_acceptance(
+    tuning: dict, audited: list[str], gap_target: float, max_cost_points: float = 3.0, min_cut: float = 0.5
+) -> dict:
     """Moayeri et al.'s tuning claim, judged on the audited models (the discovery model ranks, the
     audited ones are tuned): for each whose validation gap is above the stopping target,
     low-spuriosity tuning succeeds at <= `max_cost_points` of accuracy, and the random baseline on
@@ -182,8 +182,14 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
     }
     not_computed = {}
     if not truth:
-        for key in ("class_roles", "spuriosity_auc", "spuriosity_auc_mean", "models/*/cue_class_mean_gap",
-                    "models/*/control_class_mean_gap", "models/*/collision_class_gap"):
+        for key in (
+            "class_roles",
+            "spuriosity_auc",
+            "spuriosity_auc_mean",
+            "models/*/cue_class_mean_gap",
+            "models/*/control_class_mean_gap",
+            "models/*/collision_class_gap",
+        ):
             not_computed[key] = NO_TRUTH
     if counterfactual:
         r = gap_truth_correlation(gaps, counterfactual)
@@ -191,7 +197,8 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
         summary["gap_vs_counterfactual_r_mean"] = _mean(r.values())
     else:
         not_computed["gap_vs_counterfactual_r"] = (
-            NO_TRUTH if not truth else "no counterfactual gaps given (the models stage's summary)")
+            NO_TRUTH if not truth else "no counterfactual gaps given (the models stage's summary)"
+        )
     summary["not_computed"] = not_computed
     return summary
 
@@ -231,8 +238,17 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
         counterfactual = {m: e["counterfactual_gap"] for m, e in ms["models"].items()}
     gap_set = table_provenance(gaps_path)["gap_set"]
     truth = has_planted_truth(imageset)
-    summary = spuriosity_summary(rankings, gaps, suite=suite, correlations=corr, planted=planted, class_names=names,
-                                 gap_set=gap_set, counterfactual=counterfactual, planted_truth=truth)
+    summary = spuriosity_summary(
+        rankings,
+        gaps,
+        suite=suite,
+        correlations=corr,
+        planted=planted,
+        class_names=names,
+        gap_set=gap_set,
+        counterfactual=counterfactual,
+        planted_truth=truth,
+    )
     corruption = {}
     same_annotations = {"annotations_sha256": table_provenance(rankings_path)["annotations_sha256"]}
     for p in corruption_paths:

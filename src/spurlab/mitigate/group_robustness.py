@@ -103,7 +103,9 @@ def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.where(sd > 0, sd, 1.0)
 
 
-def raw_head(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def raw_head(
+    coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """A head on standardised features as (W, b) on the raw features: W = coef / scale, b = intercept - W mean."""
     W = np.asarray(coef, np.float64) / scale
     return W, np.asarray(intercept, np.float64) - W @ mean
@@ -191,12 +193,16 @@ def jtt_weights(erm_correct: np.ndarray, lambda_up: float) -> np.ndarray:
     return np.where(np.asarray(erm_correct, bool), 1.0, float(lambda_up))
 
 
-def fit_weighted_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray, C: float, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_weighted_head(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray, C: float, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """A multinomial L2 logistic head (lbfgs) on standardised features with sample weights, as (W, b) on raw features."""
     from sklearn.linear_model import LogisticRegression
 
     mean, scale = standardiser(x)
-    clf = LogisticRegression(C=C, max_iter=MAX_ITER).fit((np.asarray(x, np.float64) - mean) / scale, y, sample_weight=weights)
+    clf = LogisticRegression(C=C, max_iter=MAX_ITER).fit(
+        (np.asarray(x, np.float64) - mean) / scale, y, sample_weight=weights
+    )
     classes = clf.classes_.astype(np.int64)
     if len(classes) != n_classes:
         missing = sorted(set(range(n_classes)) - set(classes.tolist()))
@@ -322,7 +328,11 @@ def method_heads(data: dict, head: tuple, settings: dict, inputs: dict) -> dict:
     heads: dict = {"erm": [(lambda d: np.asarray(d["logits"], np.float64), "")]}
     W, b, info = dfr_head(val["features"], val["labels"], val["groups"], n_classes, settings["dfr"])
     heads["dfr"] = [(lambda d, W=W, b=b: head_logits(W, b, d["features"]), f"C={info['C']:g}")]
-    jtt_train = {"features": train["features"], "labels": train["labels"], "erm_correct": train["preds"] == train["labels"]}
+    jtt_train = {
+        "features": train["features"],
+        "labels": train["labels"],
+        "erm_correct": train["preds"] == train["labels"],
+    }
     W, b, info = jtt_head(jtt_train, val, n_classes, settings["jtt"])
     heads["jtt"] = [(lambda d, W=W, b=b: head_logits(W, b, d["features"]),
                      f"lambda_up={info['lambda_up']:g}, {info['n_upweighted']} upweighted")]  # fmt: skip

@@ -111,8 +111,9 @@ def tuning_rows(scores: np.ndarray, labels: np.ndarray, correct: np.ndarray, s: 
                              rng=np.random.default_rng([s.seed, t, 1]))
                  if s.other_classes == "random" else np.zeros(0, np.int64))  # fmt: skip
         for m in METHODS:
-            rows = select_rows(m, scores, labels=labels, correct=correct, classes=classes, k=s.k,
-                               rng=np.random.default_rng(s.seed + t))
+            rows = select_rows(
+                m, scores, labels=labels, correct=correct, classes=classes, k=s.k, rng=np.random.default_rng(s.seed + t)
+            )
             picks[(m, t)] = np.union1d(rows, extra)
     return picks
 

@@ -41,7 +41,9 @@ def read_model_tables(tables: dict, groups: dict) -> tuple[pd.DataFrame, pd.Data
         if settings is None:
             settings = prov["settings"]
         elif prov["settings"] != settings:
-            raise SpurlabError(f"{path}: settings differ from those of {next(iter(tables.values()))}; rebuild the tables")
+            raise SpurlabError(
+                f"{path}: settings differ from those of {next(iter(tables.values()))}; rebuild the tables"
+            )
         frames.append(read_table(path, columns=TABLE_COLUMNS))
         group_frames.append(read_table(groups[model], columns=["model", "method", "trial", *GROUP_COLUMNS]))
     if not frames:

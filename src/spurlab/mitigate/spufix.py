@@ -53,13 +53,9 @@ def _subtract_positive(logits, phi, W, entries: Mapping, contributions) -> np.nd
 
 def _check_shapes(logits: np.ndarray, phi: np.ndarray, W: np.ndarray) -> None:
     if logits.ndim != 2 or phi.ndim != 2 or W.ndim != 2:
-        raise SpurlabError(
-            f"SpuFix: logits, phi and W must be 2-d, got {logits.shape}, {phi.shape}, {W.shape}"
-        )
+        raise SpurlabError(f"SpuFix: logits, phi and W must be 2-d, got {logits.shape}, {phi.shape}, {W.shape}")
     if logits.shape[0] != phi.shape[0] or logits.shape[1] != W.shape[0] or phi.shape[1] != W.shape[1]:
-        raise SpurlabError(
-            f"SpuFix: shapes do not match: logits {logits.shape}, phi {phi.shape}, W {W.shape}"
-        )
+        raise SpurlabError(f"SpuFix: shapes do not match: logits {logits.shape}, phi {phi.shape}, W {W.shape}")
 
 
 def _class_index(k, n_classes: int) -> int:
@@ -224,7 +220,9 @@ class _SpuFixRun:
         W = model.head()[0].detach().double().numpy()
         train = _load_features(entry, "train")
         if train["imageset_sha256"] != self.train_sha256:
-            raise SpurlabError(f"{entry['train']}: not the robust model's training images; SpuFix transfer needs the same images")
+            raise SpurlabError(
+                f"{entry['train']}: not the robust model's training images; SpuFix transfer needs the same images"
+            )
         dirs = transfer_directions(train["phi"], train["labels"], W, self.r_alphas)
         is_robust = name == self.robust
 
@@ -235,8 +233,10 @@ class _SpuFixRun:
 
         test = _load_features(entry, "test")
         if self.cue_source == "folder_labels" and test["class_names"] != self.cue_set.class_names:
-            raise SpurlabError(f"{self.cue_only_set}: class names differ from those of {entry['test']}; index the "
-                               "cue-only folder with the model's class-name/synset file so that class indices agree")
+            raise SpurlabError(
+                f"{self.cue_only_set}: class names differ from those of {entry['test']}; index the "
+                "cue-only folder with the model's class-name/synset file so that class indices agree"
+            )
         after = {"test": fixed(test)}
         row = {"model": name, "transferred": not is_robust, "acc_before": float((test["logits"].argmax(1) == test["labels"]).mean()),
                "acc_after": float((after["test"].argmax(1) == test["labels"]).mean())}  # fmt: skip
@@ -359,6 +359,8 @@ def model_spufix(robust_dir, robust_train, model_dir, model_train, bases_path, h
     W = load_model(model_dir)[0].head()[0].detach().double().numpy()
     with open_features(model_train, model_dir=model_dir) as fc:
         if fc.attrs["imageset_sha256"] != train_set:
-            raise SpurlabError(f"{model_train}: not the robust model's training images; SpuFix transfer needs the same images")
+            raise SpurlabError(
+                f"{model_train}: not the robust model's training images; SpuFix transfer needs the same images"
+            )
         dirs = transfer_directions(fc["features"], fc["labels"], W, r_alphas)
     return (lambda logits, phi: spufix_transfer_logits(logits, phi, W, dirs)), info

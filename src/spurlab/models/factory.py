@@ -46,7 +46,7 @@ def create_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
 
 
 def build_classifier(arch: str, num_classes: int, input_size: int, arch_args: dict | None = None,
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD) -> "Classifier":  # fmt: skip
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Classifier:  # fmt: skip
     """The one way to make a Classifier from its description (training and loading alike)."""
     net = create_model(arch, num_classes=num_classes, **(arch_args or {}))
     return Classifier(net, arch, input_size=input_size, mean=mean, std=std, arch_args=arch_args)
@@ -162,8 +162,12 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     if missing:
         raise SpurlabError(f"{directory / 'meta.json'}: key '{missing[0]}' missing")
     model = build_classifier(
-        meta["arch"], meta["num_classes"], input_size=meta["input_size"], arch_args=meta.get("arch_args"),
-                             mean=meta["mean"], std=meta["std"]
+        meta["arch"],
+        meta["num_classes"],
+        input_size=meta["input_size"],
+        arch_args=meta.get("arch_args"),
+        mean=meta["mean"],
+        std=meta["std"],
     )
     try:
         state = load_file(str(directory / "model.safetensors"))

@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import SpurlabError
 from .cbr import timm_model_kwargs
 
+
 def _small_resnet(name, layers, pretrained=False, num_classes=10, in_chans=3, width=32, stem_stride=1, drop_rate=0.0,
                   **kwargs) -> ResNet:  # fmt: skip
     if pretrained:

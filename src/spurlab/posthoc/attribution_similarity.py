@@ -39,7 +39,9 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of two (H, W) maps in [0, 1] (Wang et al. 2004, scikit-image, data_range 1)."""
     from skimage.metrics import structural_similarity
 
-    return float(structural_similarity(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), data_range=1.0))
+    return float(
+        structural_similarity(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), data_range=1.0)
+    )
 
 
 def measures(e_spu_spu: np.ndarray, e_spu_norm: np.ndarray, e_norm_norm: np.ndarray, e_norm_spu: np.ndarray,
@@ -54,7 +56,9 @@ def sample_rows(seed: int, n_rows: int, n: int) -> np.ndarray:
     return np.sort(rng.permutation(n_rows)[: min(n, n_rows)])
 
 
-def maps_for(model, images: np.ndarray, methods, settings, seed: int, progress: bool, desc: str) -> tuple[dict, np.ndarray]:
+def maps_for(
+    model, images: np.ndarray, methods, settings, seed: int, progress: bool, desc: str
+) -> tuple[dict, np.ndarray]:
     """({method: (N, H, W) Adebayo-normalised maps}, predictions) of `model` on its own predictions."""
     from ..attribution import AttributionModel, attribute_batched, normalise
     from ..bam.models import predict
@@ -101,8 +105,15 @@ def run_signal(cfg: dict, signal: str, model_dirs: dict[str, str], sets: dict[st
     for role, m in names.items():
         model, _ = load_model(model_dirs[m])
         for kind in ("norm", "spu"):
-            maps[role, kind], preds[role, kind] = maps_for(model, x[kind], methods=methods, settings=settings,
-                                                           seed=p["seed"], progress=progress, desc=f"{m} x_{kind}")
+            maps[role, kind], preds[role, kind] = maps_for(
+                model,
+                x[kind],
+                methods=methods,
+                settings=settings,
+                seed=p["seed"],
+                progress=progress,
+                desc=f"{m} x_{kind}",
+            )
     records = []
     for method in methods:
         for i, r in enumerate(rows):
@@ -144,6 +155,9 @@ def panels(path, signal: str, x: dict, maps: dict, methods: list[str], n: int, s
         axes[0, j].set_title(t, fontsize=6)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.suptitle(f"Adebayo et al. 2022: attributions, signal '{signal}' (normal / spurious model x normal / spurious input)", fontsize=8)
+    fig.suptitle(
+        f"Adebayo et al. 2022: attributions, signal '{signal}' (normal / spurious model x normal / spurious input)",
+        fontsize=8,
+    )
     fig.tight_layout()
     save_figure(fig, path, svg)

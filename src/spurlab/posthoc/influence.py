@@ -52,7 +52,9 @@ def epoch_learning_rates(train_section: dict, n_train: int, epochs: int) -> list
     s = TrainSettings.from_config(train_section, None)
     spe = math.ceil(n_train / s.batch_size)
     total = spe * s.epochs
-    return [float(np.mean([lr_at(st, total, s, spe) for st in range((e - 1) * spe, e * spe)])) for e in range(1, epochs + 1)]
+    return [
+        float(np.mean([lr_at(st, total, s, spe) for st in range((e - 1) * spe, e * spe)])) for e in range(1, epochs + 1)
+    ]
 
 
 def checkpoint_paths(model_dir: str | Path) -> list[Path]:
@@ -83,7 +85,9 @@ def tracin_top(model, train_x: torch.Tensor, train_y: torch.Tensor, ckpts: list[
         m.load_state_dict(state["model"])
         return lrs[str(path)]
 
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train_x, train_y), batch_size=batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(train_x, train_y), batch_size=batch_size, shuffle=False
+    )
     model.eval()
     tracin = TracInCPFast(model, model.net.get_classifier(), loader, [str(p) for p in ckpts], checkpoints_load_func=load,
                           loss_fn=torch.nn.CrossEntropyLoss(reduction="sum"), batch_size=batch_size)  # fmt: skip
@@ -106,7 +110,11 @@ def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], o
     inf = p["influence"]
     torch.set_num_threads(threads)
     models = posthoc_models(cfg)
-    need = sorted({model_sets(cfg, m)[0] for m in models}) + ["contam_clean_test"] + [f"contam_{s}_test" for s in signals(cfg)]
+    need = (
+        sorted({model_sets(cfg, m)[0] for m in models})
+        + ["contam_clean_test"]
+        + [f"contam_{s}_test" for s in signals(cfg)]
+    )
     for n in need:
         if n not in sets:
             raise SpurlabError(f"posthoc influence: image set {n} not given (--set-names/--imagesets)")
@@ -143,7 +151,10 @@ def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], o
         xs = np.concatenate([x[k] for k in kinds])
         preds = predict(model, xs)
         if progress:
-            print(f"tracin {m}: {len(xs)} test images, {len(ckpts)} checkpoints, {len(train_y)} training images", flush=True)
+            print(
+                f"tracin {m}: {len(xs)} test images, {len(ckpts)} checkpoints, {len(train_y)} training images",
+                flush=True,
+            )
         top, scores = tracin_top(model, train_x, train_y=train_y, ckpts=ckpts, lrs=lrs, test_x=_float(xs),
                                  test_y=torch.from_numpy(preds),
                                  k=int(inf["top_k"]), batch_size=int(inf["batch_size"]))  # fmt: skip

@@ -50,7 +50,11 @@ def _panel(signal: str, model: str, tw: dict, t: pd.DataFrame, maps: dict, class
     images = [(tw["original"][0], f"original: {classes[r['pred']]}"), (tw["no_cue"][0], f"no {signal}: {classes[r['pred_no_cue']]}"),
               (tw["no_object"][0], f"no object: {classes[r['pred_no_object']]}")]  # fmt: skip
     tops = dict(zip(first["method"], first["top_part"]))
-    return {"title": f"{model} ({signal})", "images": images, "maps": [(maps[m][0], f"{m}\ntop: {tops[m]}") for m in maps]}
+    return {
+        "title": f"{model} ({signal})",
+        "images": images,
+        "maps": [(maps[m][0], f"{m}\ntop: {tops[m]}") for m in maps],
+    }
 
 
 def run_posthoc_interventions(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: str | Path,
@@ -87,5 +91,10 @@ def run_posthoc_interventions(cfg: dict, model_dirs: dict[str, str], sets: dict[
                   "imagesets": shas, "methods": methods, "attribution": settings.record(), "normaliser": "adebayo",
                   "seed": iv["seed"], "n_images": len(rows)}  # fmt: skip
     write_table(df, out, provenance)
-    examples_figure(figure, panels, title="Interventions on contaminated images: twins (predicted class) and maps", svg=svg)
-    return {"rows": len(rows), "deletion": {m: round(float(g["deletion"].mean()), 3) for m, g in df.groupby("method", sort=False)}}
+    examples_figure(
+        figure, panels, title="Interventions on contaminated images: twins (predicted class) and maps", svg=svg
+    )
+    return {
+        "rows": len(rows),
+        "deletion": {m: round(float(g["deletion"].mean()), 3) for m, g in df.groupby("method", sort=False)},
+    }

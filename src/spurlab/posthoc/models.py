@@ -14,12 +14,16 @@ from ..errors import SpurlabError
 from . import posthoc_model_section, posthoc_models
 
 
-def train_posthoc_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2, progress: bool = True) -> dict:
+def train_posthoc_model(
+    cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2, progress: bool = True
+) -> dict:
     """Train posthoc model `name` on `train_set` (validated on `val_set`) into `out_dir`; return its meta."""
     from ..train import TrainSettings, train_on_sets
 
     if name not in posthoc_models(cfg):
-        raise SpurlabError(f"posthoc model '{name}': not defined by this config (defined: {', '.join(posthoc_models(cfg))})")
+        raise SpurlabError(
+            f"posthoc model '{name}': not defined by this config (defined: {', '.join(posthoc_models(cfg))})"
+        )
     section = posthoc_model_section(cfg, name)
     p = cfg["posthoc"]
     return train_on_sets(cfg, name, section=section, settings=TrainSettings.from_config(section["train"], None),

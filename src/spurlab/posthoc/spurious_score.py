@@ -30,7 +30,9 @@ def spurious_score(pred_clean: np.ndarray, pred_signal: np.ndarray, cls: int) ->
     """docs/methods.md#post-hoc-explanation-measures: among rows with pred_clean != cls, the fraction with pred_signal == cls (NaN if none)."""
     pred_clean, pred_signal = np.asarray(pred_clean), np.asarray(pred_signal)
     if pred_clean.shape != pred_signal.shape:
-        raise SpurlabError(f"spurious score: {len(pred_clean)} clean predictions but {len(pred_signal)} with the signal")
+        raise SpurlabError(
+            f"spurious score: {len(pred_clean)} clean predictions but {len(pred_signal)} with the signal"
+        )
     base = pred_clean != cls
     return float((pred_signal[base] == cls).mean()) if base.any() else float("nan")
 

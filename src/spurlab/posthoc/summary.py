@@ -56,6 +56,18 @@ def ks_table(ks: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _study_record(study_analysis: str | Path) -> dict:
+    """The simulated study's planted effect and, per group and condition, its test against control."""
+    study = json.loads(Path(study_analysis).read_text())
+    planted = study.get("planted", {})
+    rec = {}
+    for c in study["conditions"]:
+        row = c["methods"].get(planted.get("method"), {})
+        rec[f"{c['group']}/{c['condition']}"] = {"diff_vs_control": row.get("diff_vs_control"), "p_diff": row.get("p_diff"),
+                                                 "reject": row.get("reject_diff"), "anova_p": c["anova"]["p_value"]}  # fmt: skip
+    return {"planted": planted, "by_condition": rec}
+
+
 def run_summary(cfg: dict, scores: str | Path, attributions: dict[str, str], tcav: str | Path, influence: str | Path,
                 study_analysis: str | Path, out: str | Path, tables_dir: str | Path) -> dict:  # fmt: skip
     from .influence import ks_tables as icm_ks_tables
@@ -64,7 +76,9 @@ def run_summary(cfg: dict, scores: str | Path, attributions: dict[str, str], tca
     p = cfg["posthoc"]
     sigs = signals(cfg)
     if sorted(attributions) != sorted(sigs):
-        raise SpurlabError(f"posthoc summary: attribution tables for {sorted(attributions)}, the config has signals {sigs}")
+        raise SpurlabError(
+            f"posthoc summary: attribution tables for {sorted(attributions)}, the config has signals {sigs}"
+        )
     sc = read_table(scores)
     models_sha = table_provenance(scores)["models"]
     for path in [tcav, influence, *attributions.values()]:
@@ -76,10 +90,14 @@ def run_summary(cfg: dict, scores: str | Path, attributions: dict[str, str], tca
     summary: dict = {
         "aligned_class": cfg["contamination"]["aligned_class"],
         "thresholds": p["thresholds"],
-        "spurious_score": {m: {s: float(per[(per.model == m) & (per.signal == s) & per.aligned].score.iloc[0]) for s in sigs}
-                           for m in posthoc_models(cfg)},  # fmt: skip
-        "spurious_score_by_class": {m: {s: dict(zip(g["class"], g.score.astype(float))) for s, g in per[per.model == m].groupby("signal")}
-                                    for m in posthoc_models(cfg)},  # fmt: skip
+        "spurious_score": {
+            m: {s: float(per[(per.model == m) & (per.signal == s) & per.aligned].score.iloc[0]) for s in sigs}
+            for m in posthoc_models(cfg)
+        },  # fmt: skip
+        "spurious_score_by_class": {
+            m: {s: dict(zip(g["class"], g.score.astype(float))) for s, g in per[per.model == m].groupby("signal")}
+            for m in posthoc_models(cfg)
+        },  # fmt: skip
         "conditions": {m: cond.loc[m, "condition"] for m in posthoc_models(cfg)},
         "conditions_met": {m: bool(cond.loc[m, "meets"]) for m in posthoc_models(cfg)},
     }
@@ -106,21 +124,17 @@ def run_summary(cfg: dict, scores: str | Path, attributions: dict[str, str], tca
     blur = [s for s in sigs if cfg["contamination"]["signals"][s]["type"] == "blur"]
     methods = list(p["methods"])
     findings = {
-        "fam_above_ccm": {s: {m: attribution[s][m]["fam"]["mean"] > attribution[s][m]["ccm"]["mean"] for m in methods} for s in visible},
+        "fam_above_ccm": {
+            s: {m: attribution[s][m]["fam"]["mean"] > attribution[s][m]["ccm"]["mean"] for m in methods}
+            for s in visible
+        },
     }
     if blur:
         b = blur[0]
         findings["kssd_visible_above_blur"] = {s: {m: attribution[s][m]["kssd"]["mean"] > attribution[b][m]["kssd"]["mean"] for m in methods}
                                                for s in visible}  # fmt: skip
     summary["findings"] = findings
-    study = json.loads(Path(study_analysis).read_text())
-    planted = study.get("planted", {})
-    rec = {}
-    for c in study["conditions"]:
-        row = c["methods"].get(planted.get("method"), {})
-        rec[f"{c['group']}/{c['condition']}"] = {"diff_vs_control": row.get("diff_vs_control"), "p_diff": row.get("p_diff"),
-                                                 "reject": row.get("reject_diff"), "anova_p": c["anova"]["p_value"]}  # fmt: skip
-    summary["study_simulated"] = {"planted": planted, "by_condition": rec}
+    summary["study_simulated"] = _study_record(study_analysis)
     tables_dir = Path(tables_dir)
     prov = {"scores": str(scores), "models": models_sha, "ks_alpha": alpha}
     write_table(table1(attribution), tables_dir / "table1_attributions.parquet", prov)

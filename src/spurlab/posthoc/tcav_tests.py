@@ -47,7 +47,12 @@ def ks_test(a, b, alpha: float = 0.05) -> dict:
     if len(a) == 0 or len(b) == 0:
         return {"statistic": float("nan"), "p_value": float("nan"), "reject": False, "n": [len(a), len(b)]}
     r = stats.ks_2samp(a, b)
-    return {"statistic": float(r.statistic), "p_value": float(r.pvalue), "reject": bool(r.pvalue < alpha), "n": [len(a), len(b)]}
+    return {
+        "statistic": float(r.statistic),
+        "p_value": float(r.pvalue),
+        "reject": bool(r.pvalue < alpha),
+        "n": [len(a), len(b)],
+    }
 
 
 def ks_tables(df: pd.DataFrame, signals: list[str], alpha: float) -> dict:
@@ -153,8 +158,17 @@ def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: s
             for k in kinds:
                 if progress:
                     print(f"tcav {m} {cname} x_{k}", flush=True)
-                for row in tcav_scores(am, layers, concept=imgs, randoms=randoms, inputs=inputs[k], targets=target,
-                                       model_id=model_id, save_path=cache_dir, settings=settings):
+                for row in tcav_scores(
+                    am,
+                    layers,
+                    concept=imgs,
+                    randoms=randoms,
+                    inputs=inputs[k],
+                    targets=target,
+                    model_id=model_id,
+                    save_path=cache_dir,
+                    settings=settings,
+                ):
                     for run, (cs, rs) in enumerate(zip(row["concept_scores"], row["random_scores"])):
                         records.append({"model": m, "concept": cname, "kind": kind, "inputs": "spu" if k != "norm" else "norm",
                                         "layer": row["layer"], "run": run, "score": cs, "random_score": rs,

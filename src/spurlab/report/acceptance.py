@@ -124,7 +124,9 @@ def _interventions(s: dict) -> list[Point]:
     for fam, f in (s.get("families") or {}).items():
         for m, r in (f.get("models") or {}).items():
             other = "cue" if r["planted"] == "object" else "object"
-            parts.append(f"{fam} {m}: {_num(r.get('flip_remove_' + r['planted']), 2)} vs {_num(r.get('flip_remove_' + other), 2)}")
+            parts.append(
+                f"{fam} {m}: {_num(r.get('flip_remove_' + r['planted']), 2)} vs {_num(r.get('flip_remove_' + other), 2)}"
+            )
     return [Point("interventions", "removing the part each model was built to rely on flips its prediction more often "
                   "than removing the other part (re-rendered twins)", "; ".join(parts) or "n/a",
                   s.get("planted_order_holds") if parts else None)]  # fmt: skip

@@ -15,7 +15,15 @@ from ..measure.figures import gap_figure, noise_curves
 
 # One outline colour per mask, cycling; the object outline is white.
 _OUTLINE = np.array(
-    [[1.0, 0.2, 0.2], [0.2, 1.0, 0.2], [0.3, 0.5, 1.0], [1.0, 0.9, 0.1], [1.0, 0.3, 1.0], [0.1, 1.0, 1.0], [1.0, 0.6, 0.1]]
+    [
+        [1.0, 0.2, 0.2],
+        [0.2, 1.0, 0.2],
+        [0.3, 0.5, 1.0],
+        [1.0, 0.9, 0.1],
+        [1.0, 0.3, 1.0],
+        [0.1, 1.0, 1.0],
+        [1.0, 0.6, 0.1],
+    ]
 )
 
 
@@ -72,7 +80,9 @@ def contact_sheet(imageset, out: str | os.PathLike, n: int = 48, cols: int = 8, 
     ax.axis("off")
     handles = [Patch(color="white", ec="k", label="object")] + [Patch(color=colours[m], label=m) for m in cue_masks]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7, frameon=False)
-    fig.suptitle(f"{imageset.attrs.get('set_name', imageset.path.stem)}: first {n} of {len(imageset)} images", fontsize=9)
+    fig.suptitle(
+        f"{imageset.attrs.get('set_name', imageset.path.stem)}: first {n} of {len(imageset)} images", fontsize=9
+    )
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.06, top=0.95)
     save_figure(fig, out)
 
@@ -188,11 +198,13 @@ def component_panels(components: dict, pairs, imageset, out, svg=None, per_class
     label = {(r["class"], r["feature"]): r["label"] for _, r in pairs[pairs["kind"] == "component"].iterrows()}
     names = dict(zip(pairs["class"], pairs["class_name"]))
     picked, seen = [], {}
-    for i, (k, c) in enumerate(zip(components["class"], components["component"])):
+    for i, k in enumerate(components["class"]):
         if seen.get(k, 0) < per_class and len(picked) < max_rows:
             picked.append(i)
             seen[k] = seen.get(k, 0) + 1
-    fig, axes = plt.subplots(len(picked), 2 + n_top, figsize=((2 + n_top) * 1.2, 1.3 * len(picked) + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        len(picked), 2 + n_top, figsize=((2 + n_top) * 1.2, 1.3 * len(picked) + 0.4), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     for r, i in enumerate(picked):
@@ -215,7 +227,11 @@ def spufix_figure(models, out, svg=None) -> None:
     """Neuhaus et al. table 3 analogue: spurious score (ROC-AUC, 1 = not fooled) on cue-only and
     retrieved negatives, and test accuracy, before and after SpuFix, per model."""
     plt = _plt()
-    panels = [("cue_only_auc", "spurious AUC, cue-only"), ("retrieved_auc", "spurious AUC, retrieved"), ("acc", "test accuracy")]
+    panels = [
+        ("cue_only_auc", "spurious AUC, cue-only"),
+        ("retrieved_auc", "spurious AUC, retrieved"),
+        ("acc", "test accuracy"),
+    ]
     panels = [p for p in panels if f"{p[0]}_before" in models.columns]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)
     x = np.arange(len(models))

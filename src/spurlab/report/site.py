@@ -221,8 +221,15 @@ def build_site(out: str | os.PathLike, *, subsets, annotations, imageset, compon
         noise_df = pd.concat([pd.read_parquet(p) for p in noise], ignore_index=True) if noise else None
         corr_df = pd.concat([pd.read_parquet(p) for p in corruptions], ignore_index=True) if corruptions else None
         with ImageSet(imageset) as ims:
-            entries = _feature_pages(w, subsets, annotations=pd.read_parquet(annotations), imageset=ims, noise=noise_df,
-                                     corruptions=corr_df, n_show=n_show)
+            entries = _feature_pages(
+                w,
+                subsets,
+                annotations=pd.read_parquet(annotations),
+                imageset=ims,
+                noise=noise_df,
+                corruptions=corr_df,
+                n_show=n_show,
+            )
         feature_names = {Path(e["href"]).name for e in entries}
         if components:
             if not (npca_pairs and npca_imageset):
@@ -241,8 +248,16 @@ def build_site(out: str | os.PathLike, *, subsets, annotations, imageset, compon
         (tmp / "style.css").write_text(static_text("site.css"))
         (tmp / "search.js").write_text(static_text("search.js"))
         n_feat = sum(e["kind"] == "feature" for e in entries)
-        (tmp / "index.html").write_text(render("site/index.html.j2", title="spurlab site", css="style.css",
-                                               pages=entries, n_feature=n_feat, n_component=len(entries) - n_feat))
+        (tmp / "index.html").write_text(
+            render(
+                "site/index.html.j2",
+                title="spurlab site",
+                css="style.css",
+                pages=entries,
+                n_feature=n_feat,
+                n_component=len(entries) - n_feat,
+            )
+        )
         for p in [tmp, *tmp.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
         if out.exists():

@@ -50,18 +50,24 @@ def _salient(s: dict) -> list[str]:
            ""]  # fmt: skip
     cov = s.get("coverage")
     if cov:
-        out.insert(3, f"- **Human answers cover {cov['answered_and_exported']} of {cov['exported']} exported pairs**: "
-                      f"{s.get('n_unannotated')} unannotated, {s.get('n_undecided')} without a majority; answers to "
-                      f"{cov['answered_not_exported']} pairs that were not exported were not used.")
+        out.insert(
+            3,
+            f"- **Human answers cover {cov['answered_and_exported']} of {cov['exported']} exported pairs**: "
+            f"{s.get('n_unannotated')} unannotated, {s.get('n_undecided')} without a majority; answers to "
+            f"{cov['answered_not_exported']} pairs that were not exported were not used.",
+        )
     rows = []
     for m, by_sigma in (s.get("drake") or {}).items():
         e = by_sigma.get(str(sig)) or by_sigma.get(f"{sig:g}" if isinstance(sig, float) else str(sig)) or {}
         if e:
             rows.append([m, e.get("drop_core_noise"), e.get("drop_spurious_noise"), e.get("spurious_exceeds_core")])
     if rows:
-        out += [f"Accuracy drop at noise sigma {sig} (eqs. 3-4, classes with both core and spurious features): "
-                "noise on spurious regions vs noise on core regions. A larger drop under spurious-region noise "
-                "means the model leans on the spurious feature more than on the object.", ""]
+        out += [
+            f"Accuracy drop at noise sigma {sig} (eqs. 3-4, classes with both core and spurious features): "
+            "noise on spurious regions vs noise on core regions. A larger drop under spurious-region noise "
+            "means the model leans on the spurious feature more than on the object.",
+            "",
+        ]
         out += _table(["model", "drop, noise on core", "drop, noise on spurious", "spurious > core"], rows)
     return out
 
@@ -78,17 +84,23 @@ def _spuriosity(s: dict) -> list[str]:
     rows = [[m, e.get("acc"), e.get("acc_low"), e.get("acc_high"), e.get("mean_gap"), e.get("effective_robustness")]
             for m, e in (s.get("models") or {}).items()]  # fmt: skip
     if rows:
-        out += [f"Per model on the {s.get('gap_set')} set (k = {s.get('k')} images per end): accuracy on the "
-                "lowest- and highest-spuriosity images; the gap is their difference, effective robustness "
-                "the distance above the suite's fitted line.", ""]
+        out += [
+            f"Per model on the {s.get('gap_set')} set (k = {s.get('k')} images per end): accuracy on the "
+            "lowest- and highest-spuriosity images; the gap is their difference, effective robustness "
+            "the distance above the suite's fitted line.",
+            "",
+        ]
         out += _table(["model", "acc", "acc low", "acc high", "mean gap", "eff. robustness"], rows)
     rows = []
     for m, methods in (s.get("tuning") or {}).items():
         for method, e in methods.items():
             rows.append([m, method, e.get("gap_before"), e.get("gap_after"), e.get("acc_before"), e.get("acc_after")])
     if rows:
-        out += ["Head tuning (sec. 6): low-spuriosity tuning should close the gap more than the random and "
-                "misclassified baselines at a similar accuracy.", ""]
+        out += [
+            "Head tuning (sec. 6): low-spuriosity tuning should close the gap more than the random and "
+            "misclassified baselines at a similar accuracy.",
+            "",
+        ]
         out += _table(["model", "method", "gap before", "gap after", "acc before", "acc after"], rows)
     return out
 
@@ -115,9 +127,12 @@ def _npca(s: dict) -> list[str]:
     rows = [[m, e.get("retrieved_auc_before"), e.get("retrieved_auc_after"), e.get("acc_before"), e.get("acc_after")]
             for m, e in (s.get("models") or {}).items()]  # fmt: skip
     if rows:
-        out += ["SpuFix (eq. 11): spurious score (ROC-AUC separating class-k test images from retrieved images "
-                "with k's cue but no k object by the probability of k; 1 means not fooled by the cue) and test accuracy before and after removing the spurious "
-                "components.", ""]
+        out += [
+            "SpuFix (eq. 11): spurious score (ROC-AUC separating class-k test images from retrieved images "
+            "with k's cue but no k object by the probability of k; 1 means not fooled by the cue) and test accuracy before and after removing the spurious "
+            "components.",
+            "",
+        ]
         out += _table(["model", "spurious AUC before", "after", "acc before", "acc after"], rows)
     return out
 
@@ -133,11 +148,14 @@ def _bam(s: dict) -> list[str]:
     rows = [[m, e.get("mcs"), e.get("mcs_random_baseline"), e.get("idr"), e.get("idr_random_baseline"), e.get("iir"),
              e.get("rho_k_series")] for m, e in methods.items()]  # fmt: skip
     if rows:
-        out += ["Per method: MCS (f_o vs f_s on object regions, with the random-region baseline), IDR (share of "
-                "images where f_s attributes the object's region less than the scene it covers; its baseline, "
-                "random regions outside the object, should be about 50%), IIR (share where an output-preserving "
-                "input change leaves attributions unchanged) and rho (MCS vs accuracy drop over the k-series). "
-                "Higher is better for all.", ""]
+        out += [
+            "Per method: MCS (f_o vs f_s on object regions, with the random-region baseline), IDR (share of "
+            "images where f_s attributes the object's region less than the scene it covers; its baseline, "
+            "random regions outside the object, should be about 50%), IIR (share where an output-preserving "
+            "input change leaves attributions unchanged) and rho (MCS vs accuracy drop over the k-series). "
+            "Higher is better for all.",
+            "",
+        ]
         out += _table(["method", "MCS", "MCS random", "IDR", "IDR random", "IIR", "rho k-series"], rows)
     return out
 
@@ -158,17 +176,23 @@ def _posthoc(s: dict) -> list[str]:
         rows.append([m, *(sig.get(k) for k in sig), worst, cond.get(m, "n/a")])
     if rows:
         signals = list(next(iter((s.get("spurious_score") or {}).values())))
-        out += ["Spurious score (docs/methods.md#post-hoc-explanation-measures) for the aligned class per signal, and the highest over every class and "
-                "signal.", ""]
+        out += [
+            "Spurious score (docs/methods.md#post-hoc-explanation-measures) for the aligned class per signal, and the highest over every class and "
+            "signal.",
+            "",
+        ]
         out += _table(["model", *signals, "max, any class", "condition"], rows)
     rows = [[sig, m, *(f"{_f(e[k]['mean'])} ± {_f(e[k]['sem'], 2)}" for k in ("kssd", "ccm", "fam", "famgt"))]
             for sig, methods in (s.get("attribution") or {}).items() for m, e in methods.items()]  # fmt: skip
     if rows:
-        out += ["Table 1, feature attributions (SSIM of normalised maps, mean ± SEM): K-SSD, the spurious model's "
-                "map on spurious inputs vs the signal's mask (higher: the known signal shows); CCM, the two models' "
-                "maps on clean inputs (high: no cause for concern without the signal); FAM, the two models' maps on "
-                "spurious inputs (high: the normal model would raise a false alarm); FAM-GT, the normal model's map "
-                "vs the mask.", ""]
+        out += [
+            "Table 1, feature attributions (SSIM of normalised maps, mean ± SEM): K-SSD, the spurious model's "
+            "map on spurious inputs vs the signal's mask (higher: the known signal shows); CCM, the two models' "
+            "maps on clean inputs (high: no cause for concern without the signal); FAM, the two models' maps on "
+            "spurious inputs (high: the normal model would raise a false alarm); FAM-GT, the normal model's map "
+            "vs the mask.",
+            "",
+        ]
         out += _table(["signal", "method", "K-SSD", "CCM", "FAM", "FAM-GT"], rows)
     vis, fam = findings.get("kssd_visible_above_blur") or {}, findings.get("fam_above_ccm") or {}
     for name, claim, got in (("K-SSD of the visible signals above blur's", "the paper: yes", vis),
@@ -180,8 +204,12 @@ def _posthoc(s: dict) -> list[str]:
     ks = [[sig, t, *(f"{'reject' if e[k]['reject'] else 'keep'} (p {_f(e[k]['p_value'], 2)})" for k in ("kssd", "ccm", "fam"))]
           for t, key in (("TCAV", "tcav_ks"), ("TracIn ICM", "icm_ks")) for sig, e in (s.get(key) or {}).items()]  # fmt: skip
     if ks:
-        out += ["", "Tables 2-3, concept (TCAV) and training-point (TracIn ICM) rankings: two-sample KS tests at "
-                "0.05 (docs/posthoc.md: which distributions); reject means the two differ.", ""]
+        out += [
+            "",
+            "Tables 2-3, concept (TCAV) and training-point (TracIn ICM) rankings: two-sample KS tests at "
+            "0.05 (docs/posthoc.md: which distributions); reject means the two differ.",
+            "",
+        ]
         out += _table(["signal", "explanation", "K-SSD", "CCM", "FAM"], ks)
     study = s.get("study_simulated") or {}
     planted = study.get("planted") or {}
@@ -189,10 +217,16 @@ def _posthoc(s: dict) -> list[str]:
         by_cond = study.get("by_condition") or {}
         hits = [c for c, e in by_cond.items() if e.get("reject")]
         exact = set(hits) == {c for c in by_cond if c.endswith(f"/{planted.get('condition')}")}
-        out += [f"- **Study kit on simulated responses: a planted effect of {_f(planted.get('effect'))} on "
-                f"{planted.get('method')} / {planted.get('condition')} models is found in {', '.join(hits) or 'no condition'}**: "
-                + ("the analysis finds the effect built into the responses and nothing where there is none." if exact
-                   else "not exactly the conditions it was planted in."), ""]
+        out += [
+            f"- **Study kit on simulated responses: a planted effect of {_f(planted.get('effect'))} on "
+            f"{planted.get('method')} / {planted.get('condition')} models is found in {', '.join(hits) or 'no condition'}**: "
+            + (
+                "the analysis finds the effect built into the responses and nothing where there is none."
+                if exact
+                else "not exactly the conditions it was planted in."
+            ),
+            "",
+        ]
     return out
 
 
@@ -281,8 +315,16 @@ def _generic(stage: str, s: dict, limit: int = 40) -> list[str]:
     return out + lines[:limit] + more + [""]
 
 
-WRITERS = {"salient": _salient, "spuriosity": _spuriosity, "npca": _npca, "bam": _bam, "lightweight": _lightweight,
-           "posthoc": _posthoc, "mitigation": _mitigation, "interventions": _interventions}
+WRITERS = {
+    "salient": _salient,
+    "spuriosity": _spuriosity,
+    "npca": _npca,
+    "bam": _bam,
+    "lightweight": _lightweight,
+    "posthoc": _posthoc,
+    "mitigation": _mitigation,
+    "interventions": _interventions,
+}
 
 
 def _without_truth(section: list[str], not_computed: dict) -> list[str]:
@@ -309,8 +351,13 @@ def _acceptance(summaries: dict[str, dict]) -> list[str]:
     out = ["## Acceptance", "",
            f"{held} of {len(points)} points hold on this run (each paper's headline, with the number it is "
            "judged by; docs/findings/benchmark.md gives the reasons for each rule).", ""]  # fmt: skip
-    return out + _table(["stage", "point", "measured", "verdict"],
-                        [[p.stage, p.point, p.value, mark[p.holds]] for p in points]) + [""]
+    return (
+        out
+        + _table(
+            ["stage", "point", "measured", "verdict"], [[p.stage, p.point, p.value, mark[p.holds]] for p in points]
+        )
+        + [""]
+    )
 
 
 def summary_markdown(summaries: dict[str, dict], counts: dict | None = None) -> str:
@@ -333,7 +380,9 @@ def summary_markdown(summaries: dict[str, dict], counts: dict | None = None) -> 
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_summary_md(summary_paths: dict[str, str | os.PathLike], out: str | os.PathLike, counts: dict | None = None) -> str:
+def write_summary_md(
+    summary_paths: dict[str, str | os.PathLike], out: str | os.PathLike, counts: dict | None = None
+) -> str:
     summaries = {}
     for stage, p in summary_paths.items():
         try:

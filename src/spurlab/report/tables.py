@@ -40,7 +40,7 @@ class Vocabulary:
         self.methods = set(methods) | _KNOWN_METHODS
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Vocabulary":
+    def from_config(cls, cfg: dict) -> Vocabulary:
         classes = list(cfg.get("datasets", {}).get("classes", []))
         classes += list((cfg.get("lightweight") or {}).get("datasets", {}).get("classes", []) or [])
         methods = list(((cfg.get("bam") or {}).get("benchmark") or {}).get("methods", []) or [])
@@ -116,8 +116,13 @@ class _SummaryWalker:
     def _mapping(self, node: dict, ids: dict, metric: list[str], parent: str) -> None:
         keys = set(map(str, node))
         # a group's own count qualifies its siblings; the root's counts describe the stage only
-        n_here = None if node is self.summary else next(
-            (node[k] for k in ("n", "n_classes", "n_pairs") if k in node and _leaf_value(node[k]) is not None), None)
+        n_here = (
+            None
+            if node is self.summary
+            else next(
+                (node[k] for k in ("n", "n_classes", "n_pairs") if k in node and _leaf_value(node[k]) is not None), None
+            )
+        )
         for k, v in node.items():
             k = str(k)
             if k in _SKIP_KEYS or k.endswith(("_sem", "_sd")) or (k.endswith("_n") and k[:-2] in keys):
@@ -142,7 +147,9 @@ class _SummaryWalker:
         if node and all(x is not None for x in nums):
             a = np.asarray(nums, float)
             sem = float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else None
-            self.rows.append({**ids, "metric": "/".join(metric) + "/mean", "value": float(a.mean()), "n": float(len(a)), "sem": sem})
+            self.rows.append(
+                {**ids, "metric": "/".join(metric) + "/mean", "value": float(a.mean()), "n": float(len(a)), "sem": sem}
+            )
         elif node and all(isinstance(x, dict) for x in node):
             # a list of records: string fields identify the row (joined into setting), numbers are metrics
             for rec in node:
@@ -296,4 +303,6 @@ def aggregate(summaries: dict[str, str | os.PathLike], details: list[tuple[str, 
     for kind, path in details:
         frames.append(detail_rows(kind, path))
     df = _typed(pd.concat([_typed(f) for f in frames], ignore_index=True))
-    return df.sort_values(["stage", "source", "metric"] + _ID_COLUMNS, kind="stable", na_position="first").reset_index(drop=True)
+    return df.sort_values(["stage", "source", "metric"] + _ID_COLUMNS, kind="stable", na_position="first").reset_index(
+        drop=True
+    )
