@@ -27,7 +27,7 @@ def cmd_group_robustness(args) -> int:
     features = {"train": args.train_features, "val": args.val_features, "test": args.test_features,
                 "counterfactual": args.counterfactual_features, "tuning_val": args.tuning_val_features}  # fmt: skip
     settings = {"dfr": DFRSettings(**mit["dfr"], seed=mit["seed"]), "jtt": JTTSettings(**mit["jtt"]),
-                "tuning": TuningSettings(**sp["tuning"], k_gap=sp["k"])}  # fmt: skip
+                "tuning": TuningSettings.from_config(cfg)}  # fmt: skip
     spuriosity = {"rankings": args.rankings, "tuning": args.tuning, "k": sp["k"],
                   "sets": {"train": sp["stats_set"], "tuning_val": sp["gap_set"], "test": mit["test_set"]}}  # fmt: skip
     spufix = {"robust_dir": args.robust_dir, "robust_train": args.robust_train_features, "bases": args.bases,

@@ -299,7 +299,7 @@ def check_tuning_table(tuning_path, checkpoint_sha256: str, rankings_path, setti
     """The head-tuning table must come from this checkpoint, rankings, settings and caches (train, val roles)."""
     prov = table_provenance(tuning_path)
     read_table(tuning_path, expect={"checkpoint_sha256": checkpoint_sha256, "rankings_sha256": sha256_file(rankings_path),
-                                    "settings": asdict(settings)})  # fmt: skip
+                                    "settings": settings.as_dict()})  # fmt: skip
     for split, role in (("train", "train"), ("val", "tuning_val")):
         if (prov.get("features_sha256") or {}).get(split) != sha256_file(features[role]):
             raise SpurlabError(f"{tuning_path}: provenance 'features_sha256.{split}' is not {features[role]}'s hash; "
@@ -381,7 +381,7 @@ def run_group_robustness(model: str, model_dir, features: dict, imagesets: dict,
         "spufix_sha256": {k: sha256_file(spufix[k]) for k in ("robust_train", "bases", "pairs", "harmful")},
         "robust_checkpoint_sha256": model_checkpoint_sha256(spufix["robust_dir"]),
         "settings": {"dfr": asdict(settings["dfr"]), "jtt": asdict(settings["jtt"]),
-                     "tuning": asdict(settings["tuning"]), "sets": spuriosity["sets"], "k": int(spuriosity["k"])},
+                     "tuning": settings["tuning"].as_dict(), "sets": spuriosity["sets"], "k": int(spuriosity["k"])},
     }  # fmt: skip
     write_table(table, out, provenance)
     write_table(groups, out_groups, provenance)
