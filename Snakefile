@@ -55,9 +55,9 @@ if workflow.config_settings.config:
 
 # Schema first (finite numbers, unknown keys, types), then every cross-key rule
 # (spurlab.config.check_semantics, the checks `spurlab validate-config` runs; no rule file checks
-# the config): a bad config fails here, before any job writes under results/. The files are read again through spurlab's loader,
-# which Snakemake's does not replace: UTF-8 only, a key given twice is an error (Snakemake's loader
-# keeps the last value). Each failure is one line naming the file or key.
+# the config): a bad config fails here, before any job writes under results/. The files are read
+# again through spurlab's loader, which Snakemake's does not replace: UTF-8 only, a key given twice
+# is an error (Snakemake's loader keeps the last value). Each failure is one line naming the file or key.
 try:
     load_config(workflow.configfiles)
     validate_config(config)
