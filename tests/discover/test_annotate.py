@@ -12,6 +12,7 @@ from spurlab.discover.annotate import (
     ANNOTATION_COLUMNS,
     ANSWERS,
     CSV_COLUMNS,
+    INT_COLUMNS,
     AnnotationTask,
     export_tasks,
     majority_annotations,
@@ -87,15 +88,7 @@ def test_fixture_majority_rule():
     assert row.class_name == "lighthouse" and row.source == "human"
     # sorted by class, then rank (the file lists class 3 first and ranks out of order)
     assert list(zip(ann.class_index, ann.feature_rank)) == [(c, r) for c in range(4) for r in (1, 2, 3)]
-    for col in (
-        "class_index",
-        "feature_index",
-        "feature_rank",
-        "votes_main",
-        "votes_separate",
-        "votes_background",
-        "n_votes",
-    ):
+    for col in INT_COLUMNS:
         assert ann[col].dtype == np.int64, col
     assert ann["mean_confidence"].dtype == np.float64
 

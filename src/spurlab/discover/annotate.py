@@ -41,6 +41,9 @@ from ..io.render import render
 from ..io.tables import write_table
 
 ANSWERS = ("main_object", "separate_object", "background")
+VOTE_COUNTS = ("votes_main", "votes_separate", "votes_background", "n_votes")
+# the annotations table's integer columns (pairs nobody answered have 0 votes, not NaN)
+INT_COLUMNS = ("class_index", "feature_index", "feature_rank", *VOTE_COUNTS)
 CSV_COLUMNS = (
     "WorkerId",
     "Input.wordnet_id",
@@ -317,19 +320,11 @@ def _pairs_table(agg: pd.DataFrame, exported: pd.DataFrame | None, answered: set
         table = exp.merge(agg.drop(columns=["class_name", "feature_rank"]), on=["class_index", "feature_index"],
                           how="left", validate="one_to_one")  # fmt: skip
         none = table["n_votes"].isna()
-        for col in ("votes_main", "votes_separate", "votes_background", "n_votes"):
+        for col in VOTE_COUNTS:
             table[col] = table[col].fillna(0)
         table.loc[none, ["label", "kind"]] = "unannotated"
         table["few_answers"] = table["few_answers"].eq(True)  # unanswered: NaN after the merge
-    for col in (
-        "class_index",
-        "feature_index",
-        "feature_rank",
-        "votes_main",
-        "votes_separate",
-        "votes_background",
-        "n_votes",
-    ):
+    for col in INT_COLUMNS:
         table[col] = table[col].astype("int64")
     table["mean_confidence"] = table["mean_confidence"].astype("float64")
     table["source"] = "human"
