@@ -17,11 +17,13 @@ from spurlab.errors import SpurlabError
 from spurlab.io.code import code_provenance
 from spurlab.io.tables import write_table
 from spurlab.measure.interventions import (
+    cue_reliance,
     label_rows,
     measure_model,
     method_scores,
     part_shares,
     planted_order,
+    planted_truth_holds,
     probabilities,
     ranking_agreement,
     sample_rows,
@@ -118,6 +120,40 @@ def test_removing_the_part_a_model_reads_flips_it_and_the_other_part_does_not():
     assert order["reads_cue"]["flip_remove_cue"] == 1.0 and order["reads_cue"]["flip_remove_object"] == 0.0
     assert order["reads_object"]["flip_remove_object"] == 1.0 and order["reads_object"]["flip_remove_cue"] == 0.0
     assert order["reads_cue"]["planted"] == "cue" and all(r["holds"] for r in order.values())
+
+
+def contamination_table(flips: dict) -> pd.DataFrame:
+    """Per-image rows of a posthoc-like family: {(setting, model, planted): (flips by removing
+    the object, flips by removing the cue)}, two methods per image."""
+    rows = []
+    for (setting, model, planted), (flip_object, flip_cue) in flips.items():
+        for i, (fo, fc) in enumerate(zip(flip_object, flip_cue)):
+            for method in ("gradient", "smoothgrad"):
+                rows.append({"family": "posthoc", "setting": setting, "model": model, "planted": planted, "row": i,
+                             "method": method, "flip_object": fo, "flip_cue": fc, "drop_object": 0.5 * fo,
+                             "drop_cue": 0.5 * fc})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_contaminated_model_is_judged_against_the_normal_model_on_its_signal():
+    # weak: removing its cue flips 1 of 4 (more than the normal model's 0), the object 3 of 4
+    df = contamination_table({
+        ("weak", "normal", "object"): ([1, 1, 1, 1], [0, 0, 0, 0]),
+        ("weak", "spurious_weak", "cue"): ([1, 1, 1, 0], [1, 0, 0, 0]),
+        ("strong", "normal", "object"): ([1, 1, 1, 0], [1, 0, 0, 0]),
+        ("strong", "spurious_strong", "cue"): ([0, 0, 0, 0], [1, 1, 1, 0]),
+    })  # fmt: skip
+    reliance = cue_reliance(df)
+    assert reliance["weak"] == {"model": "spurious_weak", "reference": "normal", "n": 4, "flip_remove_cue": 0.25,
+                                "reference_flip_remove_cue": 0.0, "holds": True}  # fmt: skip
+    assert reliance["strong"]["flip_remove_cue"] == 0.75 and reliance["strong"]["reference_flip_remove_cue"] == 0.25
+    order = planted_order(df)
+    assert not order["spurious_weak"]["holds"] and order["spurious_strong"]["holds"] and order["normal"]["holds"]
+    family = {"models": order, "cue_reliance": reliance}
+    assert planted_truth_holds({"posthoc": family})  # spurious_weak is judged by its cue reliance
+    reliance["weak"]["holds"] = False
+    assert not planted_truth_holds({"posthoc": family})
+    assert not planted_truth_holds({"posthoc": {"models": order}})  # without a reference: its own order
 
 
 def test_gradient_scores_deletion_and_preservation_one_and_the_wrong_region_scores_worse():

@@ -188,6 +188,38 @@ def planted_order(df: pd.DataFrame) -> dict:
     return out
 
 
+def cue_reliance(df: pd.DataFrame) -> dict:
+    """Per setting (contamination signal) that has a model trained with the cue and one trained
+    without it (planted `cue` and `object`), the same intervention on the same images: how often
+    removing the cue flips each model's prediction, and whether it flips the cue-trained model's
+    more (`holds`). Adebayo et al.'s contaminated model is built to lose its prediction when the
+    signal is removed, the normal model is not; how much it relies on the cue against the object
+    is what it learned (its spurious score), which `planted_order` reports beside this."""
+    out = {}
+    for setting, g in df[df["setting"] != ""].groupby("setting", sort=False):
+        g = g[g["method"] == g["method"].iloc[0]]
+        by_part = {str(p): h for p, h in g.groupby("planted", sort=False)}
+        if set(by_part) != set(PARTS):
+            continue
+        trained, reference = by_part["cue"], by_part["object"]
+        rec = {"model": str(trained["model"].iloc[0]), "reference": str(reference["model"].iloc[0]),
+               "n": int(len(trained)), "flip_remove_cue": _rate(trained["flip_cue"]),
+               "reference_flip_remove_cue": _rate(reference["flip_cue"])}  # fmt: skip
+        rec["holds"] = bool(rec["flip_remove_cue"] > rec["reference_flip_remove_cue"])
+        out[str(setting)] = rec
+    return out
+
+
+def planted_truth_holds(families: dict) -> bool:
+    """The planted truth of every family: a model built on the cue that has a reference model
+    trained without it is judged by `cue_reliance`, every other model by `planted_order`."""
+    holds = []
+    for f in families.values():
+        judged = {r["model"]: r["holds"] for r in (f.get("cue_reliance") or {}).values()}
+        holds += [judged.get(m, r["holds"]) for m, r in f["models"].items()]
+    return bool(holds) and all(holds)
+
+
 def ranking_agreement(correlational: dict[str, float], interventional: dict[str, float], measure: str) -> dict:
     """Spearman's rho and Kendall's tau (scipy.stats) between two scores of the same methods;
     None where undefined (fewer than 3 methods, or a constant score)."""

@@ -2,7 +2,9 @@
 
 Per family (bam, posthoc): deletion, preservation, agreement and their mean (`interventional`)
 per method and for the baselines (`spurlab.measure.interventions.method_scores`), per model the
-planted order (`planted_order`) and, for posthoc, the scores per signal. Per model of the suite:
+planted order (`planted_order`) and, for posthoc, the scores per signal and each contaminated
+model's cue reliance against the normal model (`cue_reliance`); `planted_order_holds` combines
+them (`planted_truth_holds`). Per model of the suite:
 the background-swap flip rates (`spurlab.measure.background_swap.summarize_background`).
 `ranking_agreement`: Spearman's rho and Kendall's tau between each family's correlational ranking
 of methods (BAM: MCS from results/bam/summary.json; posthoc: K-SSD from
@@ -24,7 +26,14 @@ from ..errors import SpurlabError
 from ..io import sha256_file, write_json
 from ..io.tables import read_table, table_provenance
 from .background_swap import summarize_background
-from .interventions import checked_methods, method_scores, planted_order, ranking_agreement
+from .interventions import (
+    checked_methods,
+    cue_reliance,
+    method_scores,
+    planted_order,
+    planted_truth_holds,
+    ranking_agreement,
+)
 from .interventions_figures import summary_figure
 
 TABLE_COLUMNS = ["family", "setting", "model", "planted", "row", "method", "pred", "pred_no_object", "pred_no_cue",
@@ -87,6 +96,7 @@ def _family(df, tolerance: float, cue: str) -> dict:
     rec = {"cue": cue, "tie_tolerance": tolerance, **method_scores(df, tolerance), "models": planted_order(df)}
     rec["by_model"] = {str(m): method_scores(g, tolerance)["methods"] for m, g in df.groupby("model", sort=False)}
     if (df["setting"] != "").any():
+        rec["cue_reliance"] = cue_reliance(df)
         rec["by_signal"] = {
             str(s): method_scores(g, tolerance)["methods"] for s, g in df.groupby("setting", sort=False)
         }
@@ -124,8 +134,7 @@ def run_interventions_summary(cfg: dict, out, figure, svg=None, bam=None, bam_co
         bg = read_table(background, columns=["model", "flip", "own_background_cue", "correct", "correct_swapped"])
         summary["background_swap"] = {"swap": "mixed_rand", "models": summarize_background(bg)}
         inputs[str(background)] = sha256_file(background)
-    holds = [r["holds"] for f in summary["families"].values() for r in f["models"].values()]
-    summary["planted_order_holds"] = bool(holds) and all(holds)
+    summary["planted_order_holds"] = planted_truth_holds(summary["families"])
     summary["figures"] = [str(figure)] + ([str(svg)] if svg else []) + [str(e) for e in examples]
     summary["inputs"] = inputs
     write_json(out, summary)

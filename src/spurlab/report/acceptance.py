@@ -119,16 +119,25 @@ def _mitigation(s: dict) -> list[Point]:
 
 
 def _interventions(s: dict) -> list[Point]:
-    """Removing the planted part flips more than removing the other part, for every model."""
+    """The planted truth of every model (`spurlab.measure.interventions.planted_truth_holds`): a
+    contaminated model loses its prediction more often than the normal model when the cue is
+    removed; every other model flips more when its planted part is removed than the other part."""
     parts = []
     for fam, f in (s.get("families") or {}).items():
+        judged = {r["model"]: r for r in (f.get("cue_reliance") or {}).values()}
         for m, r in (f.get("models") or {}).items():
+            if m in judged:
+                c = judged[m]
+                parts.append(f"{fam} {m}: no cue {_num(c['flip_remove_cue'], 2)} vs {c['reference']} "
+                             f"{_num(c['reference_flip_remove_cue'], 2)}")  # fmt: skip
+                continue
             other = "cue" if r["planted"] == "object" else "object"
             parts.append(
                 f"{fam} {m}: {_num(r.get('flip_remove_' + r['planted']), 2)} vs {_num(r.get('flip_remove_' + other), 2)}"
             )
     return [Point("interventions", "removing the part each model was built to rely on flips its prediction more often "
-                  "than removing the other part (re-rendered twins)", "; ".join(parts) or "n/a",
+                  "than removing the other part; for a contaminated model, removing the cue flips it more often than "
+                  "the normal model (re-rendered twins)", "; ".join(parts) or "n/a",
                   s.get("planted_order_holds") if parts else None)]  # fmt: skip
 
 

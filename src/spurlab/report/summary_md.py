@@ -263,7 +263,8 @@ def _interventions(s: dict) -> list[str]:
     fams = s.get("families") or {}
     out = ["## Interventional checks of explanations (FunnyBirds, Hesse et al. 2023; ImageNet-9, Xiao et al. 2021)", "",
            f"- **Planted order holds: {_f(s.get('planted_order_holds'))}**: removing the part each model was built to rely "
-           "on (object or cue) from re-rendered images flips its prediction more often than removing the other part."]  # fmt: skip
+           "on (object or cue) from re-rendered images flips its prediction more often than removing the other part; "
+           "a contaminated model's prediction flips more often than the normal model's when the cue is removed."]  # fmt: skip
     for fam, r in (s.get("ranking_agreement") or {}).items():
         out.append(f"- **{fam}: Spearman {_f(r.get('spearman'))}, Kendall {_f(r.get('kendall'))}** ({r.get('n')} methods) "
                    f"between the ranking by {r.get('correlational')} and by (deletion + preservation) / 2; interventional "
