@@ -1,9 +1,11 @@
-"""The shape of the source: short functions and short positional calls.
+"""The shape of the source: short functions, short positional calls, and tests that mirror it.
 
 Parsed with `ast`, no import: every function (def and async def, methods and nested functions
 included) of src/spurlab is at most MAX_LINES long, counted from its `def` line to its last line
 (`end_lineno - lineno + 1`; decorators are not counted), and no call passes more than
-MAX_POSITIONAL positional arguments (`*args` counts as one): past that, name them.
+MAX_POSITIONAL positional arguments (`*args` counts as one): past that, name them. Every module has
+its test module (tests/<pkg>/test_<name>.py) or an entry in COVERED_BY naming the stage test that
+imports it (the rule in full above `COVERED_BY`).
 """
 
 from __future__ import annotations
@@ -125,7 +127,9 @@ def imports_module(test: Path, module: str) -> bool:
     package import name`), at its top or inside a function."""
     package, _, name = module.rpartition(".")
     for node in ast.walk(ast.parse(test.read_text(encoding="utf-8"), filename=str(test))):
-        if isinstance(node, ast.Import) and any(a.name == module or a.name.startswith(module + ".") for a in node.names):
+        if isinstance(node, ast.Import) and any(
+            a.name == module or a.name.startswith(module + ".") for a in node.names
+        ):
             return True
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             if node.module == module or node.module.startswith(module + "."):
@@ -196,9 +200,13 @@ def test_mirror_checker_on_a_synthetic_tree(tmp_path):
     assert untested_modules(src, tests, covered, ("bam",)) == []
     # a new module without a test fails; so does an excluded one once the exclusion goes
     (src / "io" / "hdf5.py").write_text("")
-    assert untested_modules(src, tests, covered, ("bam",)) == ["io/hdf5.py: add tests/io/test_hdf5.py (or a COVERED_BY entry)"]
+    assert untested_modules(src, tests, covered, ("bam",)) == [
+        "io/hdf5.py: add tests/io/test_hdf5.py (or a COVERED_BY entry)"
+    ]
     (tests / "io" / "test_hdf5.py").write_text("")
-    assert untested_modules(src, tests, covered) == ["bam/stage.py: add tests/bam/test_stage.py (or a COVERED_BY entry)"]
+    assert untested_modules(src, tests, covered) == [
+        "bam/stage.py: add tests/bam/test_stage.py (or a COVERED_BY entry)"
+    ]
     # COVERED_BY entries: the test must import the module, exist, and the module must need the entry
     (tests / "io" / "test_files.py").write_text("from spurlab.io.files import x\n")
     bad = {"io/figures.py": "tests/io/test_files.py", "io/files.py": "tests/io/test_files.py",

@@ -1,11 +1,13 @@
-"""The CLI: every subcommand listed and documented; inspect summarises a file."""
+"""The CLI (`spurlab.cli`: make_parser, main): every subcommand listed and documented. A family's
+commands: tests/cli/test_<family>.py."""
 
 import subprocess
 
-import numpy as np
 import pytest
 
-from spurlab.cli import make_parser
+from spurlab.cli import command_stages, main, make_parser
+from spurlab.cli.table import Command, Registrar
+from spurlab.errors import SpurlabError
 from tests.conftest import ROOT, spurlab_exe
 
 SUBCOMMANDS = sorted(make_parser()._subparsers._group_actions[0].choices)
@@ -26,34 +28,34 @@ def test_each_subcommand_has_help(name):
     assert r.returncode == 0 and r.stdout.startswith(f"usage: spurlab {name}")
 
 
-def test_make_set_inspect_and_contact_sheet(tmp_path):
-    cfg = str(ROOT / "config" / "tiny.yaml")
-    out = tmp_path / "cue_only.h5"
-    subprocess.run(
-        [spurlab_exe(), "make-set", "-c", cfg, "--set", "cue_only", "--out", str(out), "--quiet"], check=True
+def test_commands_group_by_stage_in_table_order():
+    def handler(s, a):
+        return 0
+
+    commands = (
+        Command("b", "models", "", handler),
+        Command("a", "data", "", handler),
+        Command("c", "models", "", handler),
     )
-    r = subprocess.run([spurlab_exe(), "inspect", str(out), "--verify"], capture_output=True, text=True, check=True)
-    assert "image set 'cue_only' (packed), 40 images of 32x32" in r.stdout
-    assert "(verified)" in r.stdout and "(none) 40" in r.stdout
-    png = tmp_path / "sheet.png"
-    subprocess.run([spurlab_exe(), "contact-sheet", str(out), "--out", str(png), "-n", "8"], check=True)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from PIL import Image
-
-    pixels = np.asarray(Image.open(png).convert("RGB"))
-    assert (pixels < 240).any(axis=2).mean() > 0.2  # the 8 images are drawn, not only titles and a legend
-    r = subprocess.run([spurlab_exe(), "make-set", "-c", cfg, "--set", "bam_k050_train", "--out", str(out)],
-                       capture_output=True, text=True)  # fmt: skip
-    assert r.returncode == 2 and "image set 'bam_k050_train': not defined by this config" in r.stderr
+    stages = command_stages(commands, (Registrar(print, "models", ("r1", "r2")),))
+    assert stages["models"][1] == ("b", "c", "r1", "r2") and stages["data"][1] == ("a",)
+    assert stages["report"][1] == () and list(stages)[0] == "data"
 
 
-def test_list_sets(tiny_cfg):
-    r = subprocess.run(
-        [spurlab_exe(), "list-sets", "-c", str(ROOT / "config" / "tiny.yaml")],
-        capture_output=True,
-        text=True,
-        check=True,
+def test_main_turns_bad_input_into_one_line_and_status_2(monkeypatch, capsys):
+    def fail(cfg, a):
+        raise SpurlabError("x.h5:\n  not a spurlab file")
+
+    import spurlab.cli as cli
+
+    commands = tuple(c if c.name != "list-sets" else Command(c.name, c.stage, c.help, fail, c.args, c.settings)
+                     for c in cli.COMMANDS)  # fmt: skip
+    monkeypatch.setattr(cli, "make_parser", lambda: make_parser(commands))
+    assert main(["list-sets", "-c", str(ROOT / "config" / "tiny.yaml")]) == 2
+    assert capsys.readouterr().err == "spurlab: error: x.h5: not a spurlab file\n"
+    with pytest.raises(SystemExit) as e:
+        main(["list-sets"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        "spurlab: error: list-sets: the following arguments are required: --config/-c (see spurlab list-sets -h)\n"
     )
-    names = r.stdout.split()
-    assert names[:5] == ["train", "val", "test", "counterfactual", "cue_only"]
-    assert "bam_k030_test" in names and "contam_blur_train" in names and "contam_stripe_train" not in names
