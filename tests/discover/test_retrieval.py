@@ -1,4 +1,4 @@
-"""Retrieval by spurious components (docs/methods.md#neural-pca): out-of-class images predicted as
+"""Retrieval by spurious components (docs/methods.md#class-wise-neural-pca): out-of-class images predicted as
 the class, ranked by the component's activation; retrieval precision; harm rates and harmful
 components. The stage end to end: tests/test_workflow_npca.py."""
 
