@@ -9,7 +9,6 @@ from spurlab.data.sets import build_plan
 from spurlab.errors import SpurlabError
 from spurlab.features import cache_features, model_checkpoint_sha256, open_features
 from spurlab.models import build_classifier, save_model
-from spurlab.models_summary import counterfactual_gaps
 
 
 @pytest.fixture
@@ -74,26 +73,3 @@ def test_hash_mismatch_raises(setup, tiny_cfg):
         open_features(out, imageset=tmp / "val.h5")
     with pytest.raises(SpurlabError, match="not a spurlab feature cache"):
         open_features(tmp / "test.h5")
-
-
-def test_counterfactual_gap_oracle():
-    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])  # pairs: (on, off)
-    cue_on = np.array([1, 0, 1, 0, 1, 0, 1, 0], bool)
-    preds = np.array([0, 2, 0, 0, 1, 1, 2, 1])  # class 0: on 2/2, off 1/2; class 1: on 1/2, off 2/2
-    assert counterfactual_gaps(preds, labels, cue_on, ["a", "b"]) == {"a": 0.5, "b": -0.5}
-    with pytest.raises(SpurlabError, match="alternate"):
-        counterfactual_gaps(preds, labels, ~cue_on, ["a", "b"])
-
-
-def test_inspect_describes_a_feature_cache(setup):
-    from spurlab.inspect import describe
-
-    tmp, model, s = setup
-    cache_features(
-        model, "m", model_checkpoint_sha256(tmp / "model"), s, tmp / "f.h5", torch.device("cpu"), progress=False
-    )
-    text = describe(tmp / "f.h5")
-    assert "feature cache of model 'm' (cbr_tiny) on image set 'test'" in text
-    assert f"{len(s)} rows, {model.num_features} features (float32), 4 logits" in text
-    with open_features(tmp / "f.h5") as fc:
-        assert f"accuracy {(fc['preds'] == fc['labels']).mean():.4f}" in text

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from spurlab.attribution import NORMALISERS, normalise, region_means
+from spurlab.attribution import NORMALISERS, normalise
 from spurlab.attribution.normalise import scale_unit
-from spurlab.attribution.regions import random_masks
 from spurlab.errors import SpurlabError
 
 
@@ -50,17 +49,3 @@ def test_unknown_normaliser_and_bad_shape_fail_clearly():
         normalise(torch.zeros(1, 3, 4, 4), "l2")
     with pytest.raises(SpurlabError, match=r"\(B, C, H, W\)"):
         normalise(torch.zeros(3, 4, 4), "bam")
-
-
-def test_region_means_oracle_and_empty_region():
-    e = torch.tensor([[[0.0, 1.0], [0.5, 0.5]], [[1.0, 1.0], [1.0, 1.0]]])
-    masks = np.array([[[1, 1], [0, 0]], [[0, 0], [0, 0]]], dtype=np.uint8)
-    g = region_means(e, masks)
-    assert g[0] == pytest.approx(0.5) and np.isnan(g[1])
-
-
-def test_random_masks_never_give_an_image_its_own_region():
-    masks = np.arange(7)[:, None, None] * np.ones((7, 2, 2), dtype=np.int64)
-    for seed in range(5):
-        r = random_masks(masks, np.random.default_rng(seed))
-        assert (r[:, 0, 0] != np.arange(7)).all()

@@ -30,6 +30,7 @@ from spurlab.measure.interventions import (
     score_table,
     top_parts,
 )
+from spurlab.measure.interventions_figures import summary_figure
 from spurlab.measure.interventions_summary import run_interventions_summary
 from spurlab.models.factory import Classifier
 
@@ -233,6 +234,8 @@ def test_summary_ranks_methods_and_refuses_tables_from_other_checkpoints(tmp_pat
     r = s["ranking_agreement"]["bam"]
     assert r["correlational_scores"] == {"gradient": 0.4, "smoothgrad": 0.1} and r["spearman"] is None  # 2 methods
     assert fig.stat().st_size > 10_000 and str(fig) in s["figures"] and str(table) in s["inputs"]
+    summary_figure(s, tmp_path / "again.png")  # the figure is drawn from the summary alone
+    assert (tmp_path / "again.png").read_bytes() == fig.read_bytes()
     write_table(pd.DataFrame({"x": [1]}), contrast, {"models": {"reads_object": "other"}})
     with pytest.raises(SpurlabError, match="made from model reads_object"):
         run_interventions_summary(cfg, out, fig, bam=table, bam_contrast=contrast, bam_summary=bam_summary)

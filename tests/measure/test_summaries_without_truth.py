@@ -1,7 +1,8 @@
 """Stage summaries on data without planted truth (an index of image folders: no cues, no masks):
 the fields scored against planted truth are null and named in `not_computed`, no class is called
 a cue or control class, and counts of annotated features count only spurious or core labels. On
-the generated benchmark the same summaries keep their planted-truth numbers."""
+the generated benchmark the same summaries keep their planted-truth numbers. (The NPCA summary's
+and the pure salient summary's cases: test_npca_summary.py, test_salient_summary.py.)"""
 
 import json
 
@@ -227,108 +228,3 @@ def test_salient_summary_on_a_folder_set(tmp_path):
     assert saved["classes_with_both"] == ["tench"] and set(saved["noise"]["m"]) == {"0", "0.25"}
     # the core/spurious noise comparison over the classes with both kinds, as the paper reports it
     assert saved["drake_classes"] == "classes with both" and saved["drake"]["m"]["0.25"]["n_classes"] == 1
-
-
-def test_salient_summary_fields_with_planted_truth_are_unchanged():
-    """The pure function on the benchmark's inputs: cue classes and the drake comparison as before,
-    nothing listed as not computed."""
-    from spurlab.measure.salient_summary import drake_comparison, salient_summary
-
-    pairs = pd.DataFrame({"class": [0, 0, 1, 1], "class_name": ["a", "a", "b", "b"]})
-    ann = pd.DataFrame({"class_index": [0, 0, 1, 1], "feature_index": [1, 2, 1, 2], "source": "auto",
-                        "label": ["spurious", "core", "spurious", "core"]})  # fmt: skip
-    rows = [
-        {
-            "model": "m",
-            "class_index": c,
-            "feature_index": -1,
-            "measure": meas,
-            "sigma": sg,
-            "acc": acc,
-            "label": "",
-            "l2_mean": 0.0,
-        }
-        for c in (0, 1)
-        for meas in ("core_acc", "spurious_acc")
-        for sg, acc in ((0.0, 0.9), (0.25, 0.5 + 0.1 * c))
-    ]
-    noise = {"m": pd.DataFrame(rows)}
-    auto = {"precision": 0.5, "recall": 1.0, "precision_presence_only": 0.5, "recall_presence_only": 1.0,
-            "planted_cues_recovered": 1.0, "recovered": {"a/tag": True}}  # fmt: skip
-    s = salient_summary(pairs, ann, noise, {"a": ["tag"]}, auto, ["m"], planted_truth=True)
-    assert s["cue_classes_with_both"] == ["a"] and s["drake"] == {"m": drake_comparison(noise["m"], [0])}
-    assert s["auto_annotator_precision"] == 0.5 and s["planted_cues_recovered"] == 1.0
-    assert s["not_computed"] == {} and s["n_annotated"] == 4
-    real = salient_summary(pairs, ann, noise, {}, None, ["m"], planted_truth=False)
-    assert real["cue_classes_with_both"] is None and real["drake"] == {"m": drake_comparison(noise["m"], [0, 1])}
-    assert real["noise"] == s["noise"] and real["classes_with_both"] == s["classes_with_both"]
-
-
-# --------------------------------------------------------------------------------------- npca
-
-
-def _npca_inputs(with_truth: bool, labels):
-    from spurlab.discover.subsets import STAT_COLUMNS
-
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, label in enumerate(labels):
-        stats = {c: (float(rng.random()) if with_truth else np.nan) for c in STAT_COLUMNS}
-        rows.append({"kind": "component", "class": i // 2, "class_name": f"c{i // 2}", "feature": i % 2,
-                     "rank": i % 2 + 1, "label": label, "source": "auto", "switched_off": None, **stats})  # fmt: skip
-    pairs = pd.DataFrame(rows)
-    retrieval = pd.DataFrame({"class": [0, 0], "has_cue": [np.nan, np.nan] if not with_truth else [1.0, 0.0],
-                              "object_absent": [np.nan, np.nan] if not with_truth else [1.0, 1.0]})  # fmt: skip
-    models = pd.DataFrame({"model": ["r", "e"], "transferred": [False, True], "acc_before": [0.8, 0.7],
-                           "acc_after": [0.79, 0.7], "cue_only_auc_before": [0.6, 0.5], "cue_only_auc_after": [0.7, 0.4],
-                           "transfer_invariant_max_abs_err": [1e-9, np.nan]})  # fmt: skip
-    classes = pd.DataFrame({"model": ["r"], "negatives": ["cue_only"], "class": [0], "spufix_components": [1],
-                            "spurious_auc_before": [0.6], "spurious_auc_after": [0.7]})  # fmt: skip
-    harmful = pd.DataFrame(
-        {"class": [0], "class_name": ["c0"], "component": [0], "harm_rate": [0.6], "harmful": [True]}
-    )
-    return pairs, retrieval, models, classes, harmful
-
-
-def test_npca_summary_on_data_without_planted_truth():
-    from spurlab.measure.npca_summary import npca_summary
-
-    labels = [
-        "spurious",
-        "unannotated",
-        "unannotated",
-        "undecided",
-        "core",
-        "unannotated",
-        "unannotated",
-        "unannotated",
-    ]
-    pairs, retrieval, models, classes, harmful = _npca_inputs(False, labels)
-    s = npca_summary(pairs, {"planted_cues": {}}, retrieval, models, classes, harmful)
-    assert s["n_components"] == 8 and s["n_components_annotated"] == 2 and s["n_components_spurious"] == 1
-    assert s["component_labels"] == {"core": 1, "spurious": 1, "undecided": 1, "unannotated": 5}
-    for key in ("planted_cues_recovered", "planted_cue_recovery", "annotator_precision",
-                "annotator_precision_presence_only", "retrieval_precision"):  # fmt: skip
-        assert s[key] is None and key in s["not_computed"]
-    assert s["harmfulness"]["harmful_precision"] is None and "harmfulness/harmful_precision" in s["not_computed"]
-    assert s["acceptance"]["npca_recovery_at_least_0.9"] is None
-    _one_line_reasons(s["not_computed"])
-    # the SpuFix scores need no planted truth: reported as they are
-    assert s["models"]["r"]["spurious_auc_before"] == 0.6 and s["models"]["e"]["spurious_auc_after"] == 0.4
-    assert s["acceptance"]["spufix_raises_mean_spurious_auc"] == {"r": True, "e": False}
-    # every component unannotated: none counted as annotated
-    s = npca_summary(_npca_inputs(False, ["unannotated"] * 8)[0], {}, retrieval, models, classes, harmful)
-    assert s["n_components"] == 8 and s["n_components_annotated"] == 0 and s["spurious_components"] == {}
-
-
-def test_npca_summary_with_planted_truth_scores_it():
-    from spurlab.measure.npca_summary import npca_summary
-
-    labels = ["spurious", "core"] * 4
-    pairs, retrieval, models, classes, harmful = _npca_inputs(True, labels)
-    s = npca_summary(pairs, {"planted_cues": {"c0": ["tag"]}}, retrieval, models, classes, harmful)
-    assert set(s["planted_cues_recovered"]) == {"npca", "neurons_top5", "neurons_top10"}
-    assert s["planted_cue_recovery"]["npca"] is not None and s["annotator_precision"]["npca"] is not None
-    assert s["retrieval_precision"] == 0.5 and isinstance(s["acceptance"]["npca_recovery_at_least_0.9"], bool)
-    assert s["n_components_annotated"] == 8 and s["n_components_spurious"] == 4
-    assert s["not_computed"] == {}

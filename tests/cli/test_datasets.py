@@ -1,29 +1,27 @@
-"""The CLI: every subcommand listed and documented; inspect summarises a file."""
+"""Image set commands (rules/datasets.smk): make-set, index-folder, datasets-summary, contact-sheet."""
 
 import subprocess
 
 import numpy as np
-import pytest
 
-from spurlab.cli import make_parser
+from spurlab.cli import datasets
+from tests.cli.commands import TINY, assert_listed, refused
 from tests.conftest import ROOT, spurlab_exe
 
-SUBCOMMANDS = sorted(make_parser()._subparsers._group_actions[0].choices)
+
+def test_commands_are_listed_under_data():
+    assert_listed({c.name: c.stage for c in datasets.COMMANDS})
+    assert {c.stage for c in datasets.COMMANDS} == {"data"}
 
 
-def test_help_lists_every_subcommand():
-    r = subprocess.run([spurlab_exe(), "--help"], capture_output=True, text=True, check=True)
-    for name in SUBCOMMANDS:
-        assert name in r.stdout
-    assert {"make-set", "datasets-summary", "contact-sheet", "inspect", "validate-config", "list-sets"} <= set(
-        SUBCOMMANDS
-    )
-
-
-@pytest.mark.parametrize("name", SUBCOMMANDS)
-def test_each_subcommand_has_help(name):
-    r = subprocess.run([spurlab_exe(), name, "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.startswith(f"usage: spurlab {name}")
+def test_refusals_name_the_set_or_file(tmp_path, capsys):
+    msg = refused(["make-set", "-c", TINY, "--set", "nope", "--out", tmp_path / "x.h5", "--quiet"], capsys)
+    assert msg.startswith("image set 'nope': not defined by this config (defined: train, val")
+    (tmp_path / "root").mkdir()
+    msg = refused(["index-folder", "--root", tmp_path / "root", "--out", tmp_path / "x.h5", "--image-size", "32",
+                   "--class-names", tmp_path / "names.txt"], capsys)  # fmt: skip
+    assert msg == f"{tmp_path / 'names.txt'}: class names file not found"
+    assert not (tmp_path / "x.h5").exists()
 
 
 def test_make_set_inspect_and_contact_sheet(tmp_path):
@@ -45,15 +43,3 @@ def test_make_set_inspect_and_contact_sheet(tmp_path):
     r = subprocess.run([spurlab_exe(), "make-set", "-c", cfg, "--set", "bam_k050_train", "--out", str(out)],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and "image set 'bam_k050_train': not defined by this config" in r.stderr
-
-
-def test_list_sets(tiny_cfg):
-    r = subprocess.run(
-        [spurlab_exe(), "list-sets", "-c", str(ROOT / "config" / "tiny.yaml")],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    names = r.stdout.split()
-    assert names[:5] == ["train", "val", "test", "counterfactual", "cue_only"]
-    assert "bam_k030_test" in names and "contam_blur_train" in names and "contam_stripe_train" not in names

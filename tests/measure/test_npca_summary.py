@@ -1,0 +1,70 @@
+"""The neural PCA summary: component counts by label, planted-cue recovery and annotator and
+retrieval precision scored where the data has planted truth, null and named in `not_computed`
+(one line each) where it has none; SpuFix scores reported either way."""
+
+import numpy as np
+import pandas as pd
+
+from spurlab.discover.subsets import STAT_COLUMNS
+from spurlab.measure.npca_summary import npca_summary
+
+
+def _npca_inputs(with_truth: bool, labels):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, label in enumerate(labels):
+        stats = {c: (float(rng.random()) if with_truth else np.nan) for c in STAT_COLUMNS}
+        rows.append({"kind": "component", "class": i // 2, "class_name": f"c{i // 2}", "feature": i % 2,
+                     "rank": i % 2 + 1, "label": label, "source": "auto", "switched_off": None, **stats})  # fmt: skip
+    pairs = pd.DataFrame(rows)
+    retrieval = pd.DataFrame({"class": [0, 0], "has_cue": [np.nan, np.nan] if not with_truth else [1.0, 0.0],
+                              "object_absent": [np.nan, np.nan] if not with_truth else [1.0, 1.0]})  # fmt: skip
+    models = pd.DataFrame({"model": ["r", "e"], "transferred": [False, True], "acc_before": [0.8, 0.7],
+                           "acc_after": [0.79, 0.7], "cue_only_auc_before": [0.6, 0.5], "cue_only_auc_after": [0.7, 0.4],
+                           "transfer_invariant_max_abs_err": [1e-9, np.nan]})  # fmt: skip
+    classes = pd.DataFrame({"model": ["r"], "negatives": ["cue_only"], "class": [0], "spufix_components": [1],
+                            "spurious_auc_before": [0.6], "spurious_auc_after": [0.7]})  # fmt: skip
+    harmful = pd.DataFrame(
+        {"class": [0], "class_name": ["c0"], "component": [0], "harm_rate": [0.6], "harmful": [True]}
+    )
+    return pairs, retrieval, models, classes, harmful
+
+
+def test_npca_summary_on_data_without_planted_truth():
+    labels = [
+        "spurious",
+        "unannotated",
+        "unannotated",
+        "undecided",
+        "core",
+        "unannotated",
+        "unannotated",
+        "unannotated",
+    ]
+    pairs, retrieval, models, classes, harmful = _npca_inputs(False, labels)
+    s = npca_summary(pairs, {"planted_cues": {}}, retrieval, models, classes, harmful)
+    assert s["n_components"] == 8 and s["n_components_annotated"] == 2 and s["n_components_spurious"] == 1
+    assert s["component_labels"] == {"core": 1, "spurious": 1, "undecided": 1, "unannotated": 5}
+    for key in ("planted_cues_recovered", "planted_cue_recovery", "annotator_precision",
+                "annotator_precision_presence_only", "retrieval_precision"):  # fmt: skip
+        assert s[key] is None and key in s["not_computed"]
+    assert s["harmfulness"]["harmful_precision"] is None and "harmfulness/harmful_precision" in s["not_computed"]
+    assert s["acceptance"]["npca_recovery_at_least_0.9"] is None
+    assert all(isinstance(v, str) and v and "\n" not in v for v in s["not_computed"].values())
+    # the SpuFix scores need no planted truth: reported as they are
+    assert s["models"]["r"]["spurious_auc_before"] == 0.6 and s["models"]["e"]["spurious_auc_after"] == 0.4
+    assert s["acceptance"]["spufix_raises_mean_spurious_auc"] == {"r": True, "e": False}
+    # every component unannotated: none counted as annotated
+    s = npca_summary(_npca_inputs(False, ["unannotated"] * 8)[0], {}, retrieval, models, classes, harmful)
+    assert s["n_components"] == 8 and s["n_components_annotated"] == 0 and s["spurious_components"] == {}
+
+
+def test_npca_summary_with_planted_truth_scores_it():
+    labels = ["spurious", "core"] * 4
+    pairs, retrieval, models, classes, harmful = _npca_inputs(True, labels)
+    s = npca_summary(pairs, {"planted_cues": {"c0": ["tag"]}}, retrieval, models, classes, harmful)
+    assert set(s["planted_cues_recovered"]) == {"npca", "neurons_top5", "neurons_top10"}
+    assert s["planted_cue_recovery"]["npca"] is not None and s["annotator_precision"]["npca"] is not None
+    assert s["retrieval_precision"] == 0.5 and isinstance(s["acceptance"]["npca_recovery_at_least_0.9"], bool)
+    assert s["n_components_annotated"] == 8 and s["n_components_spurious"] == 4
+    assert s["not_computed"] == {}
