@@ -34,7 +34,7 @@ from ..errors import SpurlabError
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 CODE_KEYS = ("spurlab_version", "code_sha256")
 # Package files other than modules: folder -> the module that reads them (SCHEMA_PATH, TEMPLATES).
-# Any other non-module file is no source (tests/test_code_provenance.py checks there is none).
+# Any other non-module file is no source (tests/io/test_code.py checks there is none).
 DATA_DIRS = {"schemas": "spurlab.config", "templates": "spurlab.io.render"}
 # `spurlab <command>` in a rule's shell command
 _COMMAND = re.compile(r"(?:^|[\s;&|(])spurlab\s+([a-z][a-z0-9-]*)")
