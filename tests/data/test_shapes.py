@@ -27,7 +27,7 @@ def test_mask_area_is_the_shapes_area_times_scale_squared(name, area):
 
 
 # how far each shape reaches from its centre, in units of its scale: the unit disk, except the
-# heart, whose lobes reach 1.05 (the module docstring says every shape fits in the unit disk)
+# heart, whose lobes reach 1.05 (as the module docstring says)
 REACH = {name: 1.06 if name == "heart" else 1.0 for name in SHAPES}
 
 

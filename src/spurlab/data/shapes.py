@@ -1,7 +1,7 @@
 """Procedural object shapes for the planted-cue benchmark (docs/methods.md#planted-cue-benchmark).
 
 Each shape is an implicit region ``inside(u, v) -> bool`` in the object's local frame, where the
-object is centred at the origin and fits in the unit disk. Rendering maps every pixel into that
+object is centred at the origin and fits in the unit disk (the heart's lobes reach 1.05). Rendering maps every pixel into that
 frame (rotation, scale, translation), so one vectorised call draws a whole batch. Colour is not
 part of a shape: it is drawn from a palette shared by all classes.
 """

@@ -127,7 +127,7 @@ def gap_figure(suite, gaps, out: str | os.PathLike, svg=None) -> None:
     left.legend(fontsize=7)
     left.grid(alpha=0.3)
     wide = gaps.pivot(index="class_name", columns="model", values="gap")
-    wide = wide.loc[wide.mean(1).sort_values(ascending=False).index]
+    wide = wide.loc[wide.mean(axis=1).sort_values(ascending=False).index]
     width = 0.8 / max(1, wide.shape[1])
     for j, m in enumerate(wide.columns):
         right.bar(np.arange(len(wide)) + j * width - 0.4 + width / 2, 100 * wide[m], width, label=m)
