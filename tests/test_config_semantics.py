@@ -150,6 +150,8 @@ CASES = [
      "lightweight.datasets.cue_table.pentagon.cue", "cue 'nope' is not defined in lightweight.datasets.cues"),
     ("lightweight_model", "default", {"models.robust_resnet10_lightweight": load_yaml("config.yaml")["models"]["erm_cbr_w8_s2"]},
      "models.robust_resnet10_lightweight", "the lightweight stage makes a model of this name"),
+    ("model_family_name", "default", {"models.f_o": load_yaml("config.yaml")["models"]["erm_cbr_w8_s2"]}, "models.f_o",
+     "'f_o' is also a bam model of this config"),
     # mitigation (group robustness)
     ("mitigation_no_benchmark", "folders", {"mitigation": load_yaml("config.yaml")["mitigation"]}, "mitigation.enabled",
      "runs on the planted-cue benchmark"),
