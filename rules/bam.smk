@@ -1,17 +1,17 @@
 # BAM (Yang & Kim 2019; docs/methods.md#bam-compositing, #attribution-methods, #bam-metrics): models with
 # known relative feature importance,
 # attribution region means, MCS / IDR / IIR, TCAV. Target `bam`.
-from spurlab.bam import (
-    attribution_parts,
+from spurlab.config import (
+    bam_attribution_parts,
     bam_model_section,
+    bam_model_sets,
     bam_models,
+    bam_part_inputs,
     kseries_codes,
-    model_sets,
-    part_inputs,
 )
 
 BAM_MODELS = bam_models(config)
-BAM_PARTS = attribution_parts(config)
+BAM_PARTS = bam_attribution_parts(config)
 BAM_CODES = kseries_codes(config)
 BAM_VERIFY_SETS = [f"bam_{v}_test" for v in ["os", "0s", "og"] + BAM_CODES]
 BAM_TCAV_SETS = ["bam_os_train", "bam_0s_train", "bam_os_test", "bam_k100_test"]
@@ -25,8 +25,8 @@ wildcard_constraints:
 rule bam_train:
     """Train f_o (object labels), f_s (scene labels) or a k-series scene classifier f_kNNN."""
     input:
-        train=lambda w: f"results/datasets/{model_sets(w.bam_model)[0]}.h5",
-        val=lambda w: f"results/datasets/{model_sets(w.bam_model)[1]}.h5",
+        train=lambda w: f"results/datasets/{bam_model_sets(w.bam_model)[0]}.h5",
+        val=lambda w: f"results/datasets/{bam_model_sets(w.bam_model)[1]}.h5",
     output:
         weights="results/bam/models/{bam_model}/model.safetensors",
         meta="results/bam/models/{bam_model}/meta.json",
@@ -44,7 +44,7 @@ rule bam_train:
         section=lambda w: bam_model_section(config, w.bam_model),
         configs=CONFIGFILES,
     shell:
-        "spurlab bam-train --config {params.configs} --model {wildcards.bam_model} "
+        "spurlab train --config {params.configs} --model {wildcards.bam_model} "
         "--train-set {input.train} --val-set {input.val} "
         "--out-dir results/bam/models/{wildcards.bam_model} --threads {threads} --quiet > {log} 2>&1"
 
@@ -84,9 +84,9 @@ rule bam_attributions:
     input:
         weights=lambda w: [
             f"results/bam/models/{m}/model.safetensors"
-            for m in part_inputs(config, w.bam_part)["models"]
+            for m in bam_part_inputs(config, w.bam_part)["models"]
         ],
-        sets=lambda w: set_paths(part_inputs(config, w.bam_part)["sets"]),
+        sets=lambda w: set_paths(bam_part_inputs(config, w.bam_part)["sets"]),
     output:
         table="results/bam/attributions/{bam_part}.parquet",
         csv="results/bam/attributions/{bam_part}.csv",
@@ -103,11 +103,11 @@ rule bam_attributions:
     params:
         section=config["bam"]["benchmark"],
         configs=CONFIGFILES,
-        models=lambda w: " ".join(part_inputs(config, w.bam_part)["models"]),
+        models=lambda w: " ".join(bam_part_inputs(config, w.bam_part)["models"]),
         model_dirs=lambda w: model_dirs_arg(
-            "bam", part_inputs(config, w.bam_part)["models"]
+            "bam", bam_part_inputs(config, w.bam_part)["models"]
         ),
-        set_names=lambda w: " ".join(part_inputs(config, w.bam_part)["sets"]),
+        set_names=lambda w: " ".join(bam_part_inputs(config, w.bam_part)["sets"]),
     shell:
         "spurlab bam-attributions --config {params.configs} --part {wildcards.bam_part} "
         "--models {params.models} --model-dirs {params.model_dirs} "

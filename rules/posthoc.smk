@@ -1,16 +1,16 @@
 # Adebayo et al. 2022 (docs/methods.md#spurious-contamination, #attribution-methods,
 # #post-hoc-explanation-measures): normal and spurious models, spurious scores, attribution
 # measures (K-SSD, CCM, FAM, FAM-GT), TCAV and TracIn KS tests, blinded study kit. Target `posthoc`.
-from spurlab.posthoc import (
-    model_sets as posthoc_model_sets,
+from spurlab.config import (
+    contamination_signals,
     posthoc_model_section,
+    posthoc_model_sets,
     posthoc_models,
-    signals as posthoc_signals,
-    test_sets as posthoc_test_sets,
+    posthoc_test_sets,
 )
 
 PH_MODELS = posthoc_models(config)
-PH_SIGNALS = posthoc_signals(config)
+PH_SIGNALS = contamination_signals(config)
 PH_TEST_SETS = posthoc_test_sets(config)
 PH_TRAIN_SETS = [posthoc_model_sets(config, m)[0] for m in PH_MODELS]
 PH_WEIGHTS = expand("results/posthoc/models/{m}/model.safetensors", m=PH_MODELS)
@@ -44,7 +44,7 @@ rule posthoc_train:
         section=lambda w: posthoc_model_section(config, w.ph_model),
         configs=CONFIGFILES,
     shell:
-        "spurlab posthoc-train --config {params.configs} --model {wildcards.ph_model} "
+        "spurlab train --config {params.configs} --model {wildcards.ph_model} "
         "--train-set {input.train} --val-set {input.val} "
         "--out-dir results/posthoc/models/{wildcards.ph_model} --threads {threads} --quiet > {log} 2>&1"
 

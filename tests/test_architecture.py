@@ -28,8 +28,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "spurlab"
 
 # The layer order, lowest first (docs/architecture.md#layers; keep the two in step). A unit is a
 # top-level module or package of spurlab ("spurlab" itself is the root package: its version only).
-# Units in one layer are independent of each other. Per-paper packages (bam, posthoc) sit after the
-# shared core they use.
+# Units in one layer are independent of each other. The packages are stages (every paper's modules
+# sit in the stage of what they compute), so the order is the pipeline's.
 LAYERS = (
     ("spurlab", "errors"),
     ("io",),
@@ -42,8 +42,6 @@ LAYERS = (
     ("discover",),
     ("measure",),
     ("mitigate",),
-    ("bam",),
-    ("posthoc",),
     ("models_summary", "inspect"),
     ("report",),
     ("cli",),
@@ -59,17 +57,16 @@ HEAVY_THIRD_PARTY = frozenset({"torch", "timm", "captum"})
 HEAVY_OPTIONAL = frozenset({
     "spurlab.attribution", "spurlab.attribution.methods", "spurlab.attribution.normalise",
     "spurlab.attribution.regions", "spurlab.attribution.tcav",
-    "spurlab.bam.attributions", "spurlab.bam.concepts", "spurlab.bam.delta", "spurlab.bam.models",
-    "spurlab.bam.summary", "spurlab.bam.verify",
     "spurlab.device",
     "spurlab.discover.attack", "spurlab.discover.linear_head", "spurlab.discover.nam", "spurlab.discover.npfv",
     "spurlab.discover.subsets", "spurlab.features",
-    "spurlab.measure.core_crop", "spurlab.measure.corruptions", "spurlab.measure.noise",
+    "spurlab.measure.attribution_similarity", "spurlab.measure.bam_attributions", "spurlab.measure.bam_summary",
+    "spurlab.measure.bam_tcav", "spurlab.measure.bam_verification", "spurlab.measure.core_crop",
+    "spurlab.measure.corruptions", "spurlab.measure.iir_delta", "spurlab.measure.influence", "spurlab.measure.noise",
+    "spurlab.measure.posthoc_summary", "spurlab.measure.tcav_tests",
     "spurlab.mitigate.head_tuning",
     "spurlab.models", "spurlab.models.cbr", "spurlab.models.checkpoints", "spurlab.models.factory",
     "spurlab.models.resnet_small", "spurlab.models.robust", "spurlab.models_summary",
-    "spurlab.posthoc.attribution_similarity", "spurlab.posthoc.influence", "spurlab.posthoc.summary",
-    "spurlab.posthoc.tcav_tests",
     "spurlab.tensor_ops", "spurlab.train",
 })  # fmt: skip
 

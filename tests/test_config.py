@@ -7,7 +7,20 @@ import subprocess
 import pytest
 import yaml
 
-from spurlab.config import load_config, merge, validate_config
+from spurlab.config import (
+    bam_attribution_parts,
+    bam_model_sets,
+    bam_models,
+    bam_part_inputs,
+    load_config,
+    merge,
+    model_families,
+    model_family,
+    posthoc_model_sets,
+    posthoc_models,
+    posthoc_test_sets,
+    validate_config,
+)
 from spurlab.errors import SpurlabError
 from tests.conftest import ROOT, spurlab_exe
 
@@ -188,3 +201,34 @@ def test_npca_on_folders_needs_human_answers_or_a_published_list(folders_cfg):
         validate_config(cfg)
     cfg["npca"]["published_components"] = "data/spurious_components.npy"
     validate_config(cfg)
+
+
+def test_bam_and_posthoc_models_and_their_sets(tiny_cfg):
+    cfg = tiny_cfg
+    assert bam_models(cfg) == ["f_o", "f_s", "f_k030", "f_k100"]
+    assert bam_model_sets("f_s") == ("bam_os_train", "bam_os_test", "scene_label")
+    assert bam_model_sets("f_k030") == ("bam_k030_train", "bam_k030_test", None)
+    assert bam_attribution_parts(cfg) == ["contrast", "k030", "k100", "iir"]
+    assert bam_part_inputs(cfg, "k030") == {"models": ["f_k030"], "sets": ["bam_k030_test"]}
+    assert posthoc_models(cfg) == ["normal", "spurious_tag", "spurious_blur"]  # in the order of contamination.signals
+    assert posthoc_model_sets(cfg, "spurious_blur") == ("contam_blur_train", "contam_clean_test")
+    assert posthoc_test_sets(cfg) == ["contam_clean_test", "contam_tag_test", "contam_blur_test"]
+    for bad, call in (("f_x", lambda: bam_model_sets("f_x")), ("spurious_x", lambda: posthoc_model_sets(cfg, "spurious_x")),
+                      ("k500", lambda: bam_part_inputs(cfg, "k500"))):  # fmt: skip
+        with pytest.raises(SpurlabError, match=bad):
+            call()
+
+
+def test_every_trained_model_has_one_family_and_a_suite_model_takes_no_other_familys_name(tiny_cfg):
+    families = model_families(tiny_cfg)
+    assert families["suite"] == ["robust_tiny", "erm_tiny"]
+    assert {model_family(tiny_cfg, m) for f, names in families.items() for m in names if f == "bam"} == {"bam"}
+    assert model_family(tiny_cfg, "normal") == "posthoc" and model_family(tiny_cfg, "erm_tiny") == "suite"
+    off = copy.deepcopy(tiny_cfg)
+    off["bam"]["enabled"] = False
+    with pytest.raises(SpurlabError, match="model 'f_o': not a trained model of this config"):
+        model_family(off, "f_o")
+    bad = copy.deepcopy(tiny_cfg)
+    bad["models"]["normal"] = bad["models"]["erm_tiny"]
+    with pytest.raises(SpurlabError, match="config key models.normal: 'normal' is also a posthoc model"):
+        validate_config(bad)

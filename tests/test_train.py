@@ -6,9 +6,22 @@ import numpy as np
 import pytest
 import torch
 
+from spurlab.config import bam_model_section, model_section, posthoc_model_section
 from spurlab.data.sets import build_plan
+from spurlab.errors import SpurlabError
 from spurlab.models import build_classifier
-from spurlab.train import InMemoryBatches, StreamingBatches, TrainSettings, augment, fit, last_checkpoint, to_float
+from spurlab.train import (
+    InMemoryBatches,
+    StreamingBatches,
+    TrainSettings,
+    augment,
+    fit,
+    last_checkpoint,
+    to_float,
+    train_model,
+    training_plan,
+)
+from tests.conftest import render_sets
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +173,31 @@ def test_streaming_an_index_set_trains_the_same_weights_as_in_memory(data, tmp_p
     fit(b, packed, val, s, 0, tmp_path / "b", torch.device("cpu"), progress=False)
     for x, y in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(x, y)
+
+
+def test_one_entry_point_plans_a_model_of_every_family_by_name(tiny_cfg):
+    cfg = tiny_cfg
+    suite = training_plan(cfg, "robust_tiny")
+    assert suite["section"] == model_section(cfg, "robust_tiny") and suite["settings"].robust and suite["seed"] == 0
+    assert "label_column" not in suite and not training_plan(cfg, "erm_tiny")["settings"].robust
+    f_s, f_o = training_plan(cfg, "f_s"), training_plan(cfg, "f_o")
+    assert f_s["section"] == bam_model_section(cfg, "f_s") and f_s["seed"] == cfg["bam"]["benchmark"]["seed"]
+    assert f_s["label_column"] == "scene_label" and f_s["extra_meta"] == {"label_column": "scene_label"}
+    assert f_o["label_column"] is None and f_o["section"]["train"] == bam_model_section(cfg, "f_o")["train"]
+    normal = training_plan(cfg, "spurious_tag")
+    assert normal["section"] == posthoc_model_section(cfg, "spurious_tag") and normal["arch"] == cfg["posthoc"]["arch"]
+    assert "label_column" not in normal and not normal["settings"].robust
+    with pytest.raises(SpurlabError, match="model 'nope': not a trained model of this config"):
+        training_plan(cfg, "nope")
+
+
+@pytest.mark.slow
+def test_a_bam_model_trains_on_its_label_column(tiny_cfg, tmp_path):
+    """f_s learns the scene labels of the object sets: its classes are the scenes, its meta says so."""
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["bam"]["benchmark"]["train"]["epochs"] = 1
+    sets = render_sets(cfg, ["bam_os_train", "bam_os_test"], tmp_path)
+    meta = train_model(cfg, "f_s", sets["bam_os_train"], sets["bam_os_test"], tmp_path / "f_s", threads=1,
+                       progress=False)  # fmt: skip
+    assert meta["label_column"] == "scene_label" and meta["class_names"] == list(cfg["bam"]["scenes"])
+    assert meta["training"] == bam_model_section(cfg, "f_s") and (tmp_path / "f_s" / "model.safetensors").exists()

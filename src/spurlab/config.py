@@ -538,6 +538,19 @@ def _check_models(cfg: dict) -> None:
         for k in ("train_set", "val_set"):
             if k in m and m[k] not in labelled:
                 raise SpurlabError(f"config key {key}.{k}: '{m[k]}' is not a labelled image set of this config")
+    _check_model_names(cfg)
+
+
+def _check_model_names(cfg: dict) -> None:
+    """`spurlab train` trains a model by its name: no suite model takes a BAM or posthoc model's."""
+    others = {"bam": bam_models, "posthoc": posthoc_models}
+    for family, names in others.items():
+        if not enabled(cfg, family):
+            continue
+        for name in cfg["models"]:
+            if name in names(cfg):
+                raise SpurlabError(f"config key models.{name}: '{name}' is also a {family} model of this config "
+                                   "(models are trained by name); give it another name")  # fmt: skip
 
 
 def _check_salient(cfg: dict) -> None:
@@ -805,3 +818,125 @@ def model_section(cfg: dict, name: str) -> dict:
     if "checkpoint" in m:
         return {"model": m}
     return {"seed": cfg["seed"], "model": m, "train": merge(cfg["train"], m.get("train", {}))}
+
+
+# --- the BAM and post hoc models ------------------------------------------------------------------
+# Yang & Kim 2019 (BAM, docs/methods.md#bam-compositing) and Adebayo et al. 2022
+# (docs/methods.md#spurious-contamination) train their own models on their own sets: which models
+# a config has, the sets each trains on and what each is made from (rule params, checkpoint
+# fingerprint, meta record). The Snakefile calls these at parse time; `spurlab.train.train_model`
+# trains any of them by name.
+
+
+def kseries_codes(cfg: dict) -> list[str]:
+    """The commonality codes of BAM's k-series, ascending (`check_semantics` has checked that 1.0,
+    the reference, is among them)."""
+    return [k_code(k) for k in sorted(cfg["bam"]["commonality"])]
+
+
+def bam_models(cfg: dict) -> list[str]:
+    """f_o (object labels on X_os), f_s (scene labels on X_os), f_kNNN (scene labels on X_os^k)."""
+    return ["f_o", "f_s"] + [f"f_{c}" for c in kseries_codes(cfg)]
+
+
+def bam_model_sets(name: str) -> tuple[str, str, str | None]:
+    """(train set, validation set, label column or None for the set's own labels) of a BAM model."""
+    if name == "f_o":
+        return "bam_os_train", "bam_os_test", None
+    if name == "f_s":
+        return "bam_os_train", "bam_os_test", "scene_label"
+    if name.startswith("f_k"):
+        code = name[2:]
+        return f"bam_{code}_train", f"bam_{code}_test", None
+    raise SpurlabError(f"BAM model '{name}': expected f_o, f_s or f_kNNN")
+
+
+def bam_model_section(cfg: dict, name: str) -> dict:
+    """What a BAM model is made from (rule params, checkpoint fingerprint, meta record)."""
+    b = cfg["bam"]["benchmark"]
+    train = merge(cfg["train"], b["train"])
+    if name == "f_o":  # shapes take longer to learn than scenes
+        train = merge(train, b["train_object"])
+    return {"seed": b["seed"], "model": {"arch": b["arch"], "arch_args": b["arch_args"]},
+            "train": train, "name": name, "sets": list(bam_model_sets(name))}  # fmt: skip
+
+
+def bam_attribution_parts(cfg: dict) -> list[str]:
+    """The jobs of rule bam_attributions: `contrast` (f_o vs f_s, and f_s without objects for
+    IDR), one per k-series model, and `iir`."""
+    return ["contrast"] + kseries_codes(cfg) + ["iir"]
+
+
+def bam_part_inputs(cfg: dict, part: str) -> dict:
+    """{'models': [...], 'sets': [...]} that one BAM attribution part reads."""
+    if part == "contrast":
+        return {"models": ["f_o", "f_s"], "sets": ["bam_os_test", "bam_0s_test"]}
+    if part == "iir":
+        return {"models": ["f_s"], "sets": ["bam_os_test", "bam_0s_test"]}
+    if part in kseries_codes(cfg):
+        return {"models": [f"f_{part}"], "sets": [f"bam_{part}_test"]}
+    raise SpurlabError(
+        f"BAM attribution part '{part}': expected contrast, iir or one of {', '.join(kseries_codes(cfg))}"
+    )
+
+
+NORMAL_MODEL = "normal"  # Adebayo et al.'s model trained on clean images
+
+
+def contamination_signals(cfg: dict) -> list[str]:
+    """The contamination signals (docs/methods.md#spurious-contamination), in config order: tag,
+    stripe, blur by default."""
+    return list(cfg["contamination"]["signals"])
+
+
+def spurious_model(signal: str) -> str:
+    return f"spurious_{signal}"
+
+
+def posthoc_models(cfg: dict) -> list[str]:
+    """`normal` (clean data) and `spurious_<signal>` per signal (signal on every aligned-class
+    training image)."""
+    return [NORMAL_MODEL] + [spurious_model(s) for s in contamination_signals(cfg)]
+
+
+def posthoc_model_sets(cfg: dict, name: str) -> tuple[str, str]:
+    """(training set, validation set) of a posthoc model; every model is validated on clean test images."""
+    if name == NORMAL_MODEL:
+        return "contam_clean_train", "contam_clean_test"
+    for s in contamination_signals(cfg):
+        if name == spurious_model(s):
+            return f"contam_{s}_train", "contam_clean_test"
+    raise SpurlabError(
+        f"posthoc model '{name}': expected normal or spurious_<signal> ({', '.join(contamination_signals(cfg))})"
+    )
+
+
+def posthoc_model_section(cfg: dict, name: str) -> dict:
+    """What a posthoc model is made from (rule params, checkpoint fingerprint, meta record)."""
+    p = cfg["posthoc"]
+    return {"seed": p["seed"], "model": {"arch": p["arch"], "arch_args": p["arch_args"]},
+            "train": merge(cfg["train"], p["train"]), "name": name, "sets": list(posthoc_model_sets(cfg, name))}  # fmt: skip
+
+
+def posthoc_test_sets(cfg: dict) -> list[str]:
+    """contam_clean_test and its row-for-row twins with each signal."""
+    return ["contam_clean_test"] + [f"contam_{s}_test" for s in contamination_signals(cfg)]
+
+
+def model_families(cfg: dict) -> dict[str, list[str]]:
+    """The models `spurlab train` can train, by family: the suite's trained models (`models:`),
+    BAM's (when `bam` is on) and Adebayo et al.'s (when `posthoc` is on)."""
+    return {"suite": trained_models(cfg), "bam": bam_models(cfg) if enabled(cfg, "bam") else [],
+            "posthoc": posthoc_models(cfg) if enabled(cfg, "posthoc") else []}  # fmt: skip
+
+
+def model_family(cfg: dict, name: str) -> str:
+    """The family ('suite', 'bam' or 'posthoc') of trained model `name` (names are unique across
+    families: `check_semantics`)."""
+    for family, names in model_families(cfg).items():
+        if name in names:
+            return family
+    if name in imported_models(cfg):
+        raise SpurlabError(f"model '{name}': imported from a checkpoint (rule import_checkpoint), not trained")
+    known = "; ".join(f"{f}: {', '.join(n) or '-'}" for f, n in model_families(cfg).items())
+    raise SpurlabError(f"model '{name}': not a trained model of this config ({known})")

@@ -1,4 +1,6 @@
-"""Training: ERM and L2-PGD adversarial training (docs/methods.md#models), seeded and resumable.
+"""Training: ERM and L2-PGD adversarial training (docs/methods.md#models), seeded and resumable;
+one entry point, `train_model`, for every trained model of the config (the suite, BAM's f_o / f_s
+/ f_kNNN, Adebayo et al.'s normal and spurious models), by name.
 
 - Every random draw of epoch e (shuffle, augmentation, PGD random start) comes from a generator
   seeded with (seed, e), and the learning rate is a function of the step: a run resumed from the
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import model_section
+from .config import bam_model_section, bam_model_sets, model_family, model_section, posthoc_model_section
 from .data.imagesets import class_names_for, open_imageset
 from .device import autocast, pick_device, prepare_model
 from .errors import SpurlabError
@@ -434,7 +436,7 @@ def removed_on_error(out_dir):
 def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, seed: int, arch: str, arch_args,
                   train_set, val_set, out_dir, threads: int = 2, progress: bool = True, label_column: str | None = None,
                   extra_meta: dict | None = None, extra_metrics=None, init_checkpoint=None) -> dict:  # fmt: skip
-    """What every trainer (suite, BAM, posthoc) does around `fit_and_save`: threads and device, the
+    """What `train_model` does around `fit_and_save` for every family (suite, BAM, posthoc): threads and device, the
     train and validation image sets (same classes, labels from `label_column` or the sets' own),
     their batch sources, and the model `arch` seeded by `seed`, warm-started from the local file
     `init_checkpoint` if given (`init_from_checkpoint`; its path and sha256 go into the meta).
@@ -461,24 +463,41 @@ def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, 
                             progress=progress, extra_meta=extra_meta, extra_metrics=metrics)  # fmt: skip
 
 
-def train_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2) -> dict:
-    """The `train` stage: build model `name` of the config, train it on `train_set` (resuming
-    from `out_dir/checkpoints`), save `model.safetensors` + `meta.json`; return the meta."""
+def training_plan(cfg: dict, name: str) -> dict:
+    """The keyword arguments of `train_on_sets` for trained model `name` of any family
+    (`spurlab.config.model_family`): the suite's `models.<name>` (seed, architecture, `robust`,
+    `init_checkpoint`), BAM's f_o / f_s / f_kNNN from `bam.benchmark` (scene labels for f_s), and
+    Adebayo et al.'s normal / spurious_<signal> from `posthoc`; each overrides the top-level `train`
+    keys."""
+    family = model_family(cfg, name)
+    if family == "suite":
+        section = model_section(cfg, name)
+        entry = section["model"]
+        return {"section": section, "settings": TrainSettings.from_config(section["train"], entry.get("robust")),
+                "seed": entry["seed"], "arch": entry["arch"], "arch_args": entry.get("arch_args"),
+                "init_checkpoint": entry.get("init_checkpoint")}  # fmt: skip
+    section = bam_model_section(cfg, name) if family == "bam" else posthoc_model_section(cfg, name)
+    plan = {"section": section, "settings": TrainSettings.from_config(section["train"], None), "seed": section["seed"],
+            "arch": section["model"]["arch"], "arch_args": section["model"]["arch_args"]}  # fmt: skip
+    if family == "bam":  # f_s learns the scene labels of the object sets
+        label_column = bam_model_sets(name)[2]
+        plan.update(label_column=label_column, extra_meta={"label_column": label_column})
+    return plan
+
+
+def train_model(cfg: dict, name: str, train_set, val_set, out_dir, threads: int = 2, progress: bool = True) -> dict:
+    """The `train` stage, for every model of every family (`training_plan`): build model `name` of
+    the config, train it on `train_set` (resuming from `out_dir/checkpoints`), save
+    `model.safetensors` + `meta.json`; return the meta. A robust model's final metrics add its
+    adversarial accuracy on `val_set` and the eps it was trained at."""
     from .models.robust import scale_eps
 
-    if name not in cfg["models"] or "checkpoint" in cfg["models"][name]:
-        raise SpurlabError(f"models.{name}: not a trained model of this config")
-    section = model_section(cfg, name)
-    entry = section["model"]
-    settings = TrainSettings.from_config(section["train"], entry.get("robust"))
+    plan = training_plan(cfg, name)
+    settings = plan["settings"]
 
     def robust_metrics(model, val, device, image_size) -> dict:
-        if not settings.robust:
-            return {}
-        return {"val_adv_acc": adversarial_accuracy(model, val, device, settings, entry["seed"]),
+        return {"val_adv_acc": adversarial_accuracy(model, val, device, settings, plan["seed"]),
                 "eps": scale_eps(settings.eps_224, image_size, image_size)}  # fmt: skip
 
-    return train_on_sets(cfg, name, section=section, settings=settings, seed=entry["seed"], arch=entry["arch"],
-                         arch_args=entry.get("arch_args"), train_set=train_set,
-                         val_set=val_set, out_dir=out_dir, threads=threads, extra_metrics=robust_metrics,
-                         init_checkpoint=entry.get("init_checkpoint"))  # fmt: skip
+    return train_on_sets(cfg, name, **plan, train_set=train_set, val_set=val_set, out_dir=out_dir, threads=threads,
+                         progress=progress, extra_metrics=robust_metrics if settings.robust else None)  # fmt: skip

@@ -1,5 +1,7 @@
 """BAM compositing (docs/methods.md#bam-compositing): the grid, the three variants, commonality sets, object size."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,11 @@ def test_benchmark_settings_do_not_change_the_images(tiny_cfg):
     other = {**tiny_cfg, "bam": {**tiny_cfg["bam"], "benchmark": {**tiny_cfg["bam"]["benchmark"], "max_images": 7}}}
     assert section_for_set(other, "bam_os_train") == section_for_set(tiny_cfg, "bam_os_train")
     assert "benchmark" not in section_for_set(tiny_cfg, "bam_os_train")["bam"]
+
+
+def test_labels_for_a_model_are_its_label_column_or_the_sets_own_kind():
+    meta = {"meta/object_label": np.array([0, 1]), "meta/scene_label": np.array([2, 3])}
+    objects, scenes = (SimpleNamespace(f=meta, attrs={"label_kind": kind}) for kind in ("object", "scene"))
+    assert bam.labels_for(objects, None).tolist() == [0, 1] and bam.labels_for(scenes, None).tolist() == [2, 3]
+    assert bam.labels_for(objects, "scene_label").tolist() == [2, 3]  # f_s on the object sets
+    assert bam.labels_for(objects, None).dtype == np.int64

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from spurlab.data.contaminate import scf
+from spurlab.data.contaminate import check_twins, scf
 from spurlab.data.sets import build_plan
+from spurlab.errors import SpurlabError
 from tests.data.test_synth import collect
 
 
@@ -47,3 +48,20 @@ def test_scf_on_arbitrary_images_changes_only_the_signal_mask(signal):
     assert not (diff & ~mask).any()
     if signal["type"] == "blur":
         np.testing.assert_array_equal(mask, ~obj)
+
+
+class _Rows:
+    def __init__(self, path, labels, ids):
+        self.path, self.labels, self.ids = path, np.array(labels), ids
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def test_twins_are_the_clean_rows_with_the_signal_and_nothing_else():
+    clean = _Rows("clean.h5", [0, 1], [b"contam_clean_test-0", b"contam_clean_test-1"])
+    check_twins(clean, _Rows("tag.h5", [0, 1], [b"contam_tag_test-0", b"contam_tag_test-1"]))
+    for other in (_Rows("tag.h5", [1, 0], [b"t-0", b"t-1"]), _Rows("tag.h5", [0, 1], [b"t-1", b"t-0"]),
+                  _Rows("tag.h5", [0], [b"t-0"])):  # fmt: skip
+        with pytest.raises(SpurlabError, match="tag.h5: rows are not the twins of clean.h5"):
+            check_twins(clean, other)

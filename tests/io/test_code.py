@@ -198,13 +198,13 @@ def test_model_meta_and_training_fingerprint_record_the_code(tmp_path, monkeypat
 
     monkeypatch.setattr(train, "fit", fit)
     tr, va = (SimpleNamespace(sha256=c * 64, path=Path(c)) for c in "ab")
-    for command in ("train", "train", "bam-train"):
+    for command in ("train", "train", "import-checkpoint"):
         with running(command):
             train.fit_and_save(build_classifier("cbr_tiny", 2, 16), "m", {"seed": 0}, SimpleNamespace(robust=False), 0,
                                tr, va, None, None, tmp_path / command, torch.device("cpu"), ["p", "q"])  # fmt: skip
     assert fingerprints[0] == fingerprints[1] != fingerprints[2]
-    meta = json.loads((tmp_path / "bam-train" / "meta.json").read_text())
-    assert meta["spurlab_version"] == __version__ and meta["code_sha256"] == code_sha256("bam-train")
+    meta = json.loads((tmp_path / "import-checkpoint" / "meta.json").read_text())
+    assert meta["spurlab_version"] == __version__ and meta["code_sha256"] == code_sha256("import-checkpoint")
 
 
 # --- the workflow ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ logits == phi @ W.T + b, and round-trips bitwise through save/load (docs/methods
 
 import json
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 import spurlab.models
 from spurlab.errors import SpurlabError
-from spurlab.models import LOCAL_ARCHS, Classifier, build_classifier, create_model, load_model, save_model
+from spurlab.models import LOCAL_ARCHS, Classifier, build_classifier, create_model, load_model, predict, save_model
 
 # every registered local arch, with its non-default variants; small widths keep the suite fast
 # (arch, arch_args, total stride of the pre-pool map)
@@ -216,3 +217,15 @@ def test_load_errors_name_the_file_or_tensor(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(SpurlabError, match="model.safetensors: unreadable"):
         load_model(tmp_path)
+
+
+def test_predict_gives_the_eval_mode_classes_of_uint8_images_in_any_batch_size():
+    torch.manual_seed(0)
+    model = build_classifier("cbr_tiny", 3, 16, {"width": 4}).train()
+    x = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    p = predict(model, x, batch_size=2)
+    assert not model.training and p.dtype == np.int64 and p.shape == (5,)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).argmax(1).numpy()
+    assert (p == ref).all() and (predict(model, x, batch_size=5) == p).all()
+    assert predict(model, x[:0]).shape == (0,)

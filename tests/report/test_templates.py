@@ -8,7 +8,7 @@ import pytest
 
 from spurlab.discover.annotate import AnnotationTask, export_tasks
 from spurlab.io import render
-from spurlab.posthoc.study import GROUPS, assign, questionnaire_html
+from spurlab.measure.explanation_study import GROUPS, assign, questionnaire_html
 from tests.report.conftest import build, write_components, write_subsets
 
 NAME = "<b>&"

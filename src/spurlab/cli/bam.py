@@ -1,5 +1,5 @@
-"""BAM (Yang & Kim 2019, rules/bam.smk): the models, the verification table, attributions per part,
-TCAV, the summary. Every stage reads several config sections: its settings are the config."""
+"""BAM (Yang & Kim 2019, rules/bam.smk): the verification table, attributions per part, TCAV, the
+summary (the models are trained by `spurlab train`). Every stage reads several config sections: its settings are the config."""
 
 from __future__ import annotations
 
@@ -18,17 +18,8 @@ def _named(a, names_attr: str, paths_attr: str) -> dict:
     return dict(zip(getattr(a, names_attr), map(str, getattr(a, paths_attr))))
 
 
-def bam_train(cfg: dict, a) -> int:
-    from ..bam.models import train_bam_model
-
-    meta = train_bam_model(cfg, a.model, train_set=a.train_set, val_set=a.val_set, out_dir=a.out_dir, threads=a.threads,
-                           progress=not a.quiet)  # fmt: skip
-    print(f"{a.out_dir}: BAM model {a.model} val acc {meta['metrics']['val_acc']:.3f}")
-    return 0
-
-
 def bam_verify(cfg: dict, a) -> int:
-    from ..bam.verify import accuracy_drops, run_verification
+    from ..measure.bam_verification import accuracy_drops, run_verification
 
     df = run_verification(cfg, _named(a, "models", "model_dirs"), _named(a, "set_names", "imagesets"), a.out)
     acc = df[df["rows"] == "all"].set_index(["model", "set"])["accuracy"]
@@ -40,7 +31,7 @@ def bam_verify(cfg: dict, a) -> int:
 def bam_attributions(cfg: dict, a) -> int:
     import torch
 
-    from ..bam.attributions import run_part
+    from ..measure.bam_attributions import run_part
 
     torch.set_num_threads(a.threads)
     info = run_part(cfg, a.part, _named(a, "models", "model_dirs"), _named(a, "set_names", "imagesets"), a.out,
@@ -52,7 +43,7 @@ def bam_attributions(cfg: dict, a) -> int:
 def bam_tcav(cfg: dict, a) -> int:
     import torch
 
-    from ..bam.concepts import run_tcav
+    from ..measure.bam_tcav import run_tcav
 
     torch.set_num_threads(a.threads)
     df = run_tcav(cfg, _named(a, "models", "model_dirs"), _named(a, "set_names", "imagesets"), a.out, a.cache_dir,
@@ -63,7 +54,7 @@ def bam_tcav(cfg: dict, a) -> int:
 
 
 def bam_summary(cfg: dict, a) -> int:
-    from ..bam.summary import run_bam_summary
+    from ..measure.bam_summary import run_bam_summary
 
     s = run_bam_summary(cfg, a.verification, contrast=a.contrast, kseries=_named(a, "kseries_codes", "kseries"),
                         iir_table=a.iir, tcav=a.tcav, out=a.out, figure=a.figure)  # fmt: skip
@@ -80,14 +71,6 @@ IO = (  # the models and image sets a BAM stage reads
 )
 
 COMMANDS = (
-    Command("bam-train", "models", "train a BAM model f_o, f_s or f_kNNN (rule bam_train)", bam_train, (
-        text("--model", "f_o, f_s or f_kNNN"),
-        path("--train-set"),
-        path("--val-set"),
-        path("--out-dir"),
-        threads(),
-        QUIET,
-    ), settings=CONFIG),
     Command("bam-verify", "measure",
             "BAM verification table: accuracies on X_os/X_0s/X_og, k-series drops (rule bam_verify)", bam_verify, (
         *IO,

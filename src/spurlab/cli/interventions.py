@@ -18,8 +18,8 @@ def _named(names, paths, what: str, models: bool = False) -> dict:
 
 
 def cmd_bam(args) -> int:
-    from ..bam.interventions import run_bam_interventions
     from ..config import load_config
+    from ..measure.interventions_bam import run_bam_interventions
 
     info = run_bam_interventions(load_config(args.config), _named(args.models, args.model_dirs, "--models/--model-dirs", models=True),
                                  _named(args.set_names, args.imagesets, "--set-names/--imagesets"), args.out,
@@ -30,7 +30,7 @@ def cmd_bam(args) -> int:
 
 def cmd_posthoc(args) -> int:
     from ..config import load_config
-    from ..posthoc.interventions import run_posthoc_interventions
+    from ..measure.interventions_posthoc import run_posthoc_interventions
 
     info = run_posthoc_interventions(load_config(args.config), _named(args.models, args.model_dirs, "--models/--model-dirs", models=True),
                                      _named(args.set_names, args.imagesets, "--set-names/--imagesets"), args.out,

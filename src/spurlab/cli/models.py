@@ -1,19 +1,22 @@
-"""Models (rules/models.smk): train, import a checkpoint, cache features, the models' summary."""
+"""Models (rules/models.smk, and the BAM and posthoc models of rules/bam.smk and rules/posthoc.smk):
+train any model of the config, import a checkpoint, cache features, the models' summary."""
 
 from __future__ import annotations
 
 from ..errors import SpurlabError
 from .args import read_text
-from .table import CONFIG, Command, arg, path, text, threads
+from .table import CONFIG, QUIET, Command, arg, path, text, threads
 
 
 def train(cfg: dict, a) -> int:
+    from ..config import model_family
     from ..train import train_model
 
-    meta = train_model(cfg, a.model, train_set=a.train_set, val_set=a.val_set, out_dir=a.out_dir, threads=a.threads)
+    meta = train_model(cfg, a.model, train_set=a.train_set, val_set=a.val_set, out_dir=a.out_dir, threads=a.threads,
+                       progress=not a.quiet)  # fmt: skip
     m = meta["metrics"]
     print(
-        f"{a.out_dir}: {a.model} val acc {m['val_acc']:.3f}"
+        f"{a.out_dir}: {model_family(cfg, a.model)} model {a.model} val acc {m['val_acc']:.3f}"
         + (f", adv {m['val_adv_acc']:.3f}" if meta["robust"] else "")
     )
     return 0
@@ -108,12 +111,15 @@ def models_summary(cfg: dict, a) -> int:
 
 
 COMMANDS = (
-    Command("train", "models", "train one model of the suite, resuming from its last epoch (rule train)", train, (
-        text("--model", "a key of models: in the config"),
+    Command("train", "models", "train one model of any family, resuming from its last epoch (rules train, bam_train, "
+            "posthoc_train)", train, (
+        text("--model", "a trained model of the config: a key of models:, a BAM model (f_o, f_s, f_kNNN) or a "
+             "posthoc model (normal, spurious_<signal>)"),
         path("--train-set", "image set to train on"),
         path("--val-set", "image set for per-epoch validation"),
         path("--out-dir", "model directory (model.safetensors, meta.json, checkpoints/)"),
         threads(),
+        QUIET,
     ), settings=CONFIG),
     Command("import-checkpoint", "models", "import a plain or Madry robustness checkpoint (rule import_checkpoint)",
             import_checkpoint, (

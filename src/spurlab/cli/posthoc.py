@@ -1,5 +1,6 @@
-"""The `spurlab posthoc-*` subcommands (rules/posthoc.smk, Adebayo et al. 2022: `spurlab.posthoc`):
-one per rule, plus the study analysis for collected responses. Every stage reads several config
+"""The `spurlab posthoc-*` subcommands (rules/posthoc.smk, Adebayo et al. 2022; their modules are in
+`spurlab.measure`): one per rule but training (`spurlab train`), plus the study analysis for
+collected responses. Every stage reads several config
 sections: its settings are the config."""
 
 from __future__ import annotations
@@ -13,17 +14,8 @@ MODELS = "--models/--model-dirs"
 SETS = "--set-names/--imagesets"
 
 
-def train(cfg: dict, a) -> int:
-    from ..posthoc.models import train_posthoc_model
-
-    meta = train_posthoc_model(cfg, a.model, train_set=a.train_set, val_set=a.val_set, out_dir=a.out_dir,
-                               threads=a.threads, progress=not a.quiet)  # fmt: skip
-    print(f"{a.out_dir}: posthoc model {a.model} val acc {meta['metrics']['val_acc']:.3f}")
-    return 0
-
-
 def scores(cfg: dict, a) -> int:
-    from ..posthoc.spurious_score import run_scores
+    from ..measure.signal_flip_score import run_scores
 
     df = run_scores(cfg, named(a.models, a.model_dirs, MODELS), named(a.set_names, a.imagesets, SETS), a.out)
     print(f"{a.out}: {len(df)} spurious scores")
@@ -31,7 +23,7 @@ def scores(cfg: dict, a) -> int:
 
 
 def attributions(cfg: dict, a) -> int:
-    from ..posthoc.attribution_similarity import run_signal
+    from ..measure.attribution_similarity import run_signal
 
     info = run_signal(cfg, a.signal, model_dirs=named(a.models, a.model_dirs, MODELS),
                       sets=named(a.set_names, a.imagesets, SETS), out=a.out, figure=a.figure, threads=a.threads,
@@ -41,7 +33,7 @@ def attributions(cfg: dict, a) -> int:
 
 
 def tcav(cfg: dict, a) -> int:
-    from ..posthoc.tcav_tests import run_tcav
+    from ..measure.tcav_tests import run_tcav
 
     df = run_tcav(cfg, named(a.models, a.model_dirs, MODELS), named(a.set_names, a.imagesets, SETS), a.out,
                   a.cache_dir, threads=a.threads, progress=not a.quiet)  # fmt: skip
@@ -50,7 +42,7 @@ def tcav(cfg: dict, a) -> int:
 
 
 def influence(cfg: dict, a) -> int:
-    from ..posthoc.influence import run_influence
+    from ..measure.influence import run_influence
 
     df = run_influence(cfg, named(a.models, a.model_dirs, MODELS), named(a.set_names, a.imagesets, SETS), a.out,
                        threads=a.threads, progress=not a.quiet)  # fmt: skip
@@ -59,7 +51,7 @@ def influence(cfg: dict, a) -> int:
 
 
 def study(cfg: dict, a) -> int:
-    from ..posthoc.study import build_study
+    from ..measure.explanation_study import build_study
 
     info = build_study(cfg, named(a.models, a.model_dirs, MODELS), sets=named(a.set_names, a.imagesets, SETS),
                        tcav=a.tcav, influence=a.influence, out_dir=a.out_dir)  # fmt: skip
@@ -68,7 +60,7 @@ def study(cfg: dict, a) -> int:
 
 
 def study_analyse(_, a) -> int:
-    from ..posthoc.study import analyse_responses_file
+    from ..measure.explanation_study import analyse_responses_file
 
     res = analyse_responses_file(a.responses, a.out, alpha=a.alpha)
     print(f"{a.out}: {len(res['conditions'])} group x model conditions analysed")
@@ -76,7 +68,7 @@ def study_analyse(_, a) -> int:
 
 
 def summary(cfg: dict, a) -> int:
-    from ..posthoc.summary import run_summary
+    from ..measure.posthoc_summary import run_summary
 
     s = run_summary(cfg, a.scores, attributions=named(a.signals, a.attributions, "--signals/--attributions"),
                     tcav=a.tcav, influence=a.influence, study_analysis=a.study_analysis, out=a.out,
@@ -102,13 +94,6 @@ IO = (  # the models and image sets a posthoc stage reads
 COMPUTE = (threads(), QUIET)
 
 COMMANDS = (
-    Command("posthoc-train", "models", "train a posthoc model: normal or spurious_<signal> (rule posthoc_train)", train, (
-        text("--model", "normal or spurious_<signal>"),
-        path("--train-set"),
-        path("--val-set"),
-        path("--out-dir"),
-        *COMPUTE,
-    ), settings=CONFIG),
     Command("posthoc-scores", "measure",
             "Adebayo spurious score of every model, signal and class (rule posthoc_scores)", scores, (
         *IO,

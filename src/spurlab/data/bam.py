@@ -121,3 +121,10 @@ def bam_plan(cfg: dict, seed: int, variant: str, split: str) -> SetPlan:
         return rec
 
     return SetPlan(n, n_chunks(n), chunk)
+
+
+def labels_for(imageset, label_column: str | None) -> np.ndarray:
+    """The labels a BAM model of `label_column` (`spurlab.config.bam_model_sets`; None: the set's
+    own kind) is scored against on `imageset` (any BAM variant)."""
+    col = label_column or ("scene_label" if imageset.attrs.get("label_kind") == "scene" else "object_label")
+    return imageset.f[f"meta/{col}"][:].astype(np.int64)

@@ -79,3 +79,12 @@ def contamination_plan(ds: dict, cfg: dict, seed: int, signal: str | None, split
         )
 
     return SetPlan(n, n_chunks(n), chunk)
+
+
+def check_twins(clean, other) -> None:
+    """`other` must be the contamination set `clean` row for row with a signal added (same labels,
+    same row numbers): the sets `contam_clean_test` and `contam_<signal>_test` are."""
+    same = len(clean) == len(other) and np.array_equal(clean.labels, other.labels)
+    same = same and [i.split(b"-")[-1] for i in clean.ids] == [i.split(b"-")[-1] for i in other.ids]
+    if not same:
+        raise SpurlabError(f"{other.path}: rows are not the twins of {clean.path} (labels or row ids differ)")

@@ -7,7 +7,7 @@ Importing this package registers `cbr_tiny`, `resnet10_small` and `resnet18_smal
 
 from . import cbr, resnet_small  # noqa: F401  (register the local architectures with timm)
 from .checkpoints import import_checkpoint
-from .factory import Classifier, build_classifier, create_model, load_model, save_model
+from .factory import Classifier, build_classifier, create_model, load_model, predict, save_model
 from .robust import l2_pgd, scale_eps
 
 LOCAL_ARCHS = ("cbr_tiny", "resnet10_small", "resnet18_small")
@@ -20,6 +20,7 @@ __all__ = [
     "import_checkpoint",
     "l2_pgd",
     "load_model",
+    "predict",
     "save_model",
     "scale_eps",
 ]

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import timm
 import torch
 from torch import nn
@@ -175,6 +176,17 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
         raise SpurlabError(f"{directory / 'model.safetensors'}: unreadable ({e})") from e
     load_state_strict(model, state, directory / "model.safetensors")
     return model.to(device).eval(), meta
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Predicted classes (int64 numpy) of uint8 (N, H, W, 3) images: CPU, eval mode, in batches."""
+    model.eval()
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch_size])).permute(0, 3, 1, 2).float() / 255.0
+        out.append(model(x).argmax(1).numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def load_state_strict(model: nn.Module, state: dict, source) -> None:

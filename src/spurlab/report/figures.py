@@ -253,7 +253,7 @@ def bam_summary_figure(summary: dict, out, svg=None) -> None:
     """Yang & Kim figs. 4 and 6 from results/bam/summary.json (MCS bars, k-series curves)."""
     import pandas as pd
 
-    from ..bam.summary import bam_figure
+    from ..measure.bam_summary import bam_figure
 
     drops = {float(k): v for k, v in summary["k_series_accuracy_drop"].items()}
     k_values = sorted(drops)

@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.bam import cf_scene_count
+from ..config import kseries_codes
+from ..data.bam import cf_scene_count, labels_for
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..features import model_checkpoint_sha256
 from ..io.tables import write_table
-from ..models import load_model
-from . import kseries_codes
-from .models import labels_for, predict
+from ..models import load_model, predict
 
 
 def _acc(pred: np.ndarray, y: np.ndarray) -> float:

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import NORMAL_MODEL, contamination_signals, spurious_model
+from ..data.contaminate import check_twins
 from ..data.imagesets import open_imageset
 from ..data.interventions import check_same, contamination_twins
 from ..errors import SpurlabError
 from ..io.tables import write_table
-from ..measure.interventions import checked_methods, label_rows, measure_model, sample_rows
-from ..measure.interventions_figures import examples_figure
-from . import NORMAL, signals, spurious_model
-from .spurious_score import check_twins
+from .interventions import checked_methods, label_rows, measure_model, sample_rows
+from .interventions_figures import examples_figure
 
 
 def signal_twins(cfg: dict, signal: str, sets: dict[str, str], rows: np.ndarray) -> tuple[dict, str]:
@@ -68,7 +68,7 @@ def run_posthoc_interventions(cfg: dict, model_dirs: dict[str, str], sets: dict[
     from ..models import load_model
 
     iv, p = cfg["interventions"], cfg["posthoc"]
-    names = [NORMAL] + [spurious_model(s) for s in signals(cfg)]
+    names = [NORMAL_MODEL] + [spurious_model(s) for s in contamination_signals(cfg)]
     for m in names:
         if m not in model_dirs:
             raise SpurlabError(f"interventions posthoc: model {m} not given (--models/--model-dirs)")
@@ -77,9 +77,9 @@ def run_posthoc_interventions(cfg: dict, model_dirs: dict[str, str], sets: dict[
     settings, methods = AttributionSettings(**p["attribution"]), checked_methods(cfg, "posthoc")
     models = {m: load_model(model_dirs[m])[0] for m in names}
     frames, panels, shas = [], [], {}
-    for s in signals(cfg):
+    for s in contamination_signals(cfg):
         tw, shas[f"contam_{s}_test"] = signal_twins(cfg, s, sets, rows)
-        for m, planted in ((NORMAL, "object"), (spurious_model(s), "cue")):
+        for m, planted in ((NORMAL_MODEL, "object"), (spurious_model(s), "cue")):
             t, maps = measure_model(models[m], tw, methods, settings, "adebayo", seed=iv["seed"])
             if len(rows):
                 panels.append(_panel(s, m, tw, t, maps, classes=list(cfg["datasets"]["classes"])))

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import NORMAL_MODEL, contamination_signals, posthoc_model_section, posthoc_model_sets, posthoc_models
+from ..data.contaminate import check_twins
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io.tables import write_table
-from . import NORMAL, model_sets, posthoc_model_section, posthoc_models, signals
-from .spurious_score import check_twins
 
 
 def icm(top_labels: np.ndarray, label: int) -> float:
@@ -102,18 +102,17 @@ def _float(images: np.ndarray) -> torch.Tensor:
 
 def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: str | Path, threads: int = 2,
                   progress: bool = True) -> pd.DataFrame:  # fmt: skip
-    from ..bam.models import predict
     from ..features import model_checkpoint_sha256
-    from ..models import load_model
+    from ..models import load_model, predict
 
     p = cfg["posthoc"]
     inf = p["influence"]
     torch.set_num_threads(threads)
     models = posthoc_models(cfg)
     need = (
-        sorted({model_sets(cfg, m)[0] for m in models})
+        sorted({posthoc_model_sets(cfg, m)[0] for m in models})
         + ["contam_clean_test"]
-        + [f"contam_{s}_test" for s in signals(cfg)]
+        + [f"contam_{s}_test" for s in contamination_signals(cfg)]
     )
     for n in need:
         if n not in sets:
@@ -130,7 +129,7 @@ def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], o
         labels = te.labels[rows].astype(np.int64)
         x = {"norm": te.images(rows)}
         shas["contam_clean_test"] = te.sha256
-        for s in signals(cfg):
+        for s in contamination_signals(cfg):
             with open_imageset(sets[f"contam_{s}_test"]) as st:
                 check_twins(te, st)
                 x[s] = st.images(rows)
@@ -138,7 +137,7 @@ def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], o
     records = []
     for m in models:
         model, meta = load_model(model_dirs[m])
-        train_name = model_sets(cfg, m)[0]
+        train_name = posthoc_model_sets(cfg, m)[0]
         with open_imageset(sets[train_name]) as tr:
             train_x, train_y = _float(tr.images()), torch.from_numpy(tr.labels.astype(np.int64))
             shas[train_name] = tr.sha256
@@ -147,7 +146,7 @@ def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], o
         weights = checkpoint_weights(rates, int(inf.get("checkpoint_every", 1)))
         ckpts = [every_ckpt[e] for e in weights]
         lrs = {str(every_ckpt[e]): w for e, w in weights.items()}
-        kinds = ["norm"] + (signals(cfg) if m == NORMAL else [m.split("_", 1)[1]])
+        kinds = ["norm"] + (contamination_signals(cfg) if m == NORMAL_MODEL else [m.split("_", 1)[1]])
         xs = np.concatenate([x[k] for k in kinds])
         preds = predict(model, xs)
         if progress:

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import contamination_signals, posthoc_models
 from ..errors import SpurlabError
 from ..io import write_json
 from ..io.tables import read_table, table_provenance, write_table
-from . import posthoc_models, signals
 from .attribution_similarity import MEASURES
 
 LABELS = {"kssd": "K-SSD", "ccm": "CCM", "fam": "FAM", "famgt": "FAM-GT"}
@@ -74,7 +74,7 @@ def run_summary(cfg: dict, scores: str | Path, attributions: dict[str, str], tca
     from .tcav_tests import ks_tables as tcav_ks_tables
 
     p = cfg["posthoc"]
-    sigs = signals(cfg)
+    sigs = contamination_signals(cfg)
     if sorted(attributions) != sorted(sigs):
         raise SpurlabError(
             f"posthoc summary: attribution tables for {sorted(attributions)}, the config has signals {sigs}"

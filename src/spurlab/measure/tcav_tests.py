@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import contamination_signals, posthoc_models
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io import sha256_json
 from ..io.tables import write_table
-from . import posthoc_models, signals
 
 CORE_KINDS = ("shape", "scene", "colour")
 
@@ -112,7 +112,7 @@ def _gather_concepts(cfg: dict, sets: dict[str, str], random_sets: int) -> dict:
         rows_o = np.flatnonzero(te.labels != aligned)
         inputs["norm"] = _float(te.images(rows_a))
         shas["contam_clean_test"] = te.sha256
-    for s in signals(cfg):
+    for s in contamination_signals(cfg):
         with open_imageset(sets[f"contam_{s}_test"]) as st:
             r = pick(rows_o, f"signal:{s}")
             concepts[f"signal:{s}"] = ("signal", _float(st.images(r)), r.tolist())
@@ -126,15 +126,15 @@ def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: s
              threads: int = 2, progress: bool = True) -> pd.DataFrame:  # fmt: skip
     from ..attribution import AttributionModel
     from ..attribution.tcav import TCAVSettings, cache_key, tcav_scores
-    from ..bam.concepts import layer_names
     from ..features import model_checkpoint_sha256
     from ..models import load_model
+    from .bam_tcav import layer_names
 
     p = cfg["posthoc"]
     tc = p["tcav"]
     torch.set_num_threads(threads)
     settings = TCAVSettings(random_sets=int(tc["random_sets"]), alpha=float(p["ks_alpha"]), seed=int(p["seed"]))
-    need = ["contam_clean_train", "contam_clean_test"] + [f"contam_{s}_test" for s in signals(cfg)]
+    need = ["contam_clean_train", "contam_clean_test"] + [f"contam_{s}_test" for s in contamination_signals(cfg)]
     for n in need:
         if n not in sets:
             raise SpurlabError(f"posthoc tcav: image set {n} not given (--set-names/--imagesets)")

@@ -19,7 +19,7 @@ import pandas as pd
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io.tables import write_table
-from ..measure.interventions import checked_methods, label_rows, measure_model, sample_rows
+from .interventions import checked_methods, label_rows, measure_model, sample_rows
 
 SETS = {"original": "bam_os_test", "no_object": "bam_0s_test", "no_cue": "bam_og_test"}
 PLANTED = {"f_o": "object", "f_s": "cue"}

@@ -6,7 +6,7 @@ import torch
 
 from spurlab.attribution import region_means
 from spurlab.attribution.regions import outside, random_masks
-from spurlab.bam.metrics import idr, iir, mcs, pearson, trial_sd
+from spurlab.measure.bam_metrics import idr, iir, mcs, pearson, trial_sd
 
 
 def _disk_masks(rng, n, size=24):

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import contamination_signals, posthoc_models
+from ..data.contaminate import check_twins
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io.tables import write_table
-from . import posthoc_models, signals
 
 # knobs that strengthen (or weaken) a model's reliance on a signal, named in the conditions table
 KNOBS = ("contamination.signals.<signal> (size / color / sigma: signal strength)", "contamination.n_images.train",
@@ -53,14 +54,6 @@ def condition(aligned_scores: dict[str, float], all_scores: list[float], thresho
     return "neither"
 
 
-def check_twins(clean, other) -> None:
-    """`other` must be `clean` row for row with a signal added (same labels, same row numbers)."""
-    same = len(clean) == len(other) and np.array_equal(clean.labels, other.labels)
-    same = same and [i.split(b"-")[-1] for i in clean.ids] == [i.split(b"-")[-1] for i in other.ids]
-    if not same:
-        raise SpurlabError(f"{other.path}: rows are not the twins of {clean.path} (labels or row ids differ)")
-
-
 def expected_condition(model: str) -> str:
     return "normal" if model == "normal" else "spurious"
 
@@ -68,15 +61,14 @@ def expected_condition(model: str) -> str:
 def run_scores(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: str | Path) -> pd.DataFrame:
     """Table of scores (model, signal, class, score, aligned) plus one `condition` row per model
     (signal '*'); written to `out` (.parquet + .csv)."""
-    from ..bam.models import predict
     from ..features import model_checkpoint_sha256
-    from ..models import load_model
+    from ..models import load_model, predict
 
     p = cfg["posthoc"]
     for m in posthoc_models(cfg):
         if m not in model_dirs:
             raise SpurlabError(f"posthoc scores: model {m} not given (--models/--model-dirs)")
-    need = ["contam_clean_test"] + [f"contam_{s}_test" for s in signals(cfg)]
+    need = ["contam_clean_test"] + [f"contam_{s}_test" for s in contamination_signals(cfg)]
     for n in need:
         if n not in sets:
             raise SpurlabError(f"posthoc scores: image set {n} not given (--set-names/--imagesets)")
@@ -97,7 +89,7 @@ def run_scores(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out:
         model, _ = load_model(model_dirs[m])
         pc = predict(model, images["contam_clean_test"])
         aligned_scores, all_scores = {}, []
-        for s in signals(cfg):
+        for s in contamination_signals(cfg):
             sc = spurious_scores(pc, predict(model, images[f"contam_{s}_test"]), len(names))
             for j, v in enumerate(sc):
                 rows.append({"model": m, "signal": s, "class": names[j], "aligned": j == aligned, "score": float(v)})

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from spurlab.bam.delta import DeltaSettings, delta_loss, optimise_delta
 from spurlab.data.sets import build_plan
+from spurlab.measure.iir_delta import DeltaSettings, delta_loss, optimise_delta
 from spurlab.models import build_classifier
 from tests.data.test_synth import collect
 

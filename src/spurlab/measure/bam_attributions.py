@@ -10,7 +10,7 @@ One job ("part") per model contrast, so the work spreads over Snakemake jobs:
   "bamboo forest", which carries the common object for every k, so the images are identical across
   k and the MCS against k = 1.0 pairs rows one to one); regions: the common object and random.
 - ``iir``: f_s on scenes x of X_0s and on x + delta, delta optimised from the pasted object's pixels
-  (`spurlab.bam.delta`); region: the patch (the object's mask). The paper's f is trained on X_0s
+  (`spurlab.measure.iir_delta`); region: the patch (the object's mask). The paper's f is trained on X_0s
   "but it can be any model": f_s is used. Every object class serves as the patch, not only the
   common one (the paper: a dog).
 
@@ -31,14 +31,14 @@ import torch
 from ..attribution import AttributionModel, AttributionSettings, attribute_batched, normalise, region_means
 from ..attribution.normalise import NORMALISERS
 from ..attribution.regions import outside, random_masks
+from ..config import bam_part_inputs, kseries_codes
+from ..data.bam import labels_for
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..features import model_checkpoint_sha256
 from ..io.tables import write_table
-from ..models import load_model
-from . import kseries_codes, part_inputs
-from .delta import DeltaSettings, optimise_delta
-from .models import labels_for, predict
+from ..models import load_model, predict
+from .iir_delta import DeltaSettings, optimise_delta
 
 
 def part_rng(seed: int, part: str) -> np.random.Generator:
@@ -77,7 +77,7 @@ def run_part(cfg: dict, part: str, model_dirs: dict[str, str], sets: dict[str, s
              progress: bool = True) -> dict:  # fmt: skip
     """Compute one part's table (see module docstring) and write it to `out` (.parquet + .csv)."""
     b = cfg["bam"]["benchmark"]
-    need = part_inputs(cfg, part)
+    need = bam_part_inputs(cfg, part)
     for m in need["models"]:
         if m not in model_dirs:
             raise SpurlabError(f"bam attributions {part}: model {m} not given (--models/--model-dirs)")

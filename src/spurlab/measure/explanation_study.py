@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import posthoc_model_sets, spurious_model
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io import atomic_path, write_json
 from ..io.figures import save_figure
 from ..io.render import render
 from ..io.tables import read_table
-from . import model_sets, spurious_model
 
 GROUPS = ("blinded", "not_blinded")
 CONDITIONS = ("normal", "spurious")
@@ -234,7 +234,7 @@ def build_study(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], tca
         maps, pred = maps_for(model, x, methods=["smoothgrad"], settings=settings, seed=p["seed"], progress=False,
                               desc="study")  # fmt: skip
         shown = {"x": x, "rows": rows, "names": names, "pred": pred, "maps": maps, "model": m}
-        with open_imageset(sets[model_sets(cfg, m)[0]]) as train:
+        with open_imageset(sets[posthoc_model_sets(cfg, m)[0]]) as train:
             for method in methods:
                 path = out_dir / "stimuli" / f"{cond}_{method}.png"
                 if method == "tcav":

@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import contamination_signals, spurious_model
+from ..data.contaminate import check_twins
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io.figures import save_figure
 from ..io.tables import write_table
-from . import signals, spurious_model
-from .spurious_score import check_twins
 
 MEASURES = ("kssd", "ccm", "fam", "famgt")
 
@@ -61,7 +61,7 @@ def maps_for(
 ) -> tuple[dict, np.ndarray]:
     """({method: (N, H, W) Adebayo-normalised maps}, predictions) of `model` on its own predictions."""
     from ..attribution import AttributionModel, attribute_batched, normalise
-    from ..bam.models import predict
+    from ..models import predict
 
     pred = predict(model, images)
     am = AttributionModel(model)
@@ -80,8 +80,8 @@ def run_signal(cfg: dict, signal: str, model_dirs: dict[str, str], sets: dict[st
     from ..features import model_checkpoint_sha256
     from ..models import load_model
 
-    if signal not in signals(cfg):
-        raise SpurlabError(f"posthoc attributions: no signal '{signal}' (has: {', '.join(signals(cfg))})")
+    if signal not in contamination_signals(cfg):
+        raise SpurlabError(f"posthoc attributions: no signal '{signal}' (has: {', '.join(contamination_signals(cfg))})")
     p = cfg["posthoc"]
     torch.set_num_threads(threads)
     names = {"normal": "normal", "spurious": spurious_model(signal)}

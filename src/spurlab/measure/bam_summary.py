@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import kseries_codes
 from ..errors import SpurlabError
 from ..io import write_json
 from ..io.figures import save_figure
 from ..io.tables import read_table, table_provenance
-from . import kseries_codes
-from .attributions import part_rng
-from .metrics import idr, iir, mcs, pearson, trial_sd
-from .verify import accuracy_drops, verification_record
+from .bam_attributions import part_rng
+from .bam_metrics import idr, iir, mcs, pearson, trial_sd
+from .bam_verification import accuracy_drops, verification_record
 
 
 def _g(df: pd.DataFrame, model: str, set_name: str, region: str, how: tuple[str, str]) -> pd.Series:

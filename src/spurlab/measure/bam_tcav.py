@@ -27,15 +27,15 @@ import torch
 
 from ..attribution import AttributionModel
 from ..attribution.tcav import TCAVSettings, cache_key, combine_layers, tcav_scores
+from ..config import bam_models
+from ..data.bam import labels_for
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..features import model_checkpoint_sha256
 from ..io import sha256_json
 from ..io.tables import write_table
 from ..models import load_model
-from . import bam_models
-from .attributions import part_rng
-from .models import labels_for
+from .bam_attributions import part_rng
 
 TCAV_SETS = ("bam_os_train", "bam_0s_train", "bam_os_test", "bam_k100_test")
 
