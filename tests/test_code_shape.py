@@ -102,10 +102,6 @@ COVERED_BY = {
     "discover/subsets.py": "tests/discover/test_salient_stages.py",
 }
 
-# TEMPORARY (issue #33): another branch moves src/spurlab/bam/ and src/spurlab/posthoc/ (and their
-# tests) into other packages; remove this exclusion when it is merged.
-EXCLUDED_TEMPORARILY = ("bam", "posthoc")
-
 
 def _holds_logic(path: Path) -> bool:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -139,14 +135,14 @@ def imports_module(test: Path, module: str) -> bool:
     return False
 
 
-def untested_modules(src: Path, tests: Path, covered: dict[str, str], excluded=()) -> list[str]:
+def untested_modules(src: Path, tests: Path, covered: dict[str, str]) -> list[str]:
     """'module: wanted test' for every module of package directory `src` without its mirror test
     under `tests` or a COVERED_BY entry, and 'module: ...' for every stale or wrong entry."""
     out, seen = [], set()
     root = tests.parent
     for path in sorted(src.rglob("*.py")):
         rel = path.relative_to(src)
-        if rel.parts[0] in excluded or "__pycache__" in rel.parts:
+        if "__pycache__" in rel.parts:
             continue
         key = rel.as_posix()
         seen.add(key)
@@ -171,7 +167,7 @@ def untested_modules(src: Path, tests: Path, covered: dict[str, str], excluded=(
 
 
 def test_every_module_has_its_test():
-    assert untested_modules(SRC, TESTS, COVERED_BY, EXCLUDED_TEMPORARILY) == []
+    assert untested_modules(SRC, TESTS, COVERED_BY) == []
 
 
 def test_mirror_checker_on_a_synthetic_tree(tmp_path):
@@ -184,7 +180,6 @@ def test_mirror_checker_on_a_synthetic_tree(tmp_path):
         "io/figures.py": "",
         "cli/__init__.py": "def main():\n    pass\n",  # logic: tests/cli/test_cli.py
         "cli/__main__.py": "main()\n",
-        "bam/stage.py": "",  # excluded
     }.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(text)
@@ -192,33 +187,29 @@ def test_mirror_checker_on_a_synthetic_tree(tmp_path):
     (tests / "test_errors.py").write_text("")
     (tests / "io" / "test_files.py").write_text("from spurlab.io import figures\n")
     covered = {"io/figures.py": "tests/io/test_files.py"}
-    assert untested_modules(src, tests, covered, ("bam",)) == [
+    assert untested_modules(src, tests, covered) == [
         "cli/__init__.py: add tests/cli/test_cli.py (or a COVERED_BY entry)"
     ]
     (tests / "cli").mkdir()
     (tests / "cli" / "test_cli.py").write_text("import spurlab.cli\n")
-    assert untested_modules(src, tests, covered, ("bam",)) == []
-    # a new module without a test fails; so does an excluded one once the exclusion goes
+    assert untested_modules(src, tests, covered) == []
+    # a new module without a test fails
     (src / "io" / "hdf5.py").write_text("")
-    assert untested_modules(src, tests, covered, ("bam",)) == [
-        "io/hdf5.py: add tests/io/test_hdf5.py (or a COVERED_BY entry)"
-    ]
+    assert untested_modules(src, tests, covered) == ["io/hdf5.py: add tests/io/test_hdf5.py (or a COVERED_BY entry)"]
     (tests / "io" / "test_hdf5.py").write_text("")
-    assert untested_modules(src, tests, covered) == [
-        "bam/stage.py: add tests/bam/test_stage.py (or a COVERED_BY entry)"
-    ]
+    assert untested_modules(src, tests, covered) == []
     # COVERED_BY entries: the test must import the module, exist, and the module must need the entry
     (tests / "io" / "test_files.py").write_text("from spurlab.io.files import x\n")
     bad = {"io/figures.py": "tests/io/test_files.py", "io/files.py": "tests/io/test_files.py",
            "gone.py": "tests/test_errors.py"}  # fmt: skip
-    assert untested_modules(src, tests, bad, ("bam",)) == [
+    assert untested_modules(src, tests, bad) == [
         "io/figures.py: COVERED_BY names tests/io/test_files.py, which does not import spurlab.io.figures",
         "io/files.py: has tests/io/test_files.py; remove it from COVERED_BY",
         "gone.py: in COVERED_BY but no such module",
     ]
-    assert untested_modules(src, tests, {"io/figures.py": "tests/io/test_nothing.py"}, ("bam",)) == [
+    assert untested_modules(src, tests, {"io/figures.py": "tests/io/test_nothing.py"}) == [
         "io/figures.py: COVERED_BY names tests/io/test_nothing.py, which does not exist"
     ]
     for line in ("import spurlab.io.figures\n", "from spurlab.io.figures import save\n"):
         (tests / "io" / "test_files.py").write_text(f"def test():\n    {line}")
-        assert untested_modules(src, tests, covered, ("bam",)) == []
+        assert untested_modules(src, tests, covered) == []
