@@ -67,7 +67,7 @@ HEAVY_OPTIONAL = frozenset({
     "spurlab.measure.core_crop", "spurlab.measure.corruptions", "spurlab.measure.noise",
     "spurlab.mitigate.head_tuning",
     "spurlab.models", "spurlab.models.cbr", "spurlab.models.checkpoints", "spurlab.models.factory",
-    "spurlab.models.resnet_small", "spurlab.models.robust", "spurlab.models_summary",
+    "spurlab.models.resnet_small", "spurlab.models.robust",
     "spurlab.posthoc.attribution_similarity", "spurlab.posthoc.influence", "spurlab.posthoc.summary",
     "spurlab.posthoc.tcav_tests",
     "spurlab.tensor_ops", "spurlab.train",

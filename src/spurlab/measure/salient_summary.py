@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..data.imagesets import ImageSet
+from ..data.imagesets import ImageSet, has_planted_truth
 from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth, switched_off_truth
 from ..errors import SpurlabError
 from ..io import sha256_file, write_json
@@ -214,7 +214,7 @@ def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_pat
     from pathlib import Path
 
     from ..discover.nam import heatmap
-    from ..discover.subsets import STAT_COLUMNS, SalientSubsets, has_planted_truth
+    from ..discover.subsets import STAT_COLUMNS, SalientSubsets
 
     subsets_sha, annotations_sha = sha256_file(subsets_path), sha256_file(annotations_path)
     annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..data.imagesets import ImageSet
+from ..data.imagesets import ImageSet, has_planted_truth, planted_cue_masks
 from ..errors import SpurlabError
 from ..io import sha256_file, write_json
 from ..io.tables import read_table, table_provenance
@@ -224,7 +224,6 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
     import json
     from pathlib import Path
 
-    from ..discover.subsets import has_planted_truth, planted_cue_masks
     from .corruptions import sensitivity_correlation
 
     rankings = read_rankings(rankings_path)
