@@ -139,7 +139,7 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
                     planted_truth: bool | None = None, headline_sigma: float = HEADLINE_SIGMA) -> dict:  # fmt: skip
     """The summary (module docstring). `auto`: the automatic annotator scored against the planted
     truth (None without masks); `planted_truth`: whether the image set has planted cues
-    (`subsets.has_planted_truth`; default: `planted` is not empty). Fields that need what is
+    (`data.imagesets.has_planted_truth`; default: `planted` is not empty). Fields that need what is
     missing are null and named, with a one-line reason, in `not_computed`. The headline numbers
     are at `headline_sigma`, or at the smallest swept sigma above 0 when the tables lack it."""
     truth = bool(planted) if planted_truth is None else bool(planted_truth)
