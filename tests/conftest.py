@@ -15,6 +15,18 @@ def load_yaml(name: str) -> dict:
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _code_cache(tmp_path_factory):
+    """The import-graph cache of spurlab.io.code in a folder of the test session, not the user's."""
+    old = os.environ.get("SPURLAB_CACHE_DIR")
+    os.environ["SPURLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("spurlab-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SPURLAB_CACHE_DIR")
+    else:
+        os.environ["SPURLAB_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def tiny_cfg() -> dict:
     return load_yaml("tiny.yaml")

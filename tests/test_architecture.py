@@ -66,7 +66,7 @@ HEAVY_OPTIONAL = frozenset({
     "spurlab.measure.posthoc_summary", "spurlab.measure.tcav_tests",
     "spurlab.mitigate.head_tuning",
     "spurlab.models", "spurlab.models.cbr", "spurlab.models.checkpoints", "spurlab.models.factory",
-    "spurlab.models.resnet_small", "spurlab.models.robust", "spurlab.models_summary",
+    "spurlab.models.resnet_small", "spurlab.models.robust",
     "spurlab.tensor_ops", "spurlab.train",
 })  # fmt: skip
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .config import trained_models
+from .data.feature_cache import open_features
 from .data.imagesets import open_imageset
 from .errors import SpurlabError
-from .features import open_features
 from .measure.groups import counterfactual_cue_on, group_summary
 
 

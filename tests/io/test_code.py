@@ -138,6 +138,61 @@ def test_hash_follows_exactly_the_files_a_command_runs(tmp_path):
     code_sha256.cache_clear()
 
 
+def test_import_graph_cache(tmp_path, monkeypatch):
+    """The graph is parsed once per source tree: a warm cache gives the hashes of a fresh parse,
+    an edit of a module is a new graph, and a cache folder that cannot be written is only slower."""
+    pkg = copy_package(tmp_path / "src")
+    monkeypatch.setenv(code.CACHE_ENV, str(tmp_path / "cache"))
+    commands = ("make-set", None)
+    cold = {c: fresh(c, pkg) for c in commands}
+    files = list((tmp_path / "cache").glob("import-graph-spurlab-*.json"))
+    assert len(files) == 1 and files[0].stat().st_size > 0
+    assert not list((tmp_path / "cache").glob(".*"))  # no temporary left
+    imports, handlers = code._parse_graph(pkg)
+    assert code._cached_graph(pkg, code.module_names(pkg)) == (imports, handlers)  # read back exactly
+    assert {c: fresh(c, pkg) for c in commands} == cold  # warm
+
+    monkeypatch.setenv(code.CACHE_ENV, str(tmp_path / "cold"))  # parsed again
+    assert {c: fresh(c, pkg) for c in commands} == cold
+    monkeypatch.setenv(code.CACHE_ENV, str(tmp_path / "cache"))
+
+    append(pkg / "data" / "synth.py", "import spurlab.report.site\n")  # an edit that changes the graph
+    after = {c: fresh(c, pkg) for c in commands}
+    assert after["make-set"] != cold["make-set"] and after[None] != cold[None]
+    assert "spurlab/report/site.py" in source_files(pkg, "make-set")
+    assert len(list((tmp_path / "cache").glob("import-graph-spurlab-*.json"))) == 2
+    monkeypatch.setenv(code.CACHE_ENV, str(tmp_path / "uncached"))
+    assert {c: fresh(c, pkg) for c in commands} == after
+
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv(code.CACHE_ENV, str(blocked / "spurlab"))  # not a folder: parsed each time
+    assert {c: fresh(c, pkg) for c in commands} == after
+
+    monkeypatch.setenv(code.CACHE_ENV, str(tmp_path / "cache"))
+    for f in (tmp_path / "cache").glob("import-graph-*.json"):
+        f.write_text("{")
+    with pytest.raises(SpurlabError, match="not an import-graph cache file; delete it"):
+        fresh("make-set", pkg)
+    code._graph.cache_clear()
+    code_sha256.cache_clear()
+
+
+def test_import_graph_cache_keeps_the_newest(tmp_path, monkeypatch):
+    monkeypatch.setenv(code.CACHE_ENV, str(tmp_path))
+    for i in range(code.CACHE_KEEP + 3):
+        old = tmp_path / f"import-graph-spurlab-{i:064x}.json"
+        old.write_text("{}")
+        os.utime(old, (i, i))
+    (tmp_path / "import-graph-other-0.json").write_text("{}")  # another package's
+    fresh("make-set", PACKAGE)
+    left = sorted(p.name for p in tmp_path.glob("import-graph-spurlab-*.json"))
+    assert len(left) == code.CACHE_KEEP and f"import-graph-spurlab-{0:064x}.json" not in left
+    assert (tmp_path / "import-graph-other-0.json").exists()
+    code._graph.cache_clear()
+    code_sha256.cache_clear()
+
+
 def test_rule_code_sha256():
     assert rule_code_sha256("all", None) == code_sha256()  # a target: the whole package
     assert rule_code_sha256("image_set", "spurlab make-set --config {params.configs} > {log} 2>&1") == code_sha256(

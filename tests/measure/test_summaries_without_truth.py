@@ -58,7 +58,7 @@ def _one_line_reasons(not_computed: dict) -> None:
 
 
 def test_planted_truth_is_read_from_the_image_set(tmp_path):
-    from spurlab.discover.subsets import has_planted_truth, planted_cue_masks
+    from spurlab.data.imagesets import has_planted_truth, planted_cue_masks
 
     real = _index_set(tmp_path)
     bench = _generated_set(tmp_path)

@@ -473,3 +473,22 @@ def verify_index(imageset) -> None:
                                                                                              INDEX_VERSION))  # fmt: skip
     if sha != imageset.sha256:
         raise SpurlabError(f"{imageset.path}: content does not match its sha256 attribute (corrupt or edited file)")
+
+
+def planted_cue_masks(imageset: ImageSet) -> dict[str, list[str]]:
+    """{class name: [mask names of its planted cues]} from a generated set's cue table, else {}."""
+    cfg = imageset.attrs.get("config") or {}
+    table = (cfg.get("datasets") or {}).get("cue_table") or {}
+    masks = set(imageset.mask_names)
+    return {c: [row["cue"]] for c, row in table.items() if row.get("cue") in masks}
+
+
+def has_planted_truth(imageset: ImageSet) -> bool:
+    """Whether `imageset` carries planted ground truth: a generated set whose generator recorded a
+    cue table (the planted-cue benchmark), not an index of real image folders. Read from the set
+    itself, never from the run's config; a benchmark whose cue table plants nothing still has truth
+    (every class is a control)."""
+    if imageset.kind == "index":
+        return False
+    cfg = imageset.attrs.get("config") or {}
+    return isinstance(cfg, dict) and isinstance((cfg.get("datasets") or {}).get("cue_table"), dict)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..config import Settings
-from ..data.imagesets import ImageSet
+from ..data.imagesets import ImageSet, planted_cue_masks
 from ..errors import SpurlabError
 from ..io import atomic_path, create_h5, open_h5, sha256_file
 from ..io.tables import read_table
@@ -59,25 +59,6 @@ STAT_COLUMNS = ("mass_object", "area_object", "hot_object", "cue_share", "mass_c
 def subset_size(n_class: int, fraction: float, min_images: int, max_images: int) -> int:
     """How many of a class's `n_class` images go into each of its D(i, j)."""
     return int(min(n_class, max(min_images, min(max_images, round(fraction * n_class)))))
-
-
-def planted_cue_masks(imageset: ImageSet) -> dict[str, list[str]]:
-    """{class name: [mask names of its planted cues]} from a generated set's cue table, else {}."""
-    cfg = imageset.attrs.get("config") or {}
-    table = (cfg.get("datasets") or {}).get("cue_table") or {}
-    masks = set(imageset.mask_names)
-    return {c: [row["cue"]] for c, row in table.items() if row.get("cue") in masks}
-
-
-def has_planted_truth(imageset: ImageSet) -> bool:
-    """Whether `imageset` carries planted ground truth: a generated set whose generator recorded a
-    cue table (the planted-cue benchmark), not an index of real image folders. Read from the set
-    itself, never from the run's config; a benchmark whose cue table plants nothing still has truth
-    (every class is a control)."""
-    if imageset.kind == "index":
-        return False
-    cfg = imageset.attrs.get("config") or {}
-    return isinstance(cfg, dict) and isinstance((cfg.get("datasets") or {}).get("cue_table"), dict)
 
 
 HOT = 0.5  # a NAM's "hot" region: where it reaches half its maximum (what a heatmap shows in red)

@@ -15,6 +15,12 @@ Outside a command (library use, tests) and for a rule that runs no spurlab comma
 the whole package's. Files are hashed by relative path and bytes, in sorted order: the same source
 tree gives the same hash on any machine. The import graph is also what tests/test_architecture.py
 checks the layers on.
+
+Parsing every module takes about 0.3 s, which each job that writes an output would pay; the graph is
+kept in a cache file named by the hash of every module's path and bytes (`graph_key`), under
+$SPURLAB_CACHE_DIR, else $XDG_CACHE_HOME/spurlab, else ~/.cache/spurlab. Any edit of a module names
+another file, so a stale graph is never read (the 16 newest are kept); where the folder cannot be
+written, the graph is parsed every time.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ import ast
 import contextlib
 import functools
 import hashlib
+import json
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -163,10 +172,77 @@ def command_handlers(package_dir: Path = PACKAGE_DIR) -> dict[str, tuple[str, st
     return out
 
 
+CACHE_ENV = "SPURLAB_CACHE_DIR"
+CACHE_KEEP = 16  # graphs kept per package name (the newest written): a few source trees in use
+
+
+def cache_dir() -> Path:
+    """Where the import graph is cached: $SPURLAB_CACHE_DIR, else $XDG_CACHE_HOME/spurlab, else
+    ~/.cache/spurlab."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spurlab"
+
+
+def graph_key(modules: dict[str, Path]) -> str:
+    """sha256 over (module name, size, bytes) of every module: what the import graph is made of
+    (this module, which builds it, included)."""
+    h = hashlib.sha256()
+    for name, path in sorted(modules.items()):
+        data = path.read_bytes()
+        h.update(f"{name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def _parse_graph(package_dir: Path) -> tuple[list[Import], dict[str, tuple[str, str, str | None]]]:
+    _, imports = all_imports(package_dir)
+    return [imp for imp in imports if _in(imp.target, package_dir.name)], command_handlers(package_dir)
+
+
+def _write_cache(path: Path, text: str) -> None:
+    """`text` to `path` through a temporary file beside it and a rename (concurrent jobs write the
+    same bytes); nothing where the folder cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        older = sorted(path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.json"), key=lambda p: p.stat().st_mtime)
+        for stale in older[:-CACHE_KEEP]:  # the graphs of trees edited since
+            stale.unlink(missing_ok=True)
+    except OSError:
+        pass
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _cached_graph(package_dir: Path, modules: dict[str, Path]):
+    """`_parse_graph(package_dir)`, read from the cache file of the modules' `graph_key` if there
+    is one, else parsed and written there."""
+    path = cache_dir() / f"import-graph-{package_dir.name}-{graph_key(modules)}.json"
+    try:
+        text = path.read_text()
+    except OSError:  # not cached yet, or the folder is not readable
+        imports, handlers = _parse_graph(package_dir)
+        _write_cache(path, json.dumps({"imports": imports, "handlers": handlers}))
+        return imports, handlers
+    try:
+        cached = json.loads(text)
+        return [Import(*imp) for imp in cached["imports"]], {c: tuple(h) for c, h in cached["handlers"].items()}
+    except (ValueError, TypeError, KeyError):
+        raise SpurlabError(f"{path}: not an import-graph cache file; delete it") from None
+
+
 @functools.lru_cache(maxsize=8)
 def _graph(package_dir: Path) -> tuple[dict[str, Path], tuple[Import, ...], dict[str, tuple[str, str, str | None]]]:
-    modules, imports = all_imports(package_dir)
-    return modules, tuple(imp for imp in imports if _in(imp.target, package_dir.name)), command_handlers(package_dir)
+    modules = module_names(package_dir)
+    imports, handlers = _cached_graph(package_dir, modules)
+    return modules, tuple(imports), handlers
 
 
 def command_modules(command: str, package_dir: Path = PACKAGE_DIR) -> set[str]:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..data.imagesets import ImageSet
+from ..data.imagesets import ImageSet, has_planted_truth
 from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth, switched_off_truth
 from ..errors import SpurlabError
 from ..io import sha256_file, write_json
@@ -139,7 +139,7 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
                     planted_truth: bool | None = None, headline_sigma: float = HEADLINE_SIGMA) -> dict:  # fmt: skip
     """The summary (module docstring). `auto`: the automatic annotator scored against the planted
     truth (None without masks); `planted_truth`: whether the image set has planted cues
-    (`subsets.has_planted_truth`; default: `planted` is not empty). Fields that need what is
+    (`data.imagesets.has_planted_truth`; default: `planted` is not empty). Fields that need what is
     missing are null and named, with a one-line reason, in `not_computed`. The headline numbers
     are at `headline_sigma`, or at the smallest swept sigma above 0 when the tables lack it."""
     truth = bool(planted) if planted_truth is None else bool(planted_truth)
@@ -214,7 +214,7 @@ def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_pat
     from pathlib import Path
 
     from ..discover.nam import heatmap
-    from ..discover.subsets import STAT_COLUMNS, SalientSubsets, has_planted_truth
+    from ..discover.subsets import STAT_COLUMNS, SalientSubsets
 
     subsets_sha, annotations_sha = sha256_file(subsets_path), sha256_file(annotations_path)
     annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})

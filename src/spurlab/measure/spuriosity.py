@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..data.imagesets import ImageSet
+from ..data.feature_cache import model_checkpoint_sha256, open_features
+from ..data.imagesets import ImageSet, planted_cue_masks
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
@@ -193,8 +194,6 @@ def _own_class_columns(fc, labels: np.ndarray, spurious: dict[int, list[int]]) -
 def _cue_present(imageset, labels: np.ndarray) -> np.ndarray:
     """1.0 where an image shows its own class's planted cue, 0.0 where not, NaN where unknown
     (no planted cue for the class, or a set without ground truth)."""
-    from ..discover.subsets import planted_cue_masks
-
     out = np.full(len(labels), np.nan)
     names, planted = imageset.class_names, planted_cue_masks(imageset)
     wanted = {c: [f"cue_{q}" for q in planted.get(name, [])] for c, name in enumerate(names)}
@@ -224,8 +223,6 @@ def run_rankings(annotations_path, model_dir, features: dict[str, str], imageset
     `features` / `imagesets` map set names to the discovery model's feature caches and the image
     sets; class statistics come from `settings.stats_set`. Writes the rankings table (RANKING_COLUMNS)."""
     stats_set = settings.stats_set
-    from ..features import model_checkpoint_sha256, open_features
-
     if stats_set not in features:
         raise SpurlabError(f"config key spuriosity.stats_set: '{stats_set}' is not among the ranked sets")
     annotations = read_table(annotations_path, columns=["class_index", "feature_index", "label"])
@@ -286,8 +283,6 @@ def run_gaps(rankings_path, models: dict[str, tuple[str, str]], out_gaps, out_mo
 
     `models` maps model names to (model directory, feature cache of the gap set)."""
     gap_set, k = settings.gap_set, settings.k
-    from ..features import model_checkpoint_sha256, open_features
-
     rankings = read_rankings(rankings_path)
     names = rankings.drop_duplicates("class_index").set_index("class_index")["class_name"]
     per_class, per_model = [], []

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..data.imagesets import ImageSet
+from ..data.imagesets import ImageSet, has_planted_truth, planted_cue_masks
 from ..errors import SpurlabError
 from ..io import sha256_file, write_json
 from ..io.tables import read_table, table_provenance
@@ -142,7 +142,7 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
                        counterfactual: dict[str, dict[str, float]] | None = None,
                        planted_truth: bool | None = None) -> dict:  # fmt: skip
     """The summary's ranking and gap sections (see the module docstring). `planted_truth`: whether
-    the gap set carries planted truth (`subsets.has_planted_truth`; default: `planted` is not
+    the gap set carries planted truth (`data.imagesets.has_planted_truth`; default: `planted` is not
     empty); without it the fields scored against planted cues are null and named in `not_computed`."""
     truth = bool(planted) if planted_truth is None else bool(planted_truth)
     roles = class_roles(planted, class_names) if truth else {"cue": [], "control": [], "collision": []}
@@ -224,7 +224,6 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
     import json
     from pathlib import Path
 
-    from ..discover.subsets import has_planted_truth, planted_cue_masks
     from .corruptions import sensitivity_correlation
 
     rankings = read_rankings(rankings_path)
