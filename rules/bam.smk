@@ -96,7 +96,9 @@ rule bam_attributions:
         "benchmarks/bam/attributions/{bam_part}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    # one thread: this small-image attribution work keeps one core busy at two threads as well,
+    # and gives the same bytes at one (docs/performance.md#threads-per-job); two such jobs run at once
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
@@ -130,7 +132,9 @@ rule bam_tcav:
         "benchmarks/bam/tcav.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    # one thread: this small-image attribution work keeps one core busy at two threads as well,
+    # and gives the same bytes at one (docs/performance.md#threads-per-job); two such jobs run at once
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

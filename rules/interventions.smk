@@ -50,7 +50,9 @@ if BAM_ON:
             "benchmarks/interventions/bam.tsv"
         conda:
             "../envs/torch.yaml"
-        threads: 2
+        # one thread: this small-image attribution work keeps one core busy at two threads as well,
+        # and gives the same bytes at one (docs/performance.md#threads-per-job); two such jobs run at once
+        threads: 1
         resources:
             mem_mb=3000,
             runtime=10,
@@ -99,7 +101,9 @@ if PH_ON:
             "benchmarks/interventions/posthoc.tsv"
         conda:
             "../envs/torch.yaml"
-        threads: 2
+        # one thread: this small-image attribution work keeps one core busy at two threads as well,
+        # and gives the same bytes at one (docs/performance.md#threads-per-job); two such jobs run at once
+        threads: 1
         resources:
             mem_mb=3000,
             runtime=10,

@@ -105,7 +105,9 @@ rule posthoc_attributions:
         "benchmarks/posthoc/attributions/{ph_signal}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    # one thread: this small-image attribution work keeps one core busy at two threads as well,
+    # and gives the same bytes at one (docs/performance.md#threads-per-job); two such jobs run at once
+    threads: 1
     resources:
         mem_mb=3000,
         runtime=60,
@@ -143,7 +145,9 @@ rule posthoc_tcav:
         "benchmarks/posthoc/tcav.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    # one thread: this small-image attribution work keeps one core busy at two threads as well,
+    # and gives the same bytes at one (docs/performance.md#threads-per-job); two such jobs run at once
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
