@@ -28,7 +28,9 @@ rule image_set:
         set=one_of(generated_sets(config)),
     conda:
         "../envs/data.yaml"
-    threads: 2
+    # one thread: most sets take about a second, so two run at once; the bytes are the same at
+    # any thread count (make-set --threads)
+    threads: 1
     resources:
         mem_mb=3000,
         runtime=20,
