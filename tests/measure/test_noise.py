@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 import torch
 
-from spurlab.discover.subsets import consolidated_masks
 from spurlab.measure.noise import accuracy_under_noise, corrupt, image_noise
 from spurlab.measure.salient_summary import classes_with_large_gap, drake_comparison, l2_matched
 from spurlab.models.factory import build_classifier
@@ -30,21 +29,6 @@ def test_noise_depends_only_on_seed_and_row():
     np.testing.assert_array_equal(a[1], b[0])
     assert not np.array_equal(image_noise(4, [5], (3, 4, 4))[0], a[0])
     assert abs(image_noise(0, range(200), (3, 8, 8)).std() - 1) < 0.02
-
-
-def test_consolidated_masks_are_the_pixelwise_max_over_the_images_sets():
-    m1 = np.zeros((2, 2, 2), np.float32)
-    m1[0, 0, 0], m1[1, 1, 1] = 1.0, 0.5
-    m2 = np.zeros((2, 2, 2), np.float32)
-    m2[0, 0, 0], m2[0, 1, 1], m2[1, 0, 1] = 0.3, 0.7, 0.9
-    members = {7: (np.array([10, 11]), m1), 8: (np.array([12, 10]), m2)}
-    rows, masks = consolidated_masks(members, [7, 8])
-    np.testing.assert_array_equal(rows, [10, 11, 12])
-    np.testing.assert_array_equal(masks[0], np.maximum(m1[0], m2[1]))  # row 10 is in both sets
-    np.testing.assert_array_equal(masks[1], m1[1])
-    np.testing.assert_array_equal(masks[2], m2[0])
-    rows, _ = consolidated_masks(members, [])
-    assert len(rows) == 0
 
 
 def test_accuracy_under_noise_is_seeded_and_sigma_zero_is_clean():

@@ -30,7 +30,7 @@ def npca_components(s, a) -> int:
 
 
 def npca_annotate(annotation: dict, a) -> int:
-    from ..discover.npfv import run_component_annotations
+    from ..discover.npca_annotate import run_component_annotations
 
     info = run_component_annotations(a.pairs, a.out, annotation, a.human_csv, a.published)
     print(
@@ -41,7 +41,7 @@ def npca_annotate(annotation: dict, a) -> int:
 
 
 def npca_tasks(_, a) -> int:
-    from ..discover.npfv import run_component_tasks
+    from ..discover.npca_annotate import run_component_tasks
 
     n = run_component_tasks(a.components, a.imageset, a.out_dir)
     print(f"{a.out_dir}: {n} component task pages, index.html, manifest.csv")

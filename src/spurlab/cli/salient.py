@@ -90,7 +90,7 @@ def import_annotations(_, a) -> int:
 
 
 def salient_masks(_, a) -> int:
-    from ..discover.subsets import run_consolidated_masks
+    from ..discover.subsets_file import run_consolidated_masks
 
     counts = run_consolidated_masks(a.subsets, a.annotations, a.out)
     print(f"{a.out}: {counts['spurious']} spurious and {counts['core']} core masks")

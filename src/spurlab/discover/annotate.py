@@ -39,6 +39,8 @@ from ..errors import SpurlabError
 from ..io import atomic_path, sha256_file, write_json
 from ..io.render import render
 from ..io.tables import write_table
+from .heatmap import heatmap
+from .subsets_file import SalientSubsets
 
 ANSWERS = ("main_object", "separate_object", "background")
 VOTE_COUNTS = ("votes_main", "votes_separate", "votes_background", "n_votes")
@@ -433,8 +435,6 @@ def run_import_annotations(csv_path, out, subsets_path=None, summary_path=None, 
     names, exported = None, None
     provenance = {"source": "human", "min_spurious_votes": min_spurious_votes}
     if subsets_path is not None:
-        from .subsets import SalientSubsets
-
         with SalientSubsets(subsets_path) as subsets:
             names, exported = subsets.class_names, exported_pairs(subsets.pair_table())
         provenance["subsets_sha256"] = sha256_file(subsets_path)
@@ -518,8 +518,6 @@ def _png_uri(rgb: np.ndarray) -> str:
 
 
 def _render_page(task: AnnotationTask, description: str) -> str:
-    from .nam import heatmap
-
     images, nams = np.asarray(task.images), np.clip(np.asarray(task.nams, dtype=np.float64), 0, 1)
     return render(
         "tasks/task.html.j2", class_name=task.class_name, class_index=int(task.class_index),
@@ -599,8 +597,6 @@ def export_tasks(
 def run_annotation_tasks(subsets_path: str | os.PathLike, imageset_path: str | os.PathLike, out_dir) -> int:
     """Stage `annotation_tasks`: a task page per pair of a subsets file (its top images, NAMs,
     feature attacks), with the image set's WordNet ids where it has them."""
-    from .subsets import SalientSubsets
-
     imageset = ImageSet(imageset_path)
     wnids = imageset.attrs.get("wnids") or []
     with SalientSubsets(subsets_path) as subsets:

@@ -33,11 +33,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data.feature_cache import model_checkpoint_sha256, open_features
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
 from .annotate import annotation_counts, check_coverage, exported_pairs, human_annotations, read_mturk_csv
+from .subsets_file import STAT_COLUMNS, SalientSubsets
 
 CRITERIA = ("hot", "mass")
 BACKGROUND_CUE_TYPES = ("background", "blur")  # cues whose mask is the whole background
@@ -128,8 +130,6 @@ def cue_switched_off(pairs: pd.DataFrame, columns: dict[int, np.ndarray], labels
 def switched_off_truth(pairs: pd.DataFrame, imageset, features_path, model_dir) -> list[str | None] | None:
     """`cue_switched_off` for every pair, from `model_dir`'s feature cache of `imageset` (checked
     against both); None when the set has no background-replacing planted cue."""
-    from ..features import open_features
-
     flags, owners = background_cues(imageset)
     if not flags:
         return None
@@ -218,8 +218,6 @@ def run_annotations(subsets_path, out, settings: dict, human_csv=None) -> dict:
     "unannotated", answers to other pairs are counted in the coverage block of the table's
     provenance, and fewer than `min_coverage` of the pairs answered is an error.
     """
-    from .subsets import STAT_COLUMNS, SalientSubsets
-
     with SalientSubsets(subsets_path) as subsets:
         pairs, names = subsets.pair_table(require=STAT_COLUMNS), subsets.class_names
         has_masks = bool(subsets.attrs["has_masks"])
@@ -254,9 +252,6 @@ def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path
     `imageset_path` is the set the subsets were built on, `features_path` the model's cache of it."""
     import json
     from pathlib import Path
-
-    from ..features import model_checkpoint_sha256
-    from .subsets import STAT_COLUMNS, SalientSubsets
 
     annotations = read_table(annotations_path, expect={"subsets_sha256": sha256_file(subsets_path)})
     with SalientSubsets(subsets_path) as subsets:

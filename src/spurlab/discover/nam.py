@@ -1,4 +1,5 @@
-"""Neural activation maps and heatmaps (Singla & Feizi 2022, sec. 3; docs/methods.md#neural-activation-maps).
+"""Neural activation maps (Singla & Feizi 2022, sec. 3; docs/methods.md#neural-activation-maps); heatmaps
+are in spurlab.discover.heatmap (torch-free), re-exported here.
 
 A NAM is channel j of the robust model's feature map before global pooling, divided by its
 per-image spatial maximum and resized bilinearly to the image: a soft mask in [0, 1] whose
@@ -8,9 +9,12 @@ feature that never fires on the image) gives NaN; here it gives an all-zero mask
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .heatmap import heatmap
+
+__all__ = ["activation_maps", "heatmap", "neural_activation_maps"]
 
 
 def activation_maps(feature_map: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -27,17 +31,3 @@ def neural_activation_maps(model, images: torch.Tensor, features: torch.Tensor |
     fmap = model.feature_map(images)
     idx = torch.as_tensor(features, device=fmap.device).view(-1, 1, 1, 1).expand(-1, 1, *fmap.shape[2:])
     return activation_maps(fmap.gather(1, idx)[:, 0], images.shape[-2:])
-
-
-def heatmap(image: np.ndarray, nam: np.ndarray, weight: float = 0.5) -> np.ndarray:
-    """Display only: the jet colour map of `nam` added to `image` (H, W, 3) and renormalised.
-
-    `image` is uint8 or float in [0, 1]; `nam` is (H, W) in [0, 1]. Returns uint8 (H, W, 3).
-    """
-    from matplotlib import colormaps
-
-    img = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
-    jet = colormaps["jet"](np.clip(nam, 0, 1))[..., :3].astype(np.float32)
-    out = img + weight * jet
-    out = out / max(float(out.max()), 1e-12)
-    return np.round(out * 255).astype(np.uint8)

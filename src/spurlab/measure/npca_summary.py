@@ -34,6 +34,7 @@ import numpy as np
 
 from ..discover.auto_annotate import localises_cue, score_against_truth
 from ..discover.retrieval import retrieval_precision
+from ..discover.subsets_file import STAT_COLUMNS
 from ..io import sha256_file, write_json
 from ..io.tables import read_table, table_provenance
 
@@ -202,8 +203,6 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
 
 
 def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, models_path, out) -> dict:
-    from ..discover.subsets import STAT_COLUMNS
-
     pairs = read_table(pairs_path, columns=list(STAT_COLUMNS))
     prov = table_provenance(pairs_path)
     pairs_sha = sha256_file(pairs_path)

@@ -31,6 +31,8 @@ import pandas as pd
 from ..config import Settings
 from ..data.imagesets import ImageSet, has_planted_truth
 from ..discover.auto_annotate import auto_annotations, localises_cue, score_against_truth, switched_off_truth
+from ..discover.heatmap import heatmap
+from ..discover.subsets_file import STAT_COLUMNS, SalientSubsets
 from ..errors import SpurlabError
 from ..io import sha256_file, write_json
 from ..io.tables import read_table, table_provenance
@@ -212,9 +214,6 @@ def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_pat
     `features_path` is `model_dir`'s (salient.model's) feature cache of the image set: the planted
     truth's second kind (`auto_annotate.cue_switched_off`) is measured on it."""
     from pathlib import Path
-
-    from ..discover.nam import heatmap
-    from ..discover.subsets import STAT_COLUMNS, SalientSubsets
 
     subsets_sha, annotations_sha = sha256_file(subsets_path), sha256_file(annotations_path)
     annotations = read_table(annotations_path, expect={"subsets_sha256": subsets_sha})

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from ..data.imagesets import ImageSet
+from ..discover.heatmap import heatmap
 from ..errors import SpurlabError
 from ..io.figures import save_figure
 from ..measure.figures import gap_figure, noise_curves
@@ -192,8 +193,6 @@ def component_panels(components: dict, pairs, imageset, out, svg=None, per_class
     """Neuhaus et al. fig. 2: per neural PCA component its NPFV, the NPFV's Grad-CAM and its top
     images with their Grad-CAMs; the title carries the annotation. `components`: arrays of
     components.h5 (class, component, npfv, npfv_cam, top_rows, top_cam)."""
-    from ..discover.nam import heatmap
-
     plt = _plt()
     label = {(r["class"], r["feature"]): r["label"] for _, r in pairs[pairs["kind"] == "component"].iterrows()}
     names = dict(zip(pairs["class"], pairs["class_name"]))

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ..data.imagesets import ImageSet
+from ..discover.heatmap import heatmap
+from ..discover.subsets_file import SalientSubsets
 from ..errors import SpurlabError
 from ..io.render import render, static_text
 from .figures import read_rows
@@ -99,8 +101,6 @@ def _pair_tables(noise: pd.DataFrame | None, corruptions: pd.DataFrame | None, k
 def _feature_page(w: _Writer, subsets, p: int, row: pd.Series, pairs: pd.DataFrame, annotation: dict, imageset,
                   tables: tuple, shared: list[int], n_show: int) -> dict:  # fmt: skip
     """Write the page of pair `p` (a row of the pair table); its index entry."""
-    from ..discover.nam import heatmap
-
     names = subsets.class_names
     k, j = int(row["class"]), int(row["feature"])
     m = subsets.members(p)
@@ -131,8 +131,6 @@ def _feature_pages(w: _Writer, subsets_path, annotations: pd.DataFrame, imageset
                    corruptions: pd.DataFrame | None, n_show: int) -> list[dict]:  # fmt: skip
     """Salient ImageNet: one page per (class, feature) with top / bottom images of D(i,j), their
     NAM heatmaps, feature attacks, annotation and votes, metrics, and classes sharing the feature."""
-    from ..discover.subsets import SalientSubsets
-
     entries = []
     ann = {(int(r.class_index), int(r.feature_index)): r._asdict() for r in annotations.itertuples(index=False)}
     with SalientSubsets(subsets_path) as subsets:
@@ -152,8 +150,6 @@ def _component_page(w: _Writer, comp: dict, i: int, names: list[str], row: pd.Se
                     retrieval: pd.DataFrame | None, retrieved, spufix: pd.DataFrame | None, neurons: list[tuple],
                     n_show: int) -> dict:  # fmt: skip
     """Write the page of component `i` of `comp` (the components file's arrays); its index entry."""
-    from ..discover.nam import heatmap
-
     k, c = int(comp["class"][i]), int(comp["component"][i])
     tag = f"c{k}_k{c}"
     label = str(row["label"]) if row is not None else "unannotated"

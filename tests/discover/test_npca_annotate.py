@@ -1,5 +1,6 @@
-"""`npca_annotations`: components labelled by human answers (coverage-checked), a published list, or
-kept with the automatic labels they were written with; neurons untouched."""
+"""`npca_annotations` (spurlab.discover.npca_annotate): components labelled by human answers
+(coverage-checked), a published list, or kept with the automatic labels they were written with;
+neurons untouched. The module's images in the order asked; spurlab.discover.npfv re-exports it."""
 
 import csv
 
@@ -7,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spurlab.discover.npfv import run_component_annotations
+from spurlab.discover import npca_annotate, npfv
+from spurlab.discover.npca_annotate import images_u8, run_component_annotations
 from spurlab.errors import SpurlabError
 from spurlab.io.tables import read_table, table_provenance, write_table
 
@@ -80,3 +82,23 @@ def test_without_answers_the_automatic_labels_stay(tmp_path, pair_stats):
     info = run_component_annotations(pair_stats, out, SETTINGS)
     assert read_table(out).equals(read_table(pair_stats))
     assert info["annotated"] == 0 and table_provenance(out)["component_source"] == "auto"
+
+
+class _Set:
+    image_size = 2
+
+    def images(self, rows):
+        assert list(rows) == sorted(rows)  # h5py reads increasing indices only
+        return np.stack([np.full((2, 2, 3), r, np.uint8) for r in rows])
+
+
+def test_images_come_back_in_the_order_asked():
+    out = images_u8(_Set(), np.array([5, 1, 3]))
+    assert out.dtype == np.uint8 and out.shape == (3, 2, 2, 3)
+    assert out[:, 0, 0, 0].tolist() == [5, 1, 3]
+    assert images_u8(_Set(), np.array([], np.int64)).shape == (0, 2, 2, 3)
+
+
+def test_npfv_reexports_the_reading_stages():
+    for name in ("FORMAT", "PAIR_COLUMNS", "annotate_pairs", "run_component_annotations", "run_component_tasks"):
+        assert getattr(npfv, name) is getattr(npca_annotate, name)
