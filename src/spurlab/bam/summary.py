@@ -145,9 +145,9 @@ def run_bam_summary(cfg: dict, verification: str, contrast: str, kseries: dict[s
         e: dict = {}
         rng = part_rng(b["seed"], f"trials-{method}")
         how = (method, norm)
-        _mcs_entries(e, con, how, trial, rng, seed=int(cfg["seed"]))
-        _idr_entries(e, con, how, trial, rng, seed=int(cfg["seed"]))
-        _iir_entries(e, iir_df, how, trial, rng, t=t, seed=int(cfg["seed"]))
+        _mcs_entries(e, con, how, trial, rng, seed=int(b["seed"]))
+        _idr_entries(e, con, how, trial, rng, seed=int(b["seed"]))
+        _iir_entries(e, iir_df, how, trial, rng, t=t, seed=int(b["seed"]))
         series, rows = _k_series(ks, codes, how)
         series_rows += rows
         e["mcs_k_series"] = {f"{k:g}": _r(v) for k, v in series.items()}
