@@ -28,7 +28,7 @@ HEADLINE_COLUMNS = {
 ACCEPTANCE = {"mean counterfactual gap on cue classes": (1, False), "mean counterfactual gap on control classes": (1, False),
               "mean spuriosity AUC": (1, False), "Grad-CAM and TCAV MCS": (2, False),  # TCAV's has none
               "DFR raises": (2, True), "removing the part": (2, True)}  # fmt: skip
-BULLETS = ("Spuriosity AUC against planted cues",)
+BULLETS = ("Spuriosity AUC against planted cues", "Retrieval precision")
 
 
 def _number(s: str) -> float:

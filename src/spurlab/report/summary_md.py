@@ -128,7 +128,7 @@ def _npca(s: dict) -> list[str]:
            f"- **{harm.get('n_components_harmful')} of {harm.get('n_components_checked')} spurious components harmful** "
            f"(precision {_f(harm.get('harmful_precision'))} against the planted truth): validated on held-out images, "
            "the component alone drives a majority of its top out-of-class images into the class; SpuFix removes these.",
-           f"- **Retrieval precision {_f(s.get('retrieval_precision'))}** over {s.get('retrieved_images')} "
+           f"- **Retrieval precision {_v(s, 'retrieval_precision')}** over {s.get('retrieved_images')} "
            "retrieved images: the share of images found by a harmful component's alpha that carry the cue "
            "without the object.",
            ""]  # fmt: skip
