@@ -184,7 +184,11 @@ rule interventions_summary:
         mem_mb=2000,
         runtime=10,
     params:
-        section={"tie_tolerance": IV["tie_tolerance"], "methods": IV["methods"]},
+        section={
+            "tie_tolerance": IV["tie_tolerance"],
+            "methods": IV["methods"],
+            "seed": IV["seed"],
+        },
         configs=CONFIGFILES,
         inputs=" ".join(
             f"--{k.replace('_', '-')} {p}" for k, p in IV_SUMMARY_INPUTS.items()

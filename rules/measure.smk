@@ -182,7 +182,7 @@ rule spurious_gaps:
         mem_mb=2000,
         runtime=10,
     params:
-        section={k: SPU[k] for k in ("gap_set", "k")},
+        section={**{k: SPU[k] for k in ("gap_set", "k")}, "seed": config["seed"]},
         configs=CONFIGFILES,
         models=" ".join(SPU_MODELS),
         model_dirs=lambda w: " ".join(f"results/models/{m}" for m in SPU_MODELS),
@@ -316,7 +316,11 @@ rule spuriosity_summary:
             for k in ("models_summary", "lightweight")
             if input[k]
         ),
-        section={"model": SAL["model"], "gap_target": SPU["tuning"]["gap_target"]},
+        section={
+            "model": SAL["model"],
+            "gap_target": SPU["tuning"]["gap_target"],
+            "seed": config["seed"],
+        },
         configs=CONFIGFILES,
     shell:
         "spurlab spuriosity-summary --config {params.configs} --imageset {input.imageset} "

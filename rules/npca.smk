@@ -322,8 +322,12 @@ rule npca_summary:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        section={"seed": config["seed"]},
+        configs=CONFIGFILES,
     shell:
-        "spurlab npca-summary --pairs {input.pairs} --retrieval {input.retrieval} --harmful {input.harmful} "
+        "spurlab npca-summary --config {params.configs} --pairs {input.pairs} "
+        "--retrieval {input.retrieval} --harmful {input.harmful} "
         "--spufix {input.spufix} --spufix-models {input.models} --out {output} > {log} 2>&1"
 
 

@@ -33,7 +33,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "spurlab"
 LAYERS = (
     ("spurlab", "errors"),
     ("io",),
-    ("config", "device", "shards", "tensor_ops"),
+    ("config", "device", "shards", "stats", "tensor_ops"),
     ("data",),
     ("models",),
     ("train",),

@@ -23,6 +23,7 @@ from .data.feature_cache import open_features
 from .data.imagesets import open_imageset
 from .errors import SpurlabError
 from .measure.groups import counterfactual_cue_on, group_summary
+from .stats import mean_ci
 
 
 def counterfactual_gaps(preds: np.ndarray, labels: np.ndarray, cue_on: np.ndarray, class_names: list[str]) -> dict:
@@ -37,11 +38,25 @@ def counterfactual_gaps(preds: np.ndarray, labels: np.ndarray, cue_on: np.ndarra
     }
 
 
+def twin_differences(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per twin pair (rows 2i, 2i+1): correct with the cue on minus correct with it off (-1, 0, 1)."""
+    correct = (preds == labels).astype(float)
+    return correct[0::2] - correct[1::2]
+
+
+def mean_gap_ci(diffs: np.ndarray, labels: np.ndarray, classes: list[int], seed: int, key: str) -> list | None:
+    """The bootstrap interval of the mean over `classes` of the class gaps: twin pairs resampled
+    within their class (`diffs`, `labels`: one per pair; docs/methods.md#bootstrap-intervals)."""
+    keep = np.isin(labels, classes)
+    return mean_ci(diffs[keep], seed, key, strata=labels[keep]) if keep.any() else None
+
+
 def models_summary(cfg: dict, models_dir: Path, features_dir: Path, counterfactual_set: Path) -> dict:
     cf = open_imageset(counterfactual_set)
     cue_on = counterfactual_cue_on(cf)
     cue_classes = [c for c in cfg["datasets"]["classes"] if c in cfg["datasets"]["cue_table"]]
     out: dict = {"models": {}}
+    seed, diffs = int(cfg["seed"]), {}
     for name in cfg["models"]:
         mdir = Path(models_dir) / name
         meta = json.loads((mdir / "meta.json").read_text())
@@ -50,6 +65,13 @@ def models_summary(cfg: dict, models_dir: Path, features_dir: Path, counterfactu
         with open_features(Path(features_dir) / name / "counterfactual.h5", model_dir=mdir, imageset=cf) as fc:
             gaps = counterfactual_gaps(fc["preds"], fc["labels"], cue_on, fc.class_names)
             groups = group_summary(fc["preds"] == fc["labels"], fc["labels"], cue_on, fc.class_names)
+            diffs[name], pair_labels, names = (
+                twin_differences(fc["preds"], fc["labels"]),
+                fc["labels"][0::2],
+                fc.class_names,
+            )
+        cue_idx = [names.index(c) for c in cue_classes if c in names]
+        control_idx = [i for i, c in enumerate(names) if c not in cue_classes and c in gaps]
         entry = {
             "test_acc": round(test_acc, 6),
             "robust": bool(meta.get("robust", False)),
@@ -57,6 +79,10 @@ def models_summary(cfg: dict, models_dir: Path, features_dir: Path, counterfactu
             "counterfactual_gap": gaps,
             "cue_class_mean_gap": round(float(np.mean([gaps[c] for c in cue_classes])), 6),
             "control_class_mean_gap": round(float(np.mean([g for c, g in gaps.items() if c not in cue_classes])), 6),
+            "cue_class_mean_gap_ci": mean_gap_ci(diffs[name], pair_labels, cue_idx, seed, f"cue-gap-{name}"),
+            "control_class_mean_gap_ci": mean_gap_ci(
+                diffs[name], pair_labels, control_idx, seed, f"control-gap-{name}"
+            ),
             **{k: groups[k] for k in ("worst_group_acc", "worst_group", "mean_group_acc", "group_acc")},
         }
         if entry["robust"]:
@@ -68,6 +94,10 @@ def models_summary(cfg: dict, models_dir: Path, features_dir: Path, counterfactu
         raise SpurlabError("models: the suite has no ERM model to measure reliance on")
     out["cue_class_mean_gap"] = round(float(np.mean([out["models"][n]["cue_class_mean_gap"] for n in erm])), 6)
     out["control_class_mean_gap"] = round(float(np.mean([out["models"][n]["control_class_mean_gap"] for n in erm])), 6)
+    # ERM models on the same twins: one resample of the pairs serves every model (their mean difference)
+    erm_diffs = np.mean([diffs[n] for n in erm], axis=0)
+    out["cue_class_mean_gap_ci"] = mean_gap_ci(erm_diffs, pair_labels, cue_idx, seed, "cue-gap")
+    out["control_class_mean_gap_ci"] = mean_gap_ci(erm_diffs, pair_labels, control_idx, seed, "control-gap")
     out["erm_models"] = erm
     out["cue_classes"] = cue_classes
     return out

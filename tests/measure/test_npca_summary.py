@@ -48,6 +48,7 @@ def test_npca_summary_on_data_without_planted_truth():
     for key in ("planted_cues_recovered", "planted_cue_recovery", "annotator_precision",
                 "annotator_precision_presence_only", "retrieval_precision"):  # fmt: skip
         assert s[key] is None and key in s["not_computed"]
+    assert s["retrieval_precision_ci"] is None
     assert s["harmfulness"]["harmful_precision"] is None and "harmfulness/harmful_precision" in s["not_computed"]
     assert s["acceptance"]["npca_recovery_at_least_0.9"] is None
     assert all(isinstance(v, str) and v and "\n" not in v for v in s["not_computed"].values())
@@ -68,3 +69,7 @@ def test_npca_summary_with_planted_truth_scores_it():
     assert s["retrieval_precision"] == 0.5 and isinstance(s["acceptance"]["npca_recovery_at_least_0.9"], bool)
     assert s["n_components_annotated"] == 8 and s["n_components_spurious"] == 4
     assert s["not_computed"] == {}
+    # one hit in two retrieved images: a resample draws 0, 1 or 2 hits (docs/methods.md#bootstrap-intervals)
+    assert s["retrieval_precision_ci"] == [0.0, 1.0]
+    assert npca_summary(pairs, {"planted_cues": {"c0": ["tag"]}}, retrieval, models, classes, harmful,
+                        seed=0)["retrieval_precision_ci"] == s["retrieval_precision_ci"]  # fmt: skip

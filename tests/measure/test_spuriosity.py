@@ -8,6 +8,7 @@ from spurlab.errors import SpurlabError
 from spurlab.measure.spuriosity import (
     class_statistics,
     effective_robustness,
+    gap_cis,
     gap_correlations,
     high_low,
     rank_within_class,
@@ -89,6 +90,24 @@ def test_perfect_classifier_has_zero_gap_and_a_cue_reliant_one_a_positive_gap(to
         correct[rows] = s[rows] > np.median(s[rows])
     g = spurious_gaps(correct, s, labels, k=10)
     np.testing.assert_array_equal(g["gap"], [1.0, 1.0])
+
+
+def test_gap_intervals_resample_each_end_within_its_class(toy):
+    feats, labels, spur = toy
+    s = spuriosity(feats, labels, spur, class_statistics(feats, labels, spur))
+    ci = gap_cis(np.ones(len(labels), bool), s, labels, 10, 0, key="m")
+    assert [ci["mean_gap_ci_low"], ci["mean_gap_ci_high"], ci["acc_ci_low"], ci["acc_ci_high"]] == [0, 0, 1, 1]
+    rng = np.random.default_rng(1)
+    correct = rng.random(len(labels)) < np.where(s > np.nanmedian(s), 0.9, 0.4)  # right more often when spurious
+    g = spurious_gaps(correct, s, labels, k=10)
+    ci = gap_cis(correct, s, labels, 10, 0, key="m")
+    for name, value in (("mean_gap", g["gap"].mean()), ("acc_high", g["acc_high"].mean()),
+                        ("acc_low", g["acc_low"].mean()), ("acc", correct.mean())):  # fmt: skip
+        assert ci[f"{name}_ci_low"] <= value <= ci[f"{name}_ci_high"], name
+    assert ci["mean_gap_ci_high"] - ci["mean_gap_ci_low"] < 0.8 and ci == gap_cis(correct, s, labels, 10, 0, key="m")
+    # every class's two ends keep their k images: with one image per end there is nothing to resample
+    one = gap_cis(correct, s, labels, 1, 0, key="m", metrics=("mean_gap",))
+    assert set(one) == {"mean_gap_ci_low", "mean_gap_ci_high"} and np.isnan(one["mean_gap_ci_low"])
 
 
 def test_effective_robustness_is_the_residual_of_the_suite_line():

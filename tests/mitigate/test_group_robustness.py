@@ -173,6 +173,28 @@ def test_summary_reaches_the_metrics_table_the_acceptance_table_and_summary_md()
     low = rows[(rows["metric"] == "models/methods/worst_group_acc") & (rows["method"] == "low_spuriosity")]
     assert low["sem"].iloc[0] == pytest.approx(0.1)  # over the two trials
     (point,) = [p for p in acceptance_points({"mitigation": s}) if p.stage == "mitigation"]
-    assert point.holds is True and point.value == "m1 0.3 -> 0.5"
+    # each worst-group accuracy with its bootstrap interval over the groups' images (every group 0.5 of 5)
+    ci = {m: e["worst_group_acc_ci"] for m, e in s["models"]["m1"]["methods"].items()}
+    assert all(0 <= c[0] < c[1] <= 0.6 for c in ci.values())
+    e, d, f = ci["erm"], ci["dfr"], ci["spufix"]
+    assert point.holds is True and point.value == f"m1 0.3 [{e[0]:.3g}, {e[1]:.3g}] -> 0.5 [{d[0]:.3g}, {d[1]:.3g}]"
     md = summary_markdown({"mitigation": s})
-    assert "| m1 | spufix | 0.32 | -0.18 |" in md and "DFR raises the worst-group accuracy of 1 of 1" in md
+    assert f"| m1 | spufix | 0.32 [{f[0]:.3g}, {f[1]:.3g}] | -0.18 |" in md
+    assert "DFR raises the worst-group accuracy of 1 of 1" in md
+
+
+def test_worst_group_interval_resamples_each_groups_images_and_averages_trials():
+    from spurlab.mitigate.mitigation_summary import worst_group_ci
+
+    def groups(n, accs):  # one row per (trial, group)
+        return pd.DataFrame([{"trial": t, "class_index": g, "n": n, "acc": a} for t, per in enumerate(accs)
+                             for g, a in enumerate(per)])  # fmt: skip
+
+    few, many = worst_group_ci(groups(10, [[0.2, 0.9]]), 0, "k"), worst_group_ci(groups(1000, [[0.2, 0.9]]), 0, "k")
+    assert few[0] <= 0.2 <= few[1] and many[0] <= 0.2 <= many[1]
+    assert many[1] - many[0] < (few[1] - few[0]) / 3
+    # a group that is always right or always wrong has nothing to resample: the worst is fixed
+    assert worst_group_ci(groups(8, [[0.0, 1.0]]), 0, "k") == [0.0, 0.0]
+    # two trials: the mean of their worst groups (0.0 and 1.0 fixed)
+    assert worst_group_ci(groups(8, [[0.0, 1.0], [1.0, 1.0]]), 0, "k") == [0.5, 0.5]
+    assert worst_group_ci(groups(10, [[0.2, 0.9]]), 0, "k") == few  # same seed, same numbers

@@ -90,3 +90,31 @@ def test_estimate_records_and_nested_methods_fold_into_one_row():
     r = row(df, metric="attribution/ccm")
     assert (r["method"], r["setting"], r["value"], r["n"], r["sem"]) == ("gradient", "blur", 0.2, 8, 0.01)
     assert math.isclose(row(df, metric="other")["sem"], 0.1)  # sd / sqrt(n)
+
+
+def test_a_sibling_ci_gives_ci_low_and_ci_high_and_no_row_of_its_own():
+    s = {"spuriosity_auc_mean": 0.8, "spuriosity_auc_mean_ci": [0.7, 0.9], "k": 5,
+         "methods": {"gradcam": {"mcs": 0.1, "mcs_ci": [0.05, 0.2], "idr": 0.9}},
+         "attribution": {"kssd": {"mean": 0.4, "sem": 0.1, "n": 9, "mean_ci": [0.2, 0.6]}}}  # fmt: skip
+    df = flatten_summary("st", s, VOCAB)
+    assert list(df.columns)[-2:] == ["ci_low", "ci_high"]
+    r = row(df, metric="spuriosity_auc_mean")
+    assert (r["value"], r["ci_low"], r["ci_high"]) == (0.8, 0.7, 0.9)
+    r = row(df, method="gradcam", metric="methods/mcs")
+    assert (r["ci_low"], r["ci_high"]) == (0.05, 0.2)
+    r = row(df, metric="attribution/kssd")
+    assert (r["value"], r["n"], r["ci_low"], r["ci_high"]) == (0.4, 9, 0.2, 0.6)
+    # no interval: NaN; and the interval lists are not metrics (no `*_ci/mean` rows)
+    assert row(df, metric="k")["ci_low"] != row(df, metric="k")["ci_low"]
+    assert pd.isna(row(df, method="gradcam", metric="methods/idr")["ci_high"])
+    assert not df["metric"].str.contains("_ci").any()
+
+
+def test_summary_md_prints_headlines_with_their_intervals():
+    s = {"spuriosity": {"spuriosity_auc_mean": 0.8123, "spuriosity_auc_mean_ci": [0.7011, 0.9002],
+                        "gap_correlation_mean": 0.5,
+                        "models": {"erm_a": {"acc": 0.9, "acc_ci": [0.85, 0.95], "acc_low": 0.8, "acc_high": 0.95,
+                                             "mean_gap": 0.15, "mean_gap_ci": [0.1, 0.2]}}}}  # fmt: skip
+    text = summary_markdown(s)
+    assert "Spuriosity AUC against planted cues 0.812 [0.701, 0.9]**" in text
+    assert "| erm_a | 0.9 [0.85, 0.95] | 0.8 | 0.95 | 0.15 [0.1, 0.2] |" in text  # acc_low without one: the value

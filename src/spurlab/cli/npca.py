@@ -92,11 +92,11 @@ def npca_spufix(s, a) -> int:
     return 0
 
 
-def npca_summary(_, a) -> int:
+def npca_summary(s, a) -> int:
     from ..measure.npca_summary import run_npca_summary
 
     summary = run_npca_summary(a.pairs, a.retrieval, harmful_path=a.harmful, classes_path=a.spufix,
-                               models_path=a.spufix_models, out=a.out)  # fmt: skip
+                               models_path=a.spufix_models, out=a.out, settings=s)  # fmt: skip
     print(f"{a.out}: planted cues recovered {summary['planted_cues_recovered']}, "
           f"retrieval precision {summary['retrieval_precision']}")  # fmt: skip
     return 0
@@ -176,5 +176,5 @@ COMMANDS = (
         path("--spufix"),
         path("--spufix-models"),
         path("--out"),
-    )),
+    ), settings="spurlab.measure.npca_summary:NpcaSummarySettings"),
 )  # fmt: skip

@@ -16,6 +16,7 @@ from ..data.imagesets import open_imageset
 from ..data.interventions import background_swap, check_same
 from ..errors import SpurlabError
 from ..io.tables import write_table
+from ..stats import mean_ci
 from .interventions import probabilities, sample_rows
 
 
@@ -66,10 +67,10 @@ def run_background_swap(
     }
 
 
-def summarize_background(df: pd.DataFrame) -> dict:
+def summarize_background(df: pd.DataFrame, seed: int = 0) -> dict:
     """Per model: flip rate, accuracy before and after (and their gap, ImageNet-9's BG-gap read
     as original - mixed-rand), and the flip rates of images with and without their own class's
-    background cue."""
+    background cue; each with its bootstrap interval over images (`<name>_ci`, `spurlab.stats`)."""
     out = {}
     for model, g in df.groupby("model", sort=False):
         own = g["own_background_cue"].to_numpy(bool)
@@ -77,9 +78,14 @@ def summarize_background(df: pd.DataFrame) -> dict:
                "accuracy_original": round(float(g["correct"].mean()), 4),
                "accuracy_swapped": round(float(g["correct_swapped"].mean()), 4)}  # fmt: skip
         rec["accuracy_drop"] = round(rec["accuracy_original"] - rec["accuracy_swapped"], 4)
+        flip = g["flip"].to_numpy(float)
+        rec["flip_rate_ci"] = mean_ci(flip, seed, f"flip-{model}")
+        rec["accuracy_drop_ci"] = mean_ci(g["correct"].to_numpy(float) - g["correct_swapped"].to_numpy(float), seed,
+                                          f"drop-{model}")  # fmt: skip
         for key, sel in (("own_background_cue", own), ("other", ~own)):
             rec[f"flip_rate_{key}"] = round(float(g["flip"].to_numpy()[sel].mean()), 4) if sel.any() else None
             rec[f"flip_rate_{key}_n"] = int(sel.sum())
+            rec[f"flip_rate_{key}_ci"] = mean_ci(flip[sel], seed, f"flip-{model}-{key}")
         a, b = rec["flip_rate_own_background_cue"], rec["flip_rate_other"]
         rec["own_cue_flips_more"] = None if a is None or b is None else bool(a > b)
         out[str(model)] = rec

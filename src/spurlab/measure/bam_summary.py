@@ -20,6 +20,7 @@ from ..errors import SpurlabError
 from ..io import write_json
 from ..io.figures import save_figure
 from ..io.tables import read_table, table_provenance
+from ..stats import bootstrap_ci
 from .bam_attributions import part_rng
 from .bam_metrics import idr, iir, mcs, pearson, trial_sd
 from .bam_verification import accuracy_drops, verification_record
@@ -46,17 +47,18 @@ def _check_models(tables: dict[str, str], models: dict[str, str]) -> None:
                                    f"{models[m][:12]}...; rebuild it")  # fmt: skip
 
 
-def _mcs_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, rng) -> None:
+def _mcs_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, rng, seed: int = 0) -> None:
     """MCS f_o vs f_s on X_os (object regions, and the random-region baseline), with trial SDs."""
     for region, key in (("object", "mcs"), ("random", "mcs_random_baseline")):
         go, gs = _g(con, "f_o", "bam_os_test", region, how), _g(con, "f_s", "bam_os_test", region, how)
         go, gs = go.align(gs, join="inner")
         e[key] = _r(mcs(go.to_numpy(), gs.to_numpy()))
         e[f"{key}_sd"] = _r(trial_sd(mcs, (go.to_numpy(), gs.to_numpy()), trial, rng))
+        e[f"{key}_ci"] = bootstrap_ci([go.to_numpy(), gs.to_numpy()], mcs, seed, f"{key}-{how[0]}")
     e["mcs_n"] = int(len(go))
 
 
-def _idr_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, rng) -> None:
+def _idr_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, rng, seed: int = 0) -> None:
     """IDR: f_s with the object (X_os) vs without it (X_0s), pairs f_s classifies correctly both
     times; the baseline's random regions exclude the object: overlapping ones mostly measure it."""
     ok0 = con[(con["model"] == "f_s") & (con["set"] == "bam_0s_test")].groupby("row")["correct"].first()
@@ -72,15 +74,18 @@ def _idr_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, r
         a, c = g_cf.to_numpy()[keep], g_no.to_numpy()[keep]
         e[key] = _r(idr(a, c))
         e[f"{key}_sd"] = _r(trial_sd(idr, (a, c), trial, rng))
+        e[f"{key}_ci"] = bootstrap_ci([a, c], idr, seed, f"{key}-{how[0]}")
     e["idr_n"] = int(keep.sum())
 
 
-def _iir_entries(e: dict, iir_df: pd.DataFrame, how: tuple[str, str], trial: int, rng, t: float) -> None:
+def _iir_entries(e: dict, iir_df: pd.DataFrame, how: tuple[str, str], trial: int, rng, t: float,
+                 seed: int = 0) -> None:  # fmt: skip
     """IIR at threshold t: f_s on X_0s against X_0s + delta, object regions."""
     gx, gxd = _g(iir_df, "f_s", "bam_0s_test", "object", how), _g(iir_df, "f_s", "bam_0s_test+delta", "object", how)
     gx, gxd = gx.align(gxd, join="inner")
     e["iir"] = _r(iir(gx.to_numpy(), gxd.to_numpy(), t))
     e["iir_sd"] = _r(trial_sd(lambda a, c: iir(a, c, t), (gx.to_numpy(), gxd.to_numpy()), trial, rng))
+    e["iir_ci"] = bootstrap_ci([gx.to_numpy(), gxd.to_numpy()], lambda a, c: iir(a, c, t), seed, f"iir-{how[0]}")
     e["iir_n"] = int(len(gx))
 
 
@@ -140,9 +145,9 @@ def run_bam_summary(cfg: dict, verification: str, contrast: str, kseries: dict[s
         e: dict = {}
         rng = part_rng(b["seed"], f"trials-{method}")
         how = (method, norm)
-        _mcs_entries(e, con, how, trial, rng)
-        _idr_entries(e, con, how, trial, rng)
-        _iir_entries(e, iir_df, how, trial, rng, t=t)
+        _mcs_entries(e, con, how, trial, rng, seed=int(b["seed"]))
+        _idr_entries(e, con, how, trial, rng, seed=int(b["seed"]))
+        _iir_entries(e, iir_df, how, trial, rng, t=t, seed=int(b["seed"]))
         series, rows = _k_series(ks, codes, how)
         series_rows += rows
         e["mcs_k_series"] = {f"{k:g}": _r(v) for k, v in series.items()}

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SpurlabError
+from ..stats import mean_ci
 
 PARTS = ("object", "cue")
 TWINS = ("original", "no_object", "no_cue")
@@ -134,12 +135,17 @@ def _rate(x) -> float | None:
     return round(float(x.mean()), 4) if len(x) else None
 
 
-def _scores(top: np.ndarray, df: pd.DataFrame, tolerance: float) -> dict:
+def _scores(top: np.ndarray, df: pd.DataFrame, tolerance: float, seed: int | None = None, key: str = "") -> dict:
+    """Deletion, preservation, agreement (and with `seed` their bootstrap intervals over images)."""
     deletion, preservation = outcomes(top, df["flip_object"].to_numpy(), df["flip_cue"].to_numpy())
     larger = larger_drop(df, tolerance)
     decided = larger != "tie"
     rec = {"deletion": _rate(deletion), "preservation": _rate(preservation),
            "agreement": _rate(top[decided] == larger[decided]), "agreement_n": int(decided.sum()), "n": int(len(df))}  # fmt: skip
+    if seed is not None:
+        for name, x in (("deletion", deletion), ("preservation", preservation),
+                        ("agreement", top[decided] == larger[decided])):  # fmt: skip
+            rec[f"{name}_ci"] = mean_ci(np.asarray(x, float), seed, f"{name}-{key}")
     both = [rec["deletion"], rec["preservation"]]
     rec["interventional"] = None if None in both else round(float(np.mean(both)), 4)
     return rec
@@ -154,20 +160,22 @@ def oracle_parts(df: pd.DataFrame) -> np.ndarray:
     return np.where(as_object > as_cue, "object", np.where(as_cue > as_object, "cue", by_drop)).astype(object)
 
 
-def method_scores(df: pd.DataFrame, tolerance: float) -> dict:
+def method_scores(df: pd.DataFrame, tolerance: float, seed: int | None = None) -> dict:
     """{'methods': {method: scores}, 'baselines': {oracle | always_object | always_cue: scores}}
-    over every row of a family table (all models, settings and images)."""
-    methods = {m: _scores(g["top_part"].to_numpy(object), g, tolerance) for m, g in df.groupby("method", sort=False)}
+    over every row of a family table (all models, settings and images); with `seed`, each score's
+    bootstrap interval over the rows (docs/methods.md#bootstrap-intervals)."""
+    methods = {m: _scores(g["top_part"].to_numpy(object), g, tolerance, seed, m)
+               for m, g in df.groupby("method", sort=False)}  # fmt: skip
     first = df[df["method"] == df["method"].iloc[0]] if len(df) else df
     baselines = {
-        "oracle": _scores(oracle_parts(first), first, tolerance),
-        "always_object": _scores(np.full(len(first), "object", object), first, tolerance),
-        "always_cue": _scores(np.full(len(first), "cue", object), first, tolerance),
+        "oracle": _scores(oracle_parts(first), first, tolerance, seed, "oracle"),
+        "always_object": _scores(np.full(len(first), "object", object), first, tolerance, seed, "always_object"),
+        "always_cue": _scores(np.full(len(first), "cue", object), first, tolerance, seed, "always_cue"),
     }
     return {"methods": methods, "baselines": baselines}
 
 
-def planted_order(df: pd.DataFrame) -> dict:
+def planted_order(df: pd.DataFrame, seed: int | None = None) -> dict:
     """Per model: how often removing each part flips the prediction, the mean drops, the part the
     model was built to rely on (`planted`), whether removing it flips more often than removing
     the other part (`holds`), and the accuracy on the originals (where labels are given; a
@@ -183,6 +191,8 @@ def planted_order(df: pd.DataFrame) -> dict:
         for part in PARTS:
             rec[f"flip_remove_{part}"] = _rate(g[f"flip_{part}"])
             rec[f"drop_remove_{part}"] = _rate(g[f"drop_{part}"])
+            if seed is not None:
+                rec[f"flip_remove_{part}_ci"] = mean_ci(g[f"flip_{part}"].to_numpy(float), seed, f"flip-{model}-{part}")
         rec["holds"] = bool(rec[f"flip_remove_{planted}"] > rec[f"flip_remove_{other}"])
         out[str(model)] = rec
     return out

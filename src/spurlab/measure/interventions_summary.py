@@ -92,8 +92,10 @@ def _correlational(key: str, bam_summary=None, posthoc_summary=None, methods=())
     return out
 
 
-def _family(df, tolerance: float, cue: str) -> dict:
-    rec = {"cue": cue, "tie_tolerance": tolerance, **method_scores(df, tolerance), "models": planted_order(df)}
+def _family(df, tolerance: float, cue: str, seed: int = 0) -> dict:
+    """A family's scores; the overall ones and the planted order with bootstrap intervals over images."""
+    rec = {"cue": cue, "tie_tolerance": tolerance, **method_scores(df, tolerance, seed),
+           "models": planted_order(df, seed)}  # fmt: skip
     rec["by_model"] = {str(m): method_scores(g, tolerance)["methods"] for m, g in df.groupby("model", sort=False)}
     if (df["setting"] != "").any():
         rec["cue_reliance"] = cue_reliance(df)
@@ -124,7 +126,7 @@ def run_interventions_summary(cfg: dict, out, figure, svg=None, bam=None, bam_co
         methods = checked_methods(cfg, fam)
         df = _family_table(table, methods)
         _same_models(table, others)
-        summary["families"][fam] = _family(df, tol, CUE_PARTS[fam])
+        summary["families"][fam] = _family(df, tol, CUE_PARTS[fam], seed=int(iv["seed"]))
         scores = {m: r["interventional"] for m, r in summary["families"][fam]["methods"].items()}
         correlational = _correlational(corr, bam_summary=bam_summary, posthoc_summary=posthoc_summary, methods=methods)
         summary["ranking_agreement"][fam] = ranking_agreement(correlational, scores, corr)
@@ -132,7 +134,7 @@ def run_interventions_summary(cfg: dict, out, figure, svg=None, bam=None, bam_co
             inputs[str(p)] = sha256_file(p)
     if background is not None:
         bg = read_table(background, columns=["model", "flip", "own_background_cue", "correct", "correct_swapped"])
-        summary["background_swap"] = {"swap": "mixed_rand", "models": summarize_background(bg)}
+        summary["background_swap"] = {"swap": "mixed_rand", "models": summarize_background(bg, int(iv["seed"]))}
         inputs[str(background)] = sha256_file(background)
     summary["planted_order_holds"] = planted_truth_holds(summary["families"])
     summary["figures"] = [str(figure)] + ([str(svg)] if svg else []) + [str(e) for e in examples]

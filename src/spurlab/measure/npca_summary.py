@@ -10,7 +10,7 @@
 - `harmfulness`: the components validated harmful (they alone trigger the class), which SpuFix
   removes, their harm rates, and the fraction of them that are truly spurious;
 - `retrieval_precision`: fraction of cue-only retrieved images that show the class's cue and not
-  its object;
+  its object, with its bootstrap interval over the retrieved images (`retrieval_precision_ci`);
 - per model: spurious AUC / AP before and after SpuFix (on the `cue_only` split; the retrieved set
   under `retrieved_*`), the same AUC over the classes SpuFix repairs (`repaired_classes`,
   `spurious_auc_repaired_*`), test accuracy before and after; `transfer_invariant_max_abs_err`;
@@ -29,14 +29,17 @@ are null for another reason.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import Settings
 from ..discover.auto_annotate import localises_cue, score_against_truth
 from ..discover.retrieval import retrieval_precision
 from ..discover.subsets_file import STAT_COLUMNS
 from ..io import sha256_file, write_json
 from ..io.tables import read_table, table_provenance
+from ..stats import mean_ci
 
 NO_TRUTH = "the image set has no planted cues or object masks (real data)"
 ANNOTATED = ("spurious", "core")  # labels that count as annotated; not `unannotated`, `undecided`
@@ -125,7 +128,22 @@ def _model_scores(models, classes, names: dict) -> dict:
     return per_model
 
 
-def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -> dict:
+@dataclass(frozen=True)
+class NpcaSummarySettings(Settings):
+    """Stage `npca_summary`: the seed of its bootstrap interval (docs/methods.md#bootstrap-intervals)."""
+
+    KEYS = {"seed": "seed"}
+    seed: int = 0
+
+
+def retrieval_precision_ci(table, seed: int) -> list | None:
+    """The bootstrap interval of `retrieval_precision` over the retrieved images with planted truth."""
+    ok = table["has_cue"].notna()
+    hits = ((table["has_cue"][ok] == 1) & (table["object_absent"][ok] == 1)).to_numpy(float)
+    return mean_ci(hits, seed, "retrieval-precision")
+
+
+def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful, seed: int = 0) -> dict:
     truth = has_planted_truth(pairs)
     rec = recovery(pairs, provenance.get("planted_cues", {})) if truth else None
     comps = pairs[pairs["kind"] == "component"]
@@ -180,6 +198,7 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
         },  # fmt: skip
         "harmfulness": harm,
         "retrieval_precision": ret_precision,
+        "retrieval_precision_ci": retrieval_precision_ci(retrieval, seed) if ret_precision is not None else None,
         "retrieved_images": int(len(retrieval)),
         "models": per_model,
         "transfer_invariant_max_abs_err": _f(err),
@@ -202,7 +221,8 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful) -
     }
 
 
-def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, models_path, out) -> dict:
+def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, models_path, out,
+                     settings: NpcaSummarySettings = NpcaSummarySettings()) -> dict:  # fmt: skip
     pairs = read_table(pairs_path, columns=list(STAT_COLUMNS))
     prov = table_provenance(pairs_path)
     pairs_sha = sha256_file(pairs_path)
@@ -219,7 +239,8 @@ def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, mod
         },
     )
     harmful = read_table(harmful_path, expect={"pairs_sha256": pairs_sha})
-    summary = npca_summary(pairs, prov, retrieval=retrieval, models=models, classes=classes, harmful=harmful)
+    summary = npca_summary(pairs, prov, retrieval=retrieval, models=models, classes=classes, harmful=harmful,
+                           seed=settings.seed)  # fmt: skip
     summary["cue_only_negatives"] = table_provenance(models_path).get("cue_only_negatives")
     summary["inputs"] = {"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path),
                          "harmful_sha256": sha256_file(harmful_path),

@@ -32,6 +32,7 @@ from ..data.imagesets import ImageSet, planted_cue_masks
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
+from ..stats import bootstrap_ci, mean_ci
 
 K_GAP = 10  # paper: the 10 highest / lowest validation images per class
 
@@ -272,8 +273,43 @@ class GapSettings(Settings):
     the images at each end of a class's ranking."""
 
     SECTION = "spuriosity"
+    KEYS = {"seed": "seed"}
     gap_set: str = "val"  # the paper's: validation
     k: int = K_GAP
+    seed: int = 0  # the bootstrap intervals' (docs/methods.md#bootstrap-intervals)
+
+
+GAP_CI_METRICS = ("acc", "acc_high", "acc_low", "mean_gap")
+
+
+def gap_cis(correct: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: int, seed: int, key: str,
+            metrics=GAP_CI_METRICS) -> dict:  # fmt: skip
+    """`<metric>_ci_low` / `_ci_high` of `metrics` (acc, acc_high, acc_low, mean_gap) on one set:
+    the bootstrap intervals (`spurlab.stats`) with each class's k highest and k lowest images
+    resampled within their class and end (acc: every labelled image, the whole set)."""
+    rows, cells = [], []
+    for q, c in enumerate(np.unique(labels[~np.isnan(scores)])):
+        high, low = high_low(scores, np.flatnonzero((labels == c) & ~np.isnan(scores)), k)
+        rows += [high, low]
+        cells += [np.full(len(high), 2 * q + 1), np.full(len(low), 2 * q)]  # cell 2q + 1: class q's high end
+    rows, cells = (np.concatenate(a).astype(int) if a else np.zeros(0, int) for a in (rows, cells))
+    hit = correct[rows].astype(float)
+    n_cells = int(cells.max()) + 1 if len(cells) else 0
+
+    def ends(h, c):  # per class: (accuracy on the high end, on the low end)
+        acc = np.bincount(c, h, n_cells) / np.maximum(np.bincount(c, minlength=n_cells), 1)
+        return acc[1::2], acc[0::2]
+
+    stats = {"acc_high": lambda h, c: float(ends(h, c)[0].mean()), "acc_low": lambda h, c: float(ends(h, c)[1].mean()),
+             "mean_gap": lambda h, c: float(np.subtract(*ends(h, c)).mean())}  # fmt: skip
+    out = {}
+    for name in metrics:
+        if name == "acc":
+            out[name] = mean_ci(correct[labels >= 0], seed, f"acc-{key}")
+        else:
+            out[name] = bootstrap_ci([hit, cells], stats[name], seed, f"{name}-{key}", strata=cells)
+    return {f"{m}_ci_{side}": (ci[i] if ci else float("nan")) for m, ci in out.items()
+            for i, side in enumerate(("low", "high"))}  # fmt: skip
 
 
 def run_gaps(rankings_path, models: dict[str, tuple[str, str]], out_gaps, out_models, out_correlations,
@@ -297,7 +333,8 @@ def run_gaps(rankings_path, models: dict[str, tuple[str, str]], out_gaps, out_mo
         per_class.append(g)
         per_model.append({"model": name, "acc": float(correct[labels >= 0].mean()),
                           "acc_high": float(g["acc_high"].mean()), "acc_low": float(g["acc_low"].mean()),
-                          "mean_gap": float(g["gap"].mean()), "n_classes": len(g)})  # fmt: skip
+                          "mean_gap": float(g["gap"].mean()), "n_classes": len(g),
+                          **gap_cis(correct, scores, labels, k, settings.seed, key=name)})  # fmt: skip
     gaps = pd.concat(per_class, ignore_index=True)
     suite = pd.DataFrame(per_model).set_index("model")
     suite["effective_robustness"] = effective_robustness(suite["acc_high"], suite["acc_low"])

@@ -34,9 +34,10 @@ from ..data.imagesets import ImageSet, has_planted_truth, planted_cue_masks
 from ..errors import SpurlabError
 from ..io import sha256_file, write_json
 from ..io.tables import read_table, table_provenance
+from ..stats import bootstrap_ci, mean_ci
 from . import figures
 from .label_noise import label_noise_summary
-from .spuriosity import pearson_r, read_rankings, spuriosity_auc
+from .spuriosity import GAP_CI_METRICS, pearson_r, read_rankings, spuriosity_auc
 
 NO_TRUTH = "the image set has no planted cues (real data)"
 
@@ -44,6 +45,13 @@ NO_TRUTH = "the image set has no planted cues (real data)"
 def _mean(values) -> float | None:
     v = [float(x) for x in values if x is not None and not np.isnan(x)]
     return float(np.mean(v)) if v else None
+
+
+def _ci_columns(row: pd.Series, metric: str) -> list | None:
+    """[low, high] from a table's `<metric>_ci_low` / `_ci_high` columns (None where absent or NaN)."""
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    ok = low is not None and high is not None and np.isfinite(low) and np.isfinite(high)
+    return [float(low), float(high)] if ok else None
 
 
 def class_roles(planted: dict[str, list[str]], class_names: list[str]) -> dict[str, list[str]]:
@@ -71,7 +79,47 @@ def gap_truth_correlation(gaps: pd.DataFrame, counterfactual: dict[str, dict[str
     return out
 
 
-def summarize_tuning(table: pd.DataFrame) -> dict:
+def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC-AUC by ranks (ties averaged, as sklearn's roc_auc_score); NaN when one side is empty."""
+    from scipy.stats import rankdata
+
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    if not n1 or not n0:
+        return float("nan")
+    return float((rankdata(scores)[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def auc_mean_ci(known: pd.DataFrame, classes: list[int], seed: int) -> list | None:
+    """The bootstrap interval of the mean over `classes` of the spuriosity AUC: each class's images
+    with and without its cue resampled within the class and that side (both sides keep their size)."""
+    r = known[known["class_index"].isin(classes) & known["spuriosity"].notna()]
+    if r.empty:
+        return None
+    score, cls, cue = r["spuriosity"].to_numpy(float), r["class_index"].to_numpy(int), r["cue_present"].to_numpy(bool)
+
+    def mean_auc(s, c, q):
+        return float(np.mean([_auc(s[c == k], q[c == k]) for k in np.unique(c)]))
+
+    return bootstrap_ci([score, cls, cue], mean_auc, seed, "spuriosity-auc", strata=cls * 2 + cue)
+
+
+def trials_ci(trials: pd.DataFrame, metric: str, seed: int, key: str) -> list | None:
+    """The interval of a mean over trials: one trial, its interval over images (the table's
+    `<metric>_ci_low` / `_ci_high` columns); several, trials resampled (docs/methods.md#bootstrap-intervals)."""
+    if len(trials) > 1:
+        return mean_ci(trials[metric], seed, key)
+    return _ci_columns(trials.iloc[0], metric) if len(trials) else None
+
+
+def _trial_cis(g: pd.DataFrame, seed: int, key: str) -> dict:
+    """Intervals (`<gap|acc>_<before|after>_ci`) of one method's validation rows."""
+    val = g[g["split"] == "val"]
+    return {f"{c}_{w}_ci": trials_ci(val[val["when"] == w], c, seed, f"tuning-{key}-{c}-{w}")
+            for c in ("gap", "acc") for w in ("before", "after")}  # fmt: skip
+
+
+def summarize_tuning(table: pd.DataFrame, seed: int = 0) -> dict:
     """{method: means over trials of gap/acc before and after on val and (test_*) on the held-out
     split when there is one, epochs run, the relative gap reduction, and the per-trial val gaps}:
     one model's head-tuning table (`spurlab.mitigate.head_tuning`) summarised."""
@@ -85,13 +133,14 @@ def summarize_tuning(table: pd.DataFrame) -> dict:
         e["epochs"] = float(after["epochs"].mean())
         e["gap_reduction"] = 1 - e["gap_after"] / e["gap_before"] if e["gap_before"] > 0 else None
         e["gap_after_trials"] = after["gap"].tolist()
+        e.update(_trial_cis(g, seed, f"{g['model'].iloc[0] if 'model' in g else ''}-{method}"))
         out[method] = e
     return out
 
 
-def tuning_summary(tables: dict[str, pd.DataFrame]) -> dict:
+def tuning_summary(tables: dict[str, pd.DataFrame], seed: int = 0) -> dict:
     """{model: {method: gap/acc before and after, ...}} (see `summarize_tuning`)."""
-    return {model: summarize_tuning(t) for model, t in tables.items()}
+    return {model: summarize_tuning(t, seed) for model, t in tables.items()}
 
 
 def tuning_acceptance(
@@ -140,13 +189,13 @@ def corruption_summary(tables: dict[str, pd.DataFrame], correlations: pd.DataFra
 def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.DataFrame, correlations: pd.DataFrame,
                        planted: dict[str, list[str]], class_names: list[str], gap_set: str,
                        counterfactual: dict[str, dict[str, float]] | None = None,
-                       planted_truth: bool | None = None) -> dict:  # fmt: skip
+                       planted_truth: bool | None = None, seed: int = 0) -> dict:  # fmt: skip
     """The summary's ranking and gap sections (see the module docstring). `planted_truth`: whether
     the gap set carries planted truth (`data.imagesets.has_planted_truth`; default: `planted` is not
     empty); without it the fields scored against planted cues are null and named in `not_computed`."""
     truth = bool(planted) if planted_truth is None else bool(planted_truth)
     roles = class_roles(planted, class_names) if truth else {"cue": [], "control": [], "collision": []}
-    auc = {}
+    auc, auc_ci = {}, None
     for set_name, r in rankings.groupby("set", sort=False):
         known = r[r["cue_present"].notna()]
         if known.empty:
@@ -154,6 +203,8 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
         per_class = spuriosity_auc(known["spuriosity"].to_numpy(float), known["class_index"].to_numpy(),
                                    known["cue_present"].to_numpy(float))  # fmt: skip
         auc[set_name] = {class_names[c]: v for c, v in per_class.items()}
+        if set_name == gap_set and truth:
+            auc_ci = auc_mean_ci(known, [class_names.index(c) for c in roles["cue"]], seed)
     models = {}
     for model, g in gaps.groupby("model", sort=False):
         by_name = dict(zip(g["class_name"], g["gap"]))
@@ -161,6 +212,7 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
         models[model] = {
             "acc": float(row["acc"]), "acc_high": float(row["acc_high"]), "acc_low": float(row["acc_low"]),
             "mean_gap": float(row["mean_gap"]),
+            **{f"{m}_ci": _ci_columns(row, m) for m in GAP_CI_METRICS},
             "cue_class_mean_gap": _mean(by_name.get(c) for c in roles["cue"]) if truth else None,
             "control_class_mean_gap": _mean(by_name.get(c) for c in roles["control"]) if truth else None,
             "collision_class_gap": {c: by_name[c] for c in roles["collision"] if c in by_name} if truth else None,
@@ -175,6 +227,7 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
         "class_roles": roles if truth else None,
         "spuriosity_auc": auc if truth else None,
         "spuriosity_auc_mean": _mean(auc.get(gap_set, {}).get(c) for c in roles["cue"]) if truth else None,
+        "spuriosity_auc_mean_ci": auc_ci,
         "models": models,
         "gap_correlation_mean": _mean(correlations["pearson_r"]) if len(correlations) else None,
         "gap_correlations": correlations.to_dict(orient="records"),
@@ -208,9 +261,10 @@ class SpuriositySummarySettings(Settings):
     """Stage `spuriosity_summary`: the model that ranked the images (salient.model; every other
     model is audited) and head tuning's stopping target, which `acceptance` judges tuning by."""
 
-    KEYS = {"discovery_model": "salient.model", "gap_target": "spuriosity.tuning.gap_target"}
+    KEYS = {"discovery_model": "salient.model", "gap_target": "spuriosity.tuning.gap_target", "seed": "seed"}
     discovery_model: str | None = None
     gap_target: float = 0.05
+    seed: int = 0  # the bootstrap intervals' (docs/methods.md#bootstrap-intervals)
 
 
 def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path, correlations_path,
@@ -247,6 +301,7 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
         gap_set=gap_set,
         counterfactual=counterfactual,
         planted_truth=truth,
+        seed=settings.seed,
     )
     corruption = {}
     same_annotations = {"annotations_sha256": table_provenance(rankings_path)["annotations_sha256"]}
@@ -260,7 +315,7 @@ def run_spuriosity_summary(imageset_path, rankings_path, gaps_path, models_path,
         if t.empty:
             raise SpurlabError(f"{p}: empty tuning table")
         tuning[str(t["model"].iloc[0])] = t
-    summary["tuning"] = tuning_summary(tuning)
+    summary["tuning"] = tuning_summary(tuning, settings.seed)
     summary["discovery_model"] = discovery_model
     summary["audited_models"] = [m for m in summary["models"] if m != discovery_model]
     collision = {m: summary["models"][m]["collision_class_gap"] for m in summary["audited_models"]}

@@ -44,7 +44,7 @@ from ..measure.groups import (
     worst_group,
     worst_group_accuracy,
 )
-from ..measure.spuriosity import check_set_ids, read_rankings, scores_for_set, spurious_gaps
+from ..measure.spuriosity import check_set_ids, gap_cis, read_rankings, scores_for_set, spurious_gaps
 from .spufix import model_spufix
 
 METHODS = ("erm", "dfr", "jtt", "low_spuriosity", "spufix")
@@ -59,7 +59,8 @@ SUPERVISION = {
     "spufix": "annotated harmful neural-PCA components; no group label",
 }
 TABLE_COLUMNS = ["model", "method", "trial", "labels_needed", "selected", "acc", "gap", "acc_high", "acc_low",
-                 "worst_group_acc", "worst_group", "mean_group_acc", "n_groups"]  # fmt: skip
+                 "worst_group_acc", "worst_group", "mean_group_acc", "n_groups",
+                 "acc_ci_low", "acc_ci_high", "gap_ci_low", "gap_ci_high"]  # fmt: skip
 
 
 @dataclass
@@ -306,9 +307,11 @@ def check_tuning_table(tuning_path, checkpoint_sha256: str, rankings_path, setti
                                "rebuild the table from its current inputs")  # fmt: skip
 
 
-def score(logits_test: np.ndarray, logits_cf: np.ndarray, data: dict, k: int) -> tuple[dict, pd.DataFrame]:
-    """Mean accuracy and spurious gap (mean over ranked classes, k images each end) on the test set;
-    group accuracies, worst group and mean group on the counterfactual set."""
+def score(logits_test: np.ndarray, logits_cf: np.ndarray, data: dict, k: int, seed: int = 0,
+          key: str = "") -> tuple[dict, pd.DataFrame]:  # fmt: skip
+    """Mean accuracy and spurious gap (mean over ranked classes, k images each end) on the test set,
+    with their bootstrap intervals over its images (`measure.spuriosity.gap_cis`); group
+    accuracies, worst group and mean group on the counterfactual set."""
     test, cf = data["test"], data["counterfactual"]
     y = test["labels"]
     correct = logits_test.argmax(1) == y
@@ -317,6 +320,9 @@ def score(logits_test: np.ndarray, logits_cf: np.ndarray, data: dict, k: int) ->
     row = {"acc": float(correct[y >= 0].mean()),
            **{c: float(g[c].mean()) if len(g) else float("nan") for c in ("gap", "acc_high", "acc_low")},
            **worst_group(groups)}  # fmt: skip
+    cis = gap_cis(correct, test["scores"], y, k, seed, key=key)
+    row.update({f"{m}_ci_{side}": cis[f"{src}_ci_{side}"] for m, src in (("acc", "acc"), ("gap", "mean_gap"))
+                for side in ("low", "high")})  # fmt: skip
     return row, groups
 
 
@@ -367,7 +373,8 @@ def run_group_robustness(model: str, model_dir, features: dict, imagesets: dict,
     rows, group_frames = [], []
     for method, trials in method_heads(data, head, settings, inputs).items():
         for t, (logits_fn, selected) in enumerate(trials):
-            row, groups = score(logits_fn(data["test"]), logits_fn(data["counterfactual"]), data, spuriosity["k"])
+            row, groups = score(logits_fn(data["test"]), logits_fn(data["counterfactual"]), data, spuriosity["k"],
+                                seed=settings["dfr"].seed, key=f"{model}-{method}-{t}")  # fmt: skip
             ids = {"model": model, "method": method, "trial": t}
             rows.append({**ids, "labels_needed": labels_needed(method, settings["jtt"]), "selected": selected, **row})
             group_frames.append(groups.assign(**ids))

@@ -33,14 +33,23 @@ from ..config import Settings
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import write_table
-from ..measure.spuriosity import K_GAP, check_set_ids, high_low, read_rankings, scores_for_set, spurious_gaps
+from ..measure.spuriosity import (
+    K_GAP,
+    check_set_ids,
+    gap_cis,
+    high_low,
+    read_rankings,
+    scores_for_set,
+    spurious_gaps,
+)
 from ..measure.spuriosity_summary import summarize_tuning
 
 METHODS = ("low_spuriosity", "random", "misclassified")
 # Relative (Frobenius) tolerance of cached logits vs features @ W.T + b. Caches made on CUDA run
 # under bf16 autocast (spurlab.device), which alone puts them ~2e-3 off; another head is ~1 off.
 LOGIT_RTOL = 1e-2
-COLUMNS = ["model", "method", "trial", "split", "when", "acc", "gap", "acc_high", "acc_low", "epochs", "n_train_rows"]
+COLUMNS = ["model", "method", "trial", "split", "when", "acc", "gap", "acc_high", "acc_low", "epochs", "n_train_rows",
+           "acc_ci_low", "acc_ci_high", "gap_ci_low", "gap_ci_high"]  # fmt: skip
 
 
 @dataclass
@@ -124,13 +133,21 @@ def _correct(W, b, feats: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (x @ W.T + b).argmax(1).numpy() == labels
 
 
-def evaluate(W, b, feats: np.ndarray, labels: np.ndarray, scores: np.ndarray, classes, k_gap: int = K_GAP) -> dict:
-    """Head (W, b) on a set: acc over all labelled images; gap, acc_high, acc_low means over `classes`."""
+def evaluate(W, b, feats: np.ndarray, labels: np.ndarray, scores: np.ndarray, classes, k_gap: int = K_GAP,
+             ci: tuple[int, str] | None = None) -> dict:  # fmt: skip
+    """Head (W, b) on a set: acc over all labelled images; gap, acc_high, acc_low means over `classes`
+    (the classes with scores); with `ci` = (seed, key) also the bootstrap intervals of acc and gap
+    over the set's images (`measure.spuriosity.gap_cis`)."""
     correct = _correct(W, b, feats, labels)
     g = spurious_gaps(correct, scores, labels, k_gap)
     g = g[g["class_index"].isin(np.asarray(classes))]
-    return {"acc": float(correct[labels >= 0].mean()), "gap": float(g["gap"].mean()),
-            "acc_high": float(g["acc_high"].mean()), "acc_low": float(g["acc_low"].mean())}  # fmt: skip
+    out = {"acc": float(correct[labels >= 0].mean()), "gap": float(g["gap"].mean()),
+           "acc_high": float(g["acc_high"].mean()), "acc_low": float(g["acc_low"].mean())}  # fmt: skip
+    if ci is not None:
+        cis = gap_cis(correct, scores, labels, k_gap, ci[0], key=ci[1], metrics=("acc", "mean_gap"))
+        out.update({f"{m}_ci_{side}": cis[f"{src}_ci_{side}"] for m, src in (("acc", "acc"), ("gap", "mean_gap"))
+                    for side in ("low", "high")})  # fmt: skip
+    return out
 
 
 def tune_head(W, b, feats, labels, rows, val_feats, val_labels, val_scores, classes, settings: TuningSettings,
@@ -215,14 +232,15 @@ def run_head_tuning(model_dir, model_name: str, train_features, val_features, te
             union = np.unique(np.concatenate(list(picks.values())))
             train = (_gather(fc, "features", union), labels[union])
     val = data["val"]
-    before = {split: evaluate(W, b, *d, classes, s.k_gap) for split, d in data.items()}
+    before = {split: evaluate(W, b, *d, classes, s.k_gap, ci=(s.seed, f"{split}-before")) for split, d in data.items()}
     rows = []
     for (method, t), picked in picks.items():
         W2, b2, history = tune_head(W, b, *train, rows=np.searchsorted(union, picked), val_feats=val[0], val_labels=val[1],
                                     val_scores=val[2],
                                       classes=classes, settings=s, seed=s.seed + t)  # fmt: skip
         for split, d in data.items():
-            for when, m in (("before", before[split]), ("after", evaluate(W2, b2, *d, classes, s.k_gap))):
+            after = evaluate(W2, b2, *d, classes, s.k_gap, ci=(s.seed, f"{split}-{method}-{t}"))
+            for when, m in (("before", before[split]), ("after", after)):
                 epochs = len(history) if when == "after" else 0
                 rows.append({"model": model_name, "method": method, "trial": t, "split": split, "when": when,
                              **m, "epochs": epochs, "n_train_rows": len(picked)})  # fmt: skip

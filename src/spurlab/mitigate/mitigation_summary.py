@@ -21,6 +21,8 @@ from ..io import sha256_file, write_json
 from ..io.figures import save_figure
 from ..io.tables import read_table, table_provenance, write_table
 from ..measure.groups import GROUP_COLUMNS
+from ..measure.spuriosity_summary import trials_ci
+from ..stats import bootstrap_ci
 from .group_robustness import METHODS, SUPERVISION, TABLE_COLUMNS
 
 METRICS = ["acc", "gap", "acc_high", "acc_low", "worst_group_acc", "mean_group_acc"]
@@ -74,8 +76,27 @@ def _group_acc(groups: pd.DataFrame) -> dict:
     return out
 
 
-def summarize_mitigation(table: pd.DataFrame, groups: pd.DataFrame) -> dict:
-    """summary.json's numbers (module docstring) from the per-trial method and group tables."""
+def worst_group_ci(groups: pd.DataFrame, seed: int, key: str) -> list | None:
+    """The bootstrap interval of the mean over trials of the worst-group accuracy: each group's
+    images (their correct / wrong counts, n x acc) resampled within the group and trial."""
+    g = groups.reset_index(drop=True)
+    n = g["n"].to_numpy(int)
+    hits = np.rint(g["acc"].to_numpy(float) * n).astype(int)
+    cell = np.repeat(np.arange(len(g)), n)
+    correct = np.concatenate([np.r_[np.ones(h), np.zeros(k - h)] for h, k in zip(hits, n)] or [np.zeros(0)])
+    trial = g["trial"].to_numpy(int)[cell]
+
+    def worst(c, cells):
+        acc = np.bincount(cells, c, len(g)) / np.maximum(np.bincount(cells, minlength=len(g)), 1)
+        return float(np.mean([acc[trial_cells].min() for trial_cells in by_trial]))
+
+    by_trial = [np.flatnonzero(g["trial"].to_numpy(int) == t) for t in np.unique(trial)]
+    return bootstrap_ci([correct, cell], worst, seed, key, strata=cell)
+
+
+def summarize_mitigation(table: pd.DataFrame, groups: pd.DataFrame, seed: int = 0) -> dict:
+    """summary.json's numbers (module docstring) from the per-trial method and group tables; the
+    bootstrap intervals (`<metric>_ci`) are seeded by `seed` (docs/methods.md#bootstrap-intervals)."""
     means = mitigation_table(table)
     models = {}
     for model, t in means.groupby("model", sort=False):
@@ -92,6 +113,9 @@ def summarize_mitigation(table: pd.DataFrame, groups: pd.DataFrame) -> dict:
             if dfr is not None:
                 e["worst_group_minus_dfr"] = e["worst_group_acc"] - dfr
             g = groups[(groups["model"] == model) & (groups["method"] == method)]
+            e["worst_group_acc_ci"] = worst_group_ci(g, seed, f"worst-group-{model}-{method}")
+            trials = table[(table["model"] == model) & (table["method"] == method)]
+            e.update({f"{m}_ci": trials_ci(trials, m, seed, f"{m}-{model}-{method}") for m in ("acc", "gap")})
             methods[method] = {**e, "group_acc": _group_acc(g)}
         models[model] = {"methods": methods}
     suite = {method: {m: float(g[m].mean()) for m in ("acc", "gap", "worst_group_acc", "mean_group_acc")}
@@ -142,7 +166,7 @@ def run_mitigation_summary(tables: dict, groups: dict, out, out_table, figure, s
     """Stage `mitigation_summary`: summary.json (`out`), the mitigation table (`out_table`, .parquet
     + .csv) and the figure (PNG `figure`, SVG `svg`). `tables`, `groups`: model -> its tables."""
     table, group_table, settings = read_model_tables(tables, groups)
-    summary = summarize_mitigation(table, group_table)
+    summary = summarize_mitigation(table, group_table, seed=int(settings["dfr"]["seed"]))
     summary["inputs"] = {"tables_sha256": {m: sha256_file(p) for m, p in tables.items()},
                          "groups_sha256": {m: sha256_file(p) for m, p in groups.items()}, "settings": settings}  # fmt: skip
     write_table(mitigation_table(table), out_table, summary["inputs"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..stats import CI_SUFFIX
+
 
 @dataclass
 class Point:
@@ -28,11 +30,20 @@ def _num(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}g}"
 
 
+def _ci(s: dict, key: str, digits: int = 3) -> str:
+    """`value [low, high]`: the number with its 95% bootstrap interval `<key>_ci` where it has one."""
+    v, ci = s.get(key), s.get(f"{key}{CI_SUFFIX}")
+    return (
+        f"{_num(v, digits)} [{_num(ci[0], digits)}, {_num(ci[1], digits)}]" if v is not None and ci else _num(v, digits)
+    )
+
+
 def _models(s: dict) -> list[Point]:
     cue, control = s.get("cue_class_mean_gap"), s.get("control_class_mean_gap")
-    return [Point("models", "ERM models' mean counterfactual gap on cue classes > 0.10", _num(cue),
+    return [Point("models", "ERM models' mean counterfactual gap on cue classes > 0.10", _ci(s, "cue_class_mean_gap"),
                   None if cue is None else cue > 0.10),
-            Point("models", "ERM models' mean counterfactual gap on control classes within +-0.03", _num(control),
+            Point("models", "ERM models' mean counterfactual gap on control classes within +-0.03",
+                  _ci(s, "control_class_mean_gap"),
                   None if control is None else abs(control) < 0.03)]  # fmt: skip
 
 
@@ -60,7 +71,7 @@ def _spuriosity(s: dict) -> list[Point]:
         f"{m} {_num(e['gap_before'], 2)} -> {_num(e.get('gap_after'), 2)} ({_num(e['cut'], 2)} cut) at "
         f"{_num(e['accuracy_cost_points'], 2)} pts (random {_num(e['random_cut'], 2)} cut)"
         if e["holds"] is not None else f"{m}: below target" for m, e in tuning.items())  # fmt: skip
-    return [Point("spuriosity", "mean spuriosity AUC over the cue classes >= 0.9", _num(auc),
+    return [Point("spuriosity", "mean spuriosity AUC over the cue classes >= 0.9", _ci(s, "spuriosity_auc_mean"),
                   None if auc is None else auc >= 0.9),
             Point("spuriosity", "a negative gap on a collision class (a cue shared by two classes) for every audited model",
                   ", ".join(f"{m} {', '.join(f'{c} {_num(v)}' for c, v in g.items()) or 'n/a'}" for m, g in gaps.items())
@@ -95,7 +106,8 @@ def _bam(s: dict) -> list[Point]:
     mean_base = sum(base) / len(base) if base else None
     known = None not in (mcs["gradcam"], mcs["gradient"], tcav)
     return [Point("bam", "Grad-CAM and TCAV MCS exceed vanilla gradient's",
-                  f"Grad-CAM {_num(mcs['gradcam'])}, TCAV {_num(tcav)}, gradient {_num(mcs['gradient'])}",
+                  f"Grad-CAM {_ci(methods.get('gradcam') or {}, 'mcs')}, TCAV {_num(tcav)}, "
+                  f"gradient {_ci(methods.get('gradient') or {}, 'mcs')}",
                   (mcs["gradcam"] > mcs["gradient"] and tcav > mcs["gradient"]) if known else None),
             Point("bam", "IDR of random regions near 50% (mean over methods within 0.4-0.6)", _num(mean_base),
                   None if mean_base is None else 0.4 <= mean_base <= 0.6)]  # fmt: skip
@@ -112,8 +124,8 @@ def _posthoc(s: dict) -> list[Point]:
 def _mitigation(s: dict) -> list[Point]:
     raises = (s.get("acceptance") or {}).get("dfr_raises_worst_group") or {}
     models = s.get("models") or {}
-    values = "; ".join(f"{m} {_num(models[m]['methods']['erm']['worst_group_acc'])} -> "
-                       f"{_num(models[m]['methods']['dfr']['worst_group_acc'])}" for m in raises)  # fmt: skip
+    values = "; ".join(f"{m} {_ci(models[m]['methods']['erm'], 'worst_group_acc')} -> "
+                       f"{_ci(models[m]['methods']['dfr'], 'worst_group_acc')}" for m in raises)  # fmt: skip
     return [Point("mitigation", "DFR raises every audited model's worst-group accuracy (counterfactual twins) over "
                                 "its ERM head", values or "n/a", _all(raises.values()) if raises else None)]  # fmt: skip
 
@@ -133,7 +145,7 @@ def _interventions(s: dict) -> list[Point]:
                 continue
             other = "cue" if r["planted"] == "object" else "object"
             parts.append(
-                f"{fam} {m}: {_num(r.get('flip_remove_' + r['planted']), 2)} vs {_num(r.get('flip_remove_' + other), 2)}"
+                f"{fam} {m}: {_ci(r, 'flip_remove_' + r['planted'], 2)} vs {_ci(r, 'flip_remove_' + other, 2)}"
             )
     return [Point("interventions", "removing the part each model was built to rely on flips its prediction more often "
                   "than removing the other part; for a contaminated model, removing the cue flips it more often than "

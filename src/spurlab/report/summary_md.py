@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import SpurlabError
 from ..io import atomic_path
+from ..stats import CI_SUFFIX
 from .acceptance import acceptance_points
 
 
@@ -27,6 +28,13 @@ def _f(x, digits: int = 3) -> str:
 
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _v(s: dict, key: str, fmt=_f) -> str:
+    """A headline number as `value [low, high]`, with its 95% bootstrap interval `<key>_ci`
+    (docs/methods.md#bootstrap-intervals), or the value alone where the summary has none."""
+    v, ci = s.get(key), s.get(f"{key}{CI_SUFFIX}")
+    return f"{fmt(v)} [{fmt(ci[0])}, {fmt(ci[1])}]" if v is not None and ci else fmt(v)
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -76,12 +84,12 @@ def _spuriosity(s: dict) -> list[str]:
     out = ["## Spuriosity Rankings (Moayeri et al. 2023)", "",
            f"- **Mean gap correlation between models {_f(s.get('gap_correlation_mean'))}**: models trained "
            "differently still find the same classes' low-spuriosity images hard when this is high.",
-           f"- **Spuriosity AUC against planted cues {_f(s.get('spuriosity_auc_mean'))}**: how well the "
+           f"- **Spuriosity AUC against planted cues {_v(s, 'spuriosity_auc_mean')}**: how well the "
            "ranking puts images carrying the planted cue above those without it (0.5 is chance).",
            f"- **Gap vs counterfactual correlation {_f(s.get('gap_vs_counterfactual_r_mean'))}** (mean over "
            "models): whether the measured class gaps track the true counterfactual reliance on the cue.",
            ""]  # fmt: skip
-    rows = [[m, e.get("acc"), e.get("acc_low"), e.get("acc_high"), e.get("mean_gap"), e.get("effective_robustness")]
+    rows = [[m, *(_v(e, k) for k in ("acc", "acc_low", "acc_high", "mean_gap")), e.get("effective_robustness")]
             for m, e in (s.get("models") or {}).items()]  # fmt: skip
     if rows:
         out += [
@@ -94,7 +102,7 @@ def _spuriosity(s: dict) -> list[str]:
     rows = []
     for m, methods in (s.get("tuning") or {}).items():
         for method, e in methods.items():
-            rows.append([m, method, e.get("gap_before"), e.get("gap_after"), e.get("acc_before"), e.get("acc_after")])
+            rows.append([m, method, *(_v(e, k) for k in ("gap_before", "gap_after", "acc_before", "acc_after"))])
     if rows:
         out += [
             "Head tuning (sec. 6): low-spuriosity tuning should close the gap more than the random and "
@@ -120,7 +128,7 @@ def _npca(s: dict) -> list[str]:
            f"- **{harm.get('n_components_harmful')} of {harm.get('n_components_checked')} spurious components harmful** "
            f"(precision {_f(harm.get('harmful_precision'))} against the planted truth): validated on held-out images, "
            "the component alone drives a majority of its top out-of-class images into the class; SpuFix removes these.",
-           f"- **Retrieval precision {_f(s.get('retrieval_precision'))}** over {s.get('retrieved_images')} "
+           f"- **Retrieval precision {_v(s, 'retrieval_precision')}** over {s.get('retrieved_images')} "
            "retrieved images: the share of images found by a harmful component's alpha that carry the cue "
            "without the object.",
            ""]  # fmt: skip
@@ -145,7 +153,7 @@ def _bam(s: dict) -> list[str]:
            f"- **Best attribution by MCS: {(s.get('ranking_mcs') or ['n/a'])[0]}**: the method whose object-region "
            "attribution differs most between the object and the scene model.",
            ""]  # fmt: skip
-    rows = [[m, e.get("mcs"), e.get("mcs_random_baseline"), e.get("idr"), e.get("idr_random_baseline"), e.get("iir"),
+    rows = [[m, *(_v(e, k) for k in ("mcs", "mcs_random_baseline", "idr", "idr_random_baseline", "iir")),
              e.get("rho_k_series")] for m, e in methods.items()]  # fmt: skip
     if rows:
         out += [
@@ -253,8 +261,8 @@ def _mitigation(s: dict) -> list[str]:
         for method in s.get("method_order") or list(e["methods"]):
             r = e["methods"].get(method)
             if r:
-                rows.append([m, method, r.get("worst_group_acc"), r.get("worst_group_minus_dfr"), r.get("acc"),
-                             r.get("gap"), r.get("labels_needed", ""), r.get("worst_group", "")])  # fmt: skip
+                rows.append([m, method, _v(r, "worst_group_acc"), r.get("worst_group_minus_dfr"), _v(r, "acc"),
+                             _v(r, "gap"), r.get("labels_needed", ""), r.get("worst_group", "")])  # fmt: skip
     return out + _table(["model", "method", "worst-group acc", "vs DFR", "mean acc", "spurious gap", "labels needed",
                          "worst group"], rows)  # fmt: skip
 
@@ -271,7 +279,7 @@ def _interventions(s: dict) -> list[str]:
                    f"order: {', '.join(r.get('interventional_ranking') or []) or 'n/a'}.")  # fmt: skip
     out.append("")
     for fam, f in fams.items():
-        rows = [[m, e.get("deletion"), e.get("preservation"), e.get("agreement"), e.get("interventional")]
+        rows = [[m, _v(e, "deletion"), _v(e, "preservation"), _v(e, "agreement"), e.get("interventional")]
                 for m, e in {**(f.get("methods") or {}), **(f.get("baselines") or {})}.items()]  # fmt: skip
         out += [f"{fam} (cue: {f.get('cue')}): deletion = removing the method's top part flips the prediction, "
                 "preservation = keeping only it keeps the prediction, agreement = its top part is the one whose "
@@ -281,8 +289,8 @@ def _interventions(s: dict) -> list[str]:
     if bg:
         out += ["Background swap (mixed-rand): prediction flips on test images re-rendered on another scene.", ""]
         out += _table(["model", "flip rate", "own background cue", "other images", "accuracy drop"],
-                      [[m, r.get("flip_rate"), r.get("flip_rate_own_background_cue"), r.get("flip_rate_other"),
-                        r.get("accuracy_drop")] for m, r in bg.items()])  # fmt: skip
+                      [[m, *(_v(r, k) for k in ("flip_rate", "flip_rate_own_background_cue", "flip_rate_other",
+                                                 "accuracy_drop"))] for m, r in bg.items()])  # fmt: skip
     return out
 
 
@@ -369,7 +377,9 @@ def summary_markdown(summaries: dict[str, dict], counts: dict | None = None) -> 
              "which scores against it were not computed.")  # fmt: skip
     lines = ["# spurlab results", "",
              f"{intro} Every number is also in `results/tables/metrics.csv` (one row per "
-             "model / class / feature / method / setting, with n and SEM).", ""]  # fmt: skip
+             "model / class / feature / method / setting, with n, SEM and 95% bootstrap interval); "
+             "`value [low, high]` is a number with its 95% bootstrap interval over images or trials "
+             "(docs/methods.md#bootstrap-intervals).", ""]  # fmt: skip
     if counts:
         lines += [", ".join(f"{k}: {v}" for k, v in counts.items()), ""]
     lines += _acceptance(summaries)

@@ -14,8 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import SpurlabError
+from ..stats import CI_SUFFIX
 
-TIDY_COLUMNS = ["stage", "source", "model", "class_name", "feature", "method", "setting", "metric", "value", "n", "sem"]
+TIDY_COLUMNS = ["stage", "source", "model", "class_name", "feature", "method", "setting", "metric", "value", "n", "sem",
+                "ci_low", "ci_high"]  # fmt: skip
 _ID_COLUMNS = ["model", "class_name", "feature", "method", "setting"]
 # keys whose children name a method (attribution methods, tuning methods, corruptions)
 _METHOD_PARENTS = {"methods", "tuning", "mean_delta"}
@@ -59,6 +61,13 @@ def _leaf_value(v):
     return None
 
 
+def _ci(node: dict, key: str) -> dict:
+    """ci_low / ci_high of `key` from its sibling `<key>_ci` ([low, high], `spurlab.stats`); NaN without one."""
+    ci = node.get(f"{key}{CI_SUFFIX}")
+    ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_leaf_value(x) is not None for x in ci)
+    return {"ci_low": float(ci[0]) if ok else None, "ci_high": float(ci[1]) if ok else None}
+
+
 def _with_sem(n, sem, sd):
     """The SEM, or sd / sqrt(n) when only the SD is given."""
     import math
@@ -77,12 +86,12 @@ class _SummaryWalker:
     def walk(self, node, ids: dict, metric: list[str], parent: str) -> None:
         if isinstance(node, dict):
             if "mean" in node and ("sem" in node or "n" in node) and all(
-                    _leaf_value(x) is not None or x is None for x in node.values()):  # fmt: skip
-                # an estimate record {mean, n, sem[, sd]}: one row
+                    _leaf_value(x) is not None or x is None for k, x in node.items() if k != f"mean{CI_SUFFIX}"):  # fmt: skip
+                # an estimate record {mean, n, sem[, sd][, mean_ci]}: one row
                 n, sem, sd = (_leaf_value(node.get(x)) for x in ("n", "sem", "sd"))
                 if _leaf_value(node["mean"]) is not None:
                     self.rows.append({**ids, "metric": "/".join(metric) or parent, "value": _leaf_value(node["mean"]),
-                                      "n": n, "sem": _with_sem(n, sem, sd)})  # fmt: skip
+                                      "n": n, "sem": _with_sem(n, sem, sd), **_ci(node, "mean")})  # fmt: skip
                 return
             self._mapping(node, ids, metric, parent)
         elif isinstance(node, list):
@@ -125,7 +134,12 @@ class _SummaryWalker:
         )
         for k, v in node.items():
             k = str(k)
-            if k in _SKIP_KEYS or k.endswith(("_sem", "_sd")) or (k.endswith("_n") and k[:-2] in keys):
+            if (
+                k in _SKIP_KEYS
+                or k.endswith(("_sem", "_sd"))
+                or (k.endswith("_n") and k[:-2] in keys)
+                or (k.endswith(CI_SUFFIX) and k[: -len(CI_SUFFIX)] in keys)
+            ):
                 continue
             sub, m = self._ids(k, v, ids, metric, parent)
             if isinstance(v, (dict, list)):
@@ -136,7 +150,8 @@ class _SummaryWalker:
                 continue
             n = _leaf_value(node.get(f"{k}_n", n_here if k not in ("n", "n_classes", "n_pairs") else None))
             sem = _with_sem(n, _leaf_value(node.get(f"{k}_sem")), _leaf_value(node.get(f"{k}_sd")))
-            self.rows.append({**sub, "metric": "/".join(m) or parent, "value": value, "n": n, "sem": sem})
+            self.rows.append({**sub, "metric": "/".join(m) or parent, "value": value, "n": n, "sem": sem,
+                              **_ci(node, k)})  # fmt: skip
 
     def _list(self, node: list, ids: dict, metric: list[str], parent: str) -> None:
         import math
@@ -175,7 +190,8 @@ def flatten_summary(stage: str, summary: dict, vocab: Vocabulary, source: str = 
     `methods`, `tuning`, ...) or a number (sigma, k) fill those columns; the rest, joined by '/',
     is the metric. A sibling `<metric>_n` / `n` / `n_classes` / `n_pairs` gives n, `<metric>_sem`
     or `<metric>_sd` / sqrt(n) the SEM. A list of numbers becomes its mean with n and SEM.
-    Booleans are 0/1; strings and hashes are left out.
+    Booleans are 0/1; strings and hashes are left out. A sibling `<metric>_ci` ([low, high], the
+    95% bootstrap interval of `spurlab.stats`) gives ci_low and ci_high (NaN without one).
     """
     walker = _SummaryWalker(summary, vocab)
     walker.walk(summary, {}, [], stage)
@@ -190,7 +206,7 @@ def flatten_summary(stage: str, summary: dict, vocab: Vocabulary, source: str = 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     """Id and metric columns as nullable strings, numbers as float (NaN where undefined)."""
     df = df.copy()
-    for c in ("value", "n", "sem"):
+    for c in ("value", "n", "sem", "ci_low", "ci_high"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     for c in ["stage", "source", *_ID_COLUMNS, "metric"]:
         df[c] = df[c].astype("string")

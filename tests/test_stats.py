@@ -1,0 +1,66 @@
+"""spurlab.stats: the percentile bootstrap interval of a headline number (docs/methods.md#bootstrap-intervals)."""
+
+import zlib
+
+import numpy as np
+import pytest
+from scipy.stats import bootstrap
+
+from spurlab.errors import SpurlabError
+from spurlab.stats import N_RESAMPLES, bootstrap_ci, mean_ci
+
+
+def sample(n: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.3, 1.0, n)
+
+
+def test_agrees_with_scipy_percentile_bootstrap_on_a_known_sample():
+    x = sample(40)
+    ci = bootstrap_ci([x], np.mean, seed=7, key="k")
+    ref = bootstrap((x,), np.mean, n_resamples=N_RESAMPLES, confidence_level=0.95, method="percentile",
+                    random_state=np.random.default_rng([7, zlib.crc32(b"k")]))  # fmt: skip
+    assert ci == pytest.approx([ref.confidence_interval.low, ref.confidence_interval.high], abs=1e-6)
+    # and about the normal-theory interval of a mean (1.96 SEM either side)
+    sem = x.std(ddof=1) / np.sqrt(len(x))
+    assert ci[0] == pytest.approx(x.mean() - 1.96 * sem, abs=0.4 * sem)
+    assert ci[1] == pytest.approx(x.mean() + 1.96 * sem, abs=0.4 * sem)
+
+
+def test_interval_contains_the_statistic_and_shrinks_with_n():
+    small, large = sample(25), sample(2500)
+    a, b = mean_ci(small, 0, "a"), mean_ci(large, 0, "a")
+    assert a[0] < small.mean() < a[1] and b[0] < large.mean() < b[1]
+    assert (b[1] - b[0]) < (a[1] - a[0]) / 5  # width ~ 1/sqrt(n): 10x the SEM ratio of sqrt(100)
+
+
+def test_same_seed_same_numbers_other_seed_or_key_other_numbers():
+    x = sample(30)
+    assert mean_ci(x, 3, "k") == mean_ci(x, 3, "k")
+    assert mean_ci(x, 3, "k") != mean_ci(x, 4, "k")
+    assert mean_ci(x, 3, "k") != mean_ci(x, 3, "other")
+
+
+def test_strata_keep_their_sizes_and_rows_keep_their_values_in_every_array():
+    strata = np.array([0] * 3 + [1] * 7)
+    # every resample draws 3 rows of stratum 0: the count is constant, so is the interval
+    assert bootstrap_ci([strata], lambda s: float((s == 0).sum()), 0, strata=strata) == [3.0, 3.0]
+    # paired: a row's values travel together, so a == b on every resample
+    a = sample(20)
+    assert bootstrap_ci([a, a.copy()], lambda u, v: float(np.abs(u - v).max()), 0) == [0.0, 0.0]
+    # a stratum of one row stays in every resample
+    one = np.array([0, 1, 1, 1])
+    assert bootstrap_ci([one], lambda s: float((s == 0).sum()), 0, strata=one) == [1.0, 1.0]
+
+
+def test_stratified_mean_is_the_mean_of_class_means():
+    v = np.r_[np.zeros(50), np.ones(5)]
+    cls = np.r_[np.zeros(50), np.ones(5)]
+    ci = mean_ci(v, 0, "m", strata=cls)
+    assert ci == [0.5, 0.5]  # each class's mean is fixed (constant values), the pooled mean 5/55 is not it
+
+
+def test_nothing_to_resample_or_an_undefined_statistic_gives_none_and_bad_input_one_line():
+    assert mean_ci([0.5], 0) is None and mean_ci([], 0) is None
+    assert bootstrap_ci([sample(10)], lambda x: float("nan"), 0) is None
+    with pytest.raises(SpurlabError, match="different lengths"):
+        bootstrap_ci([np.zeros(3), np.zeros(4)], lambda a, b: 0.0, 0, key="x")
