@@ -296,24 +296,3 @@ def test_mitigation_target_on_tiny(tiny_run):
     assert (work / "benchmarks/mitigation/erm_tiny.tsv").exists() and (work / "logs/mitigation/summary.log").exists()
     r = snakemake(work, "mitigation", "--cores", "2", "--configfile", cfg, "-n", env=env)
     assert "Nothing to be done" in r.stdout + r.stderr
-
-
-@pytest.mark.slow
-def test_report_headlines_carry_bootstrap_intervals_on_tiny(tiny_run):
-    """Every headline of results/summary.md reads `value [low, high]` (docs/methods.md#bootstrap-intervals),
-    and the metrics table has ci_low <= value <= ci_high wherever it has an interval."""
-    from tests.report.test_headlines import headline_problems
-
-    work, cfg, env = tiny_run
-    snakemake(work, "report", "--cores", "2", "--configfile", cfg, env=env)
-    assert headline_problems((work / "results/summary.md").read_text()) == []
-    df = pd.read_parquet(work / "results/tables/metrics.parquet")
-    assert list(df.columns)[-2:] == ["ci_low", "ci_high"]
-    has = df[df["ci_low"].notna()]
-    assert has["ci_high"].notna().all() and len(has) >= 40 and set(has["stage"]) >= {
-        "models", "spuriosity", "mitigation", "bam", "interventions"}  # fmt: skip
-    # summaries round their values to 4-6 digits, intervals to 6
-    assert (has["ci_low"] <= has["value"] + 1e-4).all() and (has["value"] <= has["ci_high"] + 1e-4).all()
-    assert (has["ci_high"] - has["ci_low"] > 0).mean() > 0.5  # mostly real intervals, not points
-    csv = pd.read_csv(work / "results/tables/metrics.csv")
-    assert {"ci_low", "ci_high"} <= set(csv.columns)

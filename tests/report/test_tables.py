@@ -108,13 +108,3 @@ def test_a_sibling_ci_gives_ci_low_and_ci_high_and_no_row_of_its_own():
     assert row(df, metric="k")["ci_low"] != row(df, metric="k")["ci_low"]
     assert pd.isna(row(df, method="gradcam", metric="methods/idr")["ci_high"])
     assert not df["metric"].str.contains("_ci").any()
-
-
-def test_summary_md_prints_headlines_with_their_intervals():
-    s = {"spuriosity": {"spuriosity_auc_mean": 0.8123, "spuriosity_auc_mean_ci": [0.7011, 0.9002],
-                        "gap_correlation_mean": 0.5,
-                        "models": {"erm_a": {"acc": 0.9, "acc_ci": [0.85, 0.95], "acc_low": 0.8, "acc_high": 0.95,
-                                             "mean_gap": 0.15, "mean_gap_ci": [0.1, 0.2]}}}}  # fmt: skip
-    text = summary_markdown(s)
-    assert "Spuriosity AUC against planted cues 0.812 [0.701, 0.9]**" in text
-    assert "| erm_a | 0.9 [0.85, 0.95] | 0.8 | 0.95 | 0.15 [0.1, 0.2] |" in text  # acc_low without one: the value
