@@ -242,3 +242,15 @@ def test_summary_ranks_methods_and_refuses_tables_from_other_checkpoints(tmp_pat
     cfg["interventions"]["methods"]["bam"] = ["gradient"]
     with pytest.raises(SpurlabError, match="provenance 'methods'"):
         run_interventions_summary(cfg, out, fig, bam=table, bam_contrast=contrast, bam_summary=bam_summary)
+
+
+def test_ranking_agreement_intervals_resample_the_methods():
+    corr = {m: v for m, v in zip("abcdefgh", (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))}
+    inter = {m: v for m, v in zip("abcdefgh", (0.15, 0.1, 0.35, 0.3, 0.6, 0.5, 0.9, 0.7))}
+    rec = ranking_agreement(corr, inter, "mcs", seed=0)
+    for key in ("spearman", "kendall"):
+        low, high = rec[f"{key}_ci"]
+        assert -1 <= low <= rec[key] <= high <= 1
+    assert rec == ranking_agreement(corr, inter, "mcs", seed=0)
+    few = ranking_agreement({"a": 0.1, "b": 0.5}, {"a": 0.2, "b": 0.3}, "mcs")
+    assert few["spearman_ci"] is None and few["kendall_ci"] is None

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SpurlabError
-from ..stats import mean_ci
+from ..stats import bootstrap_ci, mean_ci
 
 PARTS = ("object", "cue")
 TWINS = ("original", "no_object", "no_cue")
@@ -230,10 +230,16 @@ def planted_truth_holds(families: dict) -> bool:
     return bool(holds) and all(holds)
 
 
-def ranking_agreement(correlational: dict[str, float], interventional: dict[str, float], measure: str) -> dict:
+def ranking_agreement(correlational: dict[str, float], interventional: dict[str, float], measure: str,
+                      seed: int = 0) -> dict:  # fmt: skip
     """Spearman's rho and Kendall's tau (scipy.stats) between two scores of the same methods;
-    None where undefined (fewer than 3 methods, or a constant score)."""
+    None where undefined (fewer than 3 methods, or a constant score). `<key>_ci`: the bootstrap
+    interval over the methods (each with both its scores), the resamples where the coefficient is
+    undefined (a constant score) left out (docs/methods.md#bootstrap-intervals)."""
     from scipy.stats import kendalltau, spearmanr
+
+    def coefficient(fn):
+        return lambda x, y: float(fn(x, y).statistic) if np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
 
     methods = [m for m in interventional if correlational.get(m) is not None and interventional[m] is not None]
     a = np.array([correlational[m] for m in methods], dtype=np.float64)
@@ -248,6 +254,9 @@ def ranking_agreement(correlational: dict[str, float], interventional: dict[str,
         res = fn(a, b) if defined else None
         rec[key] = None if res is None else round(float(res.statistic), 4)
         rec[f"{key}_p"] = None if res is None else round(float(res.pvalue), 4)
+        rec[f"{key}_ci"] = (
+            bootstrap_ci([a, b], coefficient(fn), seed, f"{key}-{measure}", drop_undefined=True) if defined else None
+        )
     return rec
 
 
