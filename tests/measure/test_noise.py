@@ -121,4 +121,4 @@ def test_drake_drop_intervals_resample_images_within_class():
     d = drake_comparison(counted, [0], seed=0)["0.25"]
     for key, value in (("drop_spurious_noise", 0.6), ("drop_core_noise", 0.1)):
         low, high = d[f"{key}_ci"]
-        assert low < d[key] == pytest.approx(value) < high
+        assert d[key] == pytest.approx(value) and low < d[key] < high

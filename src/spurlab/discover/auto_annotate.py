@@ -38,6 +38,7 @@ from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
+from ..stats import mean_ci
 from .annotate import annotation_counts, check_coverage, exported_pairs, human_annotations, read_mturk_csv
 from .subsets_file import STAT_COLUMNS, SalientSubsets
 
@@ -249,8 +250,6 @@ def run_annotations(subsets_path, out, settings: dict, human_csv=None) -> dict:
 def head_accuracy_ci(features_path, model_dir, imageset, seed: int) -> list | None:
     """The bootstrap interval of the head's test accuracy: its predictions (the feature cache's
     logits) on the labelled test images, resampled (docs/methods.md#bootstrap-intervals)."""
-    from ..stats import mean_ci
-
     with open_features(features_path, model_dir=model_dir, imageset=imageset) as fc:
         labels, logits = np.asarray(fc["labels"]), np.asarray(fc["logits"])
     keep = labels >= 0

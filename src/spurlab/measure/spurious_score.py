@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..stats import bootstrap_ci
+
 COLUMNS = ("class", "n_pos", "n_neg", "spurious_auc", "spurious_ap")
 
 
@@ -75,8 +77,6 @@ def mean_auc_ci(probs_pos: np.ndarray, labels_pos: np.ndarray, probs_neg: np.nda
     """The bootstrap interval of `mean_scores`' spurious AUC (the classes of `spurious_scores`):
     each class's positives and its negatives resampled within the class and side
     (docs/methods.md#bootstrap-intervals)."""
-    from ..stats import bootstrap_ci
-
     score, cls, pos = [], [], []
     for k, neg in sorted(negatives.items()):
         p = np.flatnonzero(np.asarray(labels_pos) == k)
