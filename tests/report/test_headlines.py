@@ -26,7 +26,8 @@ HEADLINE_COLUMNS = {
     ("signal", "method", "K-SSD", "CCM", "FAM", "FAM-GT"): ("K-SSD", "CCM", "FAM", "FAM-GT"),
     ("model", "method", "worst-group acc", "vs DFR", "mean acc", "spurious gap", "labels needed", "worst group"): (
         "worst-group acc", "mean acc", "spurious gap"),
-    ("method", "deletion", "preservation", "agreement", "interventional"): ("deletion", "preservation", "agreement"),
+    ("method", "deletion", "preservation", "agreement", "interventional"): (
+        "deletion", "preservation", "agreement", "interventional"),
     ("model", "flip rate", "own background cue", "other images", "accuracy drop"): (
         "flip rate", "own background cue", "other images", "accuracy drop"),
 }  # fmt: skip

@@ -148,6 +148,9 @@ def _scores(top: np.ndarray, df: pd.DataFrame, tolerance: float, seed: int | Non
             rec[f"{name}_ci"] = mean_ci(np.asarray(x, float), seed, f"{name}-{key}")
     both = [rec["deletion"], rec["preservation"]]
     rec["interventional"] = None if None in both else round(float(np.mean(both)), 4)
+    if seed is not None:  # an image's (deletion + preservation) / 2: the rows resampled with both outcomes
+        both_rows = (np.asarray(deletion, float) + np.asarray(preservation, float)) / 2
+        rec["interventional_ci"] = mean_ci(both_rows, seed, f"interventional-{key}")
     return rec
 
 
@@ -198,13 +201,14 @@ def planted_order(df: pd.DataFrame, seed: int | None = None) -> dict:
     return out
 
 
-def cue_reliance(df: pd.DataFrame) -> dict:
+def cue_reliance(df: pd.DataFrame, seed: int = 0) -> dict:
     """Per setting (contamination signal) that has a model trained with the cue and one trained
     without it (planted `cue` and `object`), the same intervention on the same images: how often
     removing the cue flips each model's prediction, and whether it flips the cue-trained model's
     more (`holds`). Adebayo et al.'s contaminated model is built to lose its prediction when the
     signal is removed, the normal model is not; how much it relies on the cue against the object
-    is what it learned (its spurious score), which `planted_order` reports beside this."""
+    is what it learned (its spurious score), which `planted_order` reports beside this. Both rates
+    carry their bootstrap interval over the model's rows (`<rate>_ci`)."""
     out = {}
     for setting, g in df[df["setting"] != ""].groupby("setting", sort=False):
         g = g[g["method"] == g["method"].iloc[0]]
@@ -215,6 +219,8 @@ def cue_reliance(df: pd.DataFrame) -> dict:
         rec = {"model": str(trained["model"].iloc[0]), "reference": str(reference["model"].iloc[0]),
                "n": int(len(trained)), "flip_remove_cue": _rate(trained["flip_cue"]),
                "reference_flip_remove_cue": _rate(reference["flip_cue"])}  # fmt: skip
+        for key, rows in (("flip_remove_cue", trained), ("reference_flip_remove_cue", reference)):
+            rec[f"{key}_ci"] = mean_ci(rows["flip_cue"].to_numpy(float), seed, f"{key}-{setting}")
         rec["holds"] = bool(rec["flip_remove_cue"] > rec["reference_flip_remove_cue"])
         out[str(setting)] = rec
     return out

@@ -98,7 +98,7 @@ def _family(df, tolerance: float, cue: str, seed: int = 0) -> dict:
            "models": planted_order(df, seed)}  # fmt: skip
     rec["by_model"] = {str(m): method_scores(g, tolerance)["methods"] for m, g in df.groupby("model", sort=False)}
     if (df["setting"] != "").any():
-        rec["cue_reliance"] = cue_reliance(df)
+        rec["cue_reliance"] = cue_reliance(df, seed)
         rec["by_signal"] = {
             str(s): method_scores(g, tolerance)["methods"] for s, g in df.groupby("setting", sort=False)
         }

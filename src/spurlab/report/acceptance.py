@@ -140,8 +140,8 @@ def _interventions(s: dict) -> list[Point]:
         for m, r in (f.get("models") or {}).items():
             if m in judged:
                 c = judged[m]
-                parts.append(f"{fam} {m}: no cue {_num(c['flip_remove_cue'], 2)} vs {c['reference']} "
-                             f"{_num(c['reference_flip_remove_cue'], 2)}")  # fmt: skip
+                parts.append(f"{fam} {m}: no cue {_ci(c, 'flip_remove_cue', 2)} vs {c['reference']} "
+                             f"{_ci(c, 'reference_flip_remove_cue', 2)}")  # fmt: skip
                 continue
             other = "cue" if r["planted"] == "object" else "object"
             parts.append(

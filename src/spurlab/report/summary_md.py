@@ -281,7 +281,7 @@ def _interventions(s: dict) -> list[str]:
                    f"order: {', '.join(r.get('interventional_ranking') or []) or 'n/a'}.")  # fmt: skip
     out.append("")
     for fam, f in fams.items():
-        rows = [[m, _v(e, "deletion"), _v(e, "preservation"), _v(e, "agreement"), e.get("interventional")]
+        rows = [[m, *(_v(e, k) for k in ("deletion", "preservation", "agreement", "interventional"))]
                 for m, e in {**(f.get("methods") or {}), **(f.get("baselines") or {})}.items()]  # fmt: skip
         out += [f"{fam} (cue: {f.get('cue')}): deletion = removing the method's top part flips the prediction, "
                 "preservation = keeping only it keeps the prediction, agreement = its top part is the one whose "
