@@ -312,7 +312,10 @@ if LW_MODEL:
             runtime=10,
         params:
             model_dir=lambda w: LW,
+            section={"seed": config["seed"]},
+            configs=CONFIGFILES,
         shell:
-            "spurlab lightweight-summary --subsets {input.subsets} --annotations {input.annotations} "
+            "spurlab lightweight-summary --config {params.configs} "
+            "--subsets {input.subsets} --annotations {input.annotations} "
             "--model-dir {params.model_dir} --imageset {input.imageset} --features {input.features} "
             "--out {output} > {log} 2>&1"

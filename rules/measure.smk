@@ -98,8 +98,9 @@ rule salient_summary:
         mem_mb=2000,
         runtime=10,
     params:
-        # what the summary reads: salient.noise (the sigmas it reports) and the automatic annotator
-        section={k: SAL[k] for k in ("noise", "annotation")},
+        # what the summary reads: salient.noise (the sigmas it reports), the automatic annotator and
+        # the seed of the bootstrap intervals
+        section={**{k: SAL[k] for k in ("noise", "annotation")}, "seed": config["seed"]},
         configs=CONFIGFILES,
         model_dir=lambda w: SAL_MODEL,
     shell:

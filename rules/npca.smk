@@ -287,7 +287,10 @@ rule npca_spufix:
         mem_mb=4000,
         runtime=30,
     params:
-        section={k: NPCA[k] for k in ("test_set", "cue_only_set")},
+        section={
+            **{k: NPCA[k] for k in ("test_set", "cue_only_set")},
+            "seed": config["seed"],
+        },
         robust=NPCA_MODEL,
         configs=CONFIGFILES,
         models=" ".join(NPCA_SUITE),

@@ -68,7 +68,8 @@ rule posthoc_scores:
         mem_mb=2000,
         runtime=10,
     params:
-        section=config["posthoc"]["thresholds"],
+        # the thresholds and the seed of the scores' bootstrap intervals
+        section={k: config["posthoc"][k] for k in ("thresholds", "seed")},
         configs=CONFIGFILES,
         models=" ".join(PH_MODELS),
         model_dirs=model_dirs_arg("posthoc", PH_MODELS),
@@ -257,7 +258,7 @@ rule posthoc_summary:
         mem_mb=2000,
         runtime=10,
     params:
-        section={k: config["posthoc"][k] for k in ["thresholds", "ks_alpha"]},
+        section={k: config["posthoc"][k] for k in ["thresholds", "ks_alpha", "seed"]},
         configs=CONFIGFILES,
         signals=" ".join(PH_SIGNALS),
     shell:

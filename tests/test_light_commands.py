@@ -78,6 +78,14 @@ def test_subset_readers_do_not_import_torch(tmp_path, venv_env):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "tasks" / "index.html").is_file() and (tmp_path / "masks.h5").is_file()
     assert json.loads(r.stdout.split("LOADED ", 1)[1]) == [[], []]
+    # the head's accuracy interval: its test predictions in the feature cache, resampled (seed 0 without --config)
+    from spurlab.data.feature_cache import open_features
+    from spurlab.stats import mean_ci
+
+    with open_features(d / "f.h5") as fc:
+        labels, logits = fc["labels"], fc["logits"]
+    correct = (logits[labels >= 0].argmax(1) == labels[labels >= 0]).astype(float)
+    assert json.loads((tmp_path / "lw.json").read_text())["head_test_acc_ci"] == mean_ci(correct, 0, "head-test-acc")
     # the same bytes as the library's own run (salient_stages wrote masks.h5 through spurlab.discover.subsets)
     with h5py.File(d / "masks.h5") as a, h5py.File(tmp_path / "masks.h5") as b:
         for name in ("spurious/row", "spurious/mask", "core/row", "core/mask"):

@@ -4,7 +4,7 @@ import zlib
 
 import numpy as np
 import pytest
-from scipy.stats import bootstrap
+from scipy.stats import DegenerateDataWarning, bootstrap
 
 from spurlab.errors import SpurlabError
 from spurlab.stats import N_RESAMPLES, bootstrap_ci, mean_ci
@@ -64,3 +64,21 @@ def test_nothing_to_resample_or_an_undefined_statistic_gives_none_and_bad_input_
     assert bootstrap_ci([sample(10)], lambda x: float("nan"), 0) is None
     with pytest.raises(SpurlabError, match="different lengths"):
         bootstrap_ci([np.zeros(3), np.zeros(4)], lambda a, b: 0.0, 0, key="x")
+
+
+def test_drop_undefined_takes_the_percentiles_over_the_defined_resamples():
+    x = np.array([0.0, 1.0, 2.0])
+
+    def spread_or_undefined(v):  # undefined on the resamples that draw one distinct value
+        return float(v.mean()) if np.ptp(v) > 0 else float("nan")
+
+    assert bootstrap_ci([x], spread_or_undefined, 0, "k") is None  # some resample draws one value
+    ci = bootstrap_ci([x], spread_or_undefined, 0, "k", drop_undefined=True)
+    with pytest.warns(DegenerateDataWarning):  # scipy's interval is NaN: some resamples are undefined
+        ref = bootstrap((x,), spread_or_undefined, n_resamples=N_RESAMPLES, method="percentile", vectorized=False,
+                        random_state=np.random.default_rng([0, zlib.crc32(b"k")]))  # fmt: skip
+    dist = ref.bootstrap_distribution
+    assert ci == pytest.approx(list(np.nanpercentile(dist, [2.5, 97.5])), abs=1e-6)
+    assert ci[0] <= x.mean() <= ci[1]
+    # fewer than half of the resamples defined: no interval
+    assert bootstrap_ci([x], lambda v: float("nan") if v[0] != 2.0 else 1.0, 0, drop_undefined=True) is None

@@ -30,14 +30,17 @@ def _rng(seed: int, key: str) -> np.random.Generator:
 
 
 def bootstrap_ci(data: Sequence, statistic: Callable[..., float], seed: int, key: str = "", strata=None,
-                 n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE) -> list[float] | None:  # fmt: skip
+                 n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
+                 drop_undefined: bool = False) -> list[float] | None:  # fmt: skip
     """[low, high], the `confidence` percentile bootstrap interval of ``statistic(*data)`` over the
     rows of the arrays in `data` (one row = one unit, resampled with its values in every array).
 
     `strata` (one label per row): rows are resampled within their stratum. `seed` and `key` seed
     the resampling. None when there is nothing to resample (no rows, or one) or the statistic is
     not finite on some resample (a per-class AUC whose resample lost a label, say): no interval
-    rather than a wrong one.
+    rather than a wrong one. `drop_undefined`: the percentiles are taken over the resamples where the
+    statistic is finite (a correlation over a few classes or methods, undefined on the resamples
+    that draw one value only), None when fewer than half are.
     """
     from scipy.stats import DegenerateDataWarning, bootstrap
 
@@ -64,6 +67,10 @@ def bootstrap_ci(data: Sequence, statistic: Callable[..., float], seed: int, key
         res = bootstrap(groups, stat, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
                         vectorized=False, paired=False, random_state=_rng(seed, key))  # fmt: skip
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    dist = np.asarray(res.bootstrap_distribution, float)
+    if drop_undefined and np.isfinite(dist).mean() >= 0.5:
+        alpha = (1 - confidence) / 2
+        low, high = (float(x) for x in np.nanpercentile(dist, [100 * alpha, 100 * (1 - alpha)]))
     if not (np.isfinite(low) and np.isfinite(high)):
         return None
     return [round(low, DIGITS), round(high, DIGITS)]

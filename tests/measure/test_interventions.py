@@ -33,6 +33,7 @@ from spurlab.measure.interventions import (
 from spurlab.measure.interventions_figures import summary_figure
 from spurlab.measure.interventions_summary import run_interventions_summary
 from spurlab.models.factory import Classifier
+from spurlab.stats import mean_ci
 
 SIZE, N = 16, 12
 CUE = (slice(0, 4), slice(0, 4))  # the cue: a bright patch in the top-left corner
@@ -146,7 +147,12 @@ def test_a_contaminated_model_is_judged_against_the_normal_model_on_its_signal()
     })  # fmt: skip
     reliance = cue_reliance(df)
     assert reliance["weak"] == {"model": "spurious_weak", "reference": "normal", "n": 4, "flip_remove_cue": 0.25,
-                                "reference_flip_remove_cue": 0.0, "holds": True}  # fmt: skip
+                                "reference_flip_remove_cue": 0.0, "holds": True,
+                                # over the model's 4 rows: one flip of four, and none (docs/methods.md#bootstrap-intervals)
+                                "flip_remove_cue_ci": mean_ci([1.0, 0.0, 0.0, 0.0], 0, "flip_remove_cue-weak"),
+                                "reference_flip_remove_cue_ci": [0.0, 0.0]}  # fmt: skip
+    low, high = reliance["weak"]["flip_remove_cue_ci"]
+    assert low <= 0.25 <= high and high <= 1
     assert reliance["strong"]["flip_remove_cue"] == 0.75 and reliance["strong"]["reference_flip_remove_cue"] == 0.25
     order = planted_order(df)
     assert not order["spurious_weak"]["holds"] and order["spurious_strong"]["holds"] and order["normal"]["holds"]
@@ -242,3 +248,27 @@ def test_summary_ranks_methods_and_refuses_tables_from_other_checkpoints(tmp_pat
     cfg["interventions"]["methods"]["bam"] = ["gradient"]
     with pytest.raises(SpurlabError, match="provenance 'methods'"):
         run_interventions_summary(cfg, out, fig, bam=table, bam_contrast=contrast, bam_summary=bam_summary)
+
+
+def test_ranking_agreement_intervals_resample_the_methods():
+    corr = {m: v for m, v in zip("abcdefgh", (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))}
+    inter = {m: v for m, v in zip("abcdefgh", (0.15, 0.1, 0.35, 0.3, 0.6, 0.5, 0.9, 0.7))}
+    rec = ranking_agreement(corr, inter, "mcs", seed=0)
+    for key in ("spearman", "kendall"):
+        low, high = rec[f"{key}_ci"]
+        assert -1 <= low <= rec[key] <= high <= 1
+    assert rec == ranking_agreement(corr, inter, "mcs", seed=0)
+    few = ranking_agreement({"a": 0.1, "b": 0.5}, {"a": 0.2, "b": 0.3}, "mcs")
+    assert few["spearman_ci"] is None and few["kendall_ci"] is None
+
+
+def test_interventional_score_interval_resamples_images_with_both_outcomes():
+    df = family_table(("gradient", "smoothgrad"), wrong=True)
+    scores = method_scores(df, tolerance=0.05, seed=0)
+    for method, rec in scores["methods"].items():
+        low, high = rec["interventional_ci"]
+        assert low - 1e-9 <= rec["interventional"] <= high + 1e-9, method
+    # every image scores 1 for the gradient and 0 for the wrong region: nothing to vary
+    assert scores["methods"]["gradient"]["interventional_ci"] == [1.0, 1.0]
+    assert scores["methods"]["wrong"]["interventional_ci"] == [0.0, 0.0]
+    assert method_scores(df, tolerance=0.05)["methods"]["gradient"].get("interventional_ci") is None  # no seed

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from spurlab.measure.noise import accuracy_under_noise, corrupt, image_noise
-from spurlab.measure.salient_summary import classes_with_large_gap, drake_comparison, l2_matched
+from spurlab.measure.noise import _rows, accuracy_under_noise, corrupt, image_noise
+from spurlab.measure.salient_summary import classes_with_large_gap, drake_comparison, drop_ci, l2_matched
 from spurlab.models.factory import build_classifier
+from spurlab.stats import mean_ci
 
 
 def test_sigma_zero_or_zero_mask_changes_nothing():
@@ -86,3 +87,38 @@ def test_l2_matched_raises_the_smaller_perturbation():
     r = l2_matched(t)
     assert r["n_pairs"] == 1 and r["mean_drop_spurious"] == pytest.approx(0.8)  # spurious at sigma 0.45
     assert r["mean_drop_core"] == pytest.approx(0.1) and r["fraction_spurious_exceeds_core"] == 1.0
+
+
+def test_rows_count_the_images_lost_and_gained_against_the_clean_sigma():
+    correct = np.array([[1, 1, 0, 0, 1], [0, 1, 1, 0, 1]], dtype=bool)  # sigma 0, then 0.5
+    head = {
+        "model": "m",
+        "class_index": 0,
+        "class_name": "c",
+        "feature": -1,
+        "label": "spurious",
+        "measure": "core_acc",
+    }
+    clean, noisy = _rows(head, [0.0, 0.5], correct, np.zeros((2, 5)))
+    assert (clean["n_lost"], clean["n_gained"]) == (0, 0)
+    assert (noisy["n_lost"], noisy["n_gained"]) == (1, 1) and noisy["acc"] == clean["acc"]
+    assert next(_rows(head, [0.5], correct[1:], np.zeros((1, 5))))["n_lost"] == -1  # no clean sigma swept
+
+
+def test_drake_drop_intervals_resample_images_within_class():
+    rows = pd.DataFrame({"model": "m", "class_index": [0, 1], "n": [10, 20], "n_lost": [4, 2], "n_gained": [1, 0]})
+    ci = drop_ci(rows, 0, "k")
+    drops = np.r_[np.ones(4), -1, np.zeros(5), np.ones(2), np.zeros(18)]
+    assert ci == mean_ci(drops, 0, "k", strata=np.r_[np.zeros(10), np.ones(20)])
+    assert ci[0] <= (0.3 + 0.1) / 2 <= ci[1] and ci == drop_ci(rows, 0, "k")
+    assert drop_ci(rows.drop(columns="n_lost"), 0, "k") is None  # a table without the paired counts
+    t = _table()
+    assert drake_comparison(t, [0])["0.25"]["drop_core_noise_ci"] is None
+    counted = t.assign(n=10, n_lost=0, n_gained=0)
+    noisy = counted["sigma"].eq(0.25) & counted["class_index"].eq(0)
+    counted.loc[noisy & counted["measure"].eq("core_acc"), "n_lost"] = 6  # clean 1.0, noisy 0.4 of 10 images
+    counted.loc[noisy & counted["measure"].eq("spurious_acc"), "n_lost"] = 1  # clean 1.0, noisy 0.9
+    d = drake_comparison(counted, [0], seed=0)["0.25"]
+    for key, value in (("drop_spurious_noise", 0.6), ("drop_core_noise", 0.1)):
+        low, high = d[f"{key}_ci"]
+        assert d[key] == pytest.approx(value) and low < d[key] < high

@@ -73,3 +73,14 @@ def test_npca_summary_with_planted_truth_scores_it():
     assert s["retrieval_precision_ci"] == [0.0, 1.0]
     assert npca_summary(pairs, {"planted_cues": {"c0": ["tag"]}}, retrieval, models, classes, harmful,
                         seed=0)["retrieval_precision_ci"] == s["retrieval_precision_ci"]  # fmt: skip
+
+
+def test_npca_summary_carries_the_spufix_intervals_of_the_models_table():
+    pairs, retrieval, models, classes, harmful = _npca_inputs(True, ["spurious", "core"] * 4)
+    models = models.assign(acc_before_ci_low=[0.75, np.nan], acc_before_ci_high=[0.85, np.nan],
+                           retrieved_auc_after=[0.9, 0.8], retrieved_auc_after_ci_low=[0.85, 0.7],
+                           retrieved_auc_after_ci_high=[0.95, 0.9])  # fmt: skip
+    m = npca_summary(pairs, {"planted_cues": {"c0": ["tag"]}}, retrieval, models, classes, harmful)["models"]
+    assert m["r"]["acc_before_ci"] == [0.75, 0.85] and m["e"]["acc_before_ci"] is None  # NaN: none
+    assert m["e"]["retrieved_auc_after"] == 0.8 and m["e"]["retrieved_auc_after_ci"] == [0.7, 0.9]
+    assert m["r"]["acc_after_ci"] is None and m["r"]["spurious_auc_before_ci"] is None  # columns absent

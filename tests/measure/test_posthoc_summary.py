@@ -22,12 +22,19 @@ def test_summary_keys_and_tables(tables, posthoc_attributions):
     s = run_summary(cfg, d / "scores.parquet", posthoc_attributions, d / "tcav.parquet", d / "influence.parquet",
                     d / "study" / "simulated_analysis.json", d / "summary.json", d / "tables")  # fmt: skip
     signals = contamination_signals(cfg)
-    assert set(s["spurious_score"]) == set(posthoc_models(cfg)) and set(s["spurious_score"]["normal"]) == set(signals)
+    assert set(s["spurious_score"]) == set(posthoc_models(cfg)) == set(s["spurious_score_max"])
+    assert set(s["spurious_score"]["normal"]) == set(signals) | {f"{sig}_ci" for sig in signals}
+    for m, per in s["spurious_score"].items():  # intervals over the test images (docs/methods.md#bootstrap-intervals)
+        for sig in signals:
+            assert per[f"{sig}_ci"] is None or per[f"{sig}_ci"][0] <= per[sig] <= per[f"{sig}_ci"][1]
+        top = s["spurious_score_max"][m]
+        assert top["max"] >= max(per[sig] for sig in signals) and top["max_ci"][0] <= top["max"] <= top["max_ci"][1]
     assert set(s["conditions"].values()) <= {"normal", "spurious", "neither"}
     for sig in signals:
         for m in cfg["posthoc"]["methods"]:
             for k in ("kssd", "ccm", "fam", "famgt"):
-                assert set(s["attribution"][sig][m][k]) == {"mean", "sem", "n"}
+                e = s["attribution"][sig][m][k]
+                assert set(e) == {"mean", "sem", "n", "mean_ci"} and e["mean_ci"][0] <= e["mean"] <= e["mean_ci"][1]
         for key in ("tcav_ks", "icm_ks"):
             assert set(s[key][sig]) == {"kssd", "ccm", "fam"}
             assert isinstance(s[key][sig]["kssd"]["reject"], bool) and 0 <= s[key][sig]["kssd"]["p_value"] <= 1

@@ -67,3 +67,18 @@ def test_scores_table_has_every_model_signal_and_class_and_one_condition_per_mod
         and scores.groupby("model")["aligned"].sum().eq(len(contamination_signals(cfg))).all()
     )
     assert list(cond["model"]) == posthoc_models(cfg) and set(cond["condition"]) <= {"normal", "spurious", "neither"}
+
+
+def test_score_intervals_resample_the_twin_images():
+    from spurlab.measure.signal_flip_score import max_score_ci
+    from spurlab.stats import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 3, 60)
+    signal = np.where(rng.random(60) < 0.7, 1, clean)  # the signal turns 70% of inputs into class 1
+    ci = max_score_ci(clean, [signal], [1], 0, "k")
+    assert ci[0] < spurious_score(clean, signal, 1) < ci[1]
+    assert ci == bootstrap_ci([np.stack([clean, signal], 1)], lambda r: spurious_score(r[:, 0], r[:, 1], 1), 0, "k")
+    # the highest over classes and signals: never below the aligned class's score on the same resamples
+    top = max_score_ci(clean, [signal, clean], range(3), 0, "k")
+    assert top[0] >= ci[0] and top[1] >= ci[1] and ci == max_score_ci(clean, [signal], [1], 0, "k")

@@ -37,3 +37,25 @@ def test_tuning_that_reaches_the_stopping_target_succeeds_without_halving():
     assert out["near_target"]["holds"] is True and out["near_target"]["gap_after"] == 0.044
     assert out["random_reaches_too"]["holds"] is False
     assert out["stalls"]["holds"] is False  # 25% cut and still above the target
+
+
+def test_correlation_intervals_resample_the_classes():
+    import numpy as np
+    import pandas as pd
+
+    from spurlab.measure.spuriosity import pearson_r
+    from spurlab.measure.spuriosity_summary import gap_correlation_ci, gap_truth_ci
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=12)
+    wide = {m: base + rng.normal(scale=s, size=12) for m, s in (("a", 0.3), ("b", 0.5), ("c", 0.8))}
+    gaps = pd.DataFrame([{"model": m, "class_index": i, "class_name": f"c{i}", "gap": g[i]}
+                         for m, g in wide.items() for i in range(12)])  # fmt: skip
+    mean_r = np.mean([pearson_r(wide[x], wide[y]) for x, y in (("a", "b"), ("a", "c"), ("b", "c"))])
+    ci = gap_correlation_ci(gaps, 0)
+    assert ci[0] < mean_r < ci[1] <= 1 and ci == gap_correlation_ci(gaps, 0) != gap_correlation_ci(gaps, 1)
+    truth = {m: {f"c{i}": float(base[i]) for i in range(12)} for m in wide}
+    r = np.mean([pearson_r(wide[m], base) for m in ("a", "b")])
+    ci = gap_truth_ci(gaps, truth, ["a", "b"], 0)
+    assert ci[0] < r < ci[1] and gap_truth_ci(gaps, truth, [], 0) is None
+    assert gap_correlation_ci(gaps[gaps["model"] == "a"], 0) is None  # one model: no pair

@@ -52,3 +52,22 @@ def test_cue_only_negatives_follow_the_planted_cue_flags(tmp_path):
         assert not s.meta(["object_present"]).to_numpy()[rows].any()  # cue only, no object
         others = np.setdiff1d(np.arange(len(s)), rows)
         assert not meta.loc[others, f"cue_{cues[0]}"].astype(bool).any()
+
+
+def test_mean_auc_and_its_interval_resample_within_class_and_side():
+    from spurlab.measure.spurious_score import mean_auc, mean_auc_ci
+    from spurlab.stats import bootstrap_ci
+
+    rng = np.random.default_rng(1)
+    probs_pos, labels = softmax(rng.standard_normal((40, 3)) + 2 * np.eye(3)[np.arange(40) % 3]), np.arange(40) % 3
+    probs_neg = softmax(rng.standard_normal((30, 3)))
+    negatives = {0: np.arange(0, 10), 1: np.arange(10, 30)}  # class 2 has no negatives: left out
+    table = spurious_scores(probs_pos, labels, probs_neg, negatives)
+    ci = mean_auc_ci(probs_pos, labels, probs_neg, negatives, 0, "k")
+    assert ci[0] <= mean_scores(table)["spurious_auc"] <= ci[1]
+    score = np.r_[probs_pos[labels == 0, 0], probs_neg[:10, 0], probs_pos[labels == 1, 1], probs_neg[10:, 1]]
+    cls = np.r_[np.zeros(14 + 10), np.ones(13 + 20)]
+    pos = np.r_[np.ones(14), np.zeros(10), np.ones(13), np.zeros(20)]
+    assert mean_auc(score, cls, pos) == pytest.approx(mean_scores(table)["spurious_auc"])  # sklearn's, by ranks
+    assert ci == bootstrap_ci([score, cls, pos], mean_auc, 0, "k", strata=cls * 2 + pos.astype(int))
+    assert mean_auc_ci(probs_pos, labels, probs_neg, {2: np.arange(0)}, 0, "k") is None

@@ -124,7 +124,7 @@ def test_spufix_scores_folder_negatives_and_the_summary_reports_them(real):
     assert (cue["n_pos"] == 8).all()
     # the score before SpuFix, computed directly: test images of k against the cue folder of k
     with open_features(d / "f.h5") as ft, open_features(d / "fc.h5") as fc:
-        p_test, y_test = softmax(ft["logits"].astype(np.float64), axis=1), ft["labels"]
+        p_test, y_test, ft_logits = softmax(ft["logits"].astype(np.float64), axis=1), ft["labels"], ft["logits"]
         p_cue, y_cue = softmax(fc["logits"].astype(np.float64), axis=1), fc["labels"]
     for k in (0, 2):
         s = np.r_[p_test[y_test == k, k], p_cue[y_cue == k, k]]
@@ -134,6 +134,17 @@ def test_spufix_scores_folder_negatives_and_the_summary_reports_them(real):
     row = mods.set_index("model").loc["m"]
     assert row["cue_only_auc_before"] == pytest.approx(cue["spurious_auc_before"].mean())
     assert row["cue_only_auc_after"] == pytest.approx(cue["spurious_auc_after"].mean())
+    # their bootstrap intervals (docs/methods.md#bootstrap-intervals): the test and cue images resampled
+    for metric in ("cue_only_auc_before", "cue_only_auc_after", "acc_before", "acc_after"):
+        assert row[f"{metric}_ci_low"] <= row[metric] <= row[f"{metric}_ci_high"], metric
+    from spurlab.measure.spurious_score import mean_auc_ci
+    from spurlab.stats import mean_ci
+
+    negatives = {k: np.flatnonzero(y_cue == k) for k in (0, 2)}
+    ci = mean_auc_ci(p_test, y_test, p_cue, negatives, 0, "cue_only-auc-before-m")
+    assert [row["cue_only_auc_before_ci_low"], row["cue_only_auc_before_ci_high"]] == pytest.approx(ci, abs=1e-6)
+    acc = mean_ci((ft_logits.argmax(1) == y_test).astype(float), 0, "acc-before-m")
+    assert [row["acc_before_ci_low"], row["acc_before_ci_high"]] == acc
 
     s = run_npca_summary(d / "pairs.parquet", d / "ret.parquet", d / "harmful.parquet", d / "spufix.parquet",
                          d / "spufix_models.parquet", d / "summary.json")  # fmt: skip

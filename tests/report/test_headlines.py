@@ -4,6 +4,7 @@
 summary.md, the tests here on a summary written from synthetic stage summaries.
 """
 
+import json
 import re
 
 from spurlab.report.summary_md import summary_markdown
@@ -17,18 +18,34 @@ HEADLINE_COLUMNS = {
     ("model", "method", "gap before", "gap after", "acc before", "acc after"): (
         "gap before", "gap after", "acc before", "acc after"),
     ("method", "MCS", "MCS random", "IDR", "IDR random", "IIR", "rho k-series"): (
-        "MCS", "MCS random", "IDR", "IDR random", "IIR"),
+        "MCS", "MCS random", "IDR", "IDR random", "IIR", "rho k-series"),
+    ("model", "drop, noise on core", "drop, noise on spurious", "spurious > core"): (
+        "drop, noise on core", "drop, noise on spurious"),
+    ("model", "spurious AUC before", "after", "acc before", "acc after"): (
+        "spurious AUC before", "after", "acc before", "acc after"),
+    ("signal", "method", "K-SSD", "CCM", "FAM", "FAM-GT"): ("K-SSD", "CCM", "FAM", "FAM-GT"),
     ("model", "method", "worst-group acc", "vs DFR", "mean acc", "spurious gap", "labels needed", "worst group"): (
         "worst-group acc", "mean acc", "spurious gap"),
-    ("method", "deletion", "preservation", "agreement", "interventional"): ("deletion", "preservation", "agreement"),
+    ("method", "deletion", "preservation", "agreement", "interventional"): (
+        "deletion", "preservation", "agreement", "interventional"),
     ("model", "flip rate", "own background cue", "other images", "accuracy drop"): (
         "flip rate", "own background cue", "other images", "accuracy drop"),
 }  # fmt: skip
 # acceptance points (a phrase of the point) -> (intervals its measured cell holds, per model entry ('; ') or in all)
 ACCEPTANCE = {"mean counterfactual gap on cue classes": (1, False), "mean counterfactual gap on control classes": (1, False),
-              "mean spuriosity AUC": (1, False), "Grad-CAM and TCAV MCS": (2, False),  # TCAV's has none
-              "DFR raises": (2, True), "removing the part": (2, True)}  # fmt: skip
-BULLETS = ("Spuriosity AUC against planted cues", "Retrieval precision")
+              "mean spuriosity AUC": (1, False), "Grad-CAM and TCAV MCS": (3, False),
+              "DFR raises": (2, True), "removing the part": (2, True), "noise on spurious regions costs": (2, True)}  # fmt: skip
+# bullet (a phrase of it) -> the intervals it holds
+BULLETS = {"Spuriosity AUC against planted cues": 1, "Retrieval precision": 1, "Mean gap correlation between models": 1,
+           "Gap vs counterfactual correlation": 1, "TCAV MCS": 2, ": Spearman": 2, "Head test accuracy": 1}  # fmt: skip
+
+
+def _headline_columns(header: tuple) -> tuple:
+    """The headline columns of a table: HEADLINE_COLUMNS's, or the posthoc spurious-score table's
+    (one column per signal, then the highest score)."""
+    if header[0] == "model" and header[-2:] == ("max, any class", "condition"):
+        return header[1:-1]
+    return HEADLINE_COLUMNS.get(header, ())
 
 
 def _number(s: str) -> float:
@@ -64,16 +81,16 @@ def headline_problems(text: str) -> list[str]:
                 if measured != "n/a" and len(INTERVAL.findall(measured)) < need:
                     bad.append(f"acceptance '{point}': {measured}")
                 seen += bool(want)
-        for col in HEADLINE_COLUMNS.get(header, ()):
+        for col in _headline_columns(header):
             j = header.index(col)
             for r in rows:
                 seen += 1
                 if r[j] != "n/a" and not INTERVAL.fullmatch(r[j]):
                     bad.append(f"table {header[:3]}..., column '{col}', row {r[0]}: {r[j]!r}")
-    for phrase in BULLETS:
-        for line in (x for x in lines if phrase in x):
+    for phrase, want in BULLETS.items():
+        for line in (x for x in lines if x.startswith("- ") and phrase in x):
             seen += 1
-            if not INTERVAL.search(line) and "n/a" not in line:
+            if len(INTERVAL.findall(line)) < want - line.count("n/a"):  # a number that is n/a has none
                 bad.append(f"bullet without an interval: {line[:80]}")
     return bad if seen else ["no headline found"]
 
@@ -103,3 +120,55 @@ def test_a_summary_with_every_interval_passes_and_each_missing_one_is_named():
     s["spuriosity"]["models"]["m"]["acc_ci"] = [0.91, 0.95]  # does not hold 0.9
     assert headline_problems(summary_markdown(s)) == ["interval does not hold its value: 0.9 [0.91, 0.95]"]
     assert headline_problems("# nothing\n") == ["no headline found"]
+
+
+def _est(v: float) -> dict:
+    return {"mean": v, "sem": 0.01, "n": 9, "mean_ci": [v - 0.05, v + 0.05]}
+
+
+MORE = {
+    "salient": {"headline_sigma": 0.25, "drake": {"m": {"0.25": {
+        "drop_core_noise": 0.1, "drop_core_noise_ci": [0.05, 0.15], "drop_spurious_noise": 0.4,
+        "drop_spurious_noise_ci": [0.3, 0.5], "spurious_exceeds_core": True}}}},
+    "spuriosity": {"gap_correlation_mean": 0.6, "gap_correlation_mean_ci": [0.2, 0.8], "gap_vs_counterfactual_r_mean": 0.7,
+                   "gap_vs_counterfactual_r_mean_ci": [0.4, 0.9], "audited_models": ["m"]},
+    "npca": {"models": {"m": {"retrieved_auc_before": 0.6, "retrieved_auc_before_ci": [0.5, 0.7],
+                              "retrieved_auc_after": 0.8, "retrieved_auc_after_ci": [0.7, 0.9], "acc_before": 0.9,
+                              "acc_before_ci": [0.85, 0.95], "acc_after": 0.89, "acc_after_ci": [0.84, 0.94]}}},
+    "bam": {"tcav_mcs": 0.3, "tcav_mcs_ci": [0.2, 0.4], "tcav_mcs_random_baseline": 0.0,
+            "tcav_mcs_random_baseline_ci": [-0.1, 0.1],
+            "methods": {"gradcam": {"mcs": 0.5, "mcs_ci": [0.4, 0.6], "mcs_random_baseline": 0.1,
+                                    "mcs_random_baseline_ci": [0.0, 0.2], "idr": 0.9, "idr_ci": [0.8, 1.0],
+                                    "idr_random_baseline": 0.5, "idr_random_baseline_ci": [0.4, 0.6], "iir": 0.7,
+                                    "iir_ci": [0.6, 0.8], "rho_k_series": 0.9, "rho_k_series_ci": [0.5, 1.0]},
+                        "gradient": {"mcs": 0.2, "mcs_ci": [0.1, 0.3]}}},
+    "posthoc": {"conditions": {"m": "spurious"}, "spurious_score": {"m": {"tag": 0.9, "tag_ci": [0.85, 0.95]}},
+                "spurious_score_max": {"m": {"max": 0.9, "max_ci": [0.85, 0.95]}},
+                "attribution": {"tag": {"gradient": {k: _est(0.2) for k in ("kssd", "ccm", "fam", "famgt")}}}},
+    "lightweight": {"head_test_acc": 0.95, "head_test_acc_ci": [0.9, 0.99]},
+    "interventions": {"ranking_agreement": {"bam": {"spearman": 0.8, "spearman_ci": [0.2, 1.0], "kendall": 0.6,
+                                                    "kendall_ci": [0.1, 1.0], "n": 5,
+                                                    "interventional_ranking": ["gradcam", "gradient"]}}},
+}  # fmt: skip
+
+
+def test_every_stage_headline_with_its_interval_passes_and_each_missing_one_is_named():
+    assert headline_problems(summary_markdown(MORE)) == []
+    cases = {("salient", "drake", "m", "0.25", "drop_core_noise_ci"): "drop, noise on core",
+             ("npca", "models", "m", "acc_after_ci"): "acc after",
+             ("bam", "methods", "gradcam", "rho_k_series_ci"): "rho k-series",
+             ("posthoc", "spurious_score", "m", "tag_ci"): "'tag'",
+             ("posthoc", "spurious_score_max", "m", "max_ci"): "max, any class",
+             ("posthoc", "attribution", "tag", "gradient", "fam", "mean_ci"): "'FAM'",
+             ("bam", "tcav_mcs_random_baseline_ci"): "TCAV MCS", ("lightweight", "head_test_acc_ci"): "Head test",
+             ("spuriosity", "gap_correlation_mean_ci"): "Mean gap correlation",
+             ("interventions", "ranking_agreement", "bam", "kendall_ci"): "Spearman"}  # fmt: skip
+    for path, named in cases.items():
+        s = json.loads(json.dumps(MORE))
+        node = s
+        for k in path[:-1]:
+            node = node[k]
+        del node[path[-1]]
+        problems = headline_problems(summary_markdown(s))  # the line, and the acceptance cell that quotes it
+        assert any(named in p for p in problems), (path, problems)
+        assert all(named in p or p.startswith("acceptance") for p in problems), (path, problems)

@@ -28,9 +28,11 @@ def test_summary_md_has_headline_numbers_and_a_sentence_each(tmp_path):
 def test_summary_md_posthoc_section_from_a_real_summary_layout():
     s = {"aligned_class": "square", "thresholds": {"normal": 0.1, "spurious": 0.85},
          "conditions": {"normal": "normal", "spurious_tag": "spurious"},
-         "spurious_score": {"normal": {"tag": 0.05}, "spurious_tag": {"tag": 0.9}},
+         "spurious_score": {"normal": {"tag": 0.05, "tag_ci": [0.01, 0.1]}, "spurious_tag": {"tag": 0.9}},
+         "spurious_score_max": {"normal": {"max": 0.07, "max_ci": [0.03, 0.12]}, "spurious_tag": {"max": 0.9}},
          "spurious_score_by_class": {"normal": {"tag": {"square": 0.05, "disk": 0.07}}, "spurious_tag": {"tag": {"square": 0.9}}},
-         "attribution": {"tag": {"gradient": {k: {"mean": 0.2, "sem": 0.01, "n": 8} for k in ("kssd", "ccm", "fam", "famgt")}}},
+         "attribution": {"tag": {"gradient": {k: {"mean": 0.2, "sem": 0.01, "n": 8, "mean_ci": [0.18, 0.22]}
+                                              for k in ("kssd", "ccm", "fam", "famgt")}}},
          "findings": {"fam_above_ccm": {"tag": {"gradient": False}}, "kssd_visible_above_blur": {"tag": {"gradient": True}}},
          "tcav_ks": {"tag": {k: {"reject": k == "kssd", "p_value": 0.01 if k == "kssd" else 0.5} for k in ("kssd", "ccm", "fam")}},
          "icm_ks": {"tag": {k: {"reject": False, "p_value": 0.7} for k in ("kssd", "ccm", "fam")}},
@@ -38,8 +40,10 @@ def test_summary_md_posthoc_section_from_a_real_summary_layout():
                              "by_condition": {"blinded/spurious": {"reject": True}, "blinded/normal": {"reject": False}}}}  # fmt: skip
     text = summary_markdown({"posthoc": s})
     assert "## Post hoc explanations" in text and "normal normal, spurious_tag spurious" in text
-    assert "| normal | 0.05 | 0.07 | normal |" in text  # aligned score, then the highest over every class
-    assert "| tag | gradient | 0.2 ± 0.01 | 0.2 ± 0.01 | 0.2 ± 0.01 | 0.2 ± 0.01 |" in text
+    # aligned score, then the highest over every class, with their intervals (none: the value alone)
+    assert "| normal | 0.05 [0.01, 0.1] | 0.07 [0.03, 0.12] | normal |" in text
+    assert "| spurious_tag | 0.9 | 0.9 | spurious |" in text
+    assert "| tag | gradient | 0.2 [0.18, 0.22] | 0.2 [0.18, 0.22] | 0.2 [0.18, 0.22] | 0.2 [0.18, 0.22] |" in text
     assert "FAM above CCM: 0 of 1" in text and "K-SSD of the visible signals above blur's: 1 of 1" in text
     assert "| tag | TCAV | reject (p 0.01) | keep (p 0.5) | keep (p 0.5) |" in text
     assert "found in blinded/spurious**" in text and "nothing where there is none" in text

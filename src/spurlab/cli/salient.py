@@ -133,11 +133,11 @@ def fit_head(s, a) -> int:
     return 0
 
 
-def lightweight_summary(_, a) -> int:
+def lightweight_summary(seed, a) -> int:
     from ..discover.auto_annotate import lightweight_summary
     from ..io import write_json
 
-    summary = lightweight_summary(a.subsets, a.annotations, a.model_dir, a.imageset, a.features)
+    summary = lightweight_summary(a.subsets, a.annotations, a.model_dir, a.imageset, a.features, seed=seed or 0)
     write_json(a.out, summary)
     print(f"{a.out}: precision {summary['auto_annotator_precision']}, recall {summary['auto_annotator_recall']}, "
           f"planted cues recovered {summary['planted_cues_recovered']}")  # fmt: skip
@@ -196,9 +196,10 @@ COMMANDS = (
         path("--annotations"),
         path("--model-dir", "the model with the fitted head"),
         path("--imageset", "the new task's image set the subsets were built on"),
-        path("--features", "the model's feature cache of it (planted truth)"),
+        path("--features", "the model's feature cache of it (planted truth, the head's test predictions)"),
         path("--out"),
-    )),
+    ), settings=section("seed"), config_required=False,
+       config_help="the config whose `seed` seeds the accuracy's bootstrap interval (default 0)"),
     Command("fit-head", "models", "fit a linear head on frozen features of a new task (rule lightweight_head)", fit_head, (
         path("--model-dir", "the frozen backbone (salient.model)"),
         path("--train-features", "its feature cache of the new task's train set"),

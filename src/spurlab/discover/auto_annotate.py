@@ -38,6 +38,7 @@ from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
+from ..stats import mean_ci
 from .annotate import annotation_counts, check_coverage, exported_pairs, human_annotations, read_mturk_csv
 from .subsets_file import STAT_COLUMNS, SalientSubsets
 
@@ -246,10 +247,21 @@ def run_annotations(subsets_path, out, settings: dict, human_csv=None) -> dict:
     return info
 
 
-def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path, features_path) -> dict:
+def head_accuracy_ci(features_path, model_dir, imageset, seed: int) -> list | None:
+    """The bootstrap interval of the head's test accuracy: its predictions (the feature cache's
+    logits) on the labelled test images, resampled (docs/methods.md#bootstrap-intervals)."""
+    with open_features(features_path, model_dir=model_dir, imageset=imageset) as fc:
+        labels, logits = np.asarray(fc["labels"]), np.asarray(fc["logits"])
+    keep = labels >= 0
+    return mean_ci((logits[keep].argmax(1) == labels[keep]).astype(float), seed, "head-test-acc")
+
+
+def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path, features_path,
+                        seed: int = 0) -> dict:  # fmt: skip
     """Lightweight discovery on a new task (docs/methods.md#lightweight-discovery): how well the annotations of the fitted
     head's top features recover the new task's planted cues, with the head's accuracy.
-    `imageset_path` is the set the subsets were built on, `features_path` the model's cache of it."""
+    `imageset_path` is the set the subsets were built on, `features_path` the model's cache of it;
+    `seed` seeds the interval of the head's accuracy (`head_accuracy_ci`)."""
     import json
     from pathlib import Path
 
@@ -271,6 +283,7 @@ def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path
         "classes": meta["class_names"],
         "head_train_acc": meta["metrics"]["train_acc"],
         "head_test_acc": meta["metrics"]["test_acc"],
+        "head_test_acc_ci": head_accuracy_ci(features_path, model_dir, imageset, seed),
         "n_pairs": int(len(annotations)),
         "n_spurious": int((annotations["label"] == "spurious").sum()),
         "auto_annotator_precision": score["precision"],

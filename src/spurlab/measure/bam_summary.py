@@ -105,13 +105,54 @@ def _k_series(ks: dict[str, pd.DataFrame], codes: list[str], how: tuple[str, str
     return series, rows
 
 
-def _tcav_entries(tc: pd.DataFrame, codes: list[str], k_values: list[float], drops: dict, drops_all: dict) -> dict:
-    """TCAV's MCS (f_o vs f_s), its random baseline, its k-series and their rho with the drops."""
+def tcav_runs(tc: pd.DataFrame, model: str, column: str, kept: bool) -> np.ndarray:
+    """(R, L) per-run TCAV scores of a model (`column`: concept_scores or random_scores), one column
+    per layer: the layers its combined score keeps (`kept`), or every layer."""
+    import json
+
+    rows = tc[(tc["model"] == model) & (tc["layer"] != "combined")]
+    if kept:
+        layers = json.loads(tc[(tc["model"] == model) & (tc["layer"] == "combined")]["concept_scores"].iloc[0])
+        rows = rows[rows["layer"].isin(layers)]
+    runs = max((len(json.loads(v)) for v in tc.loc[tc["model"] == model, "random_scores"]), default=0)
+    return np.array([json.loads(v) for v in rows[column]], float).reshape(len(rows), runs).T
+
+
+def tcav_mcs_ci(tc: pd.DataFrame, column: str, kept: bool, seed: int, key: str) -> list | None:
+    """The bootstrap interval of TCAV's MCS (f_o's combined score minus f_s's), the runs (concept
+    CAVs, each against its random set) resampled with their scores in every layer; the layers kept
+    stay those of the t-tests (`combine_layers`; none kept: the score is 0)."""
+    o, s = tcav_runs(tc, "f_o", column, kept), tcav_runs(tc, "f_s", column, kept)
+    if len(o) != len(s):
+        return None
+
+    def mcs_of(a, b):
+        return (a.mean() if a.size else 0.0) - (b.mean() if b.size else 0.0)
+
+    return bootstrap_ci([o, s], mcs_of, seed, key)
+
+
+def rho_ci(x, y, seed: int, key: str) -> list | None:
+    """The bootstrap interval of Pearson's rho over the k-series: the k values (with their MCS and
+    accuracy drop) resampled; the resamples where rho is undefined (one distinct k) left out."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return None
+    return bootstrap_ci([x, y], lambda a, b: np.nan if (r := pearson(a, b)) is None else r, seed, key,
+                        drop_undefined=True)  # fmt: skip
+
+
+def _tcav_entries(tc: pd.DataFrame, codes: list[str], k_values: list[float], drops: dict, drops_all: dict,
+                  seed: int = 0) -> dict:  # fmt: skip
+    """TCAV's MCS (f_o vs f_s), its random baseline (with their intervals over the runs), its
+    k-series and their rho with the drops."""
     comb = tc[tc["layer"] == "combined"].set_index("model")
     tcav_series = {k: float(comb.loc[f"f_{c}", "score"] - comb.loc["f_k100", "score"]) for k, c in zip(k_values, codes)}
     return {
         "tcav_mcs": _r(comb.loc["f_o", "score"] - comb.loc["f_s", "score"]),
+        "tcav_mcs_ci": tcav_mcs_ci(tc, "concept_scores", True, seed, "tcav-mcs"),
         "tcav_mcs_random_baseline": _r(comb.loc["f_o", "random_score"] - comb.loc["f_s", "random_score"]),
+        "tcav_mcs_random_baseline_ci": tcav_mcs_ci(tc, "random_scores", False, seed, "tcav-mcs-random"),
         "tcav_scores": {m: _r(v) for m, v in comb["score"].items()},
         "tcav_mcs_k_series": {f"{k:g}": _r(v) for k, v in tcav_series.items()},
         "tcav_rho_k_series": _r(pearson([tcav_series[k] for k in k_values], [drops[k] for k in k_values])),
@@ -152,12 +193,14 @@ def run_bam_summary(cfg: dict, verification: str, contrast: str, kseries: dict[s
         series_rows += rows
         e["mcs_k_series"] = {f"{k:g}": _r(v) for k, v in series.items()}
         e["rho_k_series"] = _r(pearson([series[k] for k in k_values], [drops[k] for k in k_values]))
+        e["rho_k_series_ci"] = rho_ci([series[k] for k in k_values], [drops[k] for k in k_values], int(b["seed"]),
+                                      f"rho-{method}")  # fmt: skip
         # the drop over every scene class carrying the object: more images than the first scene's
         e["rho_k_series_cf_scenes"] = _r(pearson([series[k] for k in k_values], [drops_all[k] for k in k_values]))
         per_method[method] = e
     summary = {
         "methods": per_method,
-        **_tcav_entries(tc, codes, k_values, drops, drops_all),
+        **_tcav_entries(tc, codes, k_values, drops, drops_all, seed=int(b["seed"])),
         "verification": verification_record(ver),
         "k_series_accuracy_drop": {f"{k:g}": _r(v) for k, v in drops.items()},
         "k_series_accuracy_drop_cf_scenes": {f"{k:g}": _r(v) for k, v in drops_all.items()},

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SpurlabError
-from ..stats import mean_ci
+from ..stats import bootstrap_ci, mean_ci
 
 PARTS = ("object", "cue")
 TWINS = ("original", "no_object", "no_cue")
@@ -148,6 +148,9 @@ def _scores(top: np.ndarray, df: pd.DataFrame, tolerance: float, seed: int | Non
             rec[f"{name}_ci"] = mean_ci(np.asarray(x, float), seed, f"{name}-{key}")
     both = [rec["deletion"], rec["preservation"]]
     rec["interventional"] = None if None in both else round(float(np.mean(both)), 4)
+    if seed is not None:  # an image's (deletion + preservation) / 2: the rows resampled with both outcomes
+        both_rows = (np.asarray(deletion, float) + np.asarray(preservation, float)) / 2
+        rec["interventional_ci"] = mean_ci(both_rows, seed, f"interventional-{key}")
     return rec
 
 
@@ -198,13 +201,14 @@ def planted_order(df: pd.DataFrame, seed: int | None = None) -> dict:
     return out
 
 
-def cue_reliance(df: pd.DataFrame) -> dict:
+def cue_reliance(df: pd.DataFrame, seed: int = 0) -> dict:
     """Per setting (contamination signal) that has a model trained with the cue and one trained
     without it (planted `cue` and `object`), the same intervention on the same images: how often
     removing the cue flips each model's prediction, and whether it flips the cue-trained model's
     more (`holds`). Adebayo et al.'s contaminated model is built to lose its prediction when the
     signal is removed, the normal model is not; how much it relies on the cue against the object
-    is what it learned (its spurious score), which `planted_order` reports beside this."""
+    is what it learned (its spurious score), which `planted_order` reports beside this. Both rates
+    carry their bootstrap interval over the model's rows (`<rate>_ci`)."""
     out = {}
     for setting, g in df[df["setting"] != ""].groupby("setting", sort=False):
         g = g[g["method"] == g["method"].iloc[0]]
@@ -215,6 +219,8 @@ def cue_reliance(df: pd.DataFrame) -> dict:
         rec = {"model": str(trained["model"].iloc[0]), "reference": str(reference["model"].iloc[0]),
                "n": int(len(trained)), "flip_remove_cue": _rate(trained["flip_cue"]),
                "reference_flip_remove_cue": _rate(reference["flip_cue"])}  # fmt: skip
+        for key, rows in (("flip_remove_cue", trained), ("reference_flip_remove_cue", reference)):
+            rec[f"{key}_ci"] = mean_ci(rows["flip_cue"].to_numpy(float), seed, f"{key}-{setting}")
         rec["holds"] = bool(rec["flip_remove_cue"] > rec["reference_flip_remove_cue"])
         out[str(setting)] = rec
     return out
@@ -230,10 +236,16 @@ def planted_truth_holds(families: dict) -> bool:
     return bool(holds) and all(holds)
 
 
-def ranking_agreement(correlational: dict[str, float], interventional: dict[str, float], measure: str) -> dict:
+def ranking_agreement(correlational: dict[str, float], interventional: dict[str, float], measure: str,
+                      seed: int = 0) -> dict:  # fmt: skip
     """Spearman's rho and Kendall's tau (scipy.stats) between two scores of the same methods;
-    None where undefined (fewer than 3 methods, or a constant score)."""
+    None where undefined (fewer than 3 methods, or a constant score). `<key>_ci`: the bootstrap
+    interval over the methods (each with both its scores), the resamples where the coefficient is
+    undefined (a constant score) left out (docs/methods.md#bootstrap-intervals)."""
     from scipy.stats import kendalltau, spearmanr
+
+    def coefficient(fn):
+        return lambda x, y: float(fn(x, y).statistic) if np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
 
     methods = [m for m in interventional if correlational.get(m) is not None and interventional[m] is not None]
     a = np.array([correlational[m] for m in methods], dtype=np.float64)
@@ -248,6 +260,9 @@ def ranking_agreement(correlational: dict[str, float], interventional: dict[str,
         res = fn(a, b) if defined else None
         rec[key] = None if res is None else round(float(res.statistic), 4)
         rec[f"{key}_p"] = None if res is None else round(float(res.pvalue), 4)
+        rec[f"{key}_ci"] = (
+            bootstrap_ci([a, b], coefficient(fn), seed, f"{key}-{measure}", drop_undefined=True) if defined else None
+        )
     return rec
 
 

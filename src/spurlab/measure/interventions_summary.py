@@ -98,7 +98,7 @@ def _family(df, tolerance: float, cue: str, seed: int = 0) -> dict:
            "models": planted_order(df, seed)}  # fmt: skip
     rec["by_model"] = {str(m): method_scores(g, tolerance)["methods"] for m, g in df.groupby("model", sort=False)}
     if (df["setting"] != "").any():
-        rec["cue_reliance"] = cue_reliance(df)
+        rec["cue_reliance"] = cue_reliance(df, seed)
         rec["by_signal"] = {
             str(s): method_scores(g, tolerance)["methods"] for s, g in df.groupby("setting", sort=False)
         }
@@ -129,7 +129,7 @@ def run_interventions_summary(cfg: dict, out, figure, svg=None, bam=None, bam_co
         summary["families"][fam] = _family(df, tol, CUE_PARTS[fam], seed=int(iv["seed"]))
         scores = {m: r["interventional"] for m, r in summary["families"][fam]["methods"].items()}
         correlational = _correlational(corr, bam_summary=bam_summary, posthoc_summary=posthoc_summary, methods=methods)
-        summary["ranking_agreement"][fam] = ranking_agreement(correlational, scores, corr)
+        summary["ranking_agreement"][fam] = ranking_agreement(correlational, scores, corr, seed=int(iv["seed"]))
         for p in [table, *others, bam_summary if fam == "bam" else posthoc_summary]:
             inputs[str(p)] = sha256_file(p)
     if background is not None:

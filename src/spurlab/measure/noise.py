@@ -68,8 +68,12 @@ def accuracy_under_noise(model, images: np.ndarray, labels: np.ndarray, masks: n
 
 def _rows(row: dict, sigmas, correct, l2):
     """Table rows of one noised region (`row`: model, class_index, class_name, feature, label,
-    measure), one per sigma."""
+    measure), one per sigma. `n_lost` / `n_gained`: the images right when clean and wrong at this
+    sigma / wrong when clean and right (paired counts, the bootstrap's per-image drops of
+    docs/methods.md#bootstrap-intervals; -1 when sigma 0 is not swept)."""
     n = correct.shape[1]
+    zero = [q for q, sigma in enumerate(sigmas) if float(sigma) == 0.0]
+    clean = correct[zero[0]] if zero else None
     for q, sigma in enumerate(sigmas):
         acc = float(correct[q].mean()) if n else float("nan")
         sem = float(correct[q].std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
@@ -77,6 +81,8 @@ def _rows(row: dict, sigmas, correct, l2):
             "model": row["model"], "class_index": row["class_index"], "class_name": row["class_name"],
             "feature_index": row["feature"], "label": row["label"], "measure": row["measure"], "sigma": float(sigma),
             "acc": acc, "sem": sem, "n": n, "l2_mean": float(l2[q].mean()) if n else float("nan"),
+            "n_lost": int((clean & ~correct[q]).sum()) if clean is not None else -1,
+            "n_gained": int((~clean & correct[q]).sum()) if clean is not None else -1,
         }  # fmt: skip
 
 

@@ -113,9 +113,19 @@ def repaired_scores(classes, model: str, names: dict) -> dict:
 MODEL_SCORES = ("spurious_auc", "spurious_ap", "retrieved_auc", "retrieved_ap")
 
 
+def _ci(row: dict, metric: str) -> list | None:
+    """[low, high] of the spufix models table's `<metric>_ci_low` / `_ci_high` columns, computed
+    where the per-image scores are (stage `npca_spufix`); None where absent or NaN."""
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return None
+    return [float(low), float(high)]
+
+
 def _model_scores(models, classes, names: dict) -> dict:
     """Per model: transferred or not, its spurious and retrieval scores and accuracy before/after
-    SpuFix, and the repaired classes' mean cue-only AUC (`repaired_scores`)."""
+    SpuFix with their bootstrap intervals (`<name>_ci`, where the stage computed one: the AUCs and
+    the accuracies), and the repaired classes' mean cue-only AUC (`repaired_scores`)."""
     per_model = {}
     for r in models.to_dict("records"):
         column = {"spurious_auc": "cue_only_auc", "spurious_ap": "cue_only_ap"}
@@ -123,7 +133,9 @@ def _model_scores(models, classes, names: dict) -> dict:
         for score in MODEL_SCORES:
             for when in ("before", "after"):
                 m[f"{score}_{when}"] = _f(r.get(f"{column.get(score, score)}_{when}"))
-        m.update(acc_before=_f(r["acc_before"]), acc_after=_f(r["acc_after"]))
+                m[f"{score}_{when}_ci"] = _ci(r, f"{column.get(score, score)}_{when}")
+        for when in ("before", "after"):
+            m[f"acc_{when}"], m[f"acc_{when}_ci"] = _f(r[f"acc_{when}"]), _ci(r, f"acc_{when}")
         per_model[r["model"]] = {**m, **repaired_scores(classes, r["model"], names)}
     return per_model
 

@@ -5,9 +5,11 @@
 - Table 2 (concept activation, TCAV) and Table 3 (training-point ranking, TracIn ICM): rows K-SSD,
   CCM, FAM; per signal the KS test's reject flag (the paper's check mark) and p-value.
 
-The summary holds `spurious_score` (model -> signal -> score for the aligned class) and the scores
-for every class, `conditions` (model -> normal | spurious | neither), `attribution` (signal ->
-method -> kssd | ccm | fam | famgt -> {mean, sem, n}), `tcav_ks` and `icm_ks` (signal -> metric ->
+The summary holds `spurious_score` (model -> signal -> score for the aligned class, with
+`<signal>_ci`), `spurious_score_max` (model -> the highest score over classes and signals, with its
+interval) and the scores for every class, `conditions` (model -> normal | spurious | neither),
+`attribution` (signal -> method -> kssd | ccm | fam | famgt -> {mean, sem, n, mean_ci}; intervals:
+docs/methods.md#bootstrap-intervals), `tcav_ks` and `icm_ks` (signal -> metric ->
 {reject, p_value, statistic}), the TCAV and ICM means behind them, `findings` (the paper's claims
 checked on this benchmark) and the study analysis of the simulated responses.
 """
@@ -24,16 +26,47 @@ from ..config import contamination_signals, posthoc_models
 from ..errors import SpurlabError
 from ..io import write_json
 from ..io.tables import read_table, table_provenance, write_table
+from ..stats import mean_ci
 from .attribution_similarity import MEASURES
 
 LABELS = {"kssd": "K-SSD", "ccm": "CCM", "fam": "FAM", "famgt": "FAM-GT"}
 
 
-def mean_sem(values) -> dict:
+def mean_sem(values, seed: int | None = None, key: str = "") -> dict:
+    """{mean, sem, n} of the finite `values`; with a `seed`, also `mean_ci`, the bootstrap interval
+    of the mean over them (the images; docs/methods.md#bootstrap-intervals)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     sem = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
-    return {"mean": float(v.mean()) if len(v) else float("nan"), "sem": sem, "n": int(len(v))}
+    out = {"mean": float(v.mean()) if len(v) else float("nan"), "sem": sem, "n": int(len(v))}
+    if seed is not None:
+        out["mean_ci"] = mean_ci(v, seed, key)
+    return out
+
+
+def _with_ci(score: float, low: float, high: float) -> tuple[float, list | None]:
+    """A score table's number and its interval columns (None where NaN)."""
+    return float(score), [float(low), float(high)] if np.isfinite(low) and np.isfinite(high) else None
+
+
+def _scores(per: pd.DataFrame, cond: pd.DataFrame, models: list[str], sigs: list[str]) -> dict:
+    """`spurious_score` (model -> signal -> aligned-class score, `<signal>_ci` its interval) and
+    `spurious_score_max` (model -> {max, max_ci}: the highest score over classes and signals)."""
+    if "score_ci_low" not in per:  # a scores table without intervals
+        per, cond = (
+            per.assign(score_ci_low=np.nan, score_ci_high=np.nan),
+            cond.assign(score_ci_low=np.nan, score_ci_high=np.nan),
+        )
+    out, top = {}, {}
+    for m in models:
+        out[m] = {}
+        for s in sigs:
+            r = per[(per.model == m) & (per.signal == s) & per.aligned].iloc[0]
+            out[m][s], out[m][f"{s}_ci"] = _with_ci(r.score, r.score_ci_low, r.score_ci_high)
+        r = cond.loc[m]
+        v, ci = _with_ci(r.score, r.score_ci_low, r.score_ci_high)
+        top[m] = {"max": v, "max_ci": ci}
+    return {"spurious_score": out, "spurious_score_max": top}
 
 
 def table1(attribution: dict) -> pd.DataFrame:
@@ -74,6 +107,7 @@ def run_summary(cfg: dict, scores: str | Path, attributions: dict[str, str], tca
     from .tcav_tests import ks_tables as tcav_ks_tables
 
     p = cfg["posthoc"]
+    seed = int(p["seed"])  # of the bootstrap intervals
     sigs = contamination_signals(cfg)
     if sorted(attributions) != sorted(sigs):
         raise SpurlabError(
@@ -90,10 +124,7 @@ def run_summary(cfg: dict, scores: str | Path, attributions: dict[str, str], tca
     summary: dict = {
         "aligned_class": cfg["contamination"]["aligned_class"],
         "thresholds": p["thresholds"],
-        "spurious_score": {
-            m: {s: float(per[(per.model == m) & (per.signal == s) & per.aligned].score.iloc[0]) for s in sigs}
-            for m in posthoc_models(cfg)
-        },  # fmt: skip
+        **_scores(per, cond, posthoc_models(cfg), sigs),
         "spurious_score_by_class": {
             m: {s: dict(zip(g["class"], g.score.astype(float))) for s, g in per[per.model == m].groupby("signal")}
             for m in posthoc_models(cfg)
@@ -107,7 +138,8 @@ def run_summary(cfg: dict, scores: str | Path, attributions: dict[str, str], tca
     attribution = {}
     for s in sigs:
         df = read_table(attributions[s])
-        attribution[s] = {m: {k: mean_sem(g[k]) for k in MEASURES} for m, g in df.groupby("method", sort=False)}
+        attribution[s] = {m: {k: mean_sem(g[k], seed, f"{s}-{m}-{k}") for k in MEASURES}
+                          for m, g in df.groupby("method", sort=False)}  # fmt: skip
     summary["attribution"] = attribution
     tc, inf = read_table(tcav), read_table(influence)
     alpha = float(p["ks_alpha"])

@@ -36,6 +36,7 @@ from ..discover.subsets_file import STAT_COLUMNS, SalientSubsets
 from ..errors import SpurlabError
 from ..io import sha256_file, write_json
 from ..io.tables import read_table, table_provenance
+from ..stats import mean_ci
 from .figures import feature_grid, noise_curves
 
 HEADLINE_SIGMA = 0.25
@@ -69,20 +70,39 @@ def _per_class(noise: pd.DataFrame, classes, names: dict, sigma: float) -> dict:
     return out
 
 
-def drake_comparison(noise: pd.DataFrame, classes) -> dict:
-    """Per sigma: mean over `classes` of the drops (clean - noisy) for spurious and core noise."""
+def drop_ci(rows: pd.DataFrame, seed: int, key: str) -> list | None:
+    """The bootstrap interval of the mean over classes of the accuracy drops of noised `rows` (one
+    per class): each class's images resampled within the class, an image's drop (clean minus noisy
+    correct: 1, 0 or -1) from the rows' paired counts `n_lost`, `n_gained` (None without them)."""
+    if "n_lost" not in rows or (rows["n_lost"] < 0).any():
+        return None
+    drops, cls = [], []
+    for r in rows.itertuples():
+        lost, gained = int(r.n_lost), int(r.n_gained)
+        drops.append(np.r_[np.ones(lost), -np.ones(gained), np.zeros(int(r.n) - lost - gained)])
+        cls.append(np.full(int(r.n), int(r.class_index)))
+    return mean_ci(np.concatenate(drops), seed, key, strata=np.concatenate(cls)) if drops else None
+
+
+def drake_comparison(noise: pd.DataFrame, classes, seed: int = 0) -> dict:
+    """Per sigma: mean over `classes` of the drops (clean - noisy) for spurious and core noise,
+    with their bootstrap intervals (`drop_ci`)."""
     sub = noise[noise["class_index"].isin(classes) & noise["measure"].isin(["core_acc", "spurious_acc"])]
+    model = str(noise["model"].iloc[0]) if "model" in noise and len(noise) else ""
     out = {}
     clean = sub[sub["sigma"] == 0].set_index(["class_index", "measure"])["acc"]
-    for sigma, g in sub[sub["sigma"] > 0].groupby("sigma"):
-        g = g.set_index(["class_index", "measure"])["acc"]
+    for sigma, g_rows in sub[sub["sigma"] > 0].groupby("sigma"):
+        g = g_rows.set_index(["class_index", "measure"])["acc"]
         drop = (clean - g).unstack("measure")
         if drop.empty or "core_acc" not in drop or "spurious_acc" not in drop:
             continue
         d_spur, d_core = drop["core_acc"], drop["spurious_acc"]  # core_acc = accuracy under spurious noise
+        rows = {m: g_rows[g_rows["measure"] == m] for m in ("core_acc", "spurious_acc")}
         out[f"{sigma:g}"] = {
             "drop_spurious_noise": float(d_spur.mean()),
+            "drop_spurious_noise_ci": drop_ci(rows["core_acc"], seed, f"drop-spurious-{model}-{sigma:g}"),
             "drop_core_noise": float(d_core.mean()),
+            "drop_core_noise_ci": drop_ci(rows["spurious_acc"], seed, f"drop-core-{model}-{sigma:g}"),
             "spurious_exceeds_core": bool(d_spur.mean() > d_core.mean()),
             "classes_spurious_exceeds_core": int((d_spur > d_core).sum()),
             "n_classes": int(len(drop)),
@@ -138,12 +158,14 @@ def classes_with_large_gap(noise: pd.DataFrame, sigma: float = HEADLINE_SIGMA, g
 
 def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[str, pd.DataFrame],
                     planted: dict[str, list[str]], auto: dict | None, erm_models: list[str],
-                    planted_truth: bool | None = None, headline_sigma: float = HEADLINE_SIGMA) -> dict:  # fmt: skip
+                    planted_truth: bool | None = None, headline_sigma: float = HEADLINE_SIGMA,
+                    seed: int = 0) -> dict:  # fmt: skip
     """The summary (module docstring). `auto`: the automatic annotator scored against the planted
     truth (None without masks); `planted_truth`: whether the image set has planted cues
     (`data.imagesets.has_planted_truth`; default: `planted` is not empty). Fields that need what is
     missing are null and named, with a one-line reason, in `not_computed`. The headline numbers
-    are at `headline_sigma`, or at the smallest swept sigma above 0 when the tables lack it."""
+    are at `headline_sigma`, or at the smallest swept sigma above 0 when the tables lack it; `seed`
+    seeds the drops' bootstrap intervals (docs/methods.md#bootstrap-intervals)."""
     truth = bool(planted) if planted_truth is None else bool(planted_truth)
     names = dict(zip(pairs["class"], pairs["class_name"]))
     swept = sorted({float(x) for t in noise.values() for x in t.loc[t["measure"] != "feature", "sigma"]} - {0.0})
@@ -169,7 +191,7 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
         "cue_classes_with_both": [names[i] for i in cue_classes] if truth else None,
         "noise": {m: _overall(t, both) for m, t in noise.items()},
         # on the benchmark its cue classes; without planted cues every class with both kinds (the paper's)
-        "drake": {m: drake_comparison(t, cue_classes if truth else both) for m, t in noise.items()},
+        "drake": {m: drake_comparison(t, cue_classes if truth else both, seed) for m, t in noise.items()},
         "drake_classes": "cue classes with both" if truth else "classes with both",
         "headline_sigma": sigma,
         "l2_matched": {m: l2_matched(t, sigma) for m, t in noise.items()},
@@ -198,14 +220,15 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
 @dataclass(frozen=True)
 class SalientSummarySettings(Settings):
     """Stage `salient_summary` (config `salient.annotation`): the automatic annotator's criterion
-    and threshold, scored against the planted truth; and the sigma of the headline numbers
-    (salient.noise.headline_sigma)."""
+    and threshold, scored against the planted truth; the sigma of the headline numbers
+    (salient.noise.headline_sigma); the seed of their bootstrap intervals (top-level `seed`)."""
 
     SECTION = "salient.annotation"
-    KEYS = {"headline_sigma": "salient.noise.headline_sigma"}
+    KEYS = {"headline_sigma": "salient.noise.headline_sigma", "seed": "seed"}
     auto_criterion: str = "hot"
     auto_threshold: float = 0.5
     headline_sigma: float = HEADLINE_SIGMA
+    seed: int = 0
 
 
 def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_paths, out, figure, grid_figure,
@@ -260,6 +283,7 @@ def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_pat
         erm_models=erm,
         planted_truth=has_planted_truth(imageset),
         headline_sigma=settings.headline_sigma,
+        seed=settings.seed,
     )
     if summary["annotation_source"] == "human":
         summary["coverage"] = table_provenance(annotations_path).get("coverage")

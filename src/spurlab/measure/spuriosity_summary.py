@@ -25,6 +25,7 @@ the models stage's summary, and the label-noise candidates' cue statistics).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -77,6 +78,37 @@ def gap_truth_correlation(gaps: pd.DataFrame, counterfactual: dict[str, dict[str
             if not np.isnan(r):
                 out[model] = r
     return out
+
+
+def _mean_r(pairs) -> float:
+    r = [pearson_r(a, b) for a, b in pairs]
+    return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+
+
+def gap_correlation_ci(gaps: pd.DataFrame, seed: int) -> list | None:
+    """The bootstrap interval of `gap_correlation_mean` (the mean over model pairs of Pearson r of
+    their class gaps): the classes resampled, each with every model's gap; resamples on which no
+    pair's r is defined (one distinct class) left out (docs/methods.md#bootstrap-intervals)."""
+    wide = gaps.pivot(index="class_index", columns="model", values="gap").to_numpy(float)
+    pairs = list(combinations(range(wide.shape[1]), 2))
+    if not pairs:
+        return None
+    return bootstrap_ci([wide], lambda w: _mean_r((w[:, a], w[:, b]) for a, b in pairs), seed, "gap-correlation",
+                        drop_undefined=True)  # fmt: skip
+
+
+def gap_truth_ci(gaps: pd.DataFrame, counterfactual: dict, models: list[str], seed: int) -> list | None:
+    """The bootstrap interval of `gap_vs_counterfactual_r_mean` over `models` (those with an r): the
+    classes resampled, each with every model's ranked and counterfactual gap."""
+    if not models:
+        return None
+    wide = gaps.pivot(index="class_name", columns="model", values="gap")[models]
+    truth = np.array([[counterfactual[m].get(c, np.nan) for m in models] for c in wide.index], float)
+
+    def mean_r(g, t):
+        return _mean_r((g[:, j], t[:, j]) for j in range(len(models)))
+
+    return bootstrap_ci([wide.to_numpy(float), truth], mean_r, seed, "gap-vs-counterfactual", drop_undefined=True)
 
 
 def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -230,6 +262,7 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
         "spuriosity_auc_mean_ci": auc_ci,
         "models": models,
         "gap_correlation_mean": _mean(correlations["pearson_r"]) if len(correlations) else None,
+        "gap_correlation_mean_ci": gap_correlation_ci(gaps, seed) if len(correlations) else None,
         "gap_correlations": correlations.to_dict(orient="records"),
         "negative_gap_classes": sorted(negative[negative < 0].index.tolist()),
     }
@@ -248,6 +281,7 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
         r = gap_truth_correlation(gaps, counterfactual)
         summary["gap_vs_counterfactual_r"] = r
         summary["gap_vs_counterfactual_r_mean"] = _mean(r.values())
+        summary["gap_vs_counterfactual_r_mean_ci"] = gap_truth_ci(gaps, counterfactual, list(r), seed)
     else:
         not_computed["gap_vs_counterfactual_r"] = (
             NO_TRUTH if not truth else "no counterfactual gaps given (the models stage's summary)"

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..stats import bootstrap_ci
+
 COLUMNS = ("class", "n_pos", "n_neg", "spurious_auc", "spurious_ap")
 
 
@@ -53,6 +55,40 @@ def mean_scores(table: pd.DataFrame) -> dict:
     ok = table.dropna(subset=["spurious_auc"])
     return {"spurious_auc": float(ok["spurious_auc"].mean()) if len(ok) else None,
             "spurious_ap": float(ok["spurious_ap"].mean()) if len(ok) else None, "classes": int(len(ok))}  # fmt: skip
+
+
+def mean_auc(score: np.ndarray, cls: np.ndarray, positive: np.ndarray) -> float:
+    """The mean over classes of the ROC-AUC (by ranks, ties averaged, as roc_auc_score) separating
+    each class's positives from its negatives by `score`; classes with one side empty left out."""
+    from scipy.stats import rankdata
+
+    aucs = []
+    for k in np.unique(cls):
+        sel = cls == k
+        y = positive[sel].astype(bool)
+        n1, n0 = int(y.sum()), int((~y).sum())
+        if n1 and n0:
+            aucs.append((rankdata(score[sel])[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def mean_auc_ci(probs_pos: np.ndarray, labels_pos: np.ndarray, probs_neg: np.ndarray, negatives: dict[int, np.ndarray],
+                seed: int, key: str) -> list | None:  # fmt: skip
+    """The bootstrap interval of `mean_scores`' spurious AUC (the classes of `spurious_scores`):
+    each class's positives and its negatives resampled within the class and side
+    (docs/methods.md#bootstrap-intervals)."""
+    score, cls, pos = [], [], []
+    for k, neg in sorted(negatives.items()):
+        p = np.flatnonzero(np.asarray(labels_pos) == k)
+        neg = np.asarray(neg, dtype=np.int64)
+        if len(p) and len(neg):
+            score += [probs_pos[p, k], probs_neg[neg, k]]
+            cls.append(np.full(len(p) + len(neg), int(k)))
+            pos += [np.ones(len(p)), np.zeros(len(neg))]
+    if not cls:
+        return None
+    cls, pos = np.concatenate(cls), np.concatenate(pos)
+    return bootstrap_ci([np.concatenate(score), cls, pos], mean_auc, seed, key, strata=cls * 2 + pos.astype(int))
 
 
 def cue_only_negatives(imageset, planted: dict[str, list[str]]) -> dict[int, np.ndarray]:

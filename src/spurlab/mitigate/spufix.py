@@ -32,7 +32,8 @@ from ..discover.retrieval import harmful_components
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
-from ..measure.spurious_score import cue_only_negatives, mean_scores, softmax, spurious_scores
+from ..measure.spurious_score import cue_only_negatives, mean_auc_ci, mean_scores, softmax, spurious_scores
+from ..stats import mean_ci
 
 MAX_GRAM_COND = 1e12
 
@@ -193,6 +194,12 @@ def _retrieved_negatives(retrieved, entry: dict) -> tuple[dict, dict]:
     return data, {int(k): np.flatnonzero(cls == k) for k in np.unique(cls)}
 
 
+def _ci_columns(metric: str, ci: list | None) -> dict:
+    """`<metric>_ci_low`, `<metric>_ci_high` of a bootstrap interval (NaN without one)."""
+    low, high = ci if ci else (float("nan"), float("nan"))
+    return {f"{metric}_ci_low": low, f"{metric}_ci_high": high}
+
+
 @dataclass
 class _SpuFixRun:
     """What every model's SpuFix needs: the robust model's name, its training alphas and direct
@@ -207,6 +214,7 @@ class _SpuFixRun:
     cue_only_set: str
     negatives: dict
     retrieved: object  # the retrieval table (DataFrame)
+    seed: int = 0  # of the bootstrap intervals (docs/methods.md#bootstrap-intervals)
 
     @property
     def cue_source(self) -> str:
@@ -238,8 +246,11 @@ class _SpuFixRun:
                 "cue-only folder with the model's class-name/synset file so that class indices agree"
             )
         after = {"test": fixed(test)}
-        row = {"model": name, "transferred": not is_robust, "acc_before": float((test["logits"].argmax(1) == test["labels"]).mean()),
-               "acc_after": float((after["test"].argmax(1) == test["labels"]).mean())}  # fmt: skip
+        row = {"model": name, "transferred": not is_robust}
+        for when, logits in (("before", test["logits"]), ("after", after["test"])):
+            correct = (logits.argmax(1) == test["labels"]).astype(float)
+            row[f"acc_{when}"] = float(correct.mean())
+            row.update(_ci_columns(f"acc_{when}", mean_ci(correct, self.seed, f"acc-{when}-{name}")))
         if is_robust:
             row["transfer_invariant_max_abs_err"] = float(np.abs(
                 spufix_transfer_logits(test["logits"], test["phi"], W, dirs) - after["test"]).max())  # fmt: skip
@@ -254,8 +265,9 @@ class _SpuFixRun:
         pos_before, pos_after = pos
         class_rows = []
         for neg_name, (data, neg) in neg_sets.items():
-            before = spurious_scores(pos_before, test["labels"], softmax(data["logits"]), neg)
-            aft = spurious_scores(pos_after, test["labels"], softmax(fixed(data)), neg)
+            neg_probs = {"before": softmax(data["logits"]), "after": softmax(fixed(data))}
+            before = spurious_scores(pos_before, test["labels"], neg_probs["before"], neg)
+            aft = spurious_scores(pos_after, test["labels"], neg_probs["after"], neg)
             t = before.merge(aft[["class", "spurious_auc", "spurious_ap"]], on="class", suffixes=("_before", "_after"))
             t.insert(0, "negatives", neg_name)
             t.insert(0, "model", name)
@@ -264,15 +276,22 @@ class _SpuFixRun:
             mb, ma = mean_scores(before), mean_scores(aft)
             row.update({f"{neg_name}_auc_before": mb["spurious_auc"], f"{neg_name}_auc_after": ma["spurious_auc"],
                         f"{neg_name}_ap_before": mb["spurious_ap"], f"{neg_name}_ap_after": ma["spurious_ap"]})  # fmt: skip
+            for when, p in (("before", pos_before), ("after", pos_after)):
+                ci = mean_auc_ci(
+                    p, test["labels"], neg_probs[when], neg, seed=self.seed, key=f"{neg_name}-auc-{when}-{name}"
+                )
+                row.update(_ci_columns(f"{neg_name}_auc_{when}", ci))
         return class_rows, row
 
 
 @dataclass(frozen=True)
 class SpuFixSettings(Settings):
-    """Stage `npca_spufix`: the robust model the components come from (salient.model)."""
+    """Stage `npca_spufix`: the robust model the components come from (salient.model) and the seed
+    of the bootstrap intervals of the accuracies and mean spurious AUCs (top-level `seed`)."""
 
-    KEYS = {"robust": "salient.model"}
+    KEYS = {"robust": "salient.model", "seed": "seed"}
     robust: str = "robust"
+    seed: int = 0
 
 
 def run_spufix(models: dict, bases_path, pairs_path, cue_only_set, retrieval_path, harmful_path, out_classes,
@@ -318,7 +337,7 @@ def run_spufix(models: dict, bases_path, pairs_path, cue_only_set, retrieval_pat
                         for k, c in spurious.items()}  # fmt: skip
     run = _SpuFixRun(robust=robust, spurious=spurious, r_alphas=r_alphas, direct_bases=direct_bases,
                      train_sha256=r_train["imageset_sha256"], cue_set=cue_set, cue_only_set=cue_only_set,
-                     negatives=negatives, retrieved=retrieved)  # fmt: skip
+                     negatives=negatives, retrieved=retrieved, seed=settings.seed)  # fmt: skip
     class_rows, model_rows = [], []
     for name, entry in models.items():
         rows, row = run.model(name, entry)
@@ -327,6 +346,7 @@ def run_spufix(models: dict, bases_path, pairs_path, cue_only_set, retrieval_pat
     classes = pd.concat(class_rows, ignore_index=True) if class_rows else pd.DataFrame()
     provenance = {"bases_sha256": bases_sha, "pairs_sha256": sha256_file(pairs_path),
                   "retrieval_sha256": sha256_file(retrieval_path), "robust": robust, "cue_only_negatives": run.cue_source,
+                  "seed": settings.seed,
                   "harmful_sha256": sha256_file(harmful_path), "spurious_components": {str(k): v for k, v in spurious.items()},
                   "features_sha256": {n: {k: sha256_file(p) for k, p in e.items() if k != "dir"} for n, e in models.items()}}  # fmt: skip
     write_table(classes, out_classes, provenance)

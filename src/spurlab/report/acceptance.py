@@ -53,7 +53,7 @@ def _salient(s: dict, audited: list[str]) -> list[Point]:
     key = None if sigma is None else f"{sigma:g}"
     drake = {m: (s.get("drake") or {}).get(m, {}).get(key) for m in audited}
     exceeds = {m: (d or {}).get("spurious_exceeds_core") for m, d in drake.items()}
-    values = ", ".join(f"{m} {_num((d or {}).get('drop_spurious_noise'))} vs {_num((d or {}).get('drop_core_noise'))}"
+    values = "; ".join(f"{m} {_ci(d or {}, 'drop_spurious_noise')} vs {_ci(d or {}, 'drop_core_noise')}"
                        for m, d in drake.items())  # fmt: skip
     return [Point("salient", "automatic annotator precision and recall >= 0.9", f"{_num(p)} / {_num(r)}",
                   None if p is None or r is None else p >= 0.9 and r >= 0.9),
@@ -106,7 +106,7 @@ def _bam(s: dict) -> list[Point]:
     mean_base = sum(base) / len(base) if base else None
     known = None not in (mcs["gradcam"], mcs["gradient"], tcav)
     return [Point("bam", "Grad-CAM and TCAV MCS exceed vanilla gradient's",
-                  f"Grad-CAM {_ci(methods.get('gradcam') or {}, 'mcs')}, TCAV {_num(tcav)}, "
+                  f"Grad-CAM {_ci(methods.get('gradcam') or {}, 'mcs')}, TCAV {_ci(s, 'tcav_mcs')}, "
                   f"gradient {_ci(methods.get('gradient') or {}, 'mcs')}",
                   (mcs["gradcam"] > mcs["gradient"] and tcav > mcs["gradient"]) if known else None),
             Point("bam", "IDR of random regions near 50% (mean over methods within 0.4-0.6)", _num(mean_base),
@@ -140,8 +140,8 @@ def _interventions(s: dict) -> list[Point]:
         for m, r in (f.get("models") or {}).items():
             if m in judged:
                 c = judged[m]
-                parts.append(f"{fam} {m}: no cue {_num(c['flip_remove_cue'], 2)} vs {c['reference']} "
-                             f"{_num(c['reference_flip_remove_cue'], 2)}")  # fmt: skip
+                parts.append(f"{fam} {m}: no cue {_ci(c, 'flip_remove_cue', 2)} vs {c['reference']} "
+                             f"{_ci(c, 'reference_flip_remove_cue', 2)}")  # fmt: skip
                 continue
             other = "cue" if r["planted"] == "object" else "object"
             parts.append(

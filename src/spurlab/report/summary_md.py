@@ -68,7 +68,7 @@ def _salient(s: dict) -> list[str]:
     for m, by_sigma in (s.get("drake") or {}).items():
         e = by_sigma.get(str(sig)) or by_sigma.get(f"{sig:g}" if isinstance(sig, float) else str(sig)) or {}
         if e:
-            rows.append([m, e.get("drop_core_noise"), e.get("drop_spurious_noise"), e.get("spurious_exceeds_core")])
+            rows.append([m, _v(e, "drop_core_noise"), _v(e, "drop_spurious_noise"), e.get("spurious_exceeds_core")])
     if rows:
         out += [
             f"Accuracy drop at noise sigma {sig} (eqs. 3-4, classes with both core and spurious features): "
@@ -82,12 +82,14 @@ def _salient(s: dict) -> list[str]:
 
 def _spuriosity(s: dict) -> list[str]:
     out = ["## Spuriosity Rankings (Moayeri et al. 2023)", "",
-           f"- **Mean gap correlation between models {_f(s.get('gap_correlation_mean'))}**: models trained "
-           "differently still find the same classes' low-spuriosity images hard when this is high.",
+           f"- **Mean gap correlation between models {_v(s, 'gap_correlation_mean')}**: models trained "
+           "differently still find the same classes' low-spuriosity images hard when this is high "
+           "(interval over the classes).",
            f"- **Spuriosity AUC against planted cues {_v(s, 'spuriosity_auc_mean')}**: how well the "
            "ranking puts images carrying the planted cue above those without it (0.5 is chance).",
-           f"- **Gap vs counterfactual correlation {_f(s.get('gap_vs_counterfactual_r_mean'))}** (mean over "
-           "models): whether the measured class gaps track the true counterfactual reliance on the cue.",
+           f"- **Gap vs counterfactual correlation {_v(s, 'gap_vs_counterfactual_r_mean')}** (mean over "
+           "models, interval over the classes): whether the measured class gaps track the true counterfactual "
+           "reliance on the cue.",
            ""]  # fmt: skip
     rows = [[m, *(_v(e, k) for k in ("acc", "acc_low", "acc_high", "mean_gap")), e.get("effective_robustness")]
             for m, e in (s.get("models") or {}).items()]  # fmt: skip
@@ -132,7 +134,7 @@ def _npca(s: dict) -> list[str]:
            "retrieved images: the share of images found by a harmful component's alpha that carry the cue "
            "without the object.",
            ""]  # fmt: skip
-    rows = [[m, e.get("retrieved_auc_before"), e.get("retrieved_auc_after"), e.get("acc_before"), e.get("acc_after")]
+    rows = [[m, *(_v(e, k) for k in ("retrieved_auc_before", "retrieved_auc_after", "acc_before", "acc_after"))]
             for m, e in (s.get("models") or {}).items()]  # fmt: skip
     if rows:
         out += [
@@ -148,19 +150,20 @@ def _npca(s: dict) -> list[str]:
 def _bam(s: dict) -> list[str]:
     methods = s.get("methods") or {}
     out = ["## BAM (Yang & Kim 2019)", "",
-           f"- **TCAV MCS {_f(s.get('tcav_mcs'))}** (random-concept baseline {_f(s.get('tcav_mcs_random_baseline'))}): "
-           "how much more the object concept matters to f_o than to f_s by TCAV.",
+           f"- **TCAV MCS {_v(s, 'tcav_mcs')}** (random-concept baseline {_v(s, 'tcav_mcs_random_baseline')}; "
+           "intervals over the CAV runs): how much more the object concept matters to f_o than to f_s by TCAV.",
            f"- **Best attribution by MCS: {(s.get('ranking_mcs') or ['n/a'])[0]}**: the method whose object-region "
            "attribution differs most between the object and the scene model.",
            ""]  # fmt: skip
-    rows = [[m, *(_v(e, k) for k in ("mcs", "mcs_random_baseline", "idr", "idr_random_baseline", "iir")),
-             e.get("rho_k_series")] for m, e in methods.items()]  # fmt: skip
+    rows = [[m, *(_v(e, k) for k in ("mcs", "mcs_random_baseline", "idr", "idr_random_baseline", "iir", "rho_k_series"))]
+            for m, e in methods.items()]  # fmt: skip
     if rows:
         out += [
             "Per method: MCS (f_o vs f_s on object regions, with the random-region baseline), IDR (share of "
             "images where f_s attributes the object's region less than the scene it covers; its baseline, "
             "random regions outside the object, should be about 50%), IIR (share where an output-preserving "
-            "input change leaves attributions unchanged) and rho (MCS vs accuracy drop over the k-series). "
+            "input change leaves attributions unchanged) and rho (MCS vs accuracy drop over the k-series; its "
+            "interval over the k values). "
             "Higher is better for all.",
             "",
         ]
@@ -171,7 +174,6 @@ def _bam(s: dict) -> list[str]:
 def _posthoc(s: dict) -> list[str]:
     th = s.get("thresholds") or {}
     cond = s.get("conditions") or {}
-    by_class = s.get("spurious_score_by_class") or {}
     findings = s.get("findings") or {}
     out = ["## Post hoc explanations vs unknown spurious signals (Adebayo et al. 2022)", "",
            f"- **Model conditions: {', '.join(f'{m} {c}' for m, c in cond.items()) or 'n/a'}**: a spurious model "
@@ -179,22 +181,22 @@ def _posthoc(s: dict) -> list[str]:
            f"its signal is added, a normal model for less than {_f(th.get('normal'))} for every class and signal.",
            ""]  # fmt: skip
     rows = []
+    top = s.get("spurious_score_max") or {}
+    signals = [k for k in next(iter((s.get("spurious_score") or {}).values()), {}) if not k.endswith(CI_SUFFIX)]
     for m, sig in (s.get("spurious_score") or {}).items():
-        worst = max((v for per in (by_class.get(m) or {}).values() for v in per.values()), default=None)
-        rows.append([m, *(sig.get(k) for k in sig), worst, cond.get(m, "n/a")])
+        rows.append([m, *(_v(sig, k) for k in signals), _v(top.get(m) or {}, "max"), cond.get(m, "n/a")])
     if rows:
-        signals = list(next(iter((s.get("spurious_score") or {}).values())))
         out += [
             "Spurious score (docs/methods.md#post-hoc-explanation-measures) for the aligned class per signal, and the highest over every class and "
-            "signal.",
+            "signal (intervals over the test images).",
             "",
         ]
         out += _table(["model", *signals, "max, any class", "condition"], rows)
-    rows = [[sig, m, *(f"{_f(e[k]['mean'])} ± {_f(e[k]['sem'], 2)}" for k in ("kssd", "ccm", "fam", "famgt"))]
+    rows = [[sig, m, *(_v(e[k], "mean") for k in ("kssd", "ccm", "fam", "famgt"))]
             for sig, methods in (s.get("attribution") or {}).items() for m, e in methods.items()]  # fmt: skip
     if rows:
         out += [
-            "Table 1, feature attributions (SSIM of normalised maps, mean ± SEM): K-SSD, the spurious model's "
+            "Table 1, feature attributions (SSIM of normalised maps, mean over the images [95% interval]): K-SSD, the spurious model's "
             "map on spurious inputs vs the signal's mask (higher: the known signal shows); CCM, the two models' "
             "maps on clean inputs (high: no cause for concern without the signal); FAM, the two models' maps on "
             "spurious inputs (high: the normal model would raise a false alarm); FAM-GT, the normal model's map "
@@ -240,7 +242,7 @@ def _posthoc(s: dict) -> list[str]:
 
 def _lightweight(s: dict) -> list[str]:
     return ["## Lightweight discovery (Moayeri et al. sec. 6.3)", "",
-            f"- **Head test accuracy {_f(s.get('head_test_acc'))}**: a linear head on frozen features of a new "
+            f"- **Head test accuracy {_v(s, 'head_test_acc')}**: a linear head on frozen features of a new "
             "task is good enough to discover its spurious features.",
             f"- **Planted cues recovered: {_pct(s.get('planted_cues_recovered'))}; annotator precision "
             f"{_f(s.get('auto_annotator_precision'))}, recall {_f(s.get('auto_annotator_recall'))}**: "
@@ -274,12 +276,12 @@ def _interventions(s: dict) -> list[str]:
            "on (object or cue) from re-rendered images flips its prediction more often than removing the other part; "
            "a contaminated model's prediction flips more often than the normal model's when the cue is removed."]  # fmt: skip
     for fam, r in (s.get("ranking_agreement") or {}).items():
-        out.append(f"- **{fam}: Spearman {_f(r.get('spearman'))}, Kendall {_f(r.get('kendall'))}** ({r.get('n')} methods) "
+        out.append(f"- **{fam}: Spearman {_v(r, 'spearman')}, Kendall {_v(r, 'kendall')}** ({r.get('n')} methods; intervals over them) "
                    f"between the ranking by {r.get('correlational')} and by (deletion + preservation) / 2; interventional "
                    f"order: {', '.join(r.get('interventional_ranking') or []) or 'n/a'}.")  # fmt: skip
     out.append("")
     for fam, f in fams.items():
-        rows = [[m, _v(e, "deletion"), _v(e, "preservation"), _v(e, "agreement"), e.get("interventional")]
+        rows = [[m, *(_v(e, k) for k in ("deletion", "preservation", "agreement", "interventional"))]
                 for m, e in {**(f.get("methods") or {}), **(f.get("baselines") or {})}.items()]  # fmt: skip
         out += [f"{fam} (cue: {f.get('cue')}): deletion = removing the method's top part flips the prediction, "
                 "preservation = keeping only it keeps the prediction, agreement = its top part is the one whose "
