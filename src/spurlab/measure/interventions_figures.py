@@ -45,20 +45,27 @@ def examples_figure(path, panels: list[dict], title: str, svg=None) -> None:
 
 
 def _planted(ax, summary: dict) -> None:
-    labels, obj, cue = [], [], []
+    """Flips by removing each part, per model; for a contaminated model also the normal model's
+    flips by removing the same cue from the same images (`cue_reliance`, what it is judged by)."""
+    labels, obj, cue, ref = [], [], [], []
     for fam, f in summary["families"].items():
+        reference = {r["model"]: r for r in (f.get("cue_reliance") or {}).values()}
         for model, rec in f["models"].items():
             labels.append(f"{fam}\n{model}\n(relies on {rec['planted']})")
             obj.append(rec["flip_remove_object"] or 0.0)
             cue.append(rec["flip_remove_cue"] or 0.0)
+            ref.append((reference[model]["reference_flip_remove_cue"] or 0.0) if model in reference else np.nan)
     x = np.arange(len(labels))
-    ax.bar(x - 0.2, obj, 0.4, label="object removed", color="#4c72b0")
-    ax.bar(x + 0.2, cue, 0.4, label="cue removed", color="#dd8452")
+    ax.bar(x - 0.27, obj, 0.27, label="object removed", color="#4c72b0")
+    ax.bar(x, cue, 0.27, label="cue removed", color="#dd8452")
+    if not np.isnan(ref).all():
+        ax.bar(x + 0.27, ref, 0.27, label="cue removed, normal model (same images)", color="#8c8c8c")
     ax.set_xticks(x, labels, fontsize=5)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.25)  # room for the legend above the bars
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("prediction flips", fontsize=7)
     ax.set_title("planted truth: removing the relied-on part flips the prediction", fontsize=7)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=5, loc="upper center", ncol=2)
 
 
 def _scores(ax, fam: str, f: dict | None) -> None:
