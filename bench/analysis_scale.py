@@ -99,8 +99,8 @@ def _finish_cache(path: Path, model: str, model_dir: Path, imageset: Path, rng, 
     import h5py
 
     from spurlab import __version__
+    from spurlab.data.feature_cache import FORMAT, column_sha256, model_checkpoint_sha256
     from spurlab.data.imagesets import ImageSet
-    from spurlab.features import FORMAT, column_sha256, model_checkpoint_sha256
 
     s = ImageSet(imageset)
     with h5py.File(path, "r+") as f:

@@ -80,12 +80,14 @@ def salient_stages(d: Path, top_k: int = 3, max_images: int = 10, top_images: in
     Returns (config, the image set)."""
     import torch
 
+    from spurlab.data.feature_cache import model_checkpoint_sha256
     from spurlab.data.imagesets import ImageSet, write_imageset
     from spurlab.data.sets import build_plan
     from spurlab.discover.auto_annotate import run_annotations
     from spurlab.discover.importance import ImportanceSettings, run_importance
-    from spurlab.discover.subsets import SubsetSettings, run_consolidated_masks, run_subsets
-    from spurlab.features import cache_features, model_checkpoint_sha256
+    from spurlab.discover.subsets import SubsetSettings, run_subsets
+    from spurlab.discover.subsets_file import run_consolidated_masks
+    from spurlab.features import cache_features
     from spurlab.models import build_classifier, save_model
 
     cfg = load_yaml("tiny.yaml")

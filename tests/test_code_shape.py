@@ -98,8 +98,9 @@ COVERED_BY = {
     "measure/interventions_figures.py": "tests/measure/test_interventions.py",
     # the mitigation summary: the stage test checks it reaches the metrics table and summary.md
     "mitigate/mitigation_summary.py": "tests/mitigate/test_group_robustness.py",
-    # the D(i, j) subsets stage: run on a seeded toy model by the salient stages' test
-    "discover/subsets.py": "tests/discover/test_salient_stages.py",
+    # the D(i, j) subsets stage: run here on real images with an empty class group, and on a seeded
+    # toy model by the salient stages' test (through tests/conftest.py's salient_stages)
+    "discover/subsets.py": "tests/discover/test_importance_empty_groups.py",
 }
 
 

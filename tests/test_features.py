@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from spurlab.data.feature_cache import model_checkpoint_sha256, open_features
 from spurlab.data.imagesets import ImageSet, write_imageset
 from spurlab.data.sets import build_plan
 from spurlab.errors import SpurlabError
-from spurlab.features import cache_features, model_checkpoint_sha256, open_features
+from spurlab.features import cache_features
 from spurlab.models import build_classifier, save_model
 
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from spurlab.data.feature_cache import model_checkpoint_sha256, open_features
 from spurlab.data.imagesets import ImageSet
 from spurlab.errors import SpurlabError
-from spurlab.features import cache_features, model_checkpoint_sha256, open_features
+from spurlab.features import cache_features
 from spurlab.inspect import describe
 from spurlab.models import build_classifier, save_model
 from tests.conftest import render_sets

@@ -69,7 +69,8 @@ def test_npca_bases(stage):
 
 
 def test_salient_subsets(stage):
-    from spurlab.discover.subsets import SalientSubsets, SubsetSettings, run_subsets
+    from spurlab.discover.subsets import SubsetSettings, run_subsets
+    from spurlab.discover.subsets_file import SalientSubsets
 
     d = stage
     settings = SubsetSettings(fraction=0.5, min_images=2, max_images=4, top_images=1, attack="paper")

@@ -202,8 +202,8 @@ def test_npca_bases_on_tiny(tiny_run):
     """Neural PCA bases of the discovery model; the logit identity holds on its cached train rows."""
     import numpy as np
 
+    from spurlab.data.feature_cache import model_checkpoint_sha256, open_features
     from spurlab.discover.npca import NPCABases, alphas, residual, weighted_features
-    from spurlab.features import model_checkpoint_sha256, open_features
     from spurlab.models import load_model
 
     work, cfg, env = tiny_run

@@ -23,13 +23,15 @@ pytestmark = pytest.mark.slow
 def stage(tmp_path_factory):
     import torch
 
+    from spurlab.data.feature_cache import model_checkpoint_sha256
     from spurlab.data.imagesets import ImageSet, write_imageset
     from spurlab.data.sets import build_plan
     from spurlab.discover.importance import ImportanceSettings, run_importance
     from spurlab.discover.npca import NpcaSettings, run_npca
-    from spurlab.discover.npfv import ComponentSettings, run_component_tasks, run_npca_components
+    from spurlab.discover.npca_annotate import run_component_tasks
+    from spurlab.discover.npfv import ComponentSettings, run_npca_components
     from spurlab.discover.retrieval import RetrievalSettings, run_retrieval
-    from spurlab.features import cache_features, model_checkpoint_sha256
+    from spurlab.features import cache_features
     from spurlab.io.tables import read_table, table_provenance, write_table
     from spurlab.models import build_classifier, save_model
 
@@ -98,8 +100,8 @@ def test_components_file_and_pair_table(stage):
     manifest = pd.read_csv(d / "tasks" / "manifest.csv")
     assert len(manifest) == len(comps) and (d / "tasks" / "index.html").exists()
     # the planted truth's second kind: each neuron's verdict is cue_switched_off on its own column
+    from spurlab.data.feature_cache import open_features
     from spurlab.discover.auto_annotate import background_cues, cue_switched_off
-    from spurlab.features import open_features
 
     flags, owners = background_cues(s)
     assert list(flags) == ["water_bg"]
@@ -111,8 +113,8 @@ def test_components_file_and_pair_table(stage):
 
 
 def test_retrieved_set_is_out_of_class_and_predicted_as_the_class(stage):
+    from spurlab.data.feature_cache import open_features
     from spurlab.data.imagesets import ImageSet
-    from spurlab.features import open_features
     from spurlab.io.tables import read_table
 
     d, _, _, info = stage

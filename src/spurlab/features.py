@@ -1,6 +1,6 @@
 """Feature cache (docs/methods.md#feature-cache): `cache_features` writes one HDF5 per (model, image
-set); its layout and its one verifying reader (`open_features`) are in `spurlab.data.feature_cache`,
-re-exported here. A stage that only reads caches imports that module, which needs no torch.
+set); its layout and its one verifying reader (`open_features`) are in `spurlab.data.feature_cache`.
+A stage that only reads caches imports that module, which needs no torch.
 """
 
 from __future__ import annotations
@@ -11,34 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from .data.feature_cache import (
-    FORMAT,
-    REBUILD,
-    REQUIRED_ATTRS,
-    ROW_DATASETS,
-    FeatureCache,
-    FiniteRows,
-    check_finite,
-    column_sha256,
-    model_checkpoint_sha256,
-    open_features,
-)
+from .data.feature_cache import FORMAT, check_finite, column_sha256
 from .data.imagesets import ImageSet
 from .io import atomic_path, create_h5
-
-__all__ = [
-    "FORMAT",
-    "REBUILD",
-    "REQUIRED_ATTRS",
-    "ROW_DATASETS",
-    "FeatureCache",
-    "FiniteRows",
-    "cache_features",
-    "check_finite",
-    "column_sha256",
-    "model_checkpoint_sha256",
-    "open_features",
-]
 
 
 @torch.no_grad()

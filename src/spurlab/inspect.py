@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 
+from .data.feature_cache import FORMAT as FEATURES
+from .data.feature_cache import open_features
 from .data.imagesets import ImageSet
 from .errors import SpurlabError
 
 
 def describe(path, verify: bool = False) -> str:
     """Image sets and feature caches, told apart by their `format` attribute."""
-    import h5py
-
-    from .features import FORMAT as FEATURES
-
     try:
         with h5py.File(path, "r") as f:
             fmt = f.attrs.get("format")
@@ -25,8 +24,6 @@ def describe(path, verify: bool = False) -> str:
 
 
 def _describe_features(path) -> str:
-    from .features import open_features
-
     with open_features(path) as fc:
         a = fc.attrs
         preds, labels = fc["preds"], fc["labels"]

@@ -13,7 +13,7 @@ from spurlab.discover.auto_annotate import (
     localises_cue,
     score_against_truth,
 )
-from spurlab.discover.subsets import STAT_COLUMNS, pair_region_stats
+from spurlab.discover.subsets_file import STAT_COLUMNS, pair_region_stats
 
 COLUMNS = ["class", "feature", "rank", "mass_object", "area_object", "hot_object", "mass_cue", "area_cue", "hot_cue",
            "mass_rest", "area_rest", "hot_rest"]  # fmt: skip

@@ -1,10 +1,8 @@
-"""Heatmaps (display only): the jet colour map over the image, uint8; importable from
-spurlab.discover.nam too."""
+"""Heatmaps (display only): the jet colour map over the image, uint8."""
 
 import numpy as np
 import pytest
 
-from spurlab.discover import nam
 from spurlab.discover.heatmap import heatmap
 
 
@@ -18,8 +16,7 @@ def test_heatmap_is_uint8_image(dtype):
     assert not np.array_equal(out[3, 3], out[6, 6])  # the hot region is coloured differently
 
 
-def test_weight_zero_is_the_image_renormalised_and_nam_reexports_it():
+def test_weight_zero_is_the_image_renormalised():
     img = np.zeros((4, 4, 3), np.uint8)
     img[0, 0] = (100, 50, 25)
     np.testing.assert_array_equal(heatmap(img, np.ones((4, 4)), weight=0.0)[0, 0], [255, 128, 64])
-    assert nam.heatmap is heatmap

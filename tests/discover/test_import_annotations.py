@@ -204,7 +204,7 @@ def test_standalone_read_needs_no_class_names(tmp_path):
 def write_subsets(path: Path, pairs: dict) -> Path:
     """A salient subsets file with only what the annotation paths read: its pair table (no
     members, no masks), in the layout `SalientSubsets` reads."""
-    from spurlab.discover.subsets import FORMAT, STAT_COLUMNS
+    from spurlab.discover.subsets_file import FORMAT, STAT_COLUMNS
 
     keys = sorted(pairs)
     n = len(keys)
@@ -361,7 +361,7 @@ def test_min_coverage_config_key():
 
 
 def test_component_answers_of_other_shards_are_counted_not_refused(tmp_path):
-    from spurlab.discover.npfv import annotate_pairs
+    from spurlab.discover.npca_annotate import annotate_pairs
 
     # this shard: class 0's components 0, 1, 2 and two neurons; the file also answers class 3 (another shard)
     design = {(0, 0): "BBBMM", (0, 1): "MMMMS", (3, 0): "SSSMM", (3, 4): "MMMMM"}

@@ -34,7 +34,7 @@ def _model(d, bias: dict[int, float], split=None):
     `split` (images), class 0's bias is shifted so that half of them are predicted 0, half 2."""
     import torch
 
-    from spurlab.features import model_checkpoint_sha256
+    from spurlab.data.feature_cache import model_checkpoint_sha256
     from spurlab.models import build_classifier, save_model
 
     torch.manual_seed(0)
@@ -68,8 +68,8 @@ def never_predicted(tmp_path):
 
 
 def test_a_class_never_predicted_gets_no_top_features(never_predicted, capsys):
+    from spurlab.data.feature_cache import open_features
     from spurlab.discover.importance import ImportanceSettings, read_importance, run_importance
-    from spurlab.features import open_features
     from spurlab.io.tables import read_table, table_provenance
 
     d, s = never_predicted
@@ -99,7 +99,8 @@ def test_a_class_never_predicted_gets_no_top_features(never_predicted, capsys):
 def test_subsets_and_task_pages_leave_the_class_out(never_predicted):
     from spurlab.discover.annotate import run_annotation_tasks
     from spurlab.discover.importance import ImportanceSettings, run_importance
-    from spurlab.discover.subsets import SalientSubsets, SubsetSettings, run_subsets
+    from spurlab.discover.subsets import SubsetSettings, run_subsets
+    from spurlab.discover.subsets_file import SalientSubsets
 
     d, s = never_predicted
     run_importance(d / "f.h5", d / "model", d / "imp.h5", d / "imp.parquet", ImportanceSettings("prediction", 2))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from spurlab.data.feature_cache import column_sha256, model_checkpoint_sha256
 from spurlab.discover.npca import (
     NPCABases,
     NpcaSettings,
@@ -19,7 +20,6 @@ from spurlab.discover.npca import (
     weighted_features,
 )
 from spurlab.errors import SpurlabError
-from spurlab.features import column_sha256, model_checkpoint_sha256
 from spurlab.models.factory import build_classifier, save_model
 
 C, SIZES = 4, (20, 45, 1, 0)  # D = 32: class 0 takes the Gram route, class 1 the covariance route

@@ -1,6 +1,6 @@
 """`npca_annotations` (spurlab.discover.npca_annotate): components labelled by human answers
 (coverage-checked), a published list, or kept with the automatic labels they were written with;
-neurons untouched. The module's images in the order asked; spurlab.discover.npfv re-exports it."""
+neurons untouched. The module's images in the order asked."""
 
 import csv
 
@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spurlab.discover import npca_annotate, npfv
 from spurlab.discover.npca_annotate import images_u8, run_component_annotations
 from spurlab.errors import SpurlabError
 from spurlab.io.tables import read_table, table_provenance, write_table
@@ -97,8 +96,3 @@ def test_images_come_back_in_the_order_asked():
     assert out.dtype == np.uint8 and out.shape == (3, 2, 2, 3)
     assert out[:, 0, 0, 0].tolist() == [5, 1, 3]
     assert images_u8(_Set(), np.array([], np.int64)).shape == (0, 2, 2, 3)
-
-
-def test_npfv_reexports_the_reading_stages():
-    for name in ("FORMAT", "PAIR_COLUMNS", "annotate_pairs", "run_component_annotations", "run_component_tasks"):
-        assert getattr(npfv, name) is getattr(npca_annotate, name)

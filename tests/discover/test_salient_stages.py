@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
+from spurlab.data.feature_cache import model_checkpoint_sha256, open_features
 from spurlab.discover.annotate import CSV_COLUMNS, run_annotation_tasks
 from spurlab.discover.auto_annotate import run_annotations
 from spurlab.discover.importance import read_importance
-from spurlab.discover.subsets import SalientSubsets
+from spurlab.discover.subsets_file import SalientSubsets
 from spurlab.errors import SpurlabError
-from spurlab.features import model_checkpoint_sha256, open_features
 from spurlab.io.tables import read_table
 from spurlab.measure.noise import NoiseSettings, run_noise
 from spurlab.measure.salient_summary import SalientSummarySettings, run_salient_summary
@@ -191,7 +191,7 @@ def test_subsets_file_without_a_statistic_is_refused(stages, tmp_path):
 
 
 def test_consolidated_masks_file_is_eq2_of_the_annotated_features(stages):
-    from spurlab.discover.subsets import ConsolidatedMasks
+    from spurlab.discover.subsets_file import ConsolidatedMasks
     from spurlab.io import sha256_file
 
     tmp, *_ = stages

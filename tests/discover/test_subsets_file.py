@@ -1,10 +1,9 @@
 """The torch-free half of D(i, j) (spurlab.discover.subsets_file): subset sizes, where a map's mass
-lies, the consolidated masks of eq. 2, and the same objects under spurlab.discover.subsets."""
+lies, the consolidated masks of eq. 2."""
 
 import numpy as np
 import pytest
 
-from spurlab.discover import subsets, subsets_file
 from spurlab.discover.subsets_file import (
     STAT_COLUMNS,
     consolidated_masks,
@@ -53,9 +52,3 @@ def test_consolidated_masks_are_the_pixelwise_max_over_the_images_sets():
     np.testing.assert_array_equal(masks[2], m2[0])
     rows, _ = consolidated_masks(members, [])
     assert len(rows) == 0
-
-
-def test_subsets_reexports_the_reader_and_pure_parts():
-    for name in ("FORMAT", "STAT_COLUMNS", "SalientSubsets", "ConsolidatedMasks", "run_consolidated_masks",
-                 "consolidated_masks", "pair_region_stats", "region_masses", "subset_size", "MASKS_FORMAT", "KINDS"):  # fmt: skip
-        assert getattr(subsets, name) is getattr(subsets_file, name)

@@ -5,7 +5,7 @@ retrieval precision scored where the data has planted truth, null and named in `
 import numpy as np
 import pandas as pd
 
-from spurlab.discover.subsets import STAT_COLUMNS
+from spurlab.discover.subsets_file import STAT_COLUMNS
 from spurlab.measure.npca_summary import npca_summary
 
 

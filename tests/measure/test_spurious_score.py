@@ -31,9 +31,8 @@ def test_per_class_table_and_means():
 
 
 def test_cue_only_negatives_follow_the_planted_cue_flags(tmp_path):
-    from spurlab.data.imagesets import ImageSet, write_imageset
+    from spurlab.data.imagesets import ImageSet, planted_cue_masks, write_imageset
     from spurlab.data.sets import build_plan
-    from spurlab.discover.subsets import planted_cue_masks
     from spurlab.measure.spurious_score import cue_only_negatives
     from tests.conftest import load_yaml
 

@@ -142,7 +142,7 @@ def test_spuriosity_summary_on_a_folder_set(tmp_path):
 
 
 def test_spuriosity_summary_on_the_benchmark_keeps_its_planted_truth(tmp_path):
-    from spurlab.discover.subsets import planted_cue_masks
+    from spurlab.data.imagesets import planted_cue_masks
     from spurlab.measure.spuriosity import spuriosity_auc
     from spurlab.measure.spuriosity_summary import class_roles
 
@@ -173,10 +173,12 @@ def test_spuriosity_summary_on_the_benchmark_keeps_its_planted_truth(tmp_path):
 def test_salient_summary_on_a_folder_set(tmp_path):
     import torch
 
+    from spurlab.data.feature_cache import model_checkpoint_sha256
     from spurlab.discover.annotate import ANNOTATION_COLUMNS
     from spurlab.discover.importance import ImportanceSettings, run_importance
-    from spurlab.discover.subsets import SalientSubsets, SubsetSettings, run_consolidated_masks, run_subsets
-    from spurlab.features import cache_features, model_checkpoint_sha256
+    from spurlab.discover.subsets import SubsetSettings, run_subsets
+    from spurlab.discover.subsets_file import SalientSubsets, run_consolidated_masks
+    from spurlab.features import cache_features
     from spurlab.io import sha256_file
     from spurlab.io.tables import write_table
     from spurlab.measure.noise import NoiseSettings, run_noise

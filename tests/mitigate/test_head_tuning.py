@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
+from spurlab.data.feature_cache import FORMAT, column_sha256, model_checkpoint_sha256
 from spurlab.errors import SpurlabError
-from spurlab.features import FORMAT, column_sha256, model_checkpoint_sha256
 from spurlab.io.tables import read_table, table_provenance, write_table
 from spurlab.mitigate.head_tuning import (
     METHODS,

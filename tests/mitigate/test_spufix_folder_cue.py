@@ -36,10 +36,11 @@ def real(tmp_path_factory):
     bases and the tables SpuFix reads (class 0's component 0 harmful)."""
     import torch
 
+    from spurlab.data.feature_cache import model_checkpoint_sha256
     from spurlab.data.folders import index_image_folder
     from spurlab.data.imagesets import ImageSet
     from spurlab.discover.npca import NpcaSettings, run_npca
-    from spurlab.features import cache_features, model_checkpoint_sha256
+    from spurlab.features import cache_features
     from spurlab.io import sha256_file
     from spurlab.io.tables import write_table
     from spurlab.models import build_classifier, save_model
@@ -62,7 +63,7 @@ def real(tmp_path_factory):
     )  # the test set stands in for train
     bases_sha = sha256_file(d / "bases.h5")
     # the pair table of real data: no masks (NaN statistics), components not all annotated
-    from spurlab.discover.subsets import STAT_COLUMNS
+    from spurlab.discover.subsets_file import STAT_COLUMNS
 
     rows = []
     for k in range(3):
@@ -109,7 +110,7 @@ def test_spufix_scores_folder_negatives_and_the_summary_reports_them(real):
     from scipy.special import softmax
     from sklearn.metrics import roc_auc_score
 
-    from spurlab.features import open_features
+    from spurlab.data.feature_cache import open_features
     from spurlab.io.tables import read_table, table_provenance
     from spurlab.measure.npca_summary import run_npca_summary
     from spurlab.mitigate.spufix import SpuFixSettings, run_spufix
@@ -174,9 +175,10 @@ def test_spufix_scores_folder_negatives_and_the_summary_reports_them(real):
 def test_a_cue_folder_indexed_without_the_synset_map_is_refused(real, tmp_path):
     import torch
 
+    from spurlab.data.feature_cache import model_checkpoint_sha256
     from spurlab.data.folders import index_image_folder
     from spurlab.data.imagesets import ImageSet
-    from spurlab.features import cache_features, model_checkpoint_sha256
+    from spurlab.features import cache_features
     from spurlab.mitigate.spufix import SpuFixSettings, run_spufix
     from spurlab.models.factory import load_model
 

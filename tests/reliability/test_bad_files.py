@@ -25,10 +25,11 @@ def fx(tmp_path_factory):
     and the importance file computed from it."""
     import torch
 
+    from spurlab.data.feature_cache import model_checkpoint_sha256
     from spurlab.data.imagesets import ImageSet, write_imageset
     from spurlab.data.sets import build_plan
     from spurlab.discover.importance import ImportanceSettings, run_importance
-    from spurlab.features import cache_features, model_checkpoint_sha256
+    from spurlab.features import cache_features
     from spurlab.models import build_classifier, save_model
     from tests.conftest import load_yaml
 

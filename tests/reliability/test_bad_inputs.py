@@ -59,7 +59,7 @@ def mturk(worker="W1", c=0, f=0, rank=1, main="main_object") -> dict:
 
 
 def exported_pair(fx) -> tuple[int, int]:
-    from spurlab.discover.subsets import SalientSubsets
+    from spurlab.discover.subsets_file import SalientSubsets
 
     with SalientSubsets(fx / "sub.h5") as s:
         p = s.pair_table()

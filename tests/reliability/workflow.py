@@ -165,8 +165,8 @@ def verify_outputs(work: Path, allow_tmp: bool = False) -> int:
     import h5py
     import pyarrow.parquet as pq
 
+    from spurlab.data.feature_cache import open_features
     from spurlab.data.imagesets import open_imageset
-    from spurlab.features import open_features
     from spurlab.models import load_model
 
     work = Path(work)

@@ -18,7 +18,7 @@ TOP = 3  # top images with attacks
 
 
 def write_subsets(d, class_names, labels, size):
-    from spurlab.discover.subsets import FORMAT
+    from spurlab.discover.subsets_file import FORMAT
 
     rng = np.random.default_rng(0)
     k = np.repeat(np.arange(len(class_names)), FEATURES)

@@ -77,9 +77,10 @@ def import_checkpoint(cfg: dict | None, a) -> int:
 def features(_, a) -> int:
     import torch
 
+    from ..data.feature_cache import model_checkpoint_sha256
     from ..data.imagesets import open_imageset
     from ..device import pick_device, prepare_model
-    from ..features import cache_features, model_checkpoint_sha256
+    from ..features import cache_features
     from ..models import load_model
 
     torch.set_num_threads(a.threads)

@@ -1,7 +1,7 @@
 """Feature cache (docs/methods.md#feature-cache): one HDF5 per (model, image set) that every later stage reads.
 
 This module holds its layout and its reader, without torch, so that a stage that only reads caches
-does not import torch (about 1.5 s a job); `spurlab.features` writes caches and re-exports these names.
+does not import torch (about 1.5 s a job); `spurlab.features` writes caches.
 
 Layout::
 

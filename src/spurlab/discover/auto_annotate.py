@@ -13,7 +13,7 @@ mask. Two readings of "most of the NAM":
   mass over the much larger background.
 
 Ground truth (needs object and cue masks, so generated sets only), the union of two kinds:
-- a pair *localises its class's planted cue* (`subsets.pair_region_stats`): most of its images
+- a pair *localises its class's planted cue* (`subsets_file.pair_region_stats`): most of its images
   show the cue (`cue_share` >= `MIN_CUE_SHARE`) and, on those, more of its hot region lies on the
   cue mask than on the object mask and, for a cue that does not cover the whole background (tag,
   stripe, co-object), the NAM is denser on the cue than on the remaining pixels;

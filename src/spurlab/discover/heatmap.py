@@ -1,6 +1,6 @@
 """Heatmaps for display: a map (a NAM, a Grad-CAM) over its image in the jet colour map. Apart from
-spurlab.discover.nam (torch), which re-exports it, so that the task pages, the summaries' grids and
-the report draw them without loading torch (docs/performance.md#per-job-fixed-cost).
+spurlab.discover.nam (torch), so that the task pages, the summaries' grids and the report draw them
+without loading torch (docs/performance.md#per-job-fixed-cost).
 """
 
 from __future__ import annotations

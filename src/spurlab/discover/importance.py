@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Settings
+from ..data.feature_cache import open_features
 from ..errors import SpurlabError
 from ..io import atomic_path, create_h5, open_h5, sha256_file
 from ..io.tables import write_table
@@ -105,7 +106,6 @@ def run_importance(
 
     import pandas as pd
 
-    from ..features import open_features
     from ..models.factory import load_model
 
     grouping, top_k = settings.grouping, settings.top_k

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Settings
+from ..data.feature_cache import model_checkpoint_sha256, open_features
 from ..errors import SpurlabError
 
 
@@ -77,7 +78,6 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, 
 def run_fit_head(model_dir, train_features, test_features, out_dir, settings: HeadSettings) -> dict:
     """Stage `lightweight_head`: `out_dir` holds the backbone of `model_dir` with a head fit on the
     new task's cached features (`train_features`); test accuracy from `test_features`."""
-    from ..features import model_checkpoint_sha256, open_features
     from ..models.factory import load_model, save_model
 
     base, base_meta = load_model(model_dir)

@@ -1,5 +1,5 @@
 """Neural activation maps (Singla & Feizi 2022, sec. 3; docs/methods.md#neural-activation-maps); heatmaps
-are in spurlab.discover.heatmap (torch-free), re-exported here.
+are in spurlab.discover.heatmap (torch-free).
 
 A NAM is channel j of the robust model's feature map before global pooling, divided by its
 per-image spatial maximum and resized bilinearly to the image: a soft mask in [0, 1] whose
@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from .heatmap import heatmap
-
-__all__ = ["activation_maps", "heatmap", "neural_activation_maps"]
 
 
 def activation_maps(feature_map: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:

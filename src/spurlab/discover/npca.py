@@ -35,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..config import Settings
+from ..data.feature_cache import open_features
 from ..errors import SpurlabError
 from ..io import atomic_path, create_h5, open_h5, sha256_file
 from ..shards import Shard, shard_attrs
@@ -304,7 +305,6 @@ def run_npca(features_path, model_dir, out, settings: NpcaSettings = NpcaSetting
     num_classes, num_features, skipped_classes (JSON list: fewer than 2 images), spurlab_version,
     code_sha256 (`spurlab.io.create_h5`).
     """
-    from ..features import open_features
     from ..models.factory import load_model
 
     s = settings

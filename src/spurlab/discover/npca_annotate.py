@@ -2,7 +2,7 @@
 format name and pair columns, and the two stages that only read what it wrote, `npca_annotations`
 (`run_component_annotations`, `annotate_pairs`) and `npca_annotation_tasks`
 (`run_component_tasks`). Those commands import this module and load no torch
-(docs/performance.md#per-job-fixed-cost); spurlab.discover.npfv re-exports all of it.
+(docs/performance.md#per-job-fixed-cost).
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from ..config import Settings
-from ..data.imagesets import ImageSet
+from ..data.feature_cache import model_checkpoint_sha256, open_features
+from ..data.imagesets import ImageSet, planted_cue_masks
 from ..errors import SpurlabError
 from ..io import atomic_path, create_h5, sha256_file
 from ..io.tables import write_table
@@ -40,25 +41,8 @@ from ..tensor_ops import l2_norms
 from .auto_annotate import background_cues, cue_switched_off
 from .importance import read_importance
 from .npca import NPCABases, alphas, weighted_features
-from .npca_annotate import (
-    FORMAT,
-    PAIR_COLUMNS,
-    annotate_pairs,
-    images_u8,
-    run_component_annotations,
-    run_component_tasks,
-)
-
-# the stages that only read the components file live in npca_annotate (torch-free); importable from here too
-__all__ = [
-    "FORMAT",
-    "PAIR_COLUMNS",
-    "ComponentSettings",
-    "annotate_pairs",
-    "run_component_annotations",
-    "run_component_tasks",
-    "run_npca_components",
-]
+from .npca_annotate import FORMAT, annotate_pairs, images_u8
+from .subsets_file import pair_region_stats, subset_size
 
 GRAY = 0.5
 EPS_224 = 30.0  # paper
@@ -252,8 +236,6 @@ class _ClassPairs:
     def _stats(self, maps: np.ndarray, k: int, top: np.ndarray) -> dict:
         """The maps' statistics inside the object, the planted cues and the rest (what the
         automatic annotator reads)."""
-        from .subsets import pair_region_stats
-
         cues = self.planted.get(self.imageset.class_names[k], [])
         return pair_region_stats(maps, _class_masks(self.imageset, top, cues))
 
@@ -346,10 +328,8 @@ def _load_class_pairs(
     """The model (frozen, on its device), the image set, features and importance of the stage, and
     the checkpoint hash. `settings`: npfv, top_images, device, batch_size."""
     from ..device import pick_device
-    from ..features import model_checkpoint_sha256, open_features
     from ..models.factory import load_model
     from ..models.robust import scale_eps
-    from .subsets import planted_cue_masks
 
     dev = pick_device(settings["device"])
     model, _ = load_model(model_dir, dev)
@@ -401,15 +381,13 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
     annotator (docs/methods.md#annotation: automatic from the maps' object-mask statistics, or human answers).
 
     `settings.npfv`: top_b, keep, eps_224, steps. `settings.subset` (salient.subset): how many top
-    images of a class feed the annotator's statistics (`subsets.subset_size`), as for the neurons of #4.
+    images of a class feed the annotator's statistics (`subsets_file.subset_size`), as for the neurons of #4.
     Writes `out` (HDF5: per selected component its NPFV, Grad-CAMs, top rows) and `out_table`
     (one row per component or neuron pair: kind, class, feature, rank, map statistics, label).
     Only `shard`'s classes; `spurlab.shards` merges the shards.
     """
     import pandas as pd
     from tqdm import tqdm
-
-    from .subsets import subset_size
 
     npfv_settings, subset, annotation = settings.npfv, settings.subset, settings.annotation
     top_images, neurons_top = settings.top_images, settings.neurons_top

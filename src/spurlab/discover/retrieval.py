@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..data.imagesets import ImageSet, write_imageset
+from ..data.feature_cache import model_checkpoint_sha256, open_features
+from ..data.imagesets import ImageSet, planted_cue_masks, write_imageset
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
@@ -89,8 +90,6 @@ def spurious_components(pairs: pd.DataFrame) -> dict[int, list[int]]:
 def _open_pool(pool: dict[str, tuple[str, str]], model_dir) -> tuple[dict, dict]:
     """The pool's image sets and the model's (features, labels, preds, index) of each; they must
     share classes and image size."""
-    from ..features import open_features
-
     sets, feats = {}, {}
     for name, (set_path, feat_path) in pool.items():
         sets[name] = ImageSet(set_path)
@@ -105,8 +104,6 @@ def _open_pool(pool: dict[str, tuple[str, str]], model_dir) -> tuple[dict, dict]
 
 def _open_validation(validation: tuple[str, str], model_dir, first: ImageSet) -> tuple[tuple, ImageSet]:
     """The validation set's (features, labels, preds) and the set (same classes as the pool)."""
-    from ..features import open_features
-
     val_set = ImageSet(validation[0])
     if val_set.class_names != first.class_names:
         raise SpurlabError(f"{val_set.path}: validation set has other classes than {first.path}")
@@ -179,9 +176,7 @@ def run_retrieval(model_dir, bases_path, pairs_path, pool: dict[str, tuple[str, 
     table goes to `out_harmful` (module docstring)."""
     max_images, published = settings.max_images, settings.published_components
     harm_top, harm_min_fraction = settings.validation_top, settings.harmful_fraction
-    from ..features import model_checkpoint_sha256
     from ..models.factory import load_model
-    from .subsets import planted_cue_masks
 
     sha = model_checkpoint_sha256(model_dir)
     bases_sha = sha256_file(bases_path)

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..config import Settings
+from ..data.feature_cache import model_checkpoint_sha256, open_features
 from ..data.imagesets import ImageSet, planted_cue_masks
 from ..errors import SpurlabError
 from ..io import atomic_path, create_h5, sha256_file
@@ -47,40 +48,7 @@ from ..shards import Shard, shard_attrs
 from .attack import AttackSettings, feature_attack
 from .importance import read_importance
 from .nam import neural_activation_maps
-from .subsets_file import (
-    FORMAT,
-    HOT,
-    KINDS,
-    MASKS_FORMAT,
-    STAT_COLUMNS,
-    ConsolidatedMasks,
-    SalientSubsets,
-    consolidated_masks,
-    pair_region_stats,
-    region_masses,
-    run_consolidated_masks,
-    subset_size,
-)
-
-# the reader and the pure parts live in subsets_file (torch-free); they stay importable from here
-__all__ = [
-    "FORMAT",
-    "HOT",
-    "KINDS",
-    "MASKS_FORMAT",
-    "STAT_COLUMNS",
-    "ConsolidatedMasks",
-    "SalientSubsets",
-    "SubsetSettings",
-    "build_salient_subsets",
-    "consolidated_masks",
-    "pair_region_stats",
-    "planted_cue_masks",
-    "region_masses",
-    "run_consolidated_masks",
-    "run_subsets",
-    "subset_size",
-]
+from .subsets_file import FORMAT, STAT_COLUMNS, pair_region_stats, subset_size
 
 
 @dataclass
@@ -290,7 +258,6 @@ def run_subsets(model_dir, imageset_path, features_path, importance_path, out, s
     """Stage `salient_subsets`: D(i, j) on `imageset_path` for the importance file's top features
     (only `shard`'s classes, merged by `spurlab.shards`)."""
     from ..device import pick_device
-    from ..features import model_checkpoint_sha256, open_features
     from ..models.factory import load_model
 
     dev = pick_device(device)

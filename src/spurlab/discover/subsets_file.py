@@ -3,7 +3,7 @@ the subsets file's reader (`SalientSubsets`), the per-pair map statistics (`pair
 `STAT_COLUMNS`), the subset size, and the consolidated masks of eq. 2 (stage `salient_masks`, its
 writer and reader `ConsolidatedMasks`). The stages that only read subsets (annotation tasks,
 annotations, masks, the summaries, the report) import this module and load no torch
-(docs/performance.md#per-job-fixed-cost); spurlab.discover.subsets re-exports all of it.
+(docs/performance.md#per-job-fixed-cost).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import torch
 
 from ..config import contamination_signals, spurious_model
 from ..data.contaminate import check_twins
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io.figures import save_figure
@@ -77,7 +78,6 @@ def run_signal(cfg: dict, signal: str, model_dirs: dict[str, str], sets: dict[st
     """Per image x method measures for one signal -> `out` (.parquet + .csv); panels -> `figure` (PNG)
     and `svg`."""
     from ..attribution import AttributionSettings
-    from ..features import model_checkpoint_sha256
     from ..models import load_model
 
     if signal not in contamination_signals(cfg):

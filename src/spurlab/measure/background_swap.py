@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import open_imageset
 from ..data.interventions import background_swap, check_same
 from ..errors import SpurlabError
@@ -38,7 +39,6 @@ def run_background_swap(
     """The background-swap table of every model in `model_dirs` on the `test` set -> `out`."""
     import torch
 
-    from ..features import model_checkpoint_sha256
     from ..models import load_model
 
     iv = cfg["interventions"]

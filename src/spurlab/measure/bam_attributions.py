@@ -33,9 +33,9 @@ from ..attribution.normalise import NORMALISERS
 from ..attribution.regions import outside, random_masks
 from ..config import bam_part_inputs, kseries_codes
 from ..data.bam import labels_for
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
-from ..features import model_checkpoint_sha256
 from ..io.tables import write_table
 from ..models import load_model, predict
 from .iir_delta import DeltaSettings, optimise_delta

@@ -29,9 +29,9 @@ from ..attribution import AttributionModel
 from ..attribution.tcav import TCAVSettings, cache_key, combine_layers, tcav_scores
 from ..config import bam_models
 from ..data.bam import labels_for
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
-from ..features import model_checkpoint_sha256
 from ..io import sha256_json
 from ..io.tables import write_table
 from ..models import load_model

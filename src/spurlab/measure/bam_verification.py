@@ -17,9 +17,9 @@ import pandas as pd
 
 from ..config import kseries_codes
 from ..data.bam import cf_scene_count, labels_for
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
-from ..features import model_checkpoint_sha256
 from ..io.tables import write_table
 from ..models import load_model, predict
 

@@ -34,6 +34,7 @@ import torch
 
 from ..config import NORMAL_MODEL, contamination_signals, posthoc_model_section, posthoc_model_sets, posthoc_models
 from ..data.contaminate import check_twins
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io.tables import write_table
@@ -102,7 +103,6 @@ def _float(images: np.ndarray) -> torch.Tensor:
 
 def run_influence(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: str | Path, threads: int = 2,
                   progress: bool = True) -> pd.DataFrame:  # fmt: skip
-    from ..features import model_checkpoint_sha256
     from ..models import load_model, predict
 
     p = cfg["posthoc"]

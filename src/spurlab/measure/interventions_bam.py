@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io.tables import write_table
@@ -50,7 +51,6 @@ def run_bam_interventions(cfg: dict, model_dirs: dict[str, str], sets: dict[str,
     import torch
 
     from ..attribution import AttributionSettings
-    from ..features import model_checkpoint_sha256
     from ..models import load_model
 
     iv, b = cfg["interventions"], cfg["bam"]["benchmark"]

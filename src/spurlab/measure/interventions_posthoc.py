@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..config import NORMAL_MODEL, contamination_signals, spurious_model
 from ..data.contaminate import check_twins
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import open_imageset
 from ..data.interventions import check_same, contamination_twins
 from ..errors import SpurlabError
@@ -64,7 +65,6 @@ def run_posthoc_interventions(cfg: dict, model_dirs: dict[str, str], sets: dict[
     import torch
 
     from ..attribution import AttributionSettings
-    from ..features import model_checkpoint_sha256
     from ..models import load_model
 
     iv, p = cfg["interventions"], cfg["posthoc"]

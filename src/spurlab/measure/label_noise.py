@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..data.imagesets import ImageSet
+from ..data.feature_cache import model_checkpoint_sha256
+from ..data.imagesets import ImageSet, planted_cue_masks
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
 from .figures import crop_sheet
@@ -77,8 +78,6 @@ def run_label_noise(rankings_path, gaps_path, annotations_path, imageset_path, d
     import torch
 
     from ..device import pick_device
-    from ..discover.subsets import planted_cue_masks
-    from ..features import model_checkpoint_sha256
     from ..models.factory import load_model
     from .core_crop import core_crops
 

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from ..config import Settings
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import ImageSet
+from ..discover.subsets_file import ConsolidatedMasks, SalientSubsets
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
@@ -162,8 +164,6 @@ def run_on_subsets(measure, model_dir, imageset_path, subsets_path, annotations_
     ``measure(model, device, imageset, subsets, annotations, masks)``, and write it (`out`,
     .parquet + .csv) with every input hash and `settings` as provenance."""
     from ..device import pick_device
-    from ..discover.subsets import ConsolidatedMasks, SalientSubsets
-    from ..features import model_checkpoint_sha256
     from ..models.factory import load_model
 
     dev = pick_device(device)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..config import contamination_signals, posthoc_models
 from ..data.contaminate import check_twins
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io.tables import write_table
@@ -77,7 +78,6 @@ def run_scores(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out:
     (signal '*', score: the highest of the model's scores); written to `out` (.parquet + .csv).
     `score_ci_low` / `score_ci_high`: the bootstrap interval (`max_score_ci`, seed posthoc.seed)
     of the aligned class's scores and of each condition row's highest score (NaN on the others)."""
-    from ..features import model_checkpoint_sha256
     from ..models import load_model, predict
 
     p = cfg["posthoc"]

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from ..config import contamination_signals, posthoc_models
+from ..data.feature_cache import model_checkpoint_sha256
 from ..data.imagesets import open_imageset
 from ..errors import SpurlabError
 from ..io import sha256_json
@@ -126,7 +127,6 @@ def run_tcav(cfg: dict, model_dirs: dict[str, str], sets: dict[str, str], out: s
              threads: int = 2, progress: bool = True) -> pd.DataFrame:  # fmt: skip
     from ..attribution import AttributionModel
     from ..attribution.tcav import TCAVSettings, cache_key, tcav_scores
-    from ..features import model_checkpoint_sha256
     from ..models import load_model
     from .bam_tcav import layer_names
 

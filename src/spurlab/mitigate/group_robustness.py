@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from ..data.feature_cache import model_checkpoint_sha256, open_features
 from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import sha256_file
@@ -237,8 +238,6 @@ def jtt_head(train: dict, val: dict, n_classes: int, settings: JTTSettings) -> t
 
 def _load(path, model_dir, imageset=None) -> dict:
     """Everything of one feature cache, checked against the model (and image set)."""
-    from ..features import open_features
-
     with open_features(path, model_dir=model_dir, imageset=imageset) as fc:
         out = {k: fc[k] for k in ("features", "logits", "preds", "labels", "index")}
         out["class_names"] = fc.class_names
@@ -362,7 +361,6 @@ def run_group_robustness(model: str, model_dir, features: dict, imagesets: dict,
     k; `spufix`: robust_dir, robust_train, bases, pairs, harmful; `settings`: dfr (DFRSettings),
     jtt (JTTSettings), tuning (TuningSettings). Writes one row per method and trial (`out`) and
     the group accuracies behind them (`out_groups`), with the same provenance."""
-    from ..features import model_checkpoint_sha256
     from ..models.factory import load_model
 
     head = tuple(t.detach().cpu().numpy().astype(np.float32) for t in load_model(model_dir)[0].head())

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from ..config import Settings
+from ..data.feature_cache import model_checkpoint_sha256, open_features
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import write_table
@@ -206,7 +207,6 @@ def run_head_tuning(model_dir, model_name: str, train_features, val_features, te
     on val (early stopping) and test (held out; `test_features` may be None). The settings'
     train_set, val_set and test_set name the rankings table's sets of the three. Writes the tidy
     table `out` (.parquet + .csv)."""
-    from ..features import model_checkpoint_sha256, open_features
     from ..models.factory import load_model
 
     s = settings or TuningSettings()

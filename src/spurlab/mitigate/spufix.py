@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Settings
-from ..data.imagesets import ImageSet
+from ..data.feature_cache import model_checkpoint_sha256, open_features
+from ..data.imagesets import ImageSet, planted_cue_masks
 from ..discover.npca import NPCABases, alphas, weighted_features
 from ..discover.retrieval import harmful_components
 from ..errors import SpurlabError
@@ -172,8 +173,6 @@ def robust_train_alphas(phi_train, labels_train, W: np.ndarray, bases, spurious:
 
 def _load_features(entry: dict, key: str, imageset=None) -> dict:
     """phi, logits, labels, image-set hash and class names of a model's feature cache entry[key]."""
-    from ..features import open_features
-
     with open_features(entry[key], model_dir=entry["dir"], imageset=imageset) as fc:
         return {"phi": fc["features"], "logits": fc["logits"], "labels": fc["labels"],
                 "imageset_sha256": fc.attrs["imageset_sha256"], "class_names": fc.class_names}  # fmt: skip
@@ -312,8 +311,6 @@ def run_spufix(models: dict, bases_path, pairs_path, cue_only_set, retrieval_pat
     `folder_labels`)."""
     import pandas as pd
 
-    from ..discover.subsets import planted_cue_masks
-    from ..features import model_checkpoint_sha256
     from ..models.factory import load_model
 
     robust = settings.robust
@@ -359,7 +356,6 @@ def model_spufix(robust_dir, robust_train, model_dir, model_train, bases_path, h
     harmfulness table, eq. 8 when `model_dir` holds the robust model itself, else the transfer of
     eqs. 9-11 fit on both models' caches of the same training images. Returns (fix, info): fix(logits,
     phi) -> SpuFix logits, info {"spurious_classes", "components"}."""
-    from ..features import model_checkpoint_sha256, open_features
     from ..models.factory import load_model
 
     bases_sha = sha256_file(bases_path)
