@@ -200,6 +200,11 @@ def test_spufix_stage_and_summary(stage):
         assert {"spurious_auc_before", "spurious_auc_after", "spurious_ap_before", "spurious_ap_after",
                 "acc_before", "acc_after"} <= set(saved["models"][m])  # fmt: skip
     assert "transfer_invariant_max_abs_err" in saved and "retrieval_precision" in saved
+    # the repaired classes' mean AUC with its interval over their images (computed by npca_spufix)
+    for m, e in saved["models"].items():
+        for when in ("before", "after"):
+            v, ci = e[f"spurious_auc_repaired_{when}"], e[f"spurious_auc_repaired_{when}_ci"]
+            assert (v is None and ci is None) or ci is None or ci[0] - 1e-9 <= v <= ci[1] + 1e-9, (m, when, v, ci)
     assert s["models"]["m"]["acc_before"] == saved["models"]["m"]["acc_before"]
     # a pair table from before a statistic existed: one line naming the file and the column
     stale = d / "stale_pairs.parquet"

@@ -12,6 +12,7 @@ from spurlab.discover.auto_annotate import (
     is_spurious_auto,
     localises_cue,
     score_against_truth,
+    score_intervals,
 )
 from spurlab.discover.subsets_file import STAT_COLUMNS, pair_region_stats
 
@@ -91,6 +92,45 @@ def test_auto_table_has_the_human_table_columns_and_scores():
     score = score_against_truth(human, p, planted)
     assert score["recovered"] == {"disk/water_bg": True, "triangle/hospital_tag": False}
     assert score["planted_cues_recovered"] == 0.5
+
+
+def test_scores_carry_their_bootstrap_intervals_over_pairs():
+    """Precision and recall: every class-feature pair resampled with its annotation and truth, both
+    ratios recomputed; recovery: the planted (class, cue) pairs resampled. Seeded, so repeatable."""
+    p = _pairs()
+    table = auto_annotations(p)
+    planted = {"triangle": ["hospital_tag"], "disk": ["water_bg"]}
+    score = score_against_truth(table, p, planted, seed=3)
+    low, high = score["precision_ci"]
+    assert low <= score["precision"] == 0.5 <= high and low < high  # the pairs disagree: some width
+    assert score["recall_ci"] == [1.0, 1.0]  # every truly spurious pair found: no resample says otherwise
+    assert score["planted_cues_recovered_ci"] == [1.0, 1.0]
+    again = score_against_truth(table, p, planted, seed=3)
+    assert {k: again[k] for k in ("precision_ci", "recall_ci")} == {k: score[k] for k in ("precision_ci", "recall_ci")}
+    human = table.copy()
+    human.loc[human["feature_index"] == 10, "label"] = "core"
+    lost = score_against_truth(human, p, planted | {"heart": ["stripe"]}, seed=3)
+    low, high = lost["planted_cues_recovered_ci"]
+    assert low <= lost["planted_cues_recovered"] <= high and low < high
+
+
+def test_score_intervals_of_the_ratios():
+    rng = np.random.default_rng(0)
+    truth = rng.random(60) < 0.3
+    pred = truth.copy()
+    same = score_intervals(pred, truth, {"a/q": True, "b/q": True}, seed=1)
+    assert same == {"precision_ci": [1.0, 1.0], "recall_ci": [1.0, 1.0], "planted_cues_recovered_ci": [1.0, 1.0]}
+    pred[:10] = ~pred[:10]  # some false positives and some misses
+    prec, rec = (pred & truth).sum() / pred.sum(), (pred & truth).sum() / truth.sum()
+    ci = score_intervals(pred, truth, {}, seed=1)
+    for value, (low, high) in ((prec, ci["precision_ci"]), (rec, ci["recall_ci"])):
+        assert low <= value <= high and low < high
+    assert ci["planted_cues_recovered_ci"] is None  # nothing planted
+    assert ci == score_intervals(pred, truth, {}, seed=1) and ci != score_intervals(pred, truth, {}, seed=2)
+    # precision and recall resample differently (keys), and a different key moves both
+    assert score_intervals(pred, truth, {}, seed=1, key="other") != ci
+    # no truly spurious pair: recall is undefined, so it has no interval
+    assert score_intervals(pred, np.zeros(60, bool), {}, seed=1)["recall_ci"] is None
 
 
 def test_auto_annotation_needs_object_masks():

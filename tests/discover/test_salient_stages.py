@@ -133,6 +133,9 @@ def test_noise_and_summary(stages, tmp_path):
     for key in ("auto_annotator_precision", "auto_annotator_recall", "planted_cues_recovered",
                 "auto_annotator_precision_presence_only", "auto_annotator_recall_presence_only"):  # fmt: skip
         assert on_disk[key] is None or 0 <= on_disk[key] <= 1 or np.isnan(on_disk[key])
+    for key in ("auto_annotator_precision", "auto_annotator_recall", "planted_cues_recovered"):
+        v, ci = on_disk[key], on_disk[f"{key}_ci"]
+        assert ci is None or ci[0] <= v <= ci[1], (key, v, ci)
     auto = on_disk["auto_annotator"]
     assert auto["n_truly_spurious"] == auto["n_cue_present"] + auto["n_cue_switched_off"]
     assert (

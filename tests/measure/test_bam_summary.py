@@ -10,7 +10,8 @@ import pytest
 from spurlab.config import kseries_codes
 from spurlab.errors import SpurlabError
 from spurlab.io.tables import write_table
-from spurlab.measure.bam_summary import run_bam_summary
+from spurlab.measure.bam_metrics import idr
+from spurlab.measure.bam_summary import idr_mean_ci, idr_pairs, idr_random_mean, run_bam_summary
 
 
 @pytest.mark.slow
@@ -29,6 +30,10 @@ def test_summary_holds_every_method_metric_and_the_verification(bam_stage, bam_v
     assert "tcav_mcs" in s and set(s["verification"]) == {"f_o", "f_s"}
     assert set(s["verification"]["f_o"]) == {"os", "0s", "og"}
     assert set(s["k_series_accuracy_drop"]) == {"0.3", "1"}
+    base = [e["idr_random_baseline"] for e in s["methods"].values() if e["idr_random_baseline"] is not None]
+    assert on_disk["idr_random_baseline_mean"] == sum(base) / len(base)
+    low, high = on_disk["idr_random_baseline_mean_ci"]
+    assert low <= on_disk["idr_random_baseline_mean"] <= high
     assert (d / "mcs.png").stat().st_size > 5000
 
 
@@ -88,3 +93,54 @@ def test_rho_interval_resamples_the_k_values():
     low, high = rho_ci(x, y, 0, "k")
     assert -1 <= low <= pearson(x, y) <= high <= 1 and rho_ci(x, y, 0, "k") == [low, high]
     assert rho_ci([0.1, None, 0.2], [0.1, 0.2, 0.3], 0, "k") is None
+
+
+def _contrast(rng, n=40, methods=("gradcam", "gradient"), region="random_outside"):
+    """A contrast table of f_s on X_os and X_0s: g_c per image, method and set; f_s wrong on X_0s
+    for the last 5 images."""
+    rows = []
+    for m in methods:
+        for set_name in ("bam_os_test", "bam_0s_test"):
+            for r in range(n):
+                rows.append({"model": "f_s", "set": set_name, "method": m, "normaliser": "abs", "region": region,
+                             "row": r, "g": float(rng.random()), "correct": r < n - 5})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_idr_pairs_keep_the_images_f_s_classifies_without_the_object():
+    con = _contrast(np.random.default_rng(0))
+    p = idr_pairs(con, ("gradcam", "abs"), "random_outside")
+    assert list(p.index) == list(range(35)) and list(p.columns) == ["g_cf", "g_no"]
+    g = con[(con["method"] == "gradcam") & (con["set"] == "bam_os_test")]["g"].to_numpy()
+    np.testing.assert_array_equal(p["g_cf"].to_numpy(), g[:35])
+
+
+def test_the_mean_random_idr_over_methods_has_an_interval_over_images():
+    """One resample of the images serves every method: two methods with the same pairs give the
+    interval of one; the mean's interval holds the mean, is zero-width when every image agrees,
+    and is seeded."""
+    rng = np.random.default_rng(0)
+    con = _contrast(rng)
+    pairs = {m: idr_pairs(con, (m, "abs"), "random_outside") for m in ("gradcam", "gradient")}
+    per_method = {m: {"idr_random_baseline": round(idr(p["g_cf"], p["g_no"]), 4)} for m, p in pairs.items()}
+    out = idr_random_mean(per_method, pairs, seed=2)
+    mean, (low, high) = out["idr_random_baseline_mean"], out["idr_random_baseline_mean_ci"]
+    assert mean == sum(e["idr_random_baseline"] for e in per_method.values()) / 2
+    assert low <= mean <= high and low < high
+    assert idr_random_mean(per_method, pairs, seed=2) == out
+    same = {"a": pairs["gradcam"], "b": pairs["gradcam"]}
+    assert idr_mean_ci(same, 2, "k") == idr_mean_ci({"a": pairs["gradcam"]}, 2, "k")
+    # an image a method lacks counts for the others only
+    short = {"a": pairs["gradcam"], "b": pairs["gradient"].iloc[:20]}
+    low, high = idr_mean_ci(short, 2, "k")
+    assert low <= (idr(*short["a"].to_numpy().T) + idr(*short["b"].to_numpy().T)) / 2 <= high
+    # every image attributes the region less with the object: IDR 1 in every resample
+    less = {m: p.assign(g_no=p["g_cf"] + 1) for m, p in pairs.items()}
+    assert idr_mean_ci(less, 2, "k") == [1.0, 1.0]
+    # a method without IDR is left out of the mean; none at all: no number, no interval
+    per_method["gradient"]["idr_random_baseline"] = None
+    assert (
+        idr_random_mean(per_method, pairs, seed=2)["idr_random_baseline_mean"]
+        == per_method["gradcam"]["idr_random_baseline"]
+    )
+    assert idr_random_mean({}, {}, seed=2) == {"idr_random_baseline_mean": None, "idr_random_baseline_mean_ci": None}

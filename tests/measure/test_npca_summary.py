@@ -84,3 +84,43 @@ def test_npca_summary_carries_the_spufix_intervals_of_the_models_table():
     assert m["r"]["acc_before_ci"] == [0.75, 0.85] and m["e"]["acc_before_ci"] is None  # NaN: none
     assert m["e"]["retrieved_auc_after"] == 0.8 and m["e"]["retrieved_auc_after_ci"] == [0.7, 0.9]
     assert m["r"]["acc_after_ci"] is None and m["r"]["spurious_auc_before_ci"] is None  # columns absent
+
+
+def test_npca_summary_gives_the_recovery_and_precision_intervals_per_kind():
+    pairs, retrieval, models, classes, harmful = _npca_inputs(True, ["spurious", "core"] * 4)
+    # the spurious components of c0 and c1 localise their cue (c2's does not): 2 of 3 cues recovered
+    shows = pairs["class"].isin([0, 1]) & (pairs["feature"] == 0)
+    pairs.loc[shows, ["cue_share", "hot_cue", "hot_object_cued", "area_rest"]] = [1.0, 0.9, 0.1, 0.0]
+    planted = {"planted_cues": {"c0": ["tag"], "c1": ["stripe"], "c2": ["disk"]}}
+    s = npca_summary(pairs, planted, retrieval, models, classes, harmful, seed=4)
+    for key in ("planted_cues_recovered", "annotator_precision"):
+        assert set(s[f"{key}_ci"]) == set(s[key]) == {"npca", "neurons_top5", "neurons_top10"}
+    rec, ci = s["planted_cues_recovered"]["npca"], s["planted_cues_recovered_ci"]["npca"]
+    assert rec == 2 / 3 and ci[0] <= rec <= ci[1] and ci[0] < ci[1]
+    prec, ci = s["annotator_precision"]["npca"], s["annotator_precision_ci"]["npca"]
+    assert prec == 0.5 and ci[0] <= prec <= ci[1] and ci[0] < ci[1]
+    assert npca_summary(pairs, planted, retrieval, models, classes, harmful, seed=4) == s  # same seed, same numbers
+    # every planted cue recovered: zero width
+    s = npca_summary(pairs, {"planted_cues": {"c0": ["tag"], "c1": ["stripe"]}}, retrieval, models, classes, harmful)
+    assert s["planted_cues_recovered"]["npca"] == 1.0 and s["planted_cues_recovered_ci"]["npca"] == [1.0, 1.0]
+    # without planted truth: no interval either
+    none = npca_summary(_npca_inputs(False, ["spurious", "core"] * 4)[0], {}, retrieval, models, classes, harmful)
+    assert none["planted_cues_recovered_ci"] is None and none["annotator_precision_ci"] is None
+
+
+def test_npca_summary_gives_the_repaired_classes_their_interval():
+    """The repaired classes' mean cue-only AUC takes its interval from the models table's
+    `cue_only_auc_repaired_*_ci_*` (stage `npca_spufix`); none where the table has none, or where
+    no class was repaired."""
+    pairs, retrieval, models, classes, harmful = _npca_inputs(True, ["spurious", "core"] * 4)
+    models = models.assign(cue_only_auc_repaired_before_ci_low=[0.5, 0.4], cue_only_auc_repaired_before_ci_high=[0.7, 0.6],
+                           cue_only_auc_repaired_after_ci_low=[0.6, np.nan],
+                           cue_only_auc_repaired_after_ci_high=[0.8, np.nan])  # fmt: skip
+    m = npca_summary(pairs, {"planted_cues": {"c0": ["tag"]}}, retrieval, models, classes, harmful)["models"]
+    assert m["r"]["spurious_auc_repaired_before"] == 0.6 and m["r"]["spurious_auc_repaired_before_ci"] == [0.5, 0.7]
+    assert m["r"]["spurious_auc_repaired_after"] == 0.7 and m["r"]["spurious_auc_repaired_after_ci"] == [0.6, 0.8]
+    # model e has no class rows (nothing repaired for it here): no number, so no interval
+    assert m["e"]["spurious_auc_repaired_before"] is None and m["e"]["spurious_auc_repaired_before_ci"] is None
+    old = npca_summary(pairs, {"planted_cues": {"c0": ["tag"]}}, retrieval, _npca_inputs(True, ["core"] * 8)[2],
+                       classes, harmful)["models"]  # fmt: skip
+    assert old["r"]["spurious_auc_repaired_before"] == 0.6 and old["r"]["spurious_auc_repaired_before_ci"] is None

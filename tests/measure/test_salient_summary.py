@@ -35,7 +35,14 @@ def test_salient_summary_fields_with_planted_truth_are_unchanged():
     s = salient_summary(pairs, ann, noise, {"a": ["tag"]}, auto, ["m"], planted_truth=True)
     assert s["cue_classes_with_both"] == ["a"] and s["drake"] == {"m": drake_comparison(noise["m"], [0])}
     assert s["auto_annotator_precision"] == 0.5 and s["planted_cues_recovered"] == 1.0
+    # intervals of the annotator's scores: none computed by the caller here, so none reported
+    assert s["auto_annotator_precision_ci"] is None and s["planted_cues_recovered_ci"] is None
+    scored = {**auto, "precision_ci": [0.3, 0.7], "recall_ci": [1.0, 1.0], "planted_cues_recovered_ci": [1.0, 1.0]}
+    s = salient_summary(pairs, ann, noise, {"a": ["tag"]}, scored, ["m"], planted_truth=True)
+    assert (s["auto_annotator_precision_ci"], s["auto_annotator_recall_ci"]) == ([0.3, 0.7], [1.0, 1.0])
+    assert s["planted_cues_recovered_ci"] == [1.0, 1.0] and s["auto_annotator"]["precision_ci"] == [0.3, 0.7]
     assert s["not_computed"] == {} and s["n_annotated"] == 4
     real = salient_summary(pairs, ann, noise, {}, None, ["m"], planted_truth=False)
     assert real["cue_classes_with_both"] is None and real["drake"] == {"m": drake_comparison(noise["m"], [0, 1])}
     assert real["noise"] == s["noise"] and real["classes_with_both"] == s["classes_with_both"]
+    assert real["auto_annotator_precision_ci"] is None and real["planted_cues_recovered_ci"] is None

@@ -5,7 +5,9 @@ import pytest
 
 from spurlab.discover.npca import alphas, weighted_features
 from spurlab.errors import SpurlabError
+from spurlab.measure.spurious_score import mean_auc_ci, mean_scores, spurious_scores
 from spurlab.mitigate.spufix import (
+    _SpuFixRun,
     spufix_logits,
     spufix_transfer_logits,
     transfer_directions,
@@ -144,3 +146,41 @@ def test_degenerate_directions_are_errors(model):
         transfer_directions(phi, labels, W, {0: alpha[:5]})
     with pytest.raises(SpurlabError, match="class 9 outside"):
         spufix_logits(phi_test @ W.T, phi_test, W, {9: (mu, V[[0]])})
+
+
+def _repaired_run(spurious) -> _SpuFixRun:
+    """A SpuFix run holding only what `_repaired_ci` reads: the removed components and the seed."""
+    return _SpuFixRun(robust="r", spurious=spurious, r_alphas={}, direct_bases={}, train_sha256="", cue_set=None,
+                      cue_only_set="", negatives={}, retrieved=None, seed=5)  # fmt: skip
+
+
+def _probs(rng, n_pos=30, n_neg=20, separated=(0, 1, 2)):
+    """Probabilities of 3 classes for 30 test images per class and 20 cue-only images per class:
+    the classes in `separated` put every test image above every cue-only image."""
+    labels = np.repeat(np.arange(3), n_pos)
+    pos, neg = rng.random((3 * n_pos, 3)), rng.random((3 * n_neg, 3))
+    for k in separated:
+        pos[labels == k, k] += 1.0
+    return pos, labels, neg, {k: np.arange(k * n_neg, (k + 1) * n_neg) for k in range(3)}
+
+
+def test_the_repaired_classes_mean_auc_has_its_interval_over_their_images():
+    """The interval of the mean cue-only AUC over the classes SpuFix repairs (some harmful component
+    removed), each class's images resampled within class and side: it holds the mean over those
+    classes only, has no width where every resample separates them perfectly, and is seeded."""
+    run = _repaired_run({0: [1], 2: [0, 3], 1: []})  # class 1: nothing removed, so not repaired
+    pos, labels, neg_probs, neg = _probs(np.random.default_rng(0), separated=())
+    cols = run._repaired_ci("m", "before", (pos, labels), neg_probs, neg)
+    low, high = cols["cue_only_auc_repaired_before_ci_low"], cols["cue_only_auc_repaired_before_ci_high"]
+    point = mean_scores(spurious_scores(pos, labels, neg_probs, {k: neg[k] for k in (0, 2)}))["spurious_auc"]
+    assert low <= point <= high and low < high
+    assert [low, high] == mean_auc_ci(pos, labels, neg_probs, {k: neg[k] for k in (0, 2)}, seed=5,
+                                      key="cue_only-auc-repaired-before-m")  # fmt: skip
+    assert run._repaired_ci("m", "before", (pos, labels), neg_probs, neg) == cols
+    # the repaired classes separated perfectly (class 1 not): every resample's mean is 1
+    pos, labels, neg_probs, neg = _probs(np.random.default_rng(1), separated=(0, 2))
+    cols = run._repaired_ci("m", "after", (pos, labels), neg_probs, neg)
+    assert (cols["cue_only_auc_repaired_after_ci_low"], cols["cue_only_auc_repaired_after_ci_high"]) == (1.0, 1.0)
+    # no class repaired: no interval (NaN columns)
+    none = _repaired_run({})._repaired_ci("m", "after", (pos, labels), neg_probs, neg)
+    assert all(np.isnan(v) for v in none.values())

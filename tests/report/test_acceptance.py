@@ -60,3 +60,28 @@ def test_interventions_point_holds_only_when_every_model_loses_its_planted_part(
     assert acceptance_points({"interventions": {"families": {}}})[0].holds is None
     md = summary_markdown({"interventions": s})
     assert "## Interventional checks of explanations" in md and "**Planted order holds: no**" in md
+
+
+def test_salient_npca_and_bam_points_print_their_intervals():
+    """The annotator's precision / recall, the components' recovery, the repaired classes' AUC
+    before and after SpuFix and the mean random-region IDR as `value [low, high]`, from the `_ci`
+    keys their stages store; a summary without them prints the value alone."""
+    s = summaries()
+    s["salient"].update(auto_annotator_precision_ci=[0.85, 1.0], auto_annotator_recall_ci=[1.0, 1.0])
+    s["npca"]["planted_cues_recovered_ci"] = {"npca": [1.0, 1.0]}
+    s["npca"]["models"]["robust"].update(spurious_auc_repaired_before_ci=[0.5, 0.7],
+                                         spurious_auc_repaired_after_ci=[0.62, 0.78])  # fmt: skip
+    s["bam"] = {"methods": {"gradcam": {"idr_random_baseline": 0.44}, "gradient": {"idr_random_baseline": 0.452}},
+                "idr_random_baseline_mean": 0.446, "idr_random_baseline_mean_ci": [0.41, 0.48]}  # fmt: skip
+    points = {(p.stage, p.point.split(" ")[0]): p for p in acceptance_points(s)}
+    assert points[("salient", "automatic")].value == "0.95 [0.85, 1] / 1 [1, 1]"
+    assert points[("npca", "planted")].value == "1 [1, 1]"
+    assert points[("npca", "SpuFix")].value == "robust 0.6 [0.5, 0.7] -> 0.7 [0.62, 0.78] (0.5 pts)"
+    bam = points[("bam", "IDR")]
+    assert bam.value == "0.446 [0.41, 0.48]" and bam.holds
+    # an older bam summary (no mean stored): the mean over the methods, no interval
+    del s["bam"]["idr_random_baseline_mean"], s["bam"]["idr_random_baseline_mean_ci"]
+    assert {p.point.split(" ")[0]: p for p in acceptance_points(s) if p.stage == "bam"}["IDR"].value == "0.446"
+    assert {(p.stage, p.point.split(" ")[0]): p for p in acceptance_points(summaries())}[
+        ("npca", "planted")
+    ].value == "1"

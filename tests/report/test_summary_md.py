@@ -62,3 +62,19 @@ def test_summary_md_prints_headlines_with_their_intervals():
     text = summary_markdown(s)
     assert "Spuriosity AUC against planted cues 0.812 [0.701, 0.9]**" in text
     assert "| erm_a | 0.9 [0.85, 0.95] | 0.8 | 0.95 | 0.15 [0.1, 0.2] |" in text  # acc_low without one: the value
+
+
+def test_summary_md_prints_the_annotator_scores_and_recovery_with_their_intervals():
+    s = {"salient": {**SALIENT, "planted_cues_recovered_ci": [0.5, 1.0], "auto_annotator_precision": 0.897,
+                     "auto_annotator_precision_ci": [0.8, 0.97], "auto_annotator_recall": 1.0,
+                     "auto_annotator_recall_ci": [1.0, 1.0]},
+         "npca": {"planted_cues_recovered": {"npca": 1.0, "neurons_top5": 0.5},
+                  "planted_cues_recovered_ci": {"npca": [1.0, 1.0], "neurons_top5": [0.25, 0.75]},
+                  "annotator_precision": {"npca": 0.9}, "annotator_precision_ci": {"npca": [0.8, 1.0]}},
+         "lightweight": {"planted_cues_recovered": 0.5, "planted_cues_recovered_ci": [0.0, 1.0]}}  # fmt: skip
+    text = summary_markdown(s)
+    assert "Planted cues recovered: 83.3% [50.0%, 100.0%]**" in text
+    assert "Automatic annotator precision 0.897 [0.8, 0.97], recall 1 [1, 1]**" in text
+    assert "NPCA 100.0% [100.0%, 100.0%], top-5 neurons 50.0% [25.0%, 75.0%], top-10 neurons n/a**" in text
+    assert "Annotator precision: NPCA 0.9 [0.8, 1], neurons n/a**" in text
+    assert "Planted cues recovered: 50.0% [0.0%, 100.0%]; annotator precision n/a" in text

@@ -108,3 +108,13 @@ def test_a_sibling_ci_gives_ci_low_and_ci_high_and_no_row_of_its_own():
     assert row(df, metric="k")["ci_low"] != row(df, metric="k")["ci_low"]
     assert pd.isna(row(df, method="gradcam", metric="methods/idr")["ci_high"])
     assert not df["metric"].str.contains("_ci").any()
+
+
+def test_a_per_kind_number_takes_its_intervals_from_a_per_kind_sibling():
+    s = {"planted_cues_recovered": {"npca": 0.8, "neurons_top5": 0.6, "neurons_top10": None},
+         "planted_cues_recovered_ci": {"npca": [0.6, 1.0], "neurons_top5": None, "neurons_top10": None}}  # fmt: skip
+    df = flatten_summary("npca", s, VOCAB)
+    r = row(df, metric="planted_cues_recovered/npca")
+    assert (r["value"], r["ci_low"], r["ci_high"]) == (0.8, 0.6, 1.0)
+    assert pd.isna(row(df, metric="planted_cues_recovered/neurons_top5")["ci_low"])
+    assert len(df) == 2 and not df["metric"].str.contains("_ci").any()

@@ -38,7 +38,7 @@ from ..data.imagesets import ImageSet
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
-from ..stats import mean_ci
+from ..stats import bootstrap_ci, mean_ci
 from .annotate import annotation_counts, check_coverage, exported_pairs, human_annotations, read_mturk_csv
 from .subsets_file import STAT_COLUMNS, SalientSubsets
 
@@ -163,12 +163,45 @@ def auto_annotations(pairs: pd.DataFrame, criterion: str = "hot", threshold: flo
     return df.sort_values(["class_index", "feature_rank"]).reset_index(drop=True)
 
 
+def _ratio(hits: np.ndarray, among: np.ndarray) -> float:
+    """The share of `hits` among the rows where `among` is set (NaN where there are none)."""
+    n = int(among.sum())
+    return float((hits & among).sum() / n) if n else float("nan")
+
+
+def score_intervals(pred, truth, recovered: dict, seed: int = 0, key: str = "annotator") -> dict:
+    """The 95% bootstrap intervals (docs/methods.md#bootstrap-intervals) of `score_against_truth`'s
+    precision, recall (`pred`, `truth`: one bool per class-feature pair) and planted-cue recovery
+    (`recovered`: one bool per planted (class, cue) pair): `<name>_ci`, None where undefined.
+
+    Precision and recall are ratio estimators (true positives over the pairs annotated spurious,
+    over the truly spurious pairs), whose denominators are themselves counts of the sample: every
+    class-feature pair is resampled (with its annotation and its truth) and both ratios recomputed,
+    so the interval carries the variation of the denominator too, not only that of the share
+    within a fixed set of annotated (or truly spurious) pairs. A resample without a pair in the
+    denominator leaves the ratio undefined: it is left out (`drop_undefined`). The recovery is a
+    mean over the planted (class, cue) pairs, which are resampled."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    hits = list(recovered.values())
+    return {
+        "precision_ci": bootstrap_ci([pred, truth], lambda p, t: _ratio(t, p), seed, f"{key}-precision",
+                                     drop_undefined=True),
+        "recall_ci": bootstrap_ci([pred, truth], lambda p, t: _ratio(p, t), seed, f"{key}-recall",
+                                  drop_undefined=True),
+        "planted_cues_recovered_ci": mean_ci(np.asarray(hits, float), seed, f"{key}-planted-cues-recovered")
+        if hits else None,
+    }  # fmt: skip
+
+
 def score_against_truth(annotations: pd.DataFrame, pairs: pd.DataFrame, planted: dict[str, list[str]],
-                        switched_off: list[str | None] | None = None) -> dict:  # fmt: skip
+                        switched_off: list[str | None] | None = None, *, seed: int = 0,
+                        key: str = "annotator") -> dict:  # fmt: skip
     """Precision/recall of spurious annotations against the planted truth (`localises_cue`, or
     switched off by another class's background cue: `cue_switched_off`, given as `switched_off`),
     the same against `localises_cue` alone (`*_presence_only`), and the fraction of planted
-    (class, cue) pairs recovered: some annotated-spurious feature of the class localises it."""
+    (class, cue) pairs recovered: some annotated-spurious feature of the class localises it.
+    `precision_ci`, `recall_ci`, `planted_cues_recovered_ci`: their bootstrap intervals
+    (`score_intervals`, seeded by `seed` and `key`)."""
     presence = localises_cue(pairs)
     # a table read back may hold NaN where None was written
     off = [q if isinstance(q, str) else None for q in (switched_off or [None] * len(pairs))]
@@ -207,6 +240,7 @@ def score_against_truth(annotations: pd.DataFrame, pairs: pd.DataFrame, planted:
         "recall_presence_only": ratio(int((pred & presence).sum()), int(presence.sum())),
         "planted_cues_recovered": float(np.mean(list(recovered.values()))) if recovered else float("nan"),
         "recovered": recovered,
+        **score_intervals(pred, truth, recovered, seed, key),
     }  # fmt: skip
 
 
@@ -261,7 +295,8 @@ def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path
     """Lightweight discovery on a new task (docs/methods.md#lightweight-discovery): how well the annotations of the fitted
     head's top features recover the new task's planted cues, with the head's accuracy.
     `imageset_path` is the set the subsets were built on, `features_path` the model's cache of it;
-    `seed` seeds the interval of the head's accuracy (`head_accuracy_ci`)."""
+    `seed` seeds the intervals of the head's accuracy (`head_accuracy_ci`) and of the annotator's
+    scores (`score_intervals`)."""
     import json
     from pathlib import Path
 
@@ -276,9 +311,8 @@ def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path
         if subsets.attrs["imageset_sha256"] != imageset.sha256:
             raise SpurlabError(f"{subsets_path}: built from another image set than {imageset_path}; rebuild it")
     meta = json.loads((Path(model_dir) / "meta.json").read_text())
-    score = score_against_truth(
-        annotations, pairs, planted, switched_off_truth(pairs, imageset, features_path, model_dir)
-    )
+    score = score_against_truth(annotations, pairs, planted, switched_off_truth(pairs, imageset, features_path, model_dir),
+                                seed=seed, key="lightweight-annotator")  # fmt: skip
     return {
         "classes": meta["class_names"],
         "head_train_acc": meta["metrics"]["train_acc"],
@@ -287,9 +321,12 @@ def lightweight_summary(subsets_path, annotations_path, model_dir, imageset_path
         "n_pairs": int(len(annotations)),
         "n_spurious": int((annotations["label"] == "spurious").sum()),
         "auto_annotator_precision": score["precision"],
+        "auto_annotator_precision_ci": score["precision_ci"],
         "auto_annotator_recall": score["recall"],
+        "auto_annotator_recall_ci": score["recall_ci"],
         "auto_annotator_precision_presence_only": score["precision_presence_only"],
         "planted_cues_recovered": score["planted_cues_recovered"],
+        "planted_cues_recovered_ci": score["planted_cues_recovered_ci"],
         "planted_cue_recovery": score["recovered"],
         "switched_off": score["switched_off_list"],
         "false_positives": score["false_positives_list"],

@@ -1,8 +1,9 @@
 """The `bam` target's headline numbers (results/bam/summary.json) and figure (Yang & Kim 2019,
 Figs. 2, 4, 6, 8, 10): per method MCS f_o vs f_s with its random-region baseline, the k-series
 MCS against k = 1.0 and its Pearson rho with the accuracy drop, IDR (with two random baselines:
-regions outside the object, and the same regions overlapping it), IIR at t; TCAV's MCS; the
-verification accuracies and the k-series accuracy drops.
+regions outside the object, and the same regions overlapping it; the mean over methods of the
+first, `idr_random_baseline_mean`), IIR at t; TCAV's MCS; the verification accuracies and the
+k-series accuracy drops.
 
 Every input table's provenance is checked against the models and image sets it claims: the
 tables must come from the same checkpoints (hashes) as the verification table.
@@ -58,24 +59,63 @@ def _mcs_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, r
     e["mcs_n"] = int(len(go))
 
 
-def _idr_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, rng, seed: int = 0) -> None:
-    """IDR: f_s with the object (X_os) vs without it (X_0s), pairs f_s classifies correctly both
-    times; the baseline's random regions exclude the object: overlapping ones mostly measure it."""
+def idr_pairs(con: pd.DataFrame, how: tuple[str, str], region: str) -> pd.DataFrame:
+    """The pairs IDR is computed on, one row per image (index: the image's row): f_s's g_c on
+    `region` with the object (`g_cf`, X_os) and without it (`g_no`, X_0s), on the images f_s
+    classifies correctly without it."""
     ok0 = con[(con["model"] == "f_s") & (con["set"] == "bam_0s_test")].groupby("row")["correct"].first()
+    g_cf = _g(con, "f_s", "bam_os_test", region, how)
+    g_no = _g(con, "f_s", "bam_0s_test", region, how)
+    g_cf, g_no = g_cf.align(g_no, join="inner")
+    keep = ok0.reindex(g_cf.index).fillna(False).to_numpy(bool)
+    return pd.DataFrame({"g_cf": g_cf.to_numpy()[keep], "g_no": g_no.to_numpy()[keep]}, index=g_cf.index[keep])
+
+
+def _idr_entries(e: dict, con: pd.DataFrame, how: tuple[str, str], trial: int, rng, seed: int = 0) -> pd.DataFrame:
+    """IDR: f_s with the object (X_os) vs without it (X_0s), pairs f_s classifies correctly both
+    times; the baseline's random regions exclude the object: overlapping ones mostly measure it.
+    Returns the baseline's pairs (`idr_pairs`), for the mean over methods (`idr_mean_ci`)."""
+    out = {}
     for region, key in (
         ("object", "idr"),
         ("random_outside", "idr_random_baseline"),
         ("random", "idr_random_overlapping"),
     ):
-        g_cf = _g(con, "f_s", "bam_os_test", region, how)
-        g_no = _g(con, "f_s", "bam_0s_test", region, how)
-        g_cf, g_no = g_cf.align(g_no, join="inner")
-        keep = ok0.reindex(g_cf.index).fillna(False).to_numpy(bool)
-        a, c = g_cf.to_numpy()[keep], g_no.to_numpy()[keep]
+        out[key] = pairs = idr_pairs(con, how, region)
+        a, c = pairs["g_cf"].to_numpy(), pairs["g_no"].to_numpy()
         e[key] = _r(idr(a, c))
         e[f"{key}_sd"] = _r(trial_sd(idr, (a, c), trial, rng))
         e[f"{key}_ci"] = bootstrap_ci([a, c], idr, seed, f"{key}-{how[0]}")
-    e["idr_n"] = int(keep.sum())
+    e["idr_n"] = int(len(pairs))
+    return out["idr_random_baseline"]
+
+
+def idr_mean_ci(pairs: dict[str, pd.DataFrame], seed: int, key: str) -> list | None:
+    """The bootstrap interval of the mean over methods of IDR (each method's `idr_pairs`): the
+    images are resampled, and one resample serves every method (an image keeps its pairs of all
+    methods; one a method lacks counts for the others only), so the interval is over images, as the
+    per-method ones, not over the handful of methods."""
+    pairs = {m: p for m, p in pairs.items() if len(p)}
+    if not pairs:
+        return None
+    rows = sorted(set().union(*(p.index for p in pairs.values())))
+    a = np.column_stack([p["g_cf"].reindex(rows).to_numpy(float) for p in pairs.values()])
+    c = np.column_stack([p["g_no"].reindex(rows).to_numpy(float) for p in pairs.values()])
+
+    def mean_idr(a, c):  # idr leaves out the rows where a method has no pair (NaN)
+        return float(np.mean([idr(a[:, j], c[:, j]) for j in range(a.shape[1])]))
+
+    return bootstrap_ci([a, c], mean_idr, seed, key)
+
+
+def idr_random_mean(per_method: dict, pairs: dict[str, pd.DataFrame], seed: int) -> dict:
+    """`idr_random_baseline_mean`: the mean over methods of their random-region IDR (the methods
+    that have one; BAM's check that random regions give about 50%), and its interval over images
+    (`idr_mean_ci`)."""
+    have = [m for m, e in per_method.items() if e.get("idr_random_baseline") is not None]
+    mean = sum(per_method[m]["idr_random_baseline"] for m in have) / len(have) if have else None
+    ci = idr_mean_ci({m: pairs[m] for m in have}, seed, "idr-random-baseline-mean") if have else None
+    return {"idr_random_baseline_mean": mean, "idr_random_baseline_mean_ci": ci}
 
 
 def _iir_entries(e: dict, iir_df: pd.DataFrame, how: tuple[str, str], trial: int, rng, t: float,
@@ -181,13 +221,13 @@ def run_bam_summary(cfg: dict, verification: str, contrast: str, kseries: dict[s
     k_values = [int(c[1:]) / 100 for c in codes]
     t = float(b["iir"]["threshold"])
     per_method: dict = {}
-    series_rows = []
+    series_rows, random_pairs = [], {}
     for method in methods:
         e: dict = {}
         rng = part_rng(b["seed"], f"trials-{method}")
         how = (method, norm)
         _mcs_entries(e, con, how, trial, rng, seed=int(b["seed"]))
-        _idr_entries(e, con, how, trial, rng, seed=int(b["seed"]))
+        random_pairs[method] = _idr_entries(e, con, how, trial, rng, seed=int(b["seed"]))
         _iir_entries(e, iir_df, how, trial, rng, t=t, seed=int(b["seed"]))
         series, rows = _k_series(ks, codes, how)
         series_rows += rows
@@ -200,6 +240,7 @@ def run_bam_summary(cfg: dict, verification: str, contrast: str, kseries: dict[s
         per_method[method] = e
     summary = {
         "methods": per_method,
+        **idr_random_mean(per_method, random_pairs, int(b["seed"])),
         **_tcav_entries(tc, codes, k_values, drops, drops_all, seed=int(b["seed"])),
         "verification": verification_record(ver),
         "k_series_accuracy_drop": {f"{k:g}": _r(v) for k, v in drops.items()},

@@ -4,16 +4,19 @@
   the top-10 neural PCA components (`npca`) and by the top-5 / top-10 neurons of Salient ImageNet
   (`neurons_top5`, `neurons_top10`), all judged by the same annotator on the same images
   (`auto_annotate.score_against_truth`: some feature of the class annotated spurious localises the
-  cue);
+  cue), with its bootstrap interval over the planted (class, cue) pairs per kind
+  (`planted_cues_recovered_ci`: {kind: [low, high]});
 - `annotator_precision` per kind against the planted truth (a planted cue shown, or switched off
-  by a planted background cue), `annotator_precision_presence_only` against the first kind alone;
+  by a planted background cue), with its interval over the pairs (`annotator_precision_ci`),
+  `annotator_precision_presence_only` against the first kind alone;
 - `harmfulness`: the components validated harmful (they alone trigger the class), which SpuFix
   removes, their harm rates, and the fraction of them that are truly spurious;
 - `retrieval_precision`: fraction of cue-only retrieved images that show the class's cue and not
   its object, with its bootstrap interval over the retrieved images (`retrieval_precision_ci`);
 - per model: spurious AUC / AP before and after SpuFix (on the `cue_only` split; the retrieved set
   under `retrieved_*`), the same AUC over the classes SpuFix repairs (`repaired_classes`,
-  `spurious_auc_repaired_*`), test accuracy before and after; `transfer_invariant_max_abs_err`;
+  `spurious_auc_repaired_*`, with the intervals `npca_spufix` computed over the images of those
+  classes), test accuracy before and after; `transfer_invariant_max_abs_err`;
   `cue_only_negatives` says where the cue-only negatives came from (`planted_cues`: the generated
   set's cue flags; `folder_labels`: a cue-only folder set's labels);
 - `n_components` (all selected), `n_components_annotated` (labelled spurious or core: not
@@ -55,8 +58,9 @@ def has_planted_truth(pairs) -> bool:
     return bool(len(pairs)) and bool(pairs["mass_object"].notna().any())
 
 
-def recovery(pairs, planted: dict[str, list[str]]) -> dict:
-    """score_against_truth per kind: {npca, neurons_top5, neurons_top10} -> its score dict."""
+def recovery(pairs, planted: dict[str, list[str]], seed: int = 0) -> dict:
+    """score_against_truth per kind: {npca, neurons_top5, neurons_top10} -> its score dict, with
+    the bootstrap intervals of its scores (`auto_annotate.score_intervals`, seeded by `seed`)."""
     out = {}
     for key, kind, top in (("npca", "component", 10), ("neurons_top5", "neuron", 5), ("neurons_top10", "neuron", 10)):
         part = pairs[(pairs["kind"] == kind) & (pairs["rank"] <= top)].reset_index(drop=True)
@@ -67,7 +71,8 @@ def recovery(pairs, planted: dict[str, list[str]]) -> dict:
             ["class_index", "feature_index", "label"]
         ]
         off = part["switched_off"].tolist() if "switched_off" in part else None
-        out[key] = score_against_truth(ann, part.drop(columns=["label", "source"], errors="ignore"), planted, off)
+        out[key] = score_against_truth(ann, part.drop(columns=["label", "source"], errors="ignore"), planted, off,
+                                       seed=seed, key=f"npca-{key}")  # fmt: skip
     return out
 
 
@@ -125,7 +130,8 @@ def _ci(row: dict, metric: str) -> list | None:
 def _model_scores(models, classes, names: dict) -> dict:
     """Per model: transferred or not, its spurious and retrieval scores and accuracy before/after
     SpuFix with their bootstrap intervals (`<name>_ci`, where the stage computed one: the AUCs and
-    the accuracies), and the repaired classes' mean cue-only AUC (`repaired_scores`)."""
+    the accuracies), and the repaired classes' mean cue-only AUC (`repaired_scores`) with its
+    interval (`spurious_auc_repaired_*_ci`, the models table's `cue_only_auc_repaired_*_ci_*`)."""
     per_model = {}
     for r in models.to_dict("records"):
         column = {"spurious_auc": "cue_only_auc", "spurious_ap": "cue_only_ap"}
@@ -136,7 +142,11 @@ def _model_scores(models, classes, names: dict) -> dict:
                 m[f"{score}_{when}_ci"] = _ci(r, f"{column.get(score, score)}_{when}")
         for when in ("before", "after"):
             m[f"acc_{when}"], m[f"acc_{when}_ci"] = _f(r[f"acc_{when}"]), _ci(r, f"acc_{when}")
-        per_model[r["model"]] = {**m, **repaired_scores(classes, r["model"], names)}
+        repaired = repaired_scores(classes, r["model"], names)
+        for when in ("before", "after"):
+            known = repaired[f"spurious_auc_repaired_{when}"] is not None
+            repaired[f"spurious_auc_repaired_{when}_ci"] = _ci(r, f"cue_only_auc_repaired_{when}") if known else None
+        per_model[r["model"]] = {**m, **repaired}
     return per_model
 
 
@@ -157,7 +167,7 @@ def retrieval_precision_ci(table, seed: int) -> list | None:
 
 def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful, seed: int = 0) -> dict:
     truth = has_planted_truth(pairs)
-    rec = recovery(pairs, provenance.get("planted_cues", {})) if truth else None
+    rec = recovery(pairs, provenance.get("planted_cues", {}), seed) if truth else None
     comps = pairs[pairs["kind"] == "component"]
     labels = comps["label"].fillna("unannotated").astype(str)
     names = dict(zip(pairs["class"].astype(int), pairs["class_name"]))
@@ -198,8 +208,10 @@ def npca_summary(pairs, provenance: dict, retrieval, models, classes, harmful, s
 
     return {
         "planted_cues_recovered": per_kind(lambda v: v["planted_cues_recovered"]),
+        "planted_cues_recovered_ci": per_kind(lambda v: v["planted_cues_recovered_ci"]),
         "planted_cue_recovery": per_kind(lambda v: v["recovered"]),
         "annotator_precision": per_kind(lambda v: _f(v["precision"])),
+        "annotator_precision_ci": per_kind(lambda v: v["precision_ci"]),
         "annotator_precision_presence_only": per_kind(lambda v: _f(v["precision_presence_only"])),
         "n_components": int(len(comps)),
         "n_components_annotated": int(labels.isin(ANNOTATED).sum()),

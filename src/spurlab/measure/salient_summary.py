@@ -182,10 +182,13 @@ def salient_summary(pairs: pd.DataFrame, annotations: pd.DataFrame, noise: dict[
         "n_classes_with_spurious": int(annotations.loc[annotations["label"] == "spurious", "class_index"].nunique()),
         "annotation_source": str(annotations["source"].iloc[0]) if len(annotations) else None,
         "auto_annotator_precision": auto["precision"] if auto else None,
+        "auto_annotator_precision_ci": auto.get("precision_ci") if auto else None,
         "auto_annotator_recall": auto["recall"] if auto else None,
+        "auto_annotator_recall_ci": auto.get("recall_ci") if auto else None,
         "auto_annotator_precision_presence_only": auto["precision_presence_only"] if auto else None,
         "auto_annotator_recall_presence_only": auto["recall_presence_only"] if auto else None,
         "planted_cues_recovered": auto["planted_cues_recovered"] if auto else None,
+        "planted_cues_recovered_ci": auto.get("planted_cues_recovered_ci") if auto else None,
         "planted_cue_recovery": auto["recovered"] if auto else None,
         "classes_with_both": [names[i] for i in both],
         "cue_classes_with_both": [names[i] for i in cue_classes] if truth else None,
@@ -259,9 +262,10 @@ def run_salient_summary(imageset_path, subsets_path, annotations_path, noise_pat
         if has_masks:
             off = switched_off_truth(pairs, imageset, features_path, model_dir)
             auto_table = auto_annotations(pairs, settings.auto_criterion, settings.auto_threshold)
-            auto = score_against_truth(auto_table, pairs, planted, off)
-            used = score_against_truth(annotations, pairs, planted, off)
-            auto["planted_cues_recovered"], auto["recovered"] = used["planted_cues_recovered"], used["recovered"]
+            auto = score_against_truth(auto_table, pairs, planted, off, seed=settings.seed, key="salient-annotator")
+            used = score_against_truth(annotations, pairs, planted, off, seed=settings.seed, key="salient-annotations")
+            for k in ("planted_cues_recovered", "planted_cues_recovered_ci", "recovered"):
+                auto[k] = used[k]
             truth = ["cue" if shown else (f"no {q}" if isinstance(q, str) else "")
                      for shown, q in zip(localises_cue(pairs), off or [None] * len(pairs))]  # fmt: skip
         label_of = {(r.class_index, r.feature_index): r.label for r in annotations.itertuples()}

@@ -280,7 +280,20 @@ class _SpuFixRun:
                     p, test["labels"], neg_probs[when], neg, seed=self.seed, key=f"{neg_name}-auc-{when}-{name}"
                 )
                 row.update(_ci_columns(f"{neg_name}_auc_{when}", ci))
+                if neg_name == "cue_only":
+                    row.update(self._repaired_ci(name, when, (p, test["labels"]), neg_probs[when], neg))
         return class_rows, row
+
+    def _repaired_ci(self, name: str, when: str, pos: tuple, probs_neg, neg: dict) -> dict:
+        """`cue_only_auc_repaired_<when>_ci_low` / `_high`: the interval of the mean cue-only AUC
+        over the classes SpuFix repairs (some harmful component removed: `spufix_components` > 0,
+        the classes `npca_summary.repaired_scores` averages), each class's positives and negatives
+        resampled within the class and side (`mean_auc_ci`, restricted to those classes)."""
+        repaired = {k: v for k, v in neg.items() if self.spurious.get(int(k))}
+        ci = mean_auc_ci(
+            pos[0], pos[1], probs_neg, repaired, seed=self.seed, key=f"cue_only-auc-repaired-{when}-{name}"
+        )
+        return _ci_columns(f"cue_only_auc_repaired_{when}", ci)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ def _salient(s: dict, audited: list[str]) -> list[Point]:
     exceeds = {m: (d or {}).get("spurious_exceeds_core") for m, d in drake.items()}
     values = "; ".join(f"{m} {_ci(d or {}, 'drop_spurious_noise')} vs {_ci(d or {}, 'drop_core_noise')}"
                        for m, d in drake.items())  # fmt: skip
-    return [Point("salient", "automatic annotator precision and recall >= 0.9", f"{_num(p)} / {_num(r)}",
+    return [Point("salient", "automatic annotator precision and recall >= 0.9",
+                  f"{_ci(s, 'auto_annotator_precision')} / {_ci(s, 'auto_annotator_recall')}",
                   None if p is None or r is None else p >= 0.9 and r >= 0.9),
             Point("salient", f"noise on spurious regions costs the audited models more than on core regions "
                              f"(sigma {sigma})", values or "n/a", _all(exceeds.values()))]  # fmt: skip
@@ -86,11 +87,13 @@ def _npca(s: dict) -> list[Point]:
     up = (s.get("acceptance") or {}).get("spufix_raises_repaired_spurious_auc") or {}
     cost = {m: 100 * (e["acc_before"] - e["acc_after"]) for m, e in models.items()
             if e.get("acc_before") is not None and e.get("acc_after") is not None}  # fmt: skip
-    spufix = "; ".join(f"{m} {_num(e.get('spurious_auc_repaired_before'))} -> {_num(e.get('spurious_auc_repaired_after'))}"
+    spufix = "; ".join(f"{m} {_ci(e, 'spurious_auc_repaired_before')} -> {_ci(e, 'spurious_auc_repaired_after')}"
                        f" ({_num(cost.get(m), 2)} pts)" for m, e in models.items())  # fmt: skip
+    # the per-kind recovery {npca: ...} and its intervals {npca: [low, high]}
+    recovered = {"npca": rec, f"npca{CI_SUFFIX}": (s.get(f"planted_cues_recovered{CI_SUFFIX}") or {}).get("npca")}
     err = s.get("transfer_invariant_max_abs_err")
     held = _all(up.values())
-    return [Point("npca", "planted cues recovered by the top-10 components >= 0.9", _num(rec),
+    return [Point("npca", "planted cues recovered by the top-10 components >= 0.9", _ci(recovered, "npca"),
                   None if rec is None else rec >= 0.9),
             Point("npca", "SpuFix raises every model's cue-only spurious AUC on the classes it repairs at <= 1 "
                           "point of accuracy", spufix or "n/a",
@@ -103,13 +106,15 @@ def _bam(s: dict) -> list[Point]:
     mcs = {m: (methods.get(m) or {}).get("mcs") for m in ("gradcam", "gradient")}
     tcav = s.get("tcav_mcs")
     base = [e.get("idr_random_baseline") for e in methods.values() if e.get("idr_random_baseline") is not None]
-    mean_base = sum(base) / len(base) if base else None
+    # computed by the bam summary with its interval; from the methods for a summary without it
+    mean_base = s.get("idr_random_baseline_mean", sum(base) / len(base) if base else None)
     known = None not in (mcs["gradcam"], mcs["gradient"], tcav)
     return [Point("bam", "Grad-CAM and TCAV MCS exceed vanilla gradient's",
                   f"Grad-CAM {_ci(methods.get('gradcam') or {}, 'mcs')}, TCAV {_ci(s, 'tcav_mcs')}, "
                   f"gradient {_ci(methods.get('gradient') or {}, 'mcs')}",
                   (mcs["gradcam"] > mcs["gradient"] and tcav > mcs["gradient"]) if known else None),
-            Point("bam", "IDR of random regions near 50% (mean over methods within 0.4-0.6)", _num(mean_base),
+            Point("bam", "IDR of random regions near 50% (mean over methods within 0.4-0.6)",
+                  _ci({**s, "idr_random_baseline_mean": mean_base}, "idr_random_baseline_mean"),
                   None if mean_base is None else 0.4 <= mean_base <= 0.6)]  # fmt: skip
 
 

@@ -37,6 +37,13 @@ def _v(s: dict, key: str, fmt=_f) -> str:
     return f"{fmt(v)} [{fmt(ci[0])}, {fmt(ci[1])}]" if v is not None and ci else fmt(v)
 
 
+def _kind(s: dict, key: str, kind: str, fmt=_f) -> str:
+    """`_v` of one kind's entry of a per-kind number ({kind: value}, intervals {kind: [low, high]}
+    under `<key>_ci`)."""
+    ci = (s.get(f"{key}{CI_SUFFIX}") or {}).get(kind)
+    return _v({kind: (s.get(key) or {}).get(kind), f"{kind}{CI_SUFFIX}": ci}, kind, fmt)
+
+
 def _table(header: list[str], rows: list[list]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(_f(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
@@ -49,10 +56,10 @@ def _salient(s: dict) -> list[str]:
            f"- **{s.get('n_spurious')} of {s.get('n_pairs')} class-feature pairs annotated spurious**, in "
            f"{s.get('n_classes_with_spurious')} classes: that many of the top neural features a class relies on "
            "fire on something other than the object.",
-           f"- **Planted cues recovered: {_pct(s.get('planted_cues_recovered'))}**: the share of planted "
+           f"- **Planted cues recovered: {_v(s, 'planted_cues_recovered', _pct)}**: the share of planted "
            "(class, cue) pairs for which some top feature was annotated spurious and localises the cue.",
-           f"- **Automatic annotator precision {_f(s.get('auto_annotator_precision'))}, recall "
-           f"{_f(s.get('auto_annotator_recall'))}** against the planted truth (a feature that shows a planted cue, or "
+           f"- **Automatic annotator precision {_v(s, 'auto_annotator_precision')}, recall "
+           f"{_v(s, 'auto_annotator_recall')}** against the planted truth (a feature that shows a planted cue, or "
            "one that a planted background cue switches off): recall 1 means no truly spurious feature was missed; "
            f"counting only features that show a cue, precision is {_f(s.get('auto_annotator_precision_presence_only'))}.",
            ""]  # fmt: skip
@@ -116,16 +123,16 @@ def _spuriosity(s: dict) -> list[str]:
 
 
 def _npca(s: dict) -> list[str]:
-    rec = s.get("planted_cues_recovered") or {}
-    prec = s.get("annotator_precision") or {}
     harm = s.get("harmfulness") or {}
     out = ["## Spurious ImageNet (Neuhaus et al. 2023)", "",
            f"- **{s.get('n_components_spurious')} of {s.get('n_components_annotated')} neural PCA components "
            "annotated spurious**: components whose NPFV and top-image Grad-CAM sit off the object.",
-           f"- **Planted cues recovered: NPCA {_pct(rec.get('npca'))}, top-5 neurons "
-           f"{_pct(rec.get('neurons_top5'))}, top-10 neurons {_pct(rec.get('neurons_top10'))}**: components "
+           f"- **Planted cues recovered: NPCA {_kind(s, 'planted_cues_recovered', 'npca', _pct)}, top-5 neurons "
+           f"{_kind(s, 'planted_cues_recovered', 'neurons_top5', _pct)}, top-10 neurons "
+           f"{_kind(s, 'planted_cues_recovered', 'neurons_top10', _pct)}**: components "
            "find planted cues at least as often as single neurons do.",
-           f"- **Annotator precision: NPCA {_f(prec.get('npca'))}, neurons {_f(prec.get('neurons_top5'))}** "
+           f"- **Annotator precision: NPCA {_kind(s, 'annotator_precision', 'npca')}, neurons "
+           f"{_kind(s, 'annotator_precision', 'neurons_top5')}** "
            "against the planted truth (a planted cue shown, or switched off by a planted background cue).",
            f"- **{harm.get('n_components_harmful')} of {harm.get('n_components_checked')} spurious components harmful** "
            f"(precision {_f(harm.get('harmful_precision'))} against the planted truth): validated on held-out images, "
@@ -244,8 +251,8 @@ def _lightweight(s: dict) -> list[str]:
     return ["## Lightweight discovery (Moayeri et al. sec. 6.3)", "",
             f"- **Head test accuracy {_v(s, 'head_test_acc')}**: a linear head on frozen features of a new "
             "task is good enough to discover its spurious features.",
-            f"- **Planted cues recovered: {_pct(s.get('planted_cues_recovered'))}; annotator precision "
-            f"{_f(s.get('auto_annotator_precision'))}, recall {_f(s.get('auto_annotator_recall'))}**: "
+            f"- **Planted cues recovered: {_v(s, 'planted_cues_recovered', _pct)}; annotator precision "
+            f"{_v(s, 'auto_annotator_precision')}, recall {_v(s, 'auto_annotator_recall')}**: "
             "discovery on the new task against its planted cues (precision counting only features that show a cue: "
             f"{_f(s.get('auto_annotator_precision_presence_only'))}).", ""]  # fmt: skip
 
