@@ -108,3 +108,12 @@ def test_a_sibling_ci_gives_ci_low_and_ci_high_and_no_row_of_its_own():
     assert row(df, metric="k")["ci_low"] != row(df, metric="k")["ci_low"]
     assert pd.isna(row(df, method="gradcam", metric="methods/idr")["ci_high"])
     assert not df["metric"].str.contains("_ci").any()
+
+
+def test_a_mapping_of_intervals_beside_a_mapping_gives_each_key_its_interval():
+    s = {"models": {"robust_b": {"collision_class_gap": {"disk": 0.3, "square": -0.2},
+                                 "collision_class_gap_ci": {"disk": [0.1, 0.5], "square": None}}}}  # fmt: skip
+    df = flatten_summary("st", s, VOCAB)
+    r = row(df, model="robust_b", class_name="disk")
+    assert (r["value"], r["ci_low"], r["ci_high"]) == (0.3, 0.1, 0.5) and r["metric"] == "models/collision_class_gap"
+    assert pd.isna(row(df, class_name="square")["ci_low"]) and len(df) == 2

@@ -142,6 +142,9 @@ class _SummaryWalker:
             ):
                 continue
             sub, m = self._ids(k, v, ids, metric, parent)
+            cis = node.get(f"{k}{CI_SUFFIX}")
+            if isinstance(v, dict) and isinstance(cis, dict):  # per-key intervals of a mapping: {class: [low, high]}
+                v = {**v, **{f"{c}{CI_SUFFIX}": ci for c, ci in cis.items() if c in v}}
             if isinstance(v, (dict, list)):
                 self.walk(v, sub, m, k)
                 continue
@@ -191,7 +194,8 @@ def flatten_summary(stage: str, summary: dict, vocab: Vocabulary, source: str = 
     is the metric. A sibling `<metric>_n` / `n` / `n_classes` / `n_pairs` gives n, `<metric>_sem`
     or `<metric>_sd` / sqrt(n) the SEM. A list of numbers becomes its mean with n and SEM.
     Booleans are 0/1; strings and hashes are left out. A sibling `<metric>_ci` ([low, high], the
-    95% bootstrap interval of `spurlab.stats`) gives ci_low and ci_high (NaN without one).
+    95% bootstrap interval of `spurlab.stats`) gives ci_low and ci_high (NaN without one); beside a
+    mapping (`class_gap`) it is a mapping of the same keys to intervals.
     """
     walker = _SummaryWalker(summary, vocab)
     walker.walk(summary, {}, [], stage)
