@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import DegenerateDataWarning, bootstrap
 
 from spurlab.errors import SpurlabError
-from spurlab.stats import N_RESAMPLES, bootstrap_ci, mean_ci
+from spurlab.stats import N_RESAMPLES, bootstrap_ci, mean_ci, trials_bootstrap_ci
 
 
 def sample(n: int, seed: int = 1) -> np.ndarray:
@@ -82,3 +82,29 @@ def test_drop_undefined_takes_the_percentiles_over_the_defined_resamples():
     assert ci[0] <= x.mean() <= ci[1]
     # fewer than half of the resamples defined: no interval
     assert bootstrap_ci([x], lambda v: float("nan") if v[0] != 2.0 else 1.0, 0, drop_undefined=True) is None
+
+
+def test_trials_interval_resamples_images_within_trials_and_the_trials():
+    hits = (np.random.default_rng(2).random(60) < 0.6).astype(float)
+    same = np.stack([hits, hits, hits])  # three identical trials: only the images vary
+    ci = trials_bootstrap_ci(same, np.mean, 0, "k")
+    assert ci[0] < hits.mean() < ci[1] and ci[1] - ci[0] > 0.1  # not the zero width of resampling trials only
+    assert ci == trials_bootstrap_ci(same, np.mean, 0, "k") != trials_bootstrap_ci(same, np.mean, 1, "k")
+    assert trials_bootstrap_ci(np.ones((3, 60)), np.mean, 0, "k") == [1.0, 1.0]  # every image agrees
+    # trials that differ widen it; one image and one trial: nothing to resample
+    rng = np.random.default_rng(3)
+    varied = np.stack([(rng.random(60) < p).astype(float) for p in (0.2, 0.6, 0.9)])
+    wide = trials_bootstrap_ci(varied, np.mean, 0, "k")
+    assert wide[0] < varied.mean() < wide[1] and wide[1] - wide[0] > ci[1] - ci[0]
+    assert trials_bootstrap_ci(np.ones((1, 1)), np.mean, 0, "k") is None
+    assert trials_bootstrap_ci(np.array([[0.0], [1.0]]), np.mean, 0, "k") == [0.0, 1.0]  # trials only
+
+
+def test_trials_interval_keeps_every_stratum_its_size_and_passes_shared_columns():
+    cell = np.repeat([0, 1], 10)
+    hits = np.stack([np.r_[np.zeros(10), np.ones(10)]] * 2)  # stratum 0 always wrong, 1 always right
+    gap = trials_bootstrap_ci(hits, lambda h, c: h[c == 1].mean() - h[c == 0].mean(), 0, "k", strata=cell,
+                              shared=[cell])  # fmt: skip
+    assert gap == [1.0, 1.0]  # unstratified resamples would move it
+    with pytest.raises(SpurlabError, match="shared arrays"):
+        trials_bootstrap_ci(hits, np.mean, 0, "k", shared=[cell[:5]])

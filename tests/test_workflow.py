@@ -234,6 +234,7 @@ def test_spuriosity_target_on_tiny(tiny_run):
     assert set(s["models"]) == set(c["models"]) and s["gap_set"] == c["spuriosity"]["gap_set"]
     for m in s["models"].values():
         assert all(-1 <= g <= 1 for g in m["class_gap"].values())
+        assert set(m["class_gap_ci"]) == set(m["class_gap"])  # each class's gap with its interval (or null)
     assert set(s["tuning"]) == set(c["models"])
     for methods in s["tuning"].values():
         assert set(methods) == {"low_spuriosity", "random", "misclassified"}

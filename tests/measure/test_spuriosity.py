@@ -171,6 +171,8 @@ def test_rankings_and_gaps_stages_on_tiny_files(tmp_path):
                     d / "gc.parquet", GapSettings("test", 3))  # fmt: skip
     g = read_table(d / "g.parquet")
     assert info["classes"] == len(s.class_names) and g["gap"].between(-1, 1).all() and (g["k"] == 3).all()
+    # every class's gap with its interval (each end's images resampled within the end)
+    assert ((g["gap_ci_low"] <= g["gap"] + 1e-9) & (g["gap"] <= g["gap_ci_high"] + 1e-9)).all()
     with pytest.raises(SpurlabError, match="annotations_sha256"):
         read_rankings(d / "rank.parquet", d / "ann.parquet")
     ann["label"] = "core"
@@ -179,3 +181,38 @@ def test_rankings_and_gaps_stages_on_tiny_files(tmp_path):
         run_rankings(d / "none.parquet", d / "model", {"test": str(d / "f.h5")}, {"test": str(d / "test.h5")},
                      d / "x.parquet", RankingSettings("test"))  # fmt: skip
     assert not (d / "x.parquet").exists()
+
+
+def test_class_gap_intervals_resample_each_end_of_the_class():
+    from spurlab.measure.spuriosity import class_gap_cis
+
+    labels = np.repeat([0, 1, 2], 20)
+    s = np.where(labels == 2, np.nan, np.tile(np.arange(20.0), 3))  # class 2 is not ranked
+    correct = np.ones(60, bool)
+    correct[20:40] = np.random.default_rng(0).random(20) < 0.5  # class 1: its images disagree
+    g = spurious_gaps(correct, s, labels, k=5).set_index("class_index")
+    ci = class_gap_cis(correct, s, labels, 5, 0, key="m").set_index("class_index")
+    assert list(ci.index) == [0, 1] and list(ci.loc[0]) == [0.0, 0.0]  # every image right: zero width
+    low, high = ci.loc[1, "gap_ci_low"], ci.loc[1, "gap_ci_high"]
+    assert low <= g.loc[1, "gap"] <= high and high - low > 0.3
+    assert ci.equals(class_gap_cis(correct, s, labels, 5, 0, key="m").set_index("class_index"))
+    # with one image per end both ends stay fixed: no interval
+    assert class_gap_cis(correct, s, labels, 1, 0, key="m")["gap_ci_low"].isna().all()
+
+
+def test_trial_intervals_resample_images_so_identical_trials_still_have_width(toy):
+    from spurlab.measure.spuriosity import trial_gap_cis
+
+    feats, labels, spur = toy
+    s = spuriosity(feats, labels, spur, class_statistics(feats, labels, spur))
+    correct = np.random.default_rng(1).random(len(labels)) < np.where(s > np.nanmedian(s), 0.9, 0.4)
+    g = spurious_gaps(correct, s, labels, k=10)
+    ci = trial_gap_cis(np.stack([correct] * 3), s, labels, 10, 0, key="m")
+    assert ci["gap_trials_ci_low"] <= g["gap"].mean() <= ci["gap_trials_ci_high"]
+    assert ci["acc_trials_ci_low"] < correct.mean() < ci["acc_trials_ci_high"]
+    assert (
+        ci["gap_trials_ci_high"] - ci["gap_trials_ci_low"] > 0.1 and ci["acc_trials_ci_high"] > ci["acc_trials_ci_low"]
+    )
+    assert ci == trial_gap_cis(np.stack([correct] * 3), s, labels, 10, 0, key="m")
+    right = trial_gap_cis(np.ones((2, len(labels)), bool), s, labels, 10, 0, key="m")
+    assert [right[f"{m}_trials_ci_{e}"] for m in ("gap", "acc") for e in ("low", "high")] == [0, 0, 1, 1]

@@ -59,3 +59,30 @@ def test_correlation_intervals_resample_the_classes():
     ci = gap_truth_ci(gaps, truth, ["a", "b"], 0)
     assert ci[0] < r < ci[1] and gap_truth_ci(gaps, truth, [], 0) is None
     assert gap_correlation_ci(gaps[gaps["model"] == "a"], 0) is None  # one model: no pair
+
+
+def test_tuning_intervals_come_from_the_tables_trials_columns():
+    import pandas as pd
+
+    from spurlab.measure.spuriosity_summary import summarize_tuning, trials_ci
+
+    rows = [{"model": "m", "method": "low_spuriosity", "trial": t, "split": "val", "when": w, "acc": 0.9,
+             "gap": 0.0556 if w == "before" else 0.04, "epochs": 2, "acc_ci_low": 0.8, "acc_ci_high": 0.95,
+             "gap_ci_low": 0.0, "gap_ci_high": 0.1, "acc_trials_ci_low": 0.85, "acc_trials_ci_high": 0.93,
+             "gap_trials_ci_low": 0.0 if w == "before" else -0.02, "gap_trials_ci_high": 0.12}
+            for t in range(3) for w in ("before", "after")]  # fmt: skip
+    table = pd.DataFrame(rows)
+    e = summarize_tuning(table)["low_spuriosity"]
+    assert (
+        e["gap_before_ci"] == [0.0, 0.12] and e["gap_after_ci"] == [-0.02, 0.12] and e["acc_after_ci"] == [0.85, 0.93]
+    )
+    # a table without them: one trial its images' interval, several the trials (identical trials: zero width)
+    old = table.drop(columns=[c for c in table if "_trials_ci_" in c])
+    before = old[old["when"] == "before"]
+    assert trials_ci(before, "gap", 0, "k") == [0.0556, 0.0556] and trials_ci(before.iloc[:1], "gap", 0, "k") == [
+        0,
+        0.1,
+    ]
+    assert trials_ci(before.iloc[:0], "gap", 0, "k") is None
+    acc = tuning_acceptance({"m": {"low_spuriosity": e}}, ["m"], 0.05)["m"]
+    assert acc["gap_before_ci"] == [0.0, 0.12] and acc["gap_after_ci"] == [-0.02, 0.12]

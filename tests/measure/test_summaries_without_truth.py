@@ -160,6 +160,10 @@ def test_spuriosity_summary_on_the_benchmark_keeps_its_planted_truth(tmp_path):
         assert e["cue_class_mean_gap"] == pytest.approx(np.mean([g[c] for c in roles["cue"]]))
         assert e["control_class_mean_gap"] == pytest.approx(np.mean([g[c] for c in roles["control"]]))
         assert e["collision_class_gap"] == {c: pytest.approx(g[c]) for c in roles["collision"]}
+        # each collision class's gap with its interval over that class's two ends (the gaps table's columns)
+        assert set(e["collision_class_gap_ci"]) == set(e["collision_class_gap"]) and set(e["class_gap_ci"]) == set(g)
+        for c, ci in e["class_gap_ci"].items():
+            assert ci is None or ci[0] <= e["class_gap"][c] + 1e-9 <= ci[1] + 2e-9
     rk = pd.read_parquet(tmp_path / "bench" / "rankings.parquet")
     auc = spuriosity_auc(rk["spuriosity"].to_numpy(), rk["class_index"].to_numpy(), rk["cue_present"].to_numpy())
     want = np.nanmean([auc[names.index(c)] for c in roles["cue"]])

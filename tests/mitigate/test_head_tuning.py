@@ -12,8 +12,10 @@ import torch
 from spurlab.data.feature_cache import FORMAT, column_sha256, model_checkpoint_sha256
 from spurlab.errors import SpurlabError
 from spurlab.io.tables import read_table, table_provenance, write_table
+from spurlab.measure.spuriosity_summary import summarize_tuning
 from spurlab.mitigate.head_tuning import (
     METHODS,
+    TRIALS_CI,
     TuningSettings,
     evaluate,
     run_head_tuning,
@@ -190,6 +192,28 @@ def test_stage_writes_a_tidy_table_with_provenance(stage):
     assert prov["checkpoint_sha256"] == model_checkpoint_sha256(tmp / "model")
     assert set(prov["features_sha256"]) == {"train", "val", "test"} and prov["settings"]["trials"] == 2
     assert (tmp / "out.csv").is_file()
+
+
+def test_stage_intervals_resample_the_images_within_the_trials(stage):
+    tmp, _ = stage
+    st = replace(FAST, trials=2)
+    args = (tmp / "model", "m", tmp / "train.h5", tmp / "val.h5", tmp / "test.h5", tmp / "rankings.parquet")
+    run_head_tuning(*args[:5], args[5], tmp / "a.parquet", st)
+    run_head_tuning(*args[:5], args[5], tmp / "b.parquet", st)
+    table = read_table(tmp / "a.parquet")
+    assert table.equals(read_table(tmp / "b.parquet"))  # same seed, same numbers
+    # the interval of a mean over trials is the same on each of its trials' rows
+    assert (table.groupby(["method", "split", "when"])[TRIALS_CI].nunique() == 1).all().all()
+    s = summarize_tuning(table)
+    for method, e in s.items():
+        for c in ("gap", "acc"):
+            for w in ("before", "after"):
+                low, high = e[f"{c}_{w}_ci"]
+                assert low <= e[f"{c}_{w}"] + 1e-9 and e[f"{c}_{w}"] <= high + 1e-9, (method, c, w)
+        # before tuning the two trials are the same head: the interval still has width (the images)
+        assert e["acc_before_ci"][1] - e["acc_before_ci"][0] > 0.01  # (the gap before is 1 on every image pair)
+    before = table[table["when"] == "before"].groupby("split")[TRIALS_CI].nunique()
+    assert (before == 1).all().all()  # one head before tuning: one interval for every method
 
 
 def test_stage_rejects_a_cache_from_another_head(stage, data):

@@ -85,3 +85,14 @@ def test_salient_npca_and_bam_points_print_their_intervals():
     assert {(p.stage, p.point.split(" ")[0]): p for p in acceptance_points(summaries())}[
         ("npca", "planted")
     ].value == "1"
+
+
+def test_collision_gaps_and_tuning_print_their_intervals():
+    s = summaries()["spuriosity"]
+    s["models"]["erm_b"]["collision_class_gap"] = {"disk": 0.4, "hexagon": -0.2}
+    s["models"]["erm_b"]["collision_class_gap_ci"] = {"disk": [0.1, 0.7], "hexagon": [-0.4, 0.0]}
+    s["acceptance"]["tuning"]["erm_a"].update(gap_after=0.044, gap_before=0.0556, gap_before_ci=[0.03, 0.08],
+                                              gap_after_ci=[0.02, 0.07])  # fmt: skip
+    points = {p.point.split(" ")[0]: p for p in acceptance_points({"spuriosity": s})}
+    assert points["a"].value == "erm_a hexagon -0.4, erm_b disk 0.4 [0.1, 0.7], hexagon -0.2 [-0.4, 0]"
+    assert points["low-spuriosity"].value.startswith("erm_a 0.056 [0.03, 0.08] -> 0.044 [0.02, 0.07] (0.7 cut)")

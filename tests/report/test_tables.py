@@ -118,3 +118,12 @@ def test_a_per_kind_number_takes_its_intervals_from_a_per_kind_sibling():
     assert (r["value"], r["ci_low"], r["ci_high"]) == (0.8, 0.6, 1.0)
     assert pd.isna(row(df, metric="planted_cues_recovered/neurons_top5")["ci_low"])
     assert len(df) == 2 and not df["metric"].str.contains("_ci").any()
+
+
+def test_a_mapping_of_intervals_beside_a_mapping_gives_each_key_its_interval():
+    s = {"models": {"robust_b": {"collision_class_gap": {"disk": 0.3, "square": -0.2},
+                                 "collision_class_gap_ci": {"disk": [0.1, 0.5], "square": None}}}}  # fmt: skip
+    df = flatten_summary("st", s, VOCAB)
+    r = row(df, model="robust_b", class_name="disk")
+    assert (r["value"], r["ci_low"], r["ci_high"]) == (0.3, 0.1, 0.5) and r["metric"] == "models/collision_class_gap"
+    assert pd.isna(row(df, class_name="square")["ci_low"]) and len(df) == 2

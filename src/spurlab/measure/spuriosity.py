@@ -32,7 +32,7 @@ from ..data.imagesets import ImageSet, planted_cue_masks
 from ..errors import SpurlabError
 from ..io import sha256_file
 from ..io.tables import read_table, write_table
-from ..stats import bootstrap_ci, mean_ci
+from ..stats import bootstrap_ci, mean_ci, trials_bootstrap_ci
 
 K_GAP = 10  # paper: the 10 highest / lowest validation images per class
 
@@ -282,23 +282,34 @@ class GapSettings(Settings):
 GAP_CI_METRICS = ("acc", "acc_high", "acc_low", "mean_gap")
 
 
+def end_cells(scores: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cells): every ranked class's k highest and k lowest rows (`high_low`), and each row's
+    cell, 2q + 1 for the high end of the q-th ranked class, 2q for its low end."""
+    rows, cells = [], []
+    for q, c in enumerate(np.unique(labels[~np.isnan(scores)])):
+        high, low = high_low(scores, np.flatnonzero((labels == c) & ~np.isnan(scores)), k)
+        rows += [high, low]
+        cells += [np.full(len(high), 2 * q + 1), np.full(len(low), 2 * q)]
+    return tuple(np.concatenate(a).astype(int) if a else np.zeros(0, int) for a in (rows, cells))
+
+
+def end_accuracies(hit: np.ndarray, cells: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per ranked class: (accuracy on its high end, on its low end), from each row's hit and cell."""
+    acc = np.bincount(cells, hit, n_cells) / np.maximum(np.bincount(cells, minlength=n_cells), 1)
+    return acc[1::2], acc[0::2]
+
+
 def gap_cis(correct: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: int, seed: int, key: str,
             metrics=GAP_CI_METRICS) -> dict:  # fmt: skip
     """`<metric>_ci_low` / `_ci_high` of `metrics` (acc, acc_high, acc_low, mean_gap) on one set:
     the bootstrap intervals (`spurlab.stats`) with each class's k highest and k lowest images
     resampled within their class and end (acc: every labelled image, the whole set)."""
-    rows, cells = [], []
-    for q, c in enumerate(np.unique(labels[~np.isnan(scores)])):
-        high, low = high_low(scores, np.flatnonzero((labels == c) & ~np.isnan(scores)), k)
-        rows += [high, low]
-        cells += [np.full(len(high), 2 * q + 1), np.full(len(low), 2 * q)]  # cell 2q + 1: class q's high end
-    rows, cells = (np.concatenate(a).astype(int) if a else np.zeros(0, int) for a in (rows, cells))
+    rows, cells = end_cells(scores, labels, k)
     hit = correct[rows].astype(float)
     n_cells = int(cells.max()) + 1 if len(cells) else 0
 
-    def ends(h, c):  # per class: (accuracy on the high end, on the low end)
-        acc = np.bincount(c, h, n_cells) / np.maximum(np.bincount(c, minlength=n_cells), 1)
-        return acc[1::2], acc[0::2]
+    def ends(h, c):
+        return end_accuracies(h, c, n_cells)
 
     stats = {"acc_high": lambda h, c: float(ends(h, c)[0].mean()), "acc_low": lambda h, c: float(ends(h, c)[1].mean()),
              "mean_gap": lambda h, c: float(np.subtract(*ends(h, c)).mean())}  # fmt: skip
@@ -309,6 +320,48 @@ def gap_cis(correct: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: int,
         else:
             out[name] = bootstrap_ci([hit, cells], stats[name], seed, f"{name}-{key}", strata=cells)
     return {f"{m}_ci_{side}": (ci[i] if ci else float("nan")) for m, ci in out.items()
+            for i, side in enumerate(("low", "high"))}  # fmt: skip
+
+
+def _end_gap(hit: np.ndarray, high: np.ndarray) -> float:
+    return float(hit[high].mean() - hit[~high].mean())
+
+
+def class_gap_cis(correct: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: int, seed: int,
+                  key: str) -> pd.DataFrame:  # fmt: skip
+    """Per ranked class: `gap_ci_low` / `gap_ci_high`, the bootstrap interval of its gap, with its
+    k highest and its k lowest images resampled each within their end (stratified; NaN where
+    neither end has two images)."""
+    rows = []
+    for c in np.unique(labels[~np.isnan(scores)]):
+        high, low = high_low(scores, np.flatnonzero((labels == c) & ~np.isnan(scores)), k)
+        hit = correct[np.concatenate([high, low])].astype(float)
+        end = np.r_[np.ones(len(high), bool), np.zeros(len(low), bool)]
+        ci = bootstrap_ci([hit, end], _end_gap, seed, f"class-gap-{key}-{int(c)}", strata=end)
+        rows.append({"class_index": int(c), "gap_ci_low": ci[0] if ci else np.nan,
+                     "gap_ci_high": ci[1] if ci else np.nan})  # fmt: skip
+    return pd.DataFrame(rows, columns=["class_index", "gap_ci_low", "gap_ci_high"])
+
+
+def trial_gap_cis(correct: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: int, seed: int,
+                  key: str) -> dict:  # fmt: skip
+    """`acc_trials_ci_*` and `gap_trials_ci_*` (low, high): the bootstrap intervals of the mean
+    over trials of the accuracy and of the mean gap, from `correct` (trials x images: each trial's
+    head scored on the same set). Each resample draws the images (for the gap each class's k
+    highest and k lowest within their class and end, for acc every labelled image) and, with
+    several trials, the trials (`spurlab.stats.trials_bootstrap_ci`)."""
+    correct = np.atleast_2d(np.asarray(correct))
+    rows, cells = end_cells(scores, labels, k)
+    n_cells = int(cells.max()) + 1 if len(cells) else 0
+
+    def mean_gap(h, c):
+        return float(np.subtract(*end_accuracies(h, c, n_cells)).mean())
+
+    labelled = correct[:, labels >= 0].astype(float)
+    cis = {"acc": trials_bootstrap_ci(labelled, np.mean, seed, f"acc-trials-{key}"),
+           "gap": trials_bootstrap_ci(correct[:, rows].astype(float), mean_gap, seed, f"gap-trials-{key}",
+                                      strata=cells, shared=[cells]) if len(rows) else None}  # fmt: skip
+    return {f"{m}_trials_ci_{side}": (ci[i] if ci else float("nan")) for m, ci in cis.items()
             for i, side in enumerate(("low", "high"))}  # fmt: skip
 
 
@@ -328,6 +381,7 @@ def run_gaps(rankings_path, models: dict[str, tuple[str, str]], out_gaps, out_mo
         scores = scores_for_set(rankings, gap_set, len(labels))
         correct = preds == labels
         g = spurious_gaps(correct, scores, labels, k)
+        g = g.merge(class_gap_cis(correct, scores, labels, k, settings.seed, key=name), on="class_index", how="left")
         g.insert(0, "model", name)
         g.insert(2, "class_name", g["class_index"].map(names))
         per_class.append(g)

@@ -137,11 +137,17 @@ def auc_mean_ci(known: pd.DataFrame, classes: list[int], seed: int) -> list | No
 
 
 def trials_ci(trials: pd.DataFrame, metric: str, seed: int, key: str) -> list | None:
-    """The interval of a mean over trials: one trial, its interval over images (the table's
-    `<metric>_ci_low` / `_ci_high` columns); several, trials resampled (docs/methods.md#bootstrap-intervals)."""
+    """The interval of a mean over trials: the table's `<metric>_trials_ci_low` / `_high` columns
+    (images resampled within trials, and trials; `measure.spuriosity.trial_gap_cis`) where it has
+    them; else, for a table without them, one trial: its interval over images (`<metric>_ci_*`),
+    several: trials resampled (docs/methods.md#bootstrap-intervals)."""
+    if not len(trials):
+        return None
+    if f"{metric}_trials_ci_low" in trials:
+        return _ci_columns(trials.iloc[0], f"{metric}_trials")
     if len(trials) > 1:
         return mean_ci(trials[metric], seed, key)
-    return _ci_columns(trials.iloc[0], metric) if len(trials) else None
+    return _ci_columns(trials.iloc[0], metric)
 
 
 def _trial_cis(g: pd.DataFrame, seed: int, key: str) -> dict:
@@ -196,7 +202,8 @@ def tuning_acceptance(
         if not low:
             continue
         cost = 100 * (low["acc_before"] - low["acc_after"])
-        e = {"gap_before": low["gap_before"], "gap_after": low["gap_after"], "cut": low["gap_reduction"],
+        e = {"gap_before": low["gap_before"], "gap_after": low["gap_after"], "gap_before_ci": low.get("gap_before_ci"),
+             "gap_after_ci": low.get("gap_after_ci"), "cut": low["gap_reduction"],
              "accuracy_cost_points": cost, "random_cut": rnd["gap_reduction"] if rnd else None,
              "random_gap_after": rnd["gap_after"] if rnd else None}  # fmt: skip
         if low["gap_before"] <= gap_target:
@@ -240,6 +247,7 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
     models = {}
     for model, g in gaps.groupby("model", sort=False):
         by_name = dict(zip(g["class_name"], g["gap"]))
+        class_ci = {r["class_name"]: _ci_columns(r, "gap") for _, r in g.iterrows()}
         row = suite.set_index("model").loc[model]
         models[model] = {
             "acc": float(row["acc"]), "acc_high": float(row["acc_high"]), "acc_low": float(row["acc_low"]),
@@ -248,8 +256,10 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
             "cue_class_mean_gap": _mean(by_name.get(c) for c in roles["cue"]) if truth else None,
             "control_class_mean_gap": _mean(by_name.get(c) for c in roles["control"]) if truth else None,
             "collision_class_gap": {c: by_name[c] for c in roles["collision"] if c in by_name} if truth else None,
+            "collision_class_gap_ci": {c: class_ci[c] for c in roles["collision"] if c in by_name} if truth else None,
             "effective_robustness": None if np.isnan(row["effective_robustness"]) else float(row["effective_robustness"]),
             "class_gap": by_name,
+            "class_gap_ci": class_ci,
         }  # fmt: skip
     negative = gaps.groupby("class_name")["gap"].mean()
     summary = {

@@ -45,7 +45,7 @@ from ..measure.groups import (
     worst_group,
     worst_group_accuracy,
 )
-from ..measure.spuriosity import check_set_ids, gap_cis, read_rankings, scores_for_set, spurious_gaps
+from ..measure.spuriosity import check_set_ids, gap_cis, read_rankings, scores_for_set, spurious_gaps, trial_gap_cis
 from .spufix import model_spufix
 
 METHODS = ("erm", "dfr", "jtt", "low_spuriosity", "spufix")
@@ -61,7 +61,8 @@ SUPERVISION = {
 }
 TABLE_COLUMNS = ["model", "method", "trial", "labels_needed", "selected", "acc", "gap", "acc_high", "acc_low",
                  "worst_group_acc", "worst_group", "mean_group_acc", "n_groups",
-                 "acc_ci_low", "acc_ci_high", "gap_ci_low", "gap_ci_high"]  # fmt: skip
+                 "acc_ci_low", "acc_ci_high", "gap_ci_low", "gap_ci_high",
+                 "acc_trials_ci_low", "acc_trials_ci_high", "gap_trials_ci_low", "gap_trials_ci_high"]  # fmt: skip
 
 
 @dataclass
@@ -307,10 +308,11 @@ def check_tuning_table(tuning_path, checkpoint_sha256: str, rankings_path, setti
 
 
 def score(logits_test: np.ndarray, logits_cf: np.ndarray, data: dict, k: int, seed: int = 0,
-          key: str = "") -> tuple[dict, pd.DataFrame]:  # fmt: skip
+          key: str = "") -> tuple[dict, pd.DataFrame, np.ndarray]:  # fmt: skip
     """Mean accuracy and spurious gap (mean over ranked classes, k images each end) on the test set,
     with their bootstrap intervals over its images (`measure.spuriosity.gap_cis`); group
-    accuracies, worst group and mean group on the counterfactual set."""
+    accuracies, worst group and mean group on the counterfactual set; the per-image correctness
+    on the test set."""
     test, cf = data["test"], data["counterfactual"]
     y = test["labels"]
     correct = logits_test.argmax(1) == y
@@ -322,7 +324,7 @@ def score(logits_test: np.ndarray, logits_cf: np.ndarray, data: dict, k: int, se
     cis = gap_cis(correct, test["scores"], y, k, seed, key=key)
     row.update({f"{m}_ci_{side}": cis[f"{src}_ci_{side}"] for m, src in (("acc", "acc"), ("gap", "mean_gap"))
                 for side in ("low", "high")})  # fmt: skip
-    return row, groups
+    return row, groups, correct
 
 
 def method_heads(data: dict, head: tuple, settings: dict, inputs: dict) -> dict:
@@ -369,13 +371,20 @@ def run_group_robustness(model: str, model_dir, features: dict, imagesets: dict,
     data = load_inputs(model_dir, features, imagesets, spuriosity["rankings"], spuriosity["sets"])
     inputs = {**spufix, "tuning": spuriosity["tuning"], "model_dir": model_dir, "model_train": features["train"]}
     rows, group_frames = [], []
+    test = data["test"]
     for method, trials in method_heads(data, head, settings, inputs).items():
+        hits = []
         for t, (logits_fn, selected) in enumerate(trials):
-            row, groups = score(logits_fn(data["test"]), logits_fn(data["counterfactual"]), data, spuriosity["k"],
-                                seed=settings["dfr"].seed, key=f"{model}-{method}-{t}")  # fmt: skip
+            row, groups, hit = score(logits_fn(test), logits_fn(data["counterfactual"]), data, spuriosity["k"],
+                                     seed=settings["dfr"].seed, key=f"{model}-{method}-{t}")  # fmt: skip
             ids = {"model": model, "method": method, "trial": t}
             rows.append({**ids, "labels_needed": labels_needed(method, settings["jtt"]), "selected": selected, **row})
             group_frames.append(groups.assign(**ids))
+            hits.append(hit)
+        # the mean over trials: images within trials, and trials (measure.spuriosity.trial_gap_cis)
+        cis = trial_gap_cis(np.stack(hits), test["scores"], test["labels"], spuriosity["k"], settings["dfr"].seed,
+                            key=f"{model}-{method}")  # fmt: skip
+        rows[len(rows) - len(hits) :] = [{**r, **cis} for r in rows[len(rows) - len(hits) :]]
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     groups = pd.concat(group_frames, ignore_index=True)[["model", "method", "trial", *GROUP_COLUMNS]]
     provenance = {

@@ -42,6 +42,7 @@ from ..measure.spuriosity import (
     read_rankings,
     scores_for_set,
     spurious_gaps,
+    trial_gap_cis,
 )
 from ..measure.spuriosity_summary import summarize_tuning
 
@@ -49,8 +50,11 @@ METHODS = ("low_spuriosity", "random", "misclassified")
 # Relative (Frobenius) tolerance of cached logits vs features @ W.T + b. Caches made on CUDA run
 # under bf16 autocast (spurlab.device), which alone puts them ~2e-3 off; another head is ~1 off.
 LOGIT_RTOL = 1e-2
+# acc_ci_*, gap_ci_*: the trial's intervals over images; *_trials_ci_*: those of the mean over the
+# method's trials (images within trials, and trials), the same on each of its rows of a split and when
+TRIALS_CI = ["acc_trials_ci_low", "acc_trials_ci_high", "gap_trials_ci_low", "gap_trials_ci_high"]
 COLUMNS = ["model", "method", "trial", "split", "when", "acc", "gap", "acc_high", "acc_low", "epochs", "n_train_rows",
-           "acc_ci_low", "acc_ci_high", "gap_ci_low", "gap_ci_high"]  # fmt: skip
+           "acc_ci_low", "acc_ci_high", "gap_ci_low", "gap_ci_high", *TRIALS_CI]  # fmt: skip
 
 
 @dataclass
@@ -139,7 +143,12 @@ def evaluate(W, b, feats: np.ndarray, labels: np.ndarray, scores: np.ndarray, cl
     """Head (W, b) on a set: acc over all labelled images; gap, acc_high, acc_low means over `classes`
     (the classes with scores); with `ci` = (seed, key) also the bootstrap intervals of acc and gap
     over the set's images (`measure.spuriosity.gap_cis`)."""
-    correct = _correct(W, b, feats, labels)
+    return score_correct(_correct(W, b, feats, labels), labels, scores, classes, k_gap=k_gap, ci=ci)
+
+
+def score_correct(correct: np.ndarray, labels: np.ndarray, scores: np.ndarray, classes, k_gap: int = K_GAP,
+                  ci: tuple[int, str] | None = None) -> dict:  # fmt: skip
+    """`evaluate` from the head's per-image correctness on the set."""
     g = spurious_gaps(correct, scores, labels, k_gap)
     g = g[g["class_index"].isin(np.asarray(classes))]
     out = {"acc": float(correct[labels >= 0].mean()), "gap": float(g["gap"].mean()),
@@ -148,6 +157,19 @@ def evaluate(W, b, feats: np.ndarray, labels: np.ndarray, scores: np.ndarray, cl
         cis = gap_cis(correct, scores, labels, k_gap, ci[0], key=ci[1], metrics=("acc", "mean_gap"))
         out.update({f"{m}_ci_{side}": cis[f"{src}_ci_{side}"] for m, src in (("acc", "acc"), ("gap", "mean_gap"))
                     for side in ("low", "high")})  # fmt: skip
+    return out
+
+
+def trials_cis(hits: dict, data: dict, classes, k_gap: int, seed: int) -> dict:
+    """{(method, split, when): the TRIALS_CI columns}: `hits` maps (method, split, when) to each
+    trial's per-image correctness on the split (`data[split]` = (features, labels, scores)); the
+    gap is over `classes`. Before tuning every method has the same head, so one key serves all."""
+    out = {}
+    for (method, split, when), per_trial in hits.items():
+        _, labels, scores = data[split]
+        ranked = np.where(np.isin(labels, classes), scores, np.nan)
+        key = f"{split}-before" if when == "before" else f"{split}-{method}-after"
+        out[(method, split, when)] = trial_gap_cis(np.stack(per_trial), ranked, labels, k_gap, seed, key=key)
     return out
 
 
@@ -178,6 +200,33 @@ def tune_head(W, b, feats, labels, rows, val_feats, val_labels, val_scores, clas
         if m["gap"] < settings.gap_target:
             break
     return Wt.detach().numpy().copy(), bt.detach().numpy().copy(), history
+
+
+def tuned_rows(model_name: str, head: tuple, train: tuple, picks: dict, data: dict, classes, settings) -> list[dict]:
+    """The table's rows: every (method, trial) of `picks` tuned from `head` on `train` (features,
+    labels of the sorted union of the picked rows), scored before and after on every split of
+    `data` (split -> (features, labels, scores); val stops early), with their intervals."""
+    s, (W, b) = settings, head
+    union = np.unique(np.concatenate(list(picks.values())))
+    val = data["val"]
+    correct = {split: _correct(W, b, d[0], d[1]) for split, d in data.items()}
+    before = {split: score_correct(correct[split], d[1], d[2], classes, k_gap=s.k_gap, ci=(s.seed, f"{split}-before"))
+              for split, d in data.items()}  # fmt: skip
+    rows, hits = [], {}
+    for (method, t), picked in picks.items():
+        W2, b2, history = tune_head(W, b, *train, rows=np.searchsorted(union, picked), val_feats=val[0],
+                                    val_labels=val[1], val_scores=val[2], classes=classes, settings=s,
+                                    seed=s.seed + t)  # fmt: skip
+        for split, d in data.items():
+            hit = _correct(W2, b2, d[0], d[1])
+            after = score_correct(hit, d[1], d[2], classes, k_gap=s.k_gap, ci=(s.seed, f"{split}-{method}-{t}"))
+            hits.setdefault((method, split, "before"), []).append(correct[split])
+            hits.setdefault((method, split, "after"), []).append(hit)
+            for when, m in (("before", before[split]), ("after", after)):
+                rows.append({"model": model_name, "method": method, "trial": t, "split": split, "when": when, **m,
+                             "epochs": len(history) if when == "after" else 0, "n_train_rows": len(picked)})  # fmt: skip
+    cis = trials_cis(hits, data, classes, s.k_gap, s.seed)
+    return [{**r, **cis[(r["method"], r["split"], r["when"])]} for r in rows]
 
 
 def _check_head(fc, W: np.ndarray, b: np.ndarray, model_dir, n: int = 8) -> None:
@@ -231,19 +280,7 @@ def run_head_tuning(model_dir, model_name: str, train_features, val_features, te
             picks = tuning_rows(scores, labels, fc["preds"] == labels, s)
             union = np.unique(np.concatenate(list(picks.values())))
             train = (_gather(fc, "features", union), labels[union])
-    val = data["val"]
-    before = {split: evaluate(W, b, *d, classes, s.k_gap, ci=(s.seed, f"{split}-before")) for split, d in data.items()}
-    rows = []
-    for (method, t), picked in picks.items():
-        W2, b2, history = tune_head(W, b, *train, rows=np.searchsorted(union, picked), val_feats=val[0], val_labels=val[1],
-                                    val_scores=val[2],
-                                      classes=classes, settings=s, seed=s.seed + t)  # fmt: skip
-        for split, d in data.items():
-            after = evaluate(W2, b2, *d, classes, s.k_gap, ci=(s.seed, f"{split}-{method}-{t}"))
-            for when, m in (("before", before[split]), ("after", after)):
-                epochs = len(history) if when == "after" else 0
-                rows.append({"model": model_name, "method": method, "trial": t, "split": split, "when": when,
-                             **m, "epochs": epochs, "n_train_rows": len(picked)})  # fmt: skip
+    rows = tuned_rows(model_name, (W, b), train=train, picks=picks, data=data, classes=classes, settings=s)
     table = pd.DataFrame(rows, columns=COLUMNS)
     provenance = {
         "model": model_name,

@@ -62,21 +62,31 @@ def _salient(s: dict, audited: list[str]) -> list[Point]:
                              f"(sigma {sigma})", values or "n/a", _all(exceeds.values()))]  # fmt: skip
 
 
+def _collision_gaps(model: dict) -> str:
+    """A model's collision classes' gaps, each with its interval: `disk 0.4 [0.1, 0.7], hexagon -0.2 [-0.4, 0]`."""
+    gaps, cis = model.get("collision_class_gap") or {}, model.get(f"collision_class_gap{CI_SUFFIX}") or {}
+    return ", ".join(f"{c} {_ci({'gap': v, 'gap' + CI_SUFFIX: cis.get(c)}, 'gap')}" for c, v in gaps.items()) or "n/a"
+
+
+def _tuned(m: str, e: dict) -> str:
+    """One audited model's low-spuriosity tuning: validation gap before -> after, each with its interval."""
+    if e["holds"] is None:
+        return f"{m}: below target"
+    return (f"{m} {_ci(e, 'gap_before', 2)} -> {_ci(e, 'gap_after', 2)} ({_num(e['cut'], 2)} cut) at "
+            f"{_num(e['accuracy_cost_points'], 2)} pts (random {_num(e['random_cut'], 2)} cut)")  # fmt: skip
+
+
 def _spuriosity(s: dict) -> list[Point]:
     auc = s.get("spuriosity_auc_mean")
     acc = s.get("acceptance") or {}
     neg = acc.get("collision_gap_negative") or {}
-    gaps = {m: (s["models"][m].get("collision_class_gap") or {}) for m in neg}
     tuning = acc.get("tuning") or {}
-    tuned = "; ".join(
-        f"{m} {_num(e['gap_before'], 2)} -> {_num(e.get('gap_after'), 2)} ({_num(e['cut'], 2)} cut) at "
-        f"{_num(e['accuracy_cost_points'], 2)} pts (random {_num(e['random_cut'], 2)} cut)"
-        if e["holds"] is not None else f"{m}: below target" for m, e in tuning.items())  # fmt: skip
+    tuned = "; ".join(_tuned(m, e) for m, e in tuning.items())
+    collision = ", ".join(f"{m} {_collision_gaps(s['models'][m])}" for m in neg)
     return [Point("spuriosity", "mean spuriosity AUC over the cue classes >= 0.9", _ci(s, "spuriosity_auc_mean"),
                   None if auc is None else auc >= 0.9),
             Point("spuriosity", "a negative gap on a collision class (a cue shared by two classes) for every audited model",
-                  ", ".join(f"{m} {', '.join(f'{c} {_num(v)}' for c, v in g.items()) or 'n/a'}" for m, g in gaps.items())
-                  or "n/a", _all(neg.values()) if neg else None),
+                  collision or "n/a", _all(neg.values()) if neg else None),
             Point("spuriosity", "low-spuriosity tuning halves each audited gap above the target (or brings it under "
                                 "the target) at <= 3 points; random tuning does not", tuned or "n/a", _all(e["holds"] for e in tuning.values()))]  # fmt: skip
 

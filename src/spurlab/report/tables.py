@@ -68,9 +68,9 @@ def _ci(node: dict, key: str) -> dict:
     return {"ci_low": float(ci[0]) if ok else None, "ci_high": float(ci[1]) if ok else None}
 
 
-def _kind_cis(node, cis):
-    """A per-kind number ({kind: value}) whose sibling `<key>_ci` holds its intervals per kind
-    ({kind: [low, high]}): the intervals moved beside each kind's value, as `<kind>_ci`."""
+def _key_cis(node, cis):
+    """A mapping ({kind: value}, {class: gap}) whose sibling `<key>_ci` holds its intervals per key
+    ({kind: [low, high]}): the intervals moved beside each key's value, as `<kind>_ci`."""
     if not (isinstance(node, dict) and isinstance(cis, dict)):
         return node
     return {**node, **{f"{k}{CI_SUFFIX}": ci for k, ci in cis.items() if k in node}}
@@ -151,7 +151,7 @@ class _SummaryWalker:
                 continue
             sub, m = self._ids(k, v, ids, metric, parent)
             if isinstance(v, (dict, list)):
-                self.walk(_kind_cis(v, node.get(f"{k}{CI_SUFFIX}")), sub, m, k)
+                self.walk(_key_cis(v, node.get(f"{k}{CI_SUFFIX}")), sub, m, k)
                 continue
             value = _leaf_value(v)
             if value is None:
@@ -199,8 +199,8 @@ def flatten_summary(stage: str, summary: dict, vocab: Vocabulary, source: str = 
     is the metric. A sibling `<metric>_n` / `n` / `n_classes` / `n_pairs` gives n, `<metric>_sem`
     or `<metric>_sd` / sqrt(n) the SEM. A list of numbers becomes its mean with n and SEM.
     Booleans are 0/1; strings and hashes are left out. A sibling `<metric>_ci` ([low, high], the
-    95% bootstrap interval of `spurlab.stats`) gives ci_low and ci_high (NaN without one); the
-    sibling of a per-kind number ({kind: value}) holds them per kind ({kind: [low, high]}).
+    95% bootstrap interval of `spurlab.stats`) gives ci_low and ci_high (NaN without one); beside a
+    mapping ({kind: value}, {class: gap}) it is a mapping of the same keys to intervals.
     """
     walker = _SummaryWalker(summary, vocab)
     walker.walk(summary, {}, [], stage)
