@@ -14,7 +14,7 @@ from spurlab.discover.auto_annotate import (
     score_against_truth,
     score_intervals,
 )
-from spurlab.discover.subsets_file import STAT_COLUMNS, pair_region_stats
+from spurlab.discover.subsets_file import STAT_COLUMNS, pair_region_stats, region_masks
 
 COLUMNS = ["class", "feature", "rank", "mass_object", "area_object", "hot_object", "mass_cue", "area_cue", "hot_cue",
            "mass_rest", "area_rest", "hot_rest"]  # fmt: skip
@@ -35,6 +35,7 @@ def _pairs():
     # every image of classes 0 and 1 shows its cue (so the object's hot share is the same on them); class 2 has none
     df["cue_share"] = np.where(df["class"] < 2, 1.0, 0.0)
     df["hot_object_cued"] = np.where(df["class"] < 2, df["hot_object"], np.nan)
+    df["hot_object_near"] = df["hot_object"]  # no margin around the object
     df.insert(1, "class_name", df["class"].map({0: "triangle", 1: "disk", 2: "heart"}))
     return df
 
@@ -46,6 +47,15 @@ def test_hot_and_mass_criteria():
     assert is_spurious_auto(p, "mass").all()
     with pytest.raises(ValueError, match="criterion"):
         is_spurious_auto(p, "vote")
+
+
+def test_hot_criterion_reads_the_object_grown_by_the_margin():
+    """A map centred on a small object whose hot region spills past it: off the object by its mask,
+    on it once the mask is grown by the margin (`hot_object_near`), which is what the annotator reads."""
+    p = _pairs()
+    p.loc[1, "hot_object"], p.loc[1, "hot_object_near"] = 0.2, 0.8
+    assert not is_spurious_auto(p, "hot")[1]
+    assert auto_annotations(p)["hot_outside_object"].iloc[1] == pytest.approx(0.2)
 
 
 def test_truth_needs_the_cue_to_hold_the_hot_region():
@@ -61,15 +71,16 @@ def test_cue_statistics_are_taken_on_the_images_that_show_the_cue():
     shown = np.array([True, True, True, False, False])
     cue = ~obj & shown[:, None, None]  # background cue: every non-object pixel where shown
     nam = np.where(cue, 1.0, 0.0) + np.where(obj & ~shown[:, None, None], 1.0, 0.0)  # on the object where no cue
-    stats = pair_region_stats(nam, {"object": obj, "cue": cue, "rest": ~(obj | cue)})
+    stats = pair_region_stats(nam, region_masks(obj, cue))
     assert set(stats) == set(STAT_COLUMNS)
     assert stats["cue_share"] == pytest.approx(0.6)
     assert stats["hot_cue"] == 1.0 and stats["hot_object_cued"] == 0.0  # not diluted to 0.6
     assert stats["hot_object"] == pytest.approx(0.4)  # the annotator's statistic stays over all images
+    assert stats["hot_object_near"] == stats["hot_object"]  # no margin: the mask itself
     assert stats["area_rest"] == 0.0
     assert localises_cue(pd.DataFrame([stats])).tolist() == [True]
     rare = ~obj & np.array([True, True, False, False, False])[:, None, None]
-    stats = pair_region_stats(np.where(rare, 1.0, 0.0), {"object": obj, "cue": rare, "rest": ~(obj | rare)})
+    stats = pair_region_stats(np.where(rare, 1.0, 0.0), region_masks(obj, rare))
     assert stats["cue_share"] == pytest.approx(0.4) and localises_cue(pd.DataFrame([stats])).tolist() == [False]
     # no masks: nothing measured
     assert all(np.isnan(v) for v in pair_region_stats(nam, None).values())

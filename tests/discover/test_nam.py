@@ -2,7 +2,7 @@
 
 import torch
 
-from spurlab.discover.nam import activation_maps, neural_activation_maps
+from spurlab.discover.nam import activation_maps, feature_map_size, neural_activation_maps
 from spurlab.models.factory import build_classifier
 
 
@@ -32,3 +32,9 @@ def test_neural_activation_maps_pick_the_requested_channel():
     nam = neural_activation_maps(model, x, [3, 7])
     assert torch.allclose(nam[0], activation_maps(fmap[0:1, 3], 32)[0])
     assert torch.allclose(nam[1], activation_maps(fmap[1:2, 7], 32)[0])
+
+
+def test_feature_map_size_is_the_grid_the_maps_come_from():
+    model = build_classifier("resnet10_small", 3, 64, {}).eval()
+    assert feature_map_size(model, 64) == model.feature_map(torch.zeros(1, 3, 64, 64)).shape[-1] == 8
+    assert feature_map_size(model, 32) == 4

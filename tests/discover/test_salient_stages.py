@@ -29,6 +29,31 @@ def stages(tmp_path_factory):
     return tmp, cfg, s
 
 
+def test_object_margin_grows_only_the_annotators_object_region(stages, tmp_path):
+    """salient.annotation.auto_object_margin (feature-map cells) grows the object region that
+    `hot_object_near` is measured on, by cells of the model's map in pixels (recorded); every other
+    statistic, the truth's included, stays on the masks themselves."""
+    from spurlab.discover.subsets import SubsetSettings, run_subsets
+    from spurlab.discover.subsets_file import STAT_COLUMNS
+
+    tmp, _, _ = stages
+    settings = SubsetSettings(
+        fraction=0.5, min_images=2, max_images=10, top_images=2, attack="paper", object_margin=0.25
+    )
+    run_subsets(
+        tmp / "model", tmp / "test.h5", tmp / "f.h5", tmp / "imp.h5", tmp_path / "sub.h5", settings, "cpu", False
+    )
+    with SalientSubsets(tmp / "sub.h5") as exact, SalientSubsets(tmp_path / "sub.h5") as grown:
+        a, b = exact.pair_table(require=STAT_COLUMNS), grown.pair_table(require=STAT_COLUMNS)
+        assert (
+            exact.attrs["object_margin_px"] == 0 and grown.attrs["object_margin_px"] == 4
+        )  # a quarter of a cell: 32 px, 2x2 map
+    np.testing.assert_array_equal(a["hot_object_near"], a["hot_object"])
+    assert (b["hot_object_near"] >= b["hot_object"]).all() and (b["hot_object_near"] > b["hot_object"]).any()
+    same = [c for c in STAT_COLUMNS if c != "hot_object_near"]
+    np.testing.assert_array_equal(a[same].to_numpy(), b[same].to_numpy())
+
+
 def test_importance_file_and_table(stages):
     tmp, _, s = stages
     imp = read_importance(tmp / "imp.h5", model_checkpoint_sha256(tmp / "model"))

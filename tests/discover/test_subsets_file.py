@@ -7,7 +7,9 @@ import pytest
 from spurlab.discover.subsets_file import (
     STAT_COLUMNS,
     consolidated_masks,
+    object_margin_px,
     pair_region_stats,
+    region_masks,
     region_masses,
     subset_size,
 )
@@ -32,6 +34,45 @@ def test_region_statistics():
     assert stats["rest"] == pytest.approx((1 / 3, 0.75, 0.0))
     zero = region_masses(np.zeros((1, 4, 4)), {"object": obj})
     assert zero["object"] == (0.0, 0.25, 0.0)  # no NaN from an all-zero map
+
+
+def test_margin_in_pixels_is_cells_of_the_feature_map():
+    assert object_margin_px(64, 8, 0.5) == 4  # the default: half a cell of an 8x8 map at 64 px
+    assert object_margin_px(224, 7, 0.5) == 16
+    assert object_margin_px(64, 8, 0.0) == 0
+
+
+def test_region_masks_grow_the_object_by_the_margin_only():
+    obj = np.zeros((1, 9, 9), bool)
+    obj[0, 4, 4] = True
+    cue = np.zeros_like(obj)
+    cue[0, 0, :] = True
+    m = region_masks(obj, cue, margin_px=2)
+    np.testing.assert_array_equal(m["object"], obj)  # the truth's regions keep the mask itself
+    np.testing.assert_array_equal(m["rest"], ~(obj | cue))
+    expected = np.zeros_like(obj)
+    expected[0, 2:7, 2:7] = True  # a square of side 2 * 2 + 1: a feature-map cell is square
+    np.testing.assert_array_equal(m["object_near"], expected)
+    np.testing.assert_array_equal(region_masks(obj, cue)["object_near"], obj)
+
+
+def test_hot_share_near_the_object_counts_a_blob_spilling_past_a_small_object():
+    """An upsampled map centred on a 1-pixel object: its hot 3x3 blob lies 1/9 on the object, all
+    of it within a margin of one pixel, and none of it on a far cue."""
+    obj = np.zeros((1, 9, 9), bool)
+    obj[0, 4, 4] = True
+    cue = np.zeros_like(obj)
+    cue[0, 0, 0] = True
+    nam = np.zeros((1, 9, 9))
+    nam[0, 3:6, 3:6] = 1.0
+    exact = pair_region_stats(nam, region_masks(obj, cue))
+    near = pair_region_stats(nam, region_masks(obj, cue, margin_px=1))
+    assert exact["hot_object"] == pytest.approx(1 / 9) and exact["hot_object_near"] == pytest.approx(1 / 9)
+    assert near["hot_object_near"] == 1.0
+    # everything else is measured on the mask itself, whatever the margin
+    assert {k: v for k, v in near.items() if k != "hot_object_near"} == {
+        k: v for k, v in exact.items() if k != "hot_object_near"
+    }
 
 
 def test_pair_statistics_without_masks_are_nan():

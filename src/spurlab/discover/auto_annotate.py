@@ -5,8 +5,11 @@ is spurious for class k when most of its NAM over its top images lies outside th
 mask. Two readings of "most of the NAM":
 
 - `criterion="hot"` (default): the NAM's hot region, where it reaches half its maximum (the red
-  part of a heatmap, what a human annotator judges), has a fraction on the object mask below
-  `threshold` (0.5).
+  part of a heatmap, what a human annotator judges), has a fraction on the object below
+  `threshold` (0.5). The object is its mask grown by `salient.annotation.auto_object_margin`
+  feature-map cells (`hot_object_near`): a map upsampled from an 8x8 grid cannot put its hot
+  region on an object thinner or smaller than a cell, and a person reading the heatmap allows
+  for that.
 - `criterion="mass"` (literal): more than `threshold` (0.5) of the NAM's total mass lies outside
   the object. At the benchmark's resolution (small objects, NAMs upsampled from 8x8) this calls
   nearly every feature spurious: the low tail of a map centred on the object spreads most of its
@@ -59,7 +62,7 @@ def _density(mass, area):
 def is_spurious_auto(pairs: pd.DataFrame, criterion: str = "hot", threshold: float = 0.5) -> np.ndarray:
     """The automatic annotator's verdict per pair (bool array) from its object-mask statistics."""
     if criterion == "hot":
-        return pairs["hot_object"].to_numpy(float) < threshold
+        return pairs["hot_object_near"].to_numpy(float) < threshold
     if criterion == "mass":
         return 1 - pairs["mass_object"].to_numpy(float) > threshold
     raise ValueError(f"auto annotation criterion must be one of {CRITERIA}, not {criterion!r}")
@@ -157,7 +160,7 @@ def auto_annotations(pairs: pd.DataFrame, criterion: str = "hot", threshold: flo
         "votes_main": 0, "votes_separate": 0, "votes_background": 0, "n_votes": 0,
         "mean_confidence": np.nan,
         "source": "auto",
-        "hot_outside_object": 1 - pairs["hot_object"].to_numpy(float),
+        "hot_outside_object": 1 - pairs["hot_object_near"].to_numpy(float),
         "mass_outside_object": 1 - pairs["mass_object"].to_numpy(float),
     })  # fmt: skip
     return df.sort_values(["class_index", "feature_rank"]).reset_index(drop=True)

@@ -27,3 +27,10 @@ def neural_activation_maps(model, images: torch.Tensor, features: torch.Tensor |
     fmap = model.feature_map(images)
     idx = torch.as_tensor(features, device=fmap.device).view(-1, 1, 1, 1).expand(-1, 1, *fmap.shape[2:])
     return activation_maps(fmap.gather(1, idx)[:, 0], images.shape[-2:])
+
+
+@torch.no_grad()
+def feature_map_size(model, image_size: int, device=None) -> int:
+    """The width of the model's pre-pool feature map on (image_size x image_size) inputs: the
+    grid a NAM is upsampled from."""
+    return int(model.feature_map(torch.zeros(1, 3, image_size, image_size, device=device)).shape[-1])

@@ -40,9 +40,10 @@ from ..shards import Shard, shard_attrs
 from ..tensor_ops import l2_norms
 from .auto_annotate import background_cues, cue_switched_off
 from .importance import read_importance
+from .nam import activation_maps, feature_map_size, neural_activation_maps
 from .npca import NPCABases, alphas, weighted_features
 from .npca_annotate import FORMAT, annotate_pairs, images_u8
-from .subsets_file import pair_region_stats, subset_size
+from .subsets_file import object_margin_px, pair_region_stats, region_masks, subset_size
 
 GRAY = 0.5
 EPS_224 = 30.0  # paper
@@ -156,8 +157,6 @@ def gradcam(score: ComponentScore, images: torch.Tensor) -> torch.Tensor:
     image and divided by its per-image maximum (all-zero maps stay zero): (B, H, W) in [0, 1]."""
     from captum.attr import LayerGradCam
 
-    from .nam import activation_maps
-
     cam = LayerGradCam(score, score.fmap).attribute(images, relu_attributions=True)  # (B, 1, h, w)
     return activation_maps(cam[:, 0].detach(), images.shape[-2:])
 
@@ -175,7 +174,7 @@ def _softmax_prob(model, images: torch.Tensor, k: int) -> np.ndarray:
         return torch.softmax(model.logits(images), 1)[:, k].cpu().numpy()
 
 
-def _class_masks(imageset, rows: np.ndarray, cues: list[str]) -> dict | None:
+def _class_masks(imageset, rows: np.ndarray, cues: list[str], margin_px: int = 0) -> dict | None:
     if "object" not in imageset.mask_names or not len(rows):
         return None
     order = np.argsort(rows, kind="stable")  # h5py reads increasing indices only
@@ -188,7 +187,7 @@ def _class_masks(imageset, rows: np.ndarray, cues: list[str]) -> dict | None:
     cue = np.zeros_like(obj)
     for m in cues:
         cue |= read(m)
-    return {"object": obj, "cue": cue, "rest": ~(obj | cue)}
+    return region_masks(obj, cue, margin_px)
 
 
 def _images(imageset, rows: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
@@ -219,6 +218,7 @@ class _ClassPairs:
     top_images: int
     device: Any
     batch_size: int
+    margin_px: int = 0  # the annotator's object region grown by this much (salient.annotation.auto_object_margin)
 
     def switched_off(self, k: int, ids, activations) -> list[str | None]:
         """The planted truth's second kind (auto_annotate.cue_switched_off) for class k's features
@@ -237,7 +237,7 @@ class _ClassPairs:
         """The maps' statistics inside the object, the planted cues and the rest (what the
         automatic annotator reads)."""
         cues = self.planted.get(self.imageset.class_names[k], [])
-        return pair_region_stats(maps, _class_masks(self.imageset, top, cues))
+        return pair_region_stats(maps, _class_masks(self.imageset, top, cues, self.margin_px))
 
     def _batched(self, x: torch.Tensor, n: int, maps) -> np.ndarray:
         """maps(batch on the device) over x in batches of batch_size, concatenated (numpy)."""
@@ -292,8 +292,6 @@ class _ClassPairs:
     def neurons(self, k: int, rows: np.ndarray, n_ann: int, neurons_top: int) -> list[dict]:
         """The class's top neurons by importance on the same images, with their NAMs, for the same
         annotator (docs/methods.md#neural-feature-importance, #neural-activation-maps)."""
-        from .nam import neural_activation_maps
-
         order = np.argsort(-self.iv[k], kind="stable")[:neurons_top]
         off = self.switched_off(k, order, lambda: self.phi[:, order])
         out = []
@@ -326,7 +324,8 @@ def _load_class_pairs(
     model_dir, imageset_path, features_path, importance_path, settings: dict
 ) -> tuple[_ClassPairs, str]:
     """The model (frozen, on its device), the image set, features and importance of the stage, and
-    the checkpoint hash. `settings`: npfv, top_images, device, batch_size."""
+    the checkpoint hash. `settings`: npfv, top_images, device, batch_size, object_margin (feature-map
+    cells)."""
     from ..device import pick_device
     from ..models.factory import load_model
     from ..models.robust import scale_eps
@@ -347,7 +346,8 @@ def _load_class_pairs(
         phi, labels = fc["features"], fc["labels"]
     ctx = _ClassPairs(model=model, W=W, imageset=imageset, planted=planted, phi=phi, labels=labels, iv=imp["iv"],
                       cues=background_cues(imageset), eps=eps, npfv_settings=settings["npfv"],
-                      top_images=settings["top_images"], device=dev, batch_size=settings["batch_size"])  # fmt: skip
+                      top_images=settings["top_images"], device=dev, batch_size=settings["batch_size"],
+                      margin_px=object_margin_px(size, feature_map_size(model, size, dev), settings["object_margin"]))  # fmt: skip
     return ctx, sha
 
 
@@ -392,7 +392,8 @@ def run_npca_components(model_dir, bases_path, imageset_path, features_path, imp
     npfv_settings, subset, annotation = settings.npfv, settings.subset, settings.annotation
     top_images, neurons_top = settings.top_images, settings.neurons_top
     ctx, sha = _load_class_pairs(model_dir, imageset_path, features_path, importance_path,
-                                 {"npfv": npfv_settings, "top_images": top_images, "device": device, "batch_size": batch_size})  # fmt: skip
+                                 {"npfv": npfv_settings, "top_images": top_images, "device": device, "batch_size": batch_size,
+                                  "object_margin": annotation.get("auto_object_margin", 0.0)})  # fmt: skip
     imageset, labels = ctx.imageset, ctx.labels
     names = imageset.class_names
     rows_out, comp = [], {k: [] for k in COMPONENT_KEYS}

@@ -17,16 +17,18 @@ File layout (one HDF5, written class by class, then renamed)::
     pairs/start, pairs/count                 int64 (P,)   the pair's slice of members/*
     pairs/<statistic>                        float64 (P,) STAT_COLUMNS (`pair_region_stats`): where
                                                           the members' NAMs lie, on the object (all
-                                                          members) and on the class's planted cue and
-                                                          the rest (members showing the cue); NaN
-                                                          without masks
+                                                          members; also grown by object_margin_px,
+                                                          `hot_object_near`) and on the class's planted
+                                                          cue and the rest (members showing the cue);
+                                                          NaN without masks
     members/row                              int64 (M,)   image-set row, by decreasing phi_j
     members/activation                       float32 (M,) phi_j(x)
     members/nam                              uint8 (M, H, W) NAM * 255, rounded
     top/attack                               uint8 (P, T, H, W, 3) feature attacks of the first T members
     attrs  format, model, checkpoint_sha256, imageset, imageset_sha256, importance_sha256,
            class_names (JSON), planted_cues (JSON {class: [mask, ...]}), fraction, min_images,
-           max_images, top_images, attack (JSON), spurlab_version, code_sha256 (spurlab.io.create_h5)
+           max_images, top_images, attack (JSON), object_margin_px (salient.annotation.auto_object_margin
+           feature-map cells, in pixels), spurlab_version, code_sha256 (spurlab.io.create_h5)
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ from ..io import atomic_path, create_h5, sha256_file
 from ..shards import Shard, shard_attrs
 from .attack import AttackSettings, feature_attack
 from .importance import read_importance
-from .nam import neural_activation_maps
-from .subsets_file import FORMAT, STAT_COLUMNS, pair_region_stats, subset_size
+from .nam import feature_map_size, neural_activation_maps
+from .subsets_file import FORMAT, STAT_COLUMNS, object_margin_px, pair_region_stats, region_masks, subset_size
 
 
 @dataclass
@@ -57,12 +59,14 @@ class SubsetSettings(Settings):
     the command line's."""
 
     SECTION = "salient.subset"
-    KEYS = {"attack": "salient.attack", "batch_size": None}
+    KEYS = {"attack": "salient.attack", "object_margin": "salient.annotation.auto_object_margin", "batch_size": None}
     fraction: float = 0.05  # paper: 65 of ~1300 per class
     min_images: int = 1
     max_images: int = 65  # paper
     top_images: int = 5  # paper: top-5 images per pair are shown to annotators
     attack: str = "paper"  # or "code" (docs/methods.md#feature-attack)
+    # the object region the annotator reads, grown by this many feature-map cells (ours; 0: the mask)
+    object_margin: float = 0.0
     batch_size: int = 64
 
 
@@ -125,9 +129,9 @@ def _class_sizes(imageset: ImageSet, labels: np.ndarray, top: np.ndarray, settin
     return class_rows, sizes, featured, without
 
 
-def _class_images(imageset: ImageSet, union: np.ndarray, n: int, cue_names: list[str] | None):
+def _class_images(imageset: ImageSet, union: np.ndarray, n: int, cue_names: list[str] | None, margin_px: int = 0):
     """The class's member images (float, (m, 3, H, W); None when n is 0) and, with `cue_names`
-    (the set has masks), their object / cue / rest masks ({} without)."""
+    (the set has masks), their `region_masks` ({} without)."""
     images = torch.from_numpy(imageset.images(union)).permute(0, 3, 1, 2).float().div_(255.0) if n else None
     masks = {}
     if cue_names is not None and n:
@@ -135,7 +139,7 @@ def _class_images(imageset: ImageSet, union: np.ndarray, n: int, cue_names: list
         cue = np.zeros_like(obj)
         for m in cue_names:
             cue |= imageset.masks(m, union).astype(bool)
-        masks = {"object": obj, "cue": cue, "rest": ~(obj | cue)}
+        masks = region_masks(obj, cue, margin_px)
     return images, masks
 
 
@@ -183,15 +187,15 @@ def build_salient_subsets(
     from tqdm import tqdm
 
     num_classes, k = top.shape
-    size, names = imageset.image_size, imageset.class_names
+    size, names, t = imageset.image_size, imageset.class_names, settings.top_images
     has_masks = "object" in imageset.mask_names
     cues = planted_cue_masks(imageset)
     attack = AttackSettings.for_image_size(settings.attack, size, size)
     class_rows, sizes, featured, without = _class_sizes(imageset, labels, top, settings)
     classes = [i for i in shard.classes(num_classes) if featured[i]]
     n_pairs, n_members = len(classes) * k, sum(sizes[i] for i in classes) * k
-    t = settings.top_images
     model.eval()
+    margin_px = object_margin_px(size, feature_map_size(model, size, device), settings.object_margin)
     with atomic_path(out) as tmp, create_h5(tmp) as f:
         w = _SubsetsWriter(f, n_pairs, n_members, size=size, top_images=t)
         for done, i in enumerate(tqdm(classes, desc="salient subsets", unit="class", disable=not progress)):
@@ -200,7 +204,7 @@ def build_salient_subsets(
             members = [rows[np.argsort(-activations[rows, j], kind="stable")[:n]] for j in top[i]]
             union = np.unique(np.concatenate(members)) if n else np.zeros(0, dtype=np.int64)
             where = {row: u for u, row in enumerate(union)}
-            images, masks = _class_images(imageset, union, n, cues.get(names[i], []) if has_masks else None)
+            images, masks = _class_images(imageset, union, n, cues.get(names[i], []) if has_masks else None, margin_px)
             for r, j in enumerate(top[i]):
                 p = done * k + r  # the kept classes before i, k pairs each
                 sel = [where[row] for row in members[r]]
@@ -228,6 +232,7 @@ def build_salient_subsets(
             top_images=t,
             attack=json.dumps({"preset": settings.attack, **attack.as_dict()}),
             has_masks=has_masks,
+            object_margin_px=margin_px,
             classes_without_features=json.dumps(without),
             **shard_attrs(shard),
         )

@@ -19,9 +19,9 @@ from ..io import atomic_path, create_h5, open_h5, sha256_file
 from ..io.tables import read_table
 
 FORMAT = "spurlab.salient_subsets"
-# pair_region_stats' columns: the first three read by the automatic annotator, the rest by the planted truth
-STAT_COLUMNS = ("mass_object", "area_object", "hot_object", "cue_share", "mass_cue", "area_cue", "hot_cue",
-                "mass_rest", "area_rest", "hot_rest", "hot_object_cued")  # fmt: skip
+# pair_region_stats' columns: the first four read by the automatic annotator, the rest by the planted truth
+STAT_COLUMNS = ("mass_object", "area_object", "hot_object", "hot_object_near", "cue_share", "mass_cue", "area_cue",
+                "hot_cue", "mass_rest", "area_rest", "hot_rest", "hot_object_cued")  # fmt: skip
 
 
 def subset_size(n_class: int, fraction: float, min_images: int, max_images: int) -> int:
@@ -53,12 +53,29 @@ def region_masses(nams: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str,
     return out
 
 
+def object_margin_px(image_size: int, map_size: int, margin_cells: float) -> int:
+    """`margin_cells` cells of a (map_size x map_size) feature map, in pixels of the image it is
+    upsampled to (rounded)."""
+    return int(round(margin_cells * image_size / map_size))
+
+
+def region_masks(obj: np.ndarray, cue: np.ndarray, margin_px: int = 0) -> dict[str, np.ndarray]:
+    """The regions `pair_region_stats` reads from bool object and cue masks (n, H, W): object, cue,
+    rest (neither) and `object_near`, the object grown by `margin_px` pixels in every direction
+    (a square neighbourhood: a feature-map cell is a square)."""
+    from scipy.ndimage import binary_dilation
+
+    obj, cue = np.asarray(obj, bool), np.asarray(cue, bool)
+    near = binary_dilation(obj, np.ones((1, 2 * margin_px + 1, 2 * margin_px + 1), bool)) if margin_px > 0 else obj
+    return {"object": obj, "cue": cue, "rest": ~(obj | cue), "object_near": near}
+
+
 def pair_region_stats(nams: np.ndarray, masks: dict[str, np.ndarray] | None) -> dict[str, float]:
     """STAT_COLUMNS for one pair (or component) from its maps `nams` (n, H, W) and per-image region
-    masks {"object", "cue", "rest"} (None: no masks, all NaN).
+    masks (`region_masks`; None: no masks, all NaN).
 
-    `mass_/area_/hot_object` are `region_masses` over all n maps: what the automatic annotator
-    reads. `cue_share` is the fraction of images that show the class's planted cue; the cue's and
+    `mass_/area_/hot_object` and `hot_object_near` (the hot region's share on `object_near`, what
+    the automatic annotator reads) are `region_masses` over all n maps. `cue_share` is the fraction of images that show the class's planted cue; the cue's and
     the rest's statistics and `hot_object_cued` (the object's hot share) are taken over those
     images only: whether a map lies on a cue can only be asked where the cue is, and a class that
     shows its cue part of the time (the collision variant's hexagon, on water in half of its
@@ -67,12 +84,13 @@ def pair_region_stats(nams: np.ndarray, masks: dict[str, np.ndarray] | None) -> 
     out = dict.fromkeys(STAT_COLUMNS, np.nan)
     if masks is None or not len(nams):
         return out
-    obj = region_masses(nams, {"object": masks["object"]})["object"]
-    out["mass_object"], out["area_object"], out["hot_object"] = obj
+    whole = region_masses(nams, {"object": masks["object"], "object_near": masks["object_near"]})
+    out["mass_object"], out["area_object"], out["hot_object"] = whole["object"]
+    out["hot_object_near"] = whole["object_near"][2]
     shown = masks["cue"].reshape(len(nams), -1).any(1)
     out["cue_share"] = float(shown.mean())
     if shown.any():
-        stats = region_masses(nams[shown], {r: m[shown] for r, m in masks.items()})
+        stats = region_masses(nams[shown], {r: masks[r][shown] for r in ("object", "cue", "rest")})
         for r in ("cue", "rest"):
             out[f"mass_{r}"], out[f"area_{r}"], out[f"hot_{r}"] = stats[r]
         out["hot_object_cued"] = stats["object"][2]
