@@ -8,6 +8,7 @@ from spurlab.errors import SpurlabError
 from spurlab.measure.spuriosity import (
     class_statistics,
     effective_robustness,
+    effective_robustness_cis,
     gap_cis,
     gap_correlations,
     high_low,
@@ -121,6 +122,27 @@ def test_effective_robustness_is_the_residual_of_the_suite_line():
     assert effective_robustness(hi[:1], lo[:1]).isna().all()
 
 
+def test_effective_robustness_intervals_refit_the_line_on_each_resample(toy):
+    """One resample of the images serves every model: the interval holds the model's residual,
+    collapses when no image's outcome varies, and is None for a suite of one."""
+    feats, labels, spur = toy
+    s = spuriosity(feats, labels, spur, class_statistics(feats, labels, spur))
+    rng = np.random.default_rng(3)
+    upper = s > np.nanmedian(s)
+    correct = {m: rng.random(len(labels)) < np.where(upper, hi, lo)
+               for m, hi, lo in (("a", 0.9, 0.4), ("b", 0.8, 0.7), ("c", 0.95, 0.2), ("d", 0.6, 0.55))}  # fmt: skip
+    g = {m: spurious_gaps(c, s, labels, k=10) for m, c in correct.items()}
+    er = effective_robustness(pd.Series({m: x["acc_high"].mean() for m, x in g.items()}),
+                              pd.Series({m: x["acc_low"].mean() for m, x in g.items()}))  # fmt: skip
+    cis = effective_robustness_cis(correct, s, labels, 10, seed=0)
+    for m in correct:
+        assert cis[m][0] <= er[m] <= cis[m][1] and cis[m][1] > cis[m][0], m
+    assert cis == effective_robustness_cis(correct, s, labels, 10, seed=0)
+    fixed = {m: np.where(upper, m in "ac", m in "bd") for m in "abcd"}  # the same outcome on every resample
+    assert all(lo == hi for lo, hi in effective_robustness_cis(fixed, s, labels, 10, seed=0).values())
+    assert effective_robustness_cis({"a": correct["a"]}, s, labels, 10, seed=0) == {"a": None}
+
+
 def test_gap_correlations_pearson_and_undefined_cases():
     g = pd.DataFrame({"a": [0.1, 0.5, 0.3, -0.2], "b": [0.2, 1.0, 0.6, -0.4], "c": [0.3, 0.3, 0.3, 0.3]})
     r = gap_correlations(g).set_index(["model_a", "model_b"])["pearson_r"]
@@ -173,6 +195,8 @@ def test_rankings_and_gaps_stages_on_tiny_files(tmp_path):
     assert info["classes"] == len(s.class_names) and g["gap"].between(-1, 1).all() and (g["k"] == 3).all()
     # every class's gap with its interval (each end's images resampled within the end)
     assert ((g["gap_ci_low"] <= g["gap"] + 1e-9) & (g["gap"] <= g["gap_ci_high"] + 1e-9)).all()
+    # a suite of one has no line to be above, so no interval either
+    assert read_table(d / "gm.parquet")[["effective_robustness", "effective_robustness_ci_low"]].isna().all().all()
     with pytest.raises(SpurlabError, match="annotations_sha256"):
         read_rankings(d / "rank.parquet", d / "ann.parquet")
     ann["label"] = "core"

@@ -365,6 +365,31 @@ def trial_gap_cis(correct: np.ndarray, scores: np.ndarray, labels: np.ndarray, k
             for i, side in enumerate(("low", "high"))}  # fmt: skip
 
 
+def effective_robustness_cis(correct: dict[str, np.ndarray], scores: np.ndarray, labels: np.ndarray, k: int,
+                             seed: int) -> dict[str, list | None]:  # fmt: skip
+    """Per model: the bootstrap interval of its `effective_robustness`. Every model is scored on the
+    same images, so one resample serves all: each ranked class's k highest and k lowest images are
+    drawn within their class and end (`end_cells`), every model's end accuracies recomputed and the
+    suite's line refitted. None with fewer than two models or nothing to resample."""
+    names = list(correct)
+    rows, cells = end_cells(scores, labels, k)
+    if len(names) < 2 or not len(rows):
+        return dict.fromkeys(names)
+    hits = np.column_stack([np.asarray(correct[m])[rows].astype(float) for m in names])
+    n_cells = int(cells.max()) + 1
+
+    def residual(j: int):
+        def stat(h, c):
+            ends = [end_accuracies(h[:, i], c, n_cells) for i in range(h.shape[1])]
+            high = pd.Series([e[0].mean() for e in ends], index=names)
+            return float(effective_robustness(high, pd.Series([e[1].mean() for e in ends], index=names)).iloc[j])
+
+        return stat
+
+    return {m: bootstrap_ci([hits, cells], residual(j), seed, f"effective-robustness-{m}", strata=cells,
+                            drop_undefined=True) for j, m in enumerate(names)}  # fmt: skip
+
+
 def run_gaps(rankings_path, models: dict[str, tuple[str, str]], out_gaps, out_models, out_correlations,
              settings: GapSettings = GapSettings()) -> dict:  # fmt: skip
     """Stage `spurious_gaps`: every model's class-wise gap on `settings.gap_set`, the suite's
@@ -374,12 +399,15 @@ def run_gaps(rankings_path, models: dict[str, tuple[str, str]], out_gaps, out_mo
     gap_set, k = settings.gap_set, settings.k
     rankings = read_rankings(rankings_path)
     names = rankings.drop_duplicates("class_index").set_index("class_index")["class_name"]
-    per_class, per_model = [], []
+    per_class, per_model, hits, set_labels = [], [], {}, None
     for name, (model_dir, path) in models.items():
         with open_features(path, model_dir=model_dir) as fc:
             preds, labels = fc["preds"], fc["labels"]
+        if hits and not np.array_equal(labels, set_labels):  # one resample of the images serves every model
+            raise SpurlabError(f"{path}: not a cache of the same {gap_set} images as the other models' caches")
+        set_labels = labels
         scores = scores_for_set(rankings, gap_set, len(labels))
-        correct = preds == labels
+        correct = hits[name] = preds == labels
         g = spurious_gaps(correct, scores, labels, k)
         g = g.merge(class_gap_cis(correct, scores, labels, k, settings.seed, key=name), on="class_index", how="left")
         g.insert(0, "model", name)
@@ -392,6 +420,9 @@ def run_gaps(rankings_path, models: dict[str, tuple[str, str]], out_gaps, out_mo
     gaps = pd.concat(per_class, ignore_index=True)
     suite = pd.DataFrame(per_model).set_index("model")
     suite["effective_robustness"] = effective_robustness(suite["acc_high"], suite["acc_low"])
+    cis = effective_robustness_cis(hits, scores, labels, k, settings.seed)
+    for i, side in enumerate(("low", "high")):
+        suite[f"effective_robustness_ci_{side}"] = [cis[m][i] if cis[m] else np.nan for m in suite.index]
     wide = gaps.pivot(index="class_index", columns="model", values="gap")[list(models)]
     corr = gap_correlations(wide)
     provenance = {

@@ -258,6 +258,7 @@ def spuriosity_summary(rankings: pd.DataFrame, gaps: pd.DataFrame, suite: pd.Dat
             "collision_class_gap": {c: by_name[c] for c in roles["collision"] if c in by_name} if truth else None,
             "collision_class_gap_ci": {c: class_ci[c] for c in roles["collision"] if c in by_name} if truth else None,
             "effective_robustness": None if np.isnan(row["effective_robustness"]) else float(row["effective_robustness"]),
+            "effective_robustness_ci": _ci_columns(row, "effective_robustness"),
             "class_gap": by_name,
             "class_gap_ci": class_ci,
         }  # fmt: skip

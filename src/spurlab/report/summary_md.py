@@ -98,7 +98,7 @@ def _spuriosity(s: dict) -> list[str]:
            "models, interval over the classes): whether the measured class gaps track the true counterfactual "
            "reliance on the cue.",
            ""]  # fmt: skip
-    rows = [[m, *(_v(e, k) for k in ("acc", "acc_low", "acc_high", "mean_gap")), e.get("effective_robustness")]
+    rows = [[m, *(_v(e, k) for k in ("acc", "acc_low", "acc_high", "mean_gap", "effective_robustness"))]
             for m, e in (s.get("models") or {}).items()]  # fmt: skip
     if rows:
         out += [
