@@ -51,7 +51,7 @@ def _planted(ax, summary: dict) -> None:
     for fam, f in summary["families"].items():
         reference = {r["model"]: r for r in (f.get("cue_reliance") or {}).values()}
         for model, rec in f["models"].items():
-            labels.append(f"{fam}\n{model}\n(relies on {rec['planted']})")
+            labels.append(f"{fam} {model}\n(relies on {rec['planted']})")
             obj.append(rec["flip_remove_object"] or 0.0)
             cue.append(rec["flip_remove_cue"] or 0.0)
             ref.append((reference[model]["reference_flip_remove_cue"] or 0.0) if model in reference else np.nan)
@@ -60,7 +60,7 @@ def _planted(ax, summary: dict) -> None:
     ax.bar(x, cue, 0.27, label="cue removed", color="#dd8452")
     if not np.isnan(ref).all():
         ax.bar(x + 0.27, ref, 0.27, label="cue removed, normal model (same images)", color="#8c8c8c")
-    ax.set_xticks(x, labels, fontsize=5)
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=5)
     ax.set_ylim(0, 1.25)  # room for the legend above the bars
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("prediction flips", fontsize=7)
@@ -89,10 +89,12 @@ def _agreement(ax, fam: str, r: dict | None) -> None:
     if not r or not r["methods"]:
         ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
         return
-    for m in r["methods"]:
+    # by score, labels alternately above and below their point: methods with close scores do not overprint
+    order = sorted(r["methods"], key=lambda m: (r["interventional_scores"][m], r["correlational_scores"][m]))
+    for i, m in enumerate(order):
         xv, yv = r["correlational_scores"][m], r["interventional_scores"][m]
         ax.scatter([xv], [yv], s=12)
-        ax.annotate(m, (xv, yv), fontsize=5)
+        ax.annotate(m, (xv, yv), xytext=(3, 3 if i % 2 else -8), textcoords="offset points", fontsize=5)
     rho = "n/a" if r["spearman"] is None else f"{r['spearman']:.2f}"
     tau = "n/a" if r["kendall"] is None else f"{r['kendall']:.2f}"
     ax.set_xlabel(CORRELATIONAL_LABELS.get(r["correlational"], r["correlational"]), fontsize=7)
