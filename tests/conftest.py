@@ -50,6 +50,22 @@ def render_sets(cfg: dict, names, d: Path) -> dict[str, str]:
     return sets
 
 
+@pytest.fixture
+def toy_model_and_test_set(tiny_cfg, tmp_path):
+    """(directory, model, image set): tiny.yaml's test set and an untrained seeded cbr_tiny saved as
+    `model/` beside it."""
+    import torch
+
+    from spurlab.data.imagesets import ImageSet
+    from spurlab.models import build_classifier, save_model
+
+    render_sets(tiny_cfg, ["test"], tmp_path)
+    torch.manual_seed(0)
+    model = build_classifier("cbr_tiny", 4, 32, {"width": 8}).eval()
+    save_model(model, tmp_path / "model", {"name": "m"})
+    return tmp_path, model, ImageSet(tmp_path / "test.h5")
+
+
 def small(cfg: dict, **n) -> dict:
     """The same config with fewer images."""
     cfg = copy.deepcopy(cfg)

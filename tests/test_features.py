@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spurlab.data.feature_cache import model_checkpoint_sha256, open_features
-from spurlab.data.imagesets import ImageSet, write_imageset
+from spurlab.data.imagesets import write_imageset
 from spurlab.data.sets import build_plan
 from spurlab.errors import SpurlabError
 from spurlab.features import cache_features
@@ -13,13 +13,8 @@ from spurlab.models import build_classifier, save_model
 
 
 @pytest.fixture
-def setup(tiny_cfg, tmp_path):
-    plan, attrs = build_plan(tiny_cfg, "test")
-    write_imageset(tmp_path / "test.h5", plan.n, plan.chunks(), attrs)
-    torch.manual_seed(0)
-    model = build_classifier("cbr_tiny", 4, 32, {"width": 8}).eval()
-    save_model(model, tmp_path / "model", {"name": "m"})
-    return tmp_path, model, ImageSet(tmp_path / "test.h5")
+def setup(toy_model_and_test_set):
+    return toy_model_and_test_set
 
 
 def test_cache_has_the_schema_and_hashes(setup):

@@ -6,21 +6,14 @@ import pytest
 import torch
 
 from spurlab.data.feature_cache import model_checkpoint_sha256, open_features
-from spurlab.data.imagesets import ImageSet
 from spurlab.errors import SpurlabError
 from spurlab.features import cache_features
 from spurlab.inspect import describe
-from spurlab.models import build_classifier, save_model
-from tests.conftest import render_sets
 
 
 @pytest.fixture
-def setup(tiny_cfg, tmp_path):
-    render_sets(tiny_cfg, ["test"], tmp_path)
-    torch.manual_seed(0)
-    model = build_classifier("cbr_tiny", 4, 32, {"width": 8}).eval()
-    save_model(model, tmp_path / "model", {"name": "m"})
-    return tmp_path, model, ImageSet(tmp_path / "test.h5")
+def setup(toy_model_and_test_set):
+    return toy_model_and_test_set
 
 
 def test_inspect_describes_a_feature_cache(setup):
