@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spurlab.measure.noise import _rows, accuracy_under_noise, corrupt, image_noise
-from spurlab.measure.salient_summary import classes_with_large_gap, drake_comparison, drop_ci, l2_matched
+from spurlab.measure.salient_summary import classes_with_large_gap, drake_comparison, drake_onset, drop_ci, l2_matched
 from spurlab.models.factory import build_classifier
 from spurlab.stats import mean_ci
 
@@ -122,3 +122,21 @@ def test_drake_drop_intervals_resample_images_within_class():
     for key, value in (("drop_spurious_noise", 0.6), ("drop_core_noise", 0.1)):
         low, high = d[f"{key}_ci"]
         assert d[key] == pytest.approx(value) and low < d[key] < high
+
+
+def test_drake_onset_is_the_first_sigma_where_either_drop_is_measurably_positive():
+    """A model that small noise breaks: at 0.05 only spurious-region noise costs accuracy, from
+    0.25 on both drops saturate and core-region noise, over the larger region, costs more. The
+    onset is 0.05, where the comparison still tells the regions apart; an interval reaching 0
+    does not count as a cost, a point estimate does where the table has no interval."""
+    entry = lambda s, c, s_ci=None, c_ci=None: {  # noqa: E731
+        "drop_spurious_noise": s, "drop_spurious_noise_ci": s_ci, "drop_core_noise": c, "drop_core_noise_ci": c_ci,
+        "spurious_exceeds_core": s > c}  # fmt: skip
+    fragile = {"0.25": entry(0.77, 0.8, [0.69, 0.84], [0.75, 0.86]), "0.05": entry(0.4, 0.12, [0.3, 0.5], [0.0, 0.25]),
+               "0.5": entry(0.83, 0.83, [0.8, 0.9], [0.8, 0.9])}  # fmt: skip
+    onset = drake_onset(fragile)
+    assert onset["sigma"] == 0.05 and onset["spurious_exceeds_core"] and onset["drop_spurious_noise"] == 0.4
+    robust = {"0.05": entry(0.0, 0.01, [0.0, 0.0], [-0.02, 0.04]), "0.25": entry(0.16, 0.14, [0.11, 0.19], [0.08, 0.2])}
+    assert drake_onset(robust)["sigma"] == 0.25
+    assert drake_onset({"0.1": entry(0.0, 0.02), "0.5": entry(0.3, 0.1)})["sigma"] == 0.1  # no intervals
+    assert drake_onset({"0.1": entry(0.0, 0.0, [0.0, 0.0], [-0.01, 0.02])}) is None

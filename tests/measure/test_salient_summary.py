@@ -34,6 +34,7 @@ def test_salient_summary_fields_with_planted_truth_are_unchanged():
             "planted_cues_recovered": 1.0, "recovered": {"a/tag": True}}  # fmt: skip
     s = salient_summary(pairs, ann, noise, {"a": ["tag"]}, auto, ["m"], planted_truth=True)
     assert s["cue_classes_with_both"] == ["a"] and s["drake"] == {"m": drake_comparison(noise["m"], [0])}
+    assert s["drake_onset"] == {"m": {"sigma": 0.25, **s["drake"]["m"]["0.25"]}}
     assert s["auto_annotator_precision"] == 0.5 and s["planted_cues_recovered"] == 1.0
     # intervals of the annotator's scores: none computed by the caller here, so none reported
     assert s["auto_annotator_precision_ci"] is None and s["planted_cues_recovered_ci"] is None

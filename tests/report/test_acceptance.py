@@ -96,3 +96,21 @@ def test_collision_gaps_and_tuning_print_their_intervals():
     points = {p.point.split(" ")[0]: p for p in acceptance_points({"spuriosity": s})}
     assert points["a"].value == "erm_a hexagon -0.4, erm_b disk 0.4 [0.1, 0.7], hexagon -0.2 [-0.4, 0]"
     assert points["low-spuriosity"].value.startswith("erm_a 0.056 [0.03, 0.08] -> 0.044 [0.02, 0.07] (0.7 cut)")
+
+
+def test_drake_point_is_judged_at_each_models_onset_sigma():
+    """With `drake_onset` in the salient summary each audited model is judged where noise starts to
+    cost it accuracy, its sigma printed; a model that no sigma costs anything does not hold; a
+    summary without onsets keeps the headline sigma for every model."""
+    s = summaries()
+    s["salient"]["drake_onset"] = {
+        "erm_a": {"sigma": 0.25, "drop_spurious_noise": 0.2, "drop_core_noise": 0.1, "spurious_exceeds_core": True},
+        "erm_b": {"sigma": 0.05, "drop_spurious_noise": 0.4, "drop_core_noise": 0.13, "drop_core_noise_ci": [0.0, 0.25],
+                  "spurious_exceeds_core": True}}  # fmt: skip
+    (p,) = [p for p in acceptance_points(s) if p.point.startswith("noise")]
+    assert p.holds is True and "onset sigma" in p.point
+    assert p.value == "erm_a (sigma 0.25) 0.2 vs 0.1; erm_b (sigma 0.05) 0.4 vs 0.13 [0, 0.25]"
+    s["salient"]["drake_onset"]["erm_b"] = None
+    assert [p.holds for p in acceptance_points(s) if p.point.startswith("noise")] == [False]
+    md = summary_markdown({"salient": {**s["salient"], "drake_onset": {"erm_a": s["salient"]["drake_onset"]["erm_a"]}}})
+    assert "| erm_a | 0.25 | 0.1 | 0.2 | yes |" in md

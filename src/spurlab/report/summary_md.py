@@ -84,6 +84,15 @@ def _salient(s: dict) -> list[str]:
             "",
         ]
         out += _table(["model", "drop, noise on core", "drop, noise on spurious", "spurious > core"], rows)
+    onset = [[m, f"{e['sigma']:g}", _v(e, "drop_core_noise"), _v(e, "drop_spurious_noise"), e.get("spurious_exceeds_core")]
+             for m, e in (s.get("drake_onset") or {}).items() if e]  # fmt: skip
+    if onset:
+        out += ["The same comparison where noise starts to cost each model accuracy (its onset sigma: the smallest "
+                "at which either drop's interval lies above 0); at larger sigmas a model that noise breaks loses "
+                "every image under either noise, and the comparison then reflects the regions' areas.", ""]  # fmt: skip
+        out += _table(
+            ["model", "onset sigma", "drop, noise on core", "drop, noise on spurious", "spurious > core"], onset
+        )
     return out
 
 
