@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/caching_jobs.py
 	$(BIN)/python bench/npca.py
 	$(BIN)/python bench/memory_format.py
+	$(BIN)/python bench/training.py
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -123,9 +123,9 @@ def drake_onset(by_sigma: dict) -> dict | None:
     as {"sigma", and that sigma's entry}; None when no sigma does.
 
     Why not one sigma for every model: past the onset the drops saturate. A model that small
-    noise already breaks loses every image under either noise (the small CBR net: drops 0.77
-    and 0.80 at sigma 0.25), and the comparison then measures which region is larger, not which
-    one the model leans on (docs/methods.md#noise-corruption)."""
+    noise already breaks loses nearly every image under either noise, and the comparison then
+    measures which region is larger, not which one the model leans on
+    (docs/methods.md#noise-corruption)."""
     for key in sorted(by_sigma, key=float):
         entry = by_sigma[key]
         if _measurably_positive(entry, "drop_spurious_noise") or _measurably_positive(entry, "drop_core_noise"):
