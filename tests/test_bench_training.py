@@ -1,5 +1,5 @@
 """bench/training.py (issue #34, point 2): the training-throughput bench runs the suite's own epoch
-loop for every variant it compares, its `nchw` variant the loop before channels_last."""
+loop for every variant it compares, and its channels_last wrapper computes the same function."""
 
 from __future__ import annotations
 
@@ -17,19 +17,19 @@ sys.modules["bench_training"] = bt
 _spec.loader.exec_module(bt)
 
 
-def test_nchw_variant_restores_todays_batches():
-    import spurlab.train as train
+def test_channels_last_wrapper_is_the_same_function():
+    from spurlab.models import build_classifier
 
-    today = train.to_device
-    x = torch.rand(2, 3, 8, 8)
-    with bt.nchw_batches():
-        assert train.to_device(x, torch.device("cpu"), training=True).is_contiguous()
-    assert train.to_device is today
-    with pytest.raises(ValueError, match="variant 'fast'"):
-        bt.epoch_seconds({}, "m", "fast", 8, 1)
+    torch.manual_seed(0)
+    model = build_classifier("resnet10_small", 10, 32, {"width": 8}).eval()
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        plain = model(x)
+        wrapped = bt.ChannelsLast(model).eval()(x)
+    assert torch.allclose(plain, wrapped, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,variant", [("erm_tiny", "nchw"), ("robust_tiny", "channels_last")])
+@pytest.mark.parametrize("name,variant", [("erm_tiny", "eager"), ("robust_tiny", "channels_last")])
 def test_epochs_are_timed_with_the_suites_loop(name, variant):
     """Two epochs of tiny.yaml's models (the robust one with its PGD steps) on 64 rendered images:
     one warm-up, one measured, both timed; the images come from the config's world."""

@@ -35,16 +35,10 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def channels_last(device: torch.device, training: bool) -> bool:
-    """Whether models and batches go channels_last: always on CUDA; on CPU for training only, where
-    it is faster for every family of the default suite (bench/training.py), while CPU inference
-    gains in some architectures and loses in others (bench/memory_format.py)."""
-    return device.type == "cuda" or training
-
-
-def prepare_model(model: torch.nn.Module, device: torch.device, training: bool = False) -> torch.nn.Module:
-    """Move to `device`, channels_last where `channels_last` says so."""
+def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move to `device`; channels_last on CUDA only (faster convolutions there; on 2 CPU threads
+    no uniform gain, bench/memory_format.py)."""
     model = model.to(device)
-    if channels_last(device, training):
+    if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model

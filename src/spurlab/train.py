@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .config import bam_model_section, bam_model_sets, model_family, model_section, posthoc_model_section
 from .data.imagesets import class_names_for, open_imageset
-from .device import autocast, channels_last, pick_device, prepare_model
+from .device import autocast, pick_device, prepare_model
 from .errors import SpurlabError
 from .io import atomic_path, code_provenance, sha256_json
 
@@ -119,10 +119,10 @@ def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
     return x_uint8.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def to_device(x: torch.Tensor, device: torch.device, training: bool = False) -> torch.Tensor:
-    """Batches in the memory format `device.prepare_model` gives the model (`device.channels_last`)."""
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """On CUDA, batches go channels_last (as `device.prepare_model` puts the model)."""
     x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last(device, training) else x
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
 @torch.no_grad()
@@ -216,7 +216,7 @@ def _train_epoch(model, opt, train, epoch: int, s: TrainSettings, *, seed: int, 
         step = (epoch - 1) * steps_per_epoch + k
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, s, steps_per_epoch)
-        xb = to_device(augment(to_float(xb), gen, s.hflip, s.crop_padding), device, training=True)
+        xb = to_device(augment(to_float(xb), gen, s.hflip, s.crop_padding), device)
         yb = yb.to(device)
         if s.robust:
             model.eval()
@@ -456,7 +456,7 @@ def train_on_sets(cfg: dict, name: str, section: dict, settings: TrainSettings, 
         model = build_classifier(arch, len(names), tr.image_size, arch_args)
         if init_checkpoint:
             extra_meta = {**(extra_meta or {}), "init_checkpoint": init_from_checkpoint(model, init_checkpoint)}
-        model = prepare_model(model, device, training=True)
+        model = prepare_model(model, device)
         metrics = None if extra_metrics is None else (lambda m: extra_metrics(m, val, device, tr.image_size))
         return fit_and_save(model, name, section=section, settings=settings, seed=seed, tr=tr, va=va, train=train, val=val,
                             out_dir=Path(out_dir), device=device, class_names=names,
