@@ -43,7 +43,7 @@ from .importance import read_importance
 from .nam import activation_maps, feature_map_size, neural_activation_maps
 from .npca import NPCABases, alphas, weighted_features
 from .npca_annotate import FORMAT, annotate_pairs, images_u8
-from .subsets_file import object_margin_px, pair_region_stats, region_masks, subset_size
+from .subsets_file import imageset_region_masks, object_margin_px, pair_region_stats, subset_size
 
 GRAY = 0.5
 EPS_224 = 30.0  # paper
@@ -177,17 +177,7 @@ def _softmax_prob(model, images: torch.Tensor, k: int) -> np.ndarray:
 def _class_masks(imageset, rows: np.ndarray, cues: list[str], margin_px: int = 0) -> dict | None:
     if "object" not in imageset.mask_names or not len(rows):
         return None
-    order = np.argsort(rows, kind="stable")  # h5py reads increasing indices only
-    back = np.argsort(order, kind="stable")
-
-    def read(name):
-        return imageset.masks(name, rows[order]).astype(bool)[back]
-
-    obj = read("object")
-    cue = np.zeros_like(obj)
-    for m in cues:
-        cue |= read(m)
-    return region_masks(obj, cue, margin_px)
+    return imageset_region_masks(imageset, rows, cues, margin_px)
 
 
 def _images(imageset, rows: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:

@@ -50,7 +50,7 @@ from ..shards import Shard, shard_attrs
 from .attack import AttackSettings, feature_attack
 from .importance import read_importance
 from .nam import feature_map_size, neural_activation_maps
-from .subsets_file import FORMAT, STAT_COLUMNS, object_margin_px, pair_region_stats, region_masks, subset_size
+from .subsets_file import FORMAT, STAT_COLUMNS, imageset_region_masks, object_margin_px, pair_region_stats, subset_size
 
 
 @dataclass
@@ -135,11 +135,7 @@ def _class_images(imageset: ImageSet, union: np.ndarray, n: int, cue_names: list
     images = torch.from_numpy(imageset.images(union)).permute(0, 3, 1, 2).float().div_(255.0) if n else None
     masks = {}
     if cue_names is not None and n:
-        obj = imageset.masks("object", union).astype(bool)
-        cue = np.zeros_like(obj)
-        for m in cue_names:
-            cue |= imageset.masks(m, union).astype(bool)
-        masks = region_masks(obj, cue, margin_px)
+        masks = imageset_region_masks(imageset, union, cue_names, margin_px)
     return images, masks
 
 

@@ -70,6 +70,24 @@ def region_masks(obj: np.ndarray, cue: np.ndarray, margin_px: int = 0) -> dict[s
     return {"object": obj, "cue": cue, "rest": ~(obj | cue), "object_near": near}
 
 
+def imageset_region_masks(
+    imageset, rows: np.ndarray, cue_names: list[str], margin_px: int = 0
+) -> dict[str, np.ndarray]:
+    """`region_masks` of an image set's `rows` (any order), from its object mask and the union of
+    its `cue_names` masks."""
+    order = np.argsort(rows, kind="stable")  # h5py reads increasing indices only
+    back = np.argsort(order, kind="stable")
+
+    def read(name):
+        return imageset.masks(name, rows[order]).astype(bool)[back]
+
+    obj = read("object")
+    cue = np.zeros_like(obj)
+    for m in cue_names:
+        cue |= read(m)
+    return region_masks(obj, cue, margin_px)
+
+
 def pair_region_stats(nams: np.ndarray, masks: dict[str, np.ndarray] | None) -> dict[str, float]:
     """STAT_COLUMNS for one pair (or component) from its maps `nams` (n, H, W) and per-image region
     masks (`region_masks`; None: no masks, all NaN).

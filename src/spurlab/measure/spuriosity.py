@@ -333,10 +333,10 @@ def class_gap_cis(correct: np.ndarray, scores: np.ndarray, labels: np.ndarray, k
     k highest and its k lowest images resampled each within their end (stratified; NaN where
     neither end has two images)."""
     rows = []
-    for c in np.unique(labels[~np.isnan(scores)]):
-        high, low = high_low(scores, np.flatnonzero((labels == c) & ~np.isnan(scores)), k)
-        hit = correct[np.concatenate([high, low])].astype(float)
-        end = np.r_[np.ones(len(high), bool), np.zeros(len(low), bool)]
+    ends, cells = end_cells(scores, labels, k)
+    for q, c in enumerate(np.unique(labels[~np.isnan(scores)])):
+        mine = cells // 2 == q  # the class's high end, then its low end
+        hit, end = correct[ends[mine]].astype(float), cells[mine] % 2 == 1
         ci = bootstrap_ci([hit, end], _end_gap, seed, f"class-gap-{key}-{int(c)}", strata=end)
         rows.append({"class_index": int(c), "gap_ci_low": ci[0] if ci else np.nan,
                      "gap_ci_high": ci[1] if ci else np.nan})  # fmt: skip

@@ -164,12 +164,14 @@ def trials_cis(hits: dict, data: dict, classes, k_gap: int, seed: int) -> dict:
     """{(method, split, when): the TRIALS_CI columns}: `hits` maps (method, split, when) to each
     trial's per-image correctness on the split (`data[split]` = (features, labels, scores)); the
     gap is over `classes`. Before tuning every method has the same head, so one key serves all."""
-    out = {}
+    out, by_key = {}, {}
     for (method, split, when), per_trial in hits.items():
         _, labels, scores = data[split]
         ranked = np.where(np.isin(labels, classes), scores, np.nan)
         key = f"{split}-before" if when == "before" else f"{split}-{method}-after"
-        out[(method, split, when)] = trial_gap_cis(np.stack(per_trial), ranked, labels, k_gap, seed, key=key)
+        if key not in by_key:  # the heads before tuning: computed for the first method, the same for all
+            by_key[key] = trial_gap_cis(np.stack(per_trial), ranked, labels, k_gap, seed, key=key)
+        out[(method, split, when)] = by_key[key]
     return out
 
 
