@@ -192,6 +192,17 @@ def test_spufix_stage_and_summary(stage):
     untouched = cls[cls["spufix_components"] == 0]
     assert len(untouched) and np.allclose(untouched["spurious_auc_before"], untouched["spurious_auc_after"],
                                           equal_nan=True)  # fmt: skip
+    # reach: nothing lowered on untouched classes; on repaired ones the transfer to itself fits its
+    # training images exactly and reaches the same images as the direct fix
+    assert (untouched[["corrected_pos", "correction_pos", "corrected_neg", "correction_neg"]] == 0).all().all()
+    assert untouched["transfer_corr"].isna().all()
+    repaired = [x[x["spufix_components"] > 0] for x in (a.reset_index(), b.reset_index())]
+    assert (
+        len(repaired[0])
+        and np.allclose(repaired[0]["transfer_corr"], 1)
+        and np.allclose(repaired[1]["transfer_corr"], 1)
+    )
+    np.testing.assert_allclose(repaired[0]["corrected_neg"], repaired[1]["corrected_neg"])
     s = run_npca_summary(d / "pairs.parquet", d / "ret.parquet", d / "harmful.parquet", d / "spufix.parquet",
                          d / "spufix_models.parquet", d / "summary.json")  # fmt: skip
     saved = json.loads((d / "summary.json").read_text())
@@ -206,6 +217,8 @@ def test_spufix_stage_and_summary(stage):
             v, ci = e[f"spurious_auc_repaired_{when}"], e[f"spurious_auc_repaired_{when}_ci"]
             assert (v is None and ci is None) or ci is None or ci[0] - 1e-9 <= v <= ci[1] + 1e-9, (m, when, v, ci)
     assert s["models"]["m"]["acc_before"] == saved["models"]["m"]["acc_before"]
+    for m, e in saved["models"].items():
+        assert set(e["spufix_reach"]) == set(e["repaired_classes"]), m
     # a pair table from before a statistic existed: one line naming the file and the column
     stale = d / "stale_pairs.parquet"
     pq.write_table(pq.read_table(d / "pairs.parquet").drop_columns(["cue_share"]), stale)

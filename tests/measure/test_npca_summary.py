@@ -23,7 +23,9 @@ def _npca_inputs(with_truth: bool, labels):
                            "acc_after": [0.79, 0.7], "cue_only_auc_before": [0.6, 0.5], "cue_only_auc_after": [0.7, 0.4],
                            "transfer_invariant_max_abs_err": [1e-9, np.nan]})  # fmt: skip
     classes = pd.DataFrame({"model": ["r"], "negatives": ["cue_only"], "class": [0], "spufix_components": [1],
-                            "spurious_auc_before": [0.6], "spurious_auc_after": [0.7]})  # fmt: skip
+                            "spurious_auc_before": [0.6], "spurious_auc_after": [0.7], "corrected_pos": [0.5],
+                            "correction_pos": [0.2], "corrected_neg": [0.0], "correction_neg": [0.0],
+                            "transfer_corr": [1.0]})  # fmt: skip
     harmful = pd.DataFrame(
         {"class": [0], "class_name": ["c0"], "component": [0], "harm_rate": [0.6], "harmful": [True]}
     )

@@ -9,8 +9,10 @@ from spurlab.measure.spurious_score import mean_auc_ci, mean_scores, spurious_sc
 from spurlab.mitigate.spufix import (
     _SpuFixRun,
     spufix_logits,
+    spufix_reach,
     spufix_transfer_logits,
     transfer_directions,
+    transfer_fidelity,
 )
 
 C, D, N_PER = 5, 20, 60
@@ -99,16 +101,22 @@ def test_classes_without_spurious_components_unchanged_and_logits_only_lowered(m
         assert np.any(after[:, [0, 2, 3]] < before[:, [0, 2, 3]])
 
 
+def _core_and_cue(rng, core, cue, m, d=8):
+    """m feature rows (d dims): a core on dims 0-2 and a cue on dims 3-4, each scaled by `core` /
+    `cue` (scalars or (m, 1)) with 10% jitter, over noise of sd 0.05."""
+    x = 0.05 * rng.normal(size=(m, d))
+    x[:, :3] += core * (1 + 0.1 * rng.normal(size=(m, 1)))
+    x[:, 3:5] += cue * (1 + 0.1 * rng.normal(size=(m, 1)))
+    return x
+
+
 def test_cue_only_inputs_lose_their_spurious_logit():
     """Class 0 = core (dims 0-2) + a cue (dims 3-4) on 30% of its training images."""
     rng = np.random.default_rng(3)
     d, n = 8, 400
 
     def feats(core, cue, m):
-        x = 0.05 * rng.normal(size=(m, d))
-        x[:, :3] += core * (1 + 0.1 * rng.normal(size=(m, 1)))
-        x[:, 3:5] += cue * (1 + 0.1 * rng.normal(size=(m, 1)))
-        return x
+        return _core_and_cue(rng, core, cue, m, d)
 
     cue_train = (rng.random(n) < 0.3)[:, None].astype(float)
     phi0 = feats(1.0, cue_train, n)
@@ -132,6 +140,51 @@ def test_cue_only_inputs_lose_their_spurious_logit():
         else:
             assert np.abs(drop).max() < 0.05  # cue absent: alpha < 0, nothing subtracted
         assert np.array_equal(fixed[:, 1], logits[:, 1])
+
+
+def test_reach_shows_a_transfer_that_fits_the_training_images_but_misses_the_cue():
+    """Class 0 = core (dims 0-2) + a cue (dims 3-4) on 70% of its training images. The robust model
+    sees the cue on its own; model g has a feature that fires only for cue *and* core together
+    (a conjunction, as the ERM models' water-on-disk features). On the training images, where the
+    core is always there, g's feature tracks the cue, so the transfer fits them almost perfectly;
+    but a cue-only image lacks the core, falls below g's class mean along the fitted direction and
+    is never corrected, while the class's own test images with the cue are."""
+    rng = np.random.default_rng(4)
+    d, n = 8, 400
+
+    def robust_feats(core, cue, m):
+        return _core_and_cue(rng, core, cue, m, d)
+
+    def g_feats(x):  # g: the core, and the cue only where the core is
+        core = x[:, :3].mean(1, keepdims=True)
+        return np.hstack([x[:, :3], x[:, 3:5] * np.clip(core, 0, None), x[:, 5:]])
+
+    cue = (rng.random(n) < 0.7)[:, None].astype(float)
+    phi = robust_feats(1.0, cue, n)
+    labels = np.zeros(n, dtype=int)
+    W = np.zeros((2, d))
+    W[0, :5], W[1, 5:] = 1.0, 1.0
+    mu, V = _eigbasis(phi * W[0])
+    cue_dir = np.r_[0, 0, 0, np.sqrt(0.5), np.sqrt(0.5), 0, 0, 0]
+    bases = {0: (mu, V[[int(np.argmax(np.abs(V @ cue_dir)))]])}
+    r_alphas = {0: alphas(weighted_features(phi, W, 0), mu, bases[0][1])}
+
+    own = transfer_directions(phi, labels, W, r_alphas)
+    assert abs(transfer_fidelity(phi, labels, W, own, r_alphas)[0] - 1) < 1e-9  # the invariant
+    dirs = transfer_directions(g_feats(phi), labels, W, r_alphas)
+    assert transfer_fidelity(g_feats(phi), labels, W, dirs, r_alphas)[0] > 0.9
+
+    cue_only, with_cue = robust_feats(0.0, 1.0, 100), robust_feats(1.0, 1.0, 100)
+    reach = {}
+    for name, x in (("cue_only", cue_only), ("with_cue", with_cue)):
+        gx = g_feats(x)
+        reach[name] = (spufix_reach(x @ W.T, spufix_logits(x @ W.T, x, W, bases), 0),
+                       spufix_reach(gx @ W.T, spufix_transfer_logits(gx @ W.T, gx, W, dirs), 0))  # fmt: skip
+    (robust_cue_only, g_cue_only), (robust_with_cue, g_with_cue) = reach["cue_only"], reach["with_cue"]
+    assert robust_cue_only["corrected"] == 1.0 and robust_cue_only["correction"] > 0.3
+    assert g_cue_only == {"corrected": 0.0, "correction": 0.0}
+    assert robust_with_cue["corrected"] > 0.9 and g_with_cue["corrected"] > 0.9 and g_with_cue["correction"] > 0
+    assert np.isnan(spufix_reach(np.zeros((0, 2)), np.zeros((0, 2)), 0)["corrected"])
 
 
 def test_degenerate_directions_are_errors(model):

@@ -77,6 +77,11 @@ def test_salient_npca_and_bam_points_print_their_intervals():
     assert points[("salient", "automatic")].value == "0.95 [0.85, 1] / 1 [1, 1]"
     assert points[("npca", "planted")].value == "1 [1, 1]"
     assert points[("npca", "SpuFix")].value == "robust 0.6 [0.5, 0.7] -> 0.7 [0.62, 0.78] (0.5 pts)"
+    # with SpuFix's reach: the mean share of the repaired classes' cue-only images it lowers
+    s["npca"]["models"]["robust"]["spufix_reach"] = {"disk": {"corrected_neg": 0.0}, "ring": {"corrected_neg": 0.5}}
+    points = {(p.stage, p.point.split(" ")[0]): p for p in acceptance_points(s)}
+    assert points[("npca", "SpuFix")].value == ("robust 0.6 [0.5, 0.7] -> 0.7 [0.62, 0.78] (0.5 pts; lowers 25% "
+                                                "of cue-only images)")  # fmt: skip
     bam = points[("bam", "IDR")]
     assert bam.value == "0.446 [0.41, 0.48]" and bam.holds
     # an older bam summary (no mean stored): the mean over the methods, no interval

@@ -78,3 +78,14 @@ def test_summary_md_prints_the_annotator_scores_and_recovery_with_their_interval
     assert "NPCA 100.0% [100.0%, 100.0%], top-5 neurons 50.0% [25.0%, 75.0%], top-10 neurons n/a**" in text
     assert "Annotator precision: NPCA 0.9 [0.8, 1], neurons n/a**" in text
     assert "Planted cues recovered: 50.0% [0.0%, 100.0%]; annotator precision n/a" in text
+
+
+def test_summary_md_prints_where_spufix_reaches():
+    reach = {"disk": {"transfer_corr": 0.825, "corrected_pos": 0.63, "correction_pos": 0.283,
+                      "corrected_neg": 0.0, "correction_neg": 0.0}}  # fmt: skip
+    s = {"npca": {"models": {"erm_a": {"retrieved_auc_before": 0.9, "spufix_reach": reach},
+                             "erm_b": {"retrieved_auc_before": 0.8, "spufix_reach": {}}}}}  # fmt: skip
+    text = summary_markdown(s)
+    assert "| erm_a | disk | 0.825 | 63.0% (0.283) | 0.0% (0) |" in text
+    assert "erm_b | " not in text.split("SpuFix's reach")[1]  # no repaired class, no row
+    assert "SpuFix's reach" not in summary_markdown({"npca": {"models": {"erm_b": {"spufix_reach": {}}}}})

@@ -16,7 +16,8 @@
 - per model: spurious AUC / AP before and after SpuFix (on the `cue_only` split; the retrieved set
   under `retrieved_*`), the same AUC over the classes SpuFix repairs (`repaired_classes`,
   `spurious_auc_repaired_*`, with the intervals `npca_spufix` computed over the images of those
-  classes), test accuracy before and after; `transfer_invariant_max_abs_err`;
+  classes) and SpuFix's reach on each of them (`spufix_reach`), test accuracy before and after;
+  `transfer_invariant_max_abs_err`;
   `cue_only_negatives` says where the cue-only negatives came from (`planted_cues`: the generated
   set's cue flags; `folder_labels`: a cue-only folder set's labels);
 - `n_components` (all selected), `n_components_annotated` (labelled spurious or core: not
@@ -101,9 +102,15 @@ def harmful_record(pairs, harmful) -> dict:
     }
 
 
+REACH_COLUMNS = ("corrected_pos", "correction_pos", "corrected_neg", "correction_neg", "transfer_corr")
+
+
 def repaired_scores(classes, model: str, names: dict) -> dict:
     """The classes SpuFix repairs (some harmful component removed) and the model's mean cue-only
-    spurious AUC over them before and after (Neuhaus et al. measure on such classes only)."""
+    spurious AUC over them before and after (Neuhaus et al. measure on such classes only), and per
+    such class SpuFix's reach (`spufix_reach`: {class: {REACH_COLUMNS}}):
+    the share of its test images and of its cue-only images whose class logit SpuFix lowered, the
+    mean amounts, and the transfer's fidelity on its training images."""
     rows = classes[
         (classes["model"] == model) & (classes["negatives"] == "cue_only") & (classes["spufix_components"] > 0)
     ]
@@ -112,6 +119,10 @@ def repaired_scores(classes, model: str, names: dict) -> dict:
         "repaired_classes": [names.get(int(k), str(k)) for k in rows["class"]],
         "spurious_auc_repaired_before": _f(rows["spurious_auc_before"].mean()) if len(rows) else None,
         "spurious_auc_repaired_after": _f(rows["spurious_auc_after"].mean()) if len(rows) else None,
+        "spufix_reach": {
+            names.get(int(r["class"]), str(r["class"])): {c: _f(r[c]) for c in REACH_COLUMNS}
+            for r in rows.to_dict("records")
+        },
     }
 
 
@@ -252,7 +263,9 @@ def run_npca_summary(pairs_path, retrieval_path, harmful_path, classes_path, mod
     pairs_sha = sha256_file(pairs_path)
     retrieval = read_table(retrieval_path, expect={"pairs_sha256": pairs_sha})
     classes = read_table(
-        classes_path, expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path)}
+        classes_path,
+        expect={"pairs_sha256": pairs_sha, "retrieval_sha256": sha256_file(retrieval_path)},
+        columns=["model", "negatives", "class", "spufix_components", *REACH_COLUMNS],
     )
     models = read_table(
         models_path,

@@ -139,6 +139,15 @@ def transfer_directions(
     return out
 
 
+def transfer_betas(k: int, centred: np.ndarray, Dmat: np.ndarray) -> np.ndarray:
+    """Eq. 11's beta_l = lambda_l <1, d_l> of class k's centred weighted features (N, D) -> (N, S_k)."""
+    try:
+        lam = np.linalg.solve(_checked_gram(Dmat, k), Dmat @ centred.T).T  # (N, S_k)
+    except np.linalg.LinAlgError as exc:
+        raise SpurlabError(f"SpuFix transfer: class {k}: D^T D is singular ({exc})") from None
+    return lam * Dmat.sum(axis=1)
+
+
 def spufix_transfer_logits(
     logits_g: np.ndarray,
     phi_g: np.ndarray,
@@ -146,15 +155,37 @@ def spufix_transfer_logits(
     directions: Mapping[int, tuple[np.ndarray, np.ndarray]],
 ) -> np.ndarray:
     """Eq. 11 on model g with `directions` from `transfer_directions` -> (N, C)."""
+    return _subtract_positive(logits_g, phi_g, W_g, directions, transfer_betas)
 
-    def betas(k, centred, Dmat):
-        try:
-            lam = np.linalg.solve(_checked_gram(Dmat, k), Dmat @ centred.T).T  # (N, S_k)
-        except np.linalg.LinAlgError as exc:
-            raise SpurlabError(f"SpuFix transfer: class {k}: D^T D is singular ({exc})") from None
-        return lam * Dmat.sum(axis=1)
 
-    return _subtract_positive(logits_g, phi_g, W_g, directions, betas)
+def transfer_fidelity(phi_g_train, labels_train, W_g: np.ndarray, directions: Mapping,
+                      alphas_robust_train: Mapping[int, np.ndarray]) -> dict[int, float]:  # fmt: skip
+    """Ours, a check of eqs. 9-11: per class k, the Pearson correlation over k's training images
+    between the robust model's summed spurious alphas and model g's summed betas (before the
+    truncation). 1 for the robust model itself (the transfer invariant); a low value says g's
+    direction does not follow the robust component even where it was fitted. NaN where either
+    side is constant."""
+    labels = np.asarray(labels_train).reshape(-1)
+    out = {}
+    for k, (mu, Dmat) in directions.items():
+        if not len(Dmat):
+            continue
+        idx = np.flatnonzero(labels == k)
+        beta = transfer_betas(k, weighted_features(phi_g_train[idx], W_g, k) - mu, Dmat).sum(axis=1)
+        alpha = np.asarray(alphas_robust_train[k], dtype=np.float64).reshape(len(idx), -1).sum(axis=1)
+        out[int(k)] = float(np.corrcoef(alpha, beta)[0, 1]) if beta.std() > 0 and alpha.std() > 0 else float("nan")
+    return out
+
+
+def spufix_reach(before: np.ndarray, after: np.ndarray, k: int) -> dict:
+    """Ours: how SpuFix reached class k on some images, from their logits before and after it:
+    the share whose class-k logit it lowered (`corrected`) and the mean amount (`correction`,
+    logit units; 0 for an image it left alone). On a class's cue-only images a share near 0
+    means the fix cannot change the spurious score there, whatever it does to the test images."""
+    drop = np.asarray(before, dtype=np.float64)[:, k] - np.asarray(after, dtype=np.float64)[:, k]
+    if not len(drop):
+        return {"corrected": float("nan"), "correction": float("nan")}
+    return {"corrected": float((drop > 0).mean()), "correction": float(drop.mean())}
 
 
 # ------------------------------------------------------------------------------------ stage `npca_spufix`
@@ -191,6 +222,20 @@ def _retrieved_negatives(retrieved, entry: dict) -> tuple[dict, dict]:
     data = {key: np.concatenate([p[key] for p in parts]) for key in ("phi", "logits")}
     cls = retrieved["class"].to_numpy()[order]
     return data, {int(k): np.flatnonzero(cls == k) for k in np.unique(cls)}
+
+
+def _reach_columns(classes, pos: tuple, neg: tuple) -> dict:
+    """Per class k of `classes`: `spufix_reach` on its test images (`corrected_pos`,
+    `correction_pos`; pos = (logits before, after, labels)) and on its negatives (`corrected_neg`,
+    `correction_neg`; neg = (logits before, after, {k: rows}))."""
+    cols = {f"{c}_{side}": [] for side in ("pos", "neg") for c in ("corrected", "correction")}
+    for k in classes:
+        rows = {"pos": np.flatnonzero(np.asarray(pos[2]) == k), "neg": np.asarray(neg[2][k], dtype=np.int64)}
+        for side, (before, after, _) in (("pos", pos), ("neg", neg)):
+            reach = spufix_reach(before[rows[side]], after[rows[side]], int(k))
+            for c in ("corrected", "correction"):
+                cols[f"{c}_{side}"].append(reach[c])
+    return cols
 
 
 def _ci_columns(metric: str, ci: list | None) -> dict:
@@ -231,6 +276,7 @@ class _SpuFixRun:
                 f"{entry['train']}: not the robust model's training images; SpuFix transfer needs the same images"
             )
         dirs = transfer_directions(train["phi"], train["labels"], W, self.r_alphas)
+        fidelity = transfer_fidelity(train["phi"], train["labels"], W, dirs, self.r_alphas)
         is_robust = name == self.robust
 
         def fixed(data):
@@ -256,22 +302,28 @@ class _SpuFixRun:
         neg_sets = {"cue_only": (_load_features(entry, "cue_only", self.cue_set), self.negatives["cue_only"])}
         if len(self.retrieved):
             neg_sets["retrieved"] = _retrieved_negatives(self.retrieved, entry)
-        return self._scores(name, test, (softmax(test["logits"]), softmax(after["test"])), neg_sets=neg_sets, fixed=fixed,
-                            row=row)  # fmt: skip
+        return self._scores(name, (test, after["test"]), neg_sets, fixed=fixed, row=row, fidelity=fidelity)
 
-    def _scores(self, name, test, pos: tuple, neg_sets: dict, fixed, row: dict) -> tuple[list, dict]:
-        """Spurious AUC and AP before / after per class and negatives set; means into `row`."""
-        pos_before, pos_after = pos
+    def _scores(self, name, test_pair: tuple, neg_sets: dict, fixed, row: dict, fidelity: dict) -> tuple[list, dict]:
+        """Spurious AUC and AP before / after per class and negatives set, with SpuFix's reach
+        (`_reach_columns`) and the transfer's `fidelity` {class: r}; means into `row`.
+        `test_pair`: the test features and the SpuFix logits of the test images."""
+        test, test_after = test_pair
+        pos_before, pos_after = softmax(test["logits"]), softmax(test_after)
         class_rows = []
         for neg_name, (data, neg) in neg_sets.items():
-            neg_probs = {"before": softmax(data["logits"]), "after": softmax(fixed(data))}
+            neg_after = fixed(data)
+            neg_probs = {"before": softmax(data["logits"]), "after": softmax(neg_after)}
             before = spurious_scores(pos_before, test["labels"], neg_probs["before"], neg)
             aft = spurious_scores(pos_after, test["labels"], neg_probs["after"], neg)
             t = before.merge(aft[["class", "spurious_auc", "spurious_ap"]], on="class", suffixes=("_before", "_after"))
             t.insert(0, "negatives", neg_name)
             t.insert(0, "model", name)
             t["spufix_components"] = [len(self.spurious.get(int(k), [])) for k in t["class"]]
-            class_rows.append(t)
+            reach = _reach_columns(
+                t["class"], (test["logits"], test_after, test["labels"]), (data["logits"], neg_after, neg)
+            )
+            class_rows.append(t.assign(**reach, transfer_corr=[fidelity.get(int(k), np.nan) for k in t["class"]]))
             mb, ma = mean_scores(before), mean_scores(aft)
             row.update({f"{neg_name}_auc_before": mb["spurious_auc"], f"{neg_name}_auc_after": ma["spurious_auc"],
                         f"{neg_name}_ap_before": mb["spurious_ap"], f"{neg_name}_ap_after": ma["spurious_ap"]})  # fmt: skip
@@ -313,8 +365,10 @@ def run_spufix(models: dict, bases_path, pairs_path, cue_only_set, retrieval_pat
     and one entry per retrieval pool set}} (feature caches). Components removed: those the
     harmfulness table of `npca_retrieval` (`harmful_path`) marks harmful, i.e. annotated spurious
     (or published) and validated to trigger the class on their own. Writes per (model, class, negatives) the spurious AUC
-    and AP before/after (`out_classes`), and per model the test accuracy before/after, the class
-    means and, for the robust model, the transfer invariant (transfer to itself vs direct SpuFix,
+    and AP before/after, SpuFix's reach on the class's test images and negatives (`spufix_reach`:
+    `corrected_pos`, `correction_pos`, `corrected_neg`, `correction_neg`) and the transfer's
+    fidelity on its training images (`transfer_fidelity`: `transfer_corr`) (`out_classes`), and
+    per model the test accuracy before/after, the class means and, for the robust model, the transfer invariant (transfer to itself vs direct SpuFix,
     max |logit difference| on its test set) (`out_models`).
 
     `cue_only_set`: the generated `cue_only` set (class k's negatives: the rows with k's planted cue

@@ -104,6 +104,15 @@ def _spuriosity(s: dict) -> list[Point]:
                                 "the target) at <= 3 points; random tuning does not", tuned or "n/a", _all(e["holds"] for e in tuning.values()))]  # fmt: skip
 
 
+def _reach(model: dict) -> str:
+    """`; lowers X of cue-only images`: the mean over the repaired classes of the share of their
+    cue-only images SpuFix reaches (npca summary `spufix_reach`), empty without one."""
+    shares = [
+        r["corrected_neg"] for r in (model.get("spufix_reach") or {}).values() if r.get("corrected_neg") is not None
+    ]
+    return f"; lowers {100 * sum(shares) / len(shares):.0f}% of cue-only images" if shares else ""
+
+
 def _npca(s: dict) -> list[Point]:
     rec = (s.get("planted_cues_recovered") or {}).get("npca")
     models = s.get("models") or {}
@@ -111,7 +120,7 @@ def _npca(s: dict) -> list[Point]:
     cost = {m: 100 * (e["acc_before"] - e["acc_after"]) for m, e in models.items()
             if e.get("acc_before") is not None and e.get("acc_after") is not None}  # fmt: skip
     spufix = "; ".join(f"{m} {_ci(e, 'spurious_auc_repaired_before')} -> {_ci(e, 'spurious_auc_repaired_after')}"
-                       f" ({_num(cost.get(m), 2)} pts)" for m, e in models.items())  # fmt: skip
+                       f" ({_num(cost.get(m), 2)} pts{_reach(e)})" for m, e in models.items())  # fmt: skip
     # the per-kind recovery {npca: ...} and its intervals {npca: [low, high]}
     recovered = {"npca": rec, f"npca{CI_SUFFIX}": (s.get(f"planted_cues_recovered{CI_SUFFIX}") or {}).get("npca")}
     err = s.get("transfer_invariant_max_abs_err")

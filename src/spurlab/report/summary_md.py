@@ -160,7 +160,25 @@ def _npca(s: dict) -> list[str]:
             "",
         ]
         out += _table(["model", "spurious AUC before", "after", "acc before", "acc after"], rows)
-    return out
+    return out + _spufix_reach(s)
+
+
+def _spufix_reach(s: dict) -> list[str]:
+    """Per model and repaired class: where SpuFix acts (the npca summary's `spufix_reach`)."""
+    rows = [[m, c, r.get("transfer_corr"), f"{_pct(r.get('corrected_pos'))} ({_f(r.get('correction_pos'))})",
+             f"{_pct(r.get('corrected_neg'))} ({_f(r.get('correction_neg'))})"]
+            for m, e in (s.get("models") or {}).items() for c, r in (e.get("spufix_reach") or {}).items()]  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "SpuFix's reach on the classes it repairs: the share of the class's test images and of its cue-only "
+        "images whose class logit SpuFix lowers (mean drop in logits), and the correlation of the model's "
+        "transferred contribution with the robust model's alpha on the class's training images (1 for the "
+        "robust model itself). A share near 0 on the cue-only images means SpuFix cannot raise that class's "
+        "spurious score, however well the transfer fits the training images.",
+        "",
+        *_table(["model", "class", "training correlation", "test images lowered", "cue-only images lowered"], rows),
+    ]
 
 
 def _bam(s: dict) -> list[str]:
