@@ -105,7 +105,7 @@ def _spuriosity(s: dict) -> list[Point]:
 
 
 def _reach(model: dict) -> str:
-    """`; lowers X of cue-only images`: the mean over the repaired classes of the share of their
+    """`; lowers X% of cue-only images`: the mean over the repaired classes of the share of their
     cue-only images SpuFix reaches (npca summary `spufix_reach`), empty without one."""
     shares = [
         r["corrected_neg"] for r in (model.get("spufix_reach") or {}).values() if r.get("corrected_neg") is not None
